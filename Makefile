@@ -1,0 +1,64 @@
+# corral: the two commands are `make` (build) and `make test`.
+# Everything goes through meson; these targets only sequence it.
+
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+PREFIX ?= /usr/local
+# Simulator seeds run by `make test` (fixed set + fresh random batch) and
+# by `make sim` (a longer campaign: make sim SEEDS=100000).
+TEST_SEEDS ?= 1000
+ASAN_SEEDS ?= 200
+SEEDS ?= 20000
+
+.PHONY: all deps build test unit purity sim-test asan bench sim fmt install clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	@scripts/deps.sh
+	meson setup $(BUILD) --buildtype=debugoptimized
+
+$(ASAN_BUILD)/build.ninja:
+	@scripts/deps.sh
+	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined \
+		-Db_lundef=false
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+test: build purity unit sim-test asan
+	@echo "make test: all passed"
+
+purity:
+	@scripts/check-core-purity.sh
+
+unit: build
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+sim-test: build
+	scripts/sim-test.sh $(BUILD) $(TEST_SEEDS)
+
+asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		scripts/sim-test.sh $(ASAN_BUILD) $(ASAN_SEEDS)
+
+sim: build
+	$(BUILD)/tests/sim/corral-sim --seeds $(SEEDS) --random
+
+bench: build
+	scripts/bench.sh $(BUILD)
+
+fmt:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+install: build
+	meson install -C $(BUILD) --destdir "$(DESTDIR)"
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,324 @@
+/* Raft consensus as a pure step function: events go in (ticks, messages,
+ * persistence completions, proposals, reads, configuration changes), and a
+ * batch of actions comes out (state to persist, messages to send, entries
+ * to apply). No I/O, no clock, no randomness of its own: the time arrives
+ * with every tick and the randomness from a seed in the configuration.
+ *
+ * The shape follows etcd/raft; the rules follow the Raft paper (Ongaro and
+ * Ousterhout 2014) and Ongaro's thesis, cited by section where applied.
+ *
+ * Driving it (the runtime and the simulator both do exactly this):
+ *
+ *     corral_raft_tick / _step / _propose / ...      any number of times
+ *     if (corral_raft_has_ready(r)) {
+ *         corral_raft_ready(r, &rd);
+ *         persist rd.snapshot, then rd.entries, then rd.hard_state (fsync);
+ *         send rd.msgs;                       (only after the fsync)
+ *         apply rd.committed, serve rd.reads once applied;
+ *         corral_raft_advance(r, &rd);        (the persistence completion)
+ *         corral_raft_ready_free(&rd);
+ *     }
+ *
+ * Events may keep arriving between _ready and _advance (the fsync may take
+ * a while); _ready is not called again until _advance. A crash before
+ * _advance loses that batch, which is safe: nothing in it was sent.
+ *
+ * Ownership: every pointer in a ready batch is owned by the batch (entry
+ * payloads are reference-counted and shared, never mutated) and stays valid
+ * until corral_raft_ready_free, whatever the core does meanwhile. Messages
+ * given to corral_raft_step are borrowed: the core takes its own references
+ * to any payload it keeps. */
+#ifndef CORRAL_CORE_RAFT_H
+#define CORRAL_CORE_RAFT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/rbuf.h"
+
+/* Limits. Each has a reason:
+ * - NODES_MAX: voters plus learners. Clusters run 1-7 voters; 16 leaves
+ *   room for learners catching up during replacements, and keeps the
+ *   per-peer arrays small enough to scan linearly.
+ * - ENTRY_BYTES_MAX: one entry is one command on the cluster state; the
+ *   config store caps values far below this. Bounds decoder allocations.
+ * - MSG_ENTRIES_MAX: entries in one AppendEntries; bounds message size
+ *   together with the configured byte budget.
+ * - SNAPSHOT_BYTES_MAX: the cluster state is held in memory; a snapshot
+ *   larger than this means something is wrong, and a hostile or corrupt
+ *   size field must not make a node allocate gigabytes.
+ * - CHUNK_BYTES_MAX: one InstallSnapshot chunk; bounds message size.
+ * - INFLIGHT_MAX: pipelined AppendEntries per follower. */
+#define CORRAL_RAFT_NODES_MAX 16
+#define CORRAL_RAFT_ENTRY_BYTES_MAX (1u << 20)
+#define CORRAL_RAFT_MSG_ENTRIES_MAX 1024
+#define CORRAL_RAFT_SNAPSHOT_BYTES_MAX (256u << 20)
+#define CORRAL_RAFT_CHUNK_BYTES_MAX (1u << 20)
+#define CORRAL_RAFT_INFLIGHT_MAX 256
+#define CORRAL_RAFT_READS_MAX 4096
+
+enum corral_raft_role {
+    CORRAL_RAFT_FOLLOWER = 0,
+    CORRAL_RAFT_PRECANDIDATE = 1,
+    CORRAL_RAFT_CANDIDATE = 2,
+    CORRAL_RAFT_LEADER = 3,
+};
+
+enum corral_raft_entry_type {
+    CORRAL_RAFT_ENTRY_NORMAL = 0, /* an application command */
+    CORRAL_RAFT_ENTRY_NOOP = 1,   /* appended by a new leader (section 5.4.2) */
+    CORRAL_RAFT_ENTRY_CONF = 2,   /* a membership change, see conf_change */
+};
+#define CORRAL_RAFT_ENTRY_TYPE_MAX 2
+
+struct corral_raft_entry {
+    uint64_t term;
+    uint64_t index;
+    uint8_t type;             /* enum corral_raft_entry_type */
+    struct corral_rbuf *data; /* payload, may be NULL when empty */
+};
+
+/* Membership: voters and non-voting learners. A node is in at most one
+ * list. Ids are nonzero. */
+struct corral_raft_conf {
+    uint32_t n_voters;
+    uint32_t n_learners;
+    uint64_t voters[CORRAL_RAFT_NODES_MAX];
+    uint64_t learners[CORRAL_RAFT_NODES_MAX];
+};
+
+/* One single-server change (thesis section 4.1), the payload of a CONF
+ * entry: 9 bytes, the op then the node id, little endian. */
+enum corral_raft_conf_op {
+    CORRAL_RAFT_ADD_LEARNER = 1,
+    CORRAL_RAFT_PROMOTE = 2, /* learner -> voter */
+    CORRAL_RAFT_REMOVE = 3,  /* voter or learner -> gone */
+};
+#define CORRAL_RAFT_CONF_CHANGE_BYTES 9
+
+/* What must survive a crash besides the log (Figure 2). */
+struct corral_raft_hard_state {
+    uint64_t term;
+    uint64_t vote;   /* 0 = none */
+    uint64_t commit; /* persisted as a hint; safe to lose */
+};
+
+struct corral_raft_snapshot_meta {
+    uint64_t index; /* last entry covered */
+    uint64_t term;  /* term of that entry */
+    struct corral_raft_conf conf;
+};
+
+enum corral_raft_msg_type {
+    CORRAL_RAFT_MSG_PREVOTE = 1,       /* thesis section 9.6 */
+    CORRAL_RAFT_MSG_PREVOTE_RESP = 2,
+    CORRAL_RAFT_MSG_VOTE = 3,          /* RequestVote */
+    CORRAL_RAFT_MSG_VOTE_RESP = 4,
+    CORRAL_RAFT_MSG_APPEND = 5,        /* AppendEntries */
+    CORRAL_RAFT_MSG_APPEND_RESP = 6,
+    CORRAL_RAFT_MSG_HEARTBEAT = 7,     /* AppendEntries without entries */
+    CORRAL_RAFT_MSG_HEARTBEAT_RESP = 8,
+    CORRAL_RAFT_MSG_SNAPSHOT = 9,      /* one InstallSnapshot chunk */
+    CORRAL_RAFT_MSG_SNAPSHOT_RESP = 10,
+    CORRAL_RAFT_MSG_TIMEOUT_NOW = 11,  /* leadership transfer, thesis 3.10 */
+    CORRAL_RAFT_MSG_READ_INDEX = 12,   /* follower asks the leader */
+    CORRAL_RAFT_MSG_READ_INDEX_RESP = 13,
+};
+#define CORRAL_RAFT_MSG_TYPE_MAX 13
+
+/* One message. Which fields matter depends on the type:
+ * PREVOTE/VOTE:        term (proposed), index/log_term = last log entry,
+ *                      flags & FLAG_TRANSFER when sent after TimeoutNow.
+ * *_RESP of votes:     term, reject.
+ * APPEND:              index/log_term = entry preceding the batch, commit,
+ *                      entries.
+ * APPEND_RESP:         index = last index matched (accept) or the rejected
+ *                      index (reject); hint_index/hint_term for fast
+ *                      backtracking: the follower's last index when shorter,
+ *                      else the first index of the conflicting term.
+ * HEARTBEAT:           commit, context = leader's heartbeat round.
+ * HEARTBEAT_RESP:      context echoed.
+ * SNAPSHOT:            snapshot (meta), offset, chunk, flags & FLAG_DONE on
+ *                      the last chunk, size = total bytes.
+ * SNAPSHOT_RESP:       index = snapshot index, offset = bytes now held
+ *                      (the next expected offset), reject when the follower
+ *                      cannot continue, flags & FLAG_DONE when installed.
+ * READ_INDEX:          context (the requester's read id).
+ * READ_INDEX_RESP:     context, index = read index, reject when the leader
+ *                      could not serve it. */
+#define CORRAL_RAFT_FLAG_TRANSFER 1u
+#define CORRAL_RAFT_FLAG_DONE 2u
+
+struct corral_raft_msg {
+    uint8_t type;
+    uint8_t reject;
+    uint16_t flags;
+    uint64_t from;
+    uint64_t to;
+    uint64_t term;
+    uint64_t index;
+    uint64_t log_term;
+    uint64_t commit;
+    uint64_t hint_index;
+    uint64_t hint_term;
+    uint64_t context;
+    uint32_t n_entries;
+    struct corral_raft_entry *entries; /* n_entries, owned by the holder */
+    struct corral_raft_snapshot_meta snapshot;
+    uint64_t size;
+    uint64_t offset;
+    struct corral_rbuf *chunk; /* may be NULL */
+};
+
+/* A linearizable read is ready: once the state machine has applied index,
+ * serve the read identified by id (thesis section 6.4). */
+struct corral_raft_read {
+    uint64_t id;
+    uint64_t index;
+    bool ok; /* false: leadership was lost, retry elsewhere */
+};
+
+struct corral_raft_config {
+    uint64_t id;                  /* this node, nonzero */
+    uint32_t election_timeout_ms; /* base; randomized in [t, 2t) */
+    uint32_t heartbeat_ms;
+    uint64_t seed;                /* randomness for election timeouts */
+    bool pre_vote;                /* default on */
+    bool check_quorum;            /* default on */
+    uint32_t max_inflight;        /* pipelined appends per peer */
+    uint32_t max_msg_entries;     /* per AppendEntries */
+    uint32_t max_msg_bytes;       /* payload budget per AppendEntries */
+    uint32_t snapshot_chunk_bytes;
+    uint32_t max_uncommitted;     /* proposals refused past this many */
+};
+
+/* Fills c with the defaults (election 150 ms -> 150-300 ms randomized,
+ * heartbeat 50 ms, pre-vote and check-quorum on). */
+void corral_raft_config_default(struct corral_raft_config *c, uint64_t id);
+
+/* The batch of actions. See the driving loop at the top. */
+struct corral_raft_ready {
+    bool has_hard_state;
+    struct corral_raft_hard_state hard_state;
+
+    /* A snapshot received from the leader: persist it, load it into the
+     * state machine, and drop the log it covers. NULL data when none. */
+    bool has_snapshot;
+    struct corral_raft_snapshot_meta snapshot;
+    struct corral_rbuf *snapshot_data;
+
+    /* Entries to append. The log on disk is truncated from entries[0].index
+     * first (entries after it there are stale). */
+    uint32_t n_entries;
+    struct corral_raft_entry *entries;
+
+    uint32_t n_msgs;
+    struct corral_raft_msg *msgs;
+
+    /* Committed entries in order, to apply after persisting. */
+    uint32_t n_committed;
+    struct corral_raft_entry *committed;
+
+    uint32_t n_reads;
+    struct corral_raft_read *reads;
+
+    /* Soft state, for information: it is not persisted. */
+    enum corral_raft_role role;
+    uint64_t leader;
+    uint64_t term;
+};
+
+struct corral_raft; /* opaque */
+
+/* Creates a node. The persisted state from a previous run (all may be
+ * empty on first boot): its hard state, its latest snapshot meta (index 0
+ * when none) and the entries after the snapshot in order. The initial
+ * configuration comes from the snapshot, then from CONF entries; a brand
+ * new cluster passes a snapshot meta with index 0 whose conf lists the
+ * bootstrap voters. The core copies what it needs; the caller keeps
+ * ownership of its arguments. Returns 0 or CORRAL_EINVAL/CORRAL_ENOMEM. */
+int corral_raft_new(const struct corral_raft_config *config,
+                    const struct corral_raft_hard_state *hs,
+                    const struct corral_raft_snapshot_meta *snap,
+                    const struct corral_raft_entry *entries, uint32_t n_entries,
+                    struct corral_raft **out);
+void corral_raft_free(struct corral_raft *r);
+
+/* Time passes: now_ms is a monotonic time from the node's own clock. */
+void corral_raft_tick(struct corral_raft *r, uint64_t now_ms);
+
+/* A message arrived from the network. Invalid messages (unknown type,
+ * wrong recipient, out-of-range fields) are dropped: returns CORRAL_EINVAL. */
+int corral_raft_step(struct corral_raft *r, const struct corral_raft_msg *m);
+
+/* Leader only. Appends a command; *index receives its log index (the
+ * caller learns the outcome when that index is applied: if the entry there
+ * is not this one, the proposal was lost). Takes a reference to data. */
+int corral_raft_propose(struct corral_raft *r, struct corral_rbuf *data, uint64_t *index);
+
+/* Leader only. One membership change at a time (thesis section 4.1):
+ * CORRAL_EBUSY while a previous one is uncommitted. Promoting a learner
+ * that is not caught up is CORRAL_EBUSY too. */
+int corral_raft_change_conf(struct corral_raft *r, enum corral_raft_conf_op op, uint64_t node,
+                            uint64_t *index);
+
+/* Asks for a linearizable read with the caller's id; the answer comes
+ * back in a ready batch. On a follower, the request goes to the leader. */
+int corral_raft_read_index(struct corral_raft *r, uint64_t id);
+
+/* Leader only: hand leadership to target (thesis section 3.10). */
+int corral_raft_transfer(struct corral_raft *r, uint64_t target);
+
+/* The application took a snapshot of its state at index (<= applied) and
+ * persisted it; the core keeps data to send to followers that are too far
+ * behind and forgets log entries up to index - keep_entries. */
+int corral_raft_compact(struct corral_raft *r, uint64_t index, struct corral_rbuf *data,
+                        uint64_t keep_entries);
+
+bool corral_raft_has_ready(const struct corral_raft *r);
+void corral_raft_ready(struct corral_raft *r, struct corral_raft_ready *rd);
+void corral_raft_advance(struct corral_raft *r, const struct corral_raft_ready *rd);
+void corral_raft_ready_free(struct corral_raft_ready *rd);
+
+/* Frees what a message owns (entries, chunk); used by decoders. */
+void corral_raft_msg_clear(struct corral_raft_msg *m);
+
+/* Read-only views for status pages, tests and the simulator's checks. */
+struct corral_raft_status {
+    uint64_t id;
+    enum corral_raft_role role;
+    uint64_t term;
+    uint64_t vote;
+    uint64_t leader;
+    uint64_t commit;
+    uint64_t applied;
+    uint64_t first_index; /* first entry held in memory */
+    uint64_t last_index;
+    uint64_t snapshot_index;
+    uint64_t stable_index; /* persisted (last advance) */
+    struct corral_raft_conf conf;
+    uint32_t n_progress;
+    struct {
+        uint64_t id;
+        uint64_t match;
+        uint64_t next;
+        uint64_t last_contact_ms;
+        bool learner;
+    } progress[CORRAL_RAFT_NODES_MAX];
+};
+void corral_raft_status(const struct corral_raft *r, struct corral_raft_status *s);
+
+/* The entry at index held in memory, or NULL (compacted, or past the end). */
+const struct corral_raft_entry *corral_raft_entry_at(const struct corral_raft *r, uint64_t index);
+
+const char *corral_raft_role_name(enum corral_raft_role role);
+const char *corral_raft_msg_type_name(uint8_t type);
+
+/* Membership helpers, also used by the codec and the simulator. */
+bool corral_raft_conf_is_voter(const struct corral_raft_conf *c, uint64_t id);
+bool corral_raft_conf_is_learner(const struct corral_raft_conf *c, uint64_t id);
+int corral_raft_conf_apply(struct corral_raft_conf *c, const struct corral_rbuf *change);
+int corral_raft_conf_change_decode(const struct corral_rbuf *change, uint8_t *op, uint64_t *node);
+struct corral_rbuf *corral_raft_conf_change_encode(uint8_t op, uint64_t node);
+
+#endif
