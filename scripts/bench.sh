@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `make bench`: runs every benchmark in bench/ and prints its table.
+# Results to record go in docs/benchmarks.md (with the date and machine)
+# and as JSON lines under bench/results/.
+set -euo pipefail
+build=${1:-build}
+cd "$(dirname "$0")/.."
+mkdir -p bench/results
+echo "machine: $(uname -srm), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+for b in "$build"/bench/bench-*; do
+  [ -x "$b" ] || continue
+  echo
+  echo "== $(basename "$b")"
+  "$b" --json-out "bench/results/$(basename "$b").jsonl"
+done
