@@ -320,5 +320,6 @@ bool corral_raft_conf_is_learner(const struct corral_raft_conf *c, uint64_t id);
 int corral_raft_conf_apply(struct corral_raft_conf *c, const struct corral_rbuf *change);
 int corral_raft_conf_change_decode(const struct corral_rbuf *change, uint8_t *op, uint64_t *node);
 struct corral_rbuf *corral_raft_conf_change_encode(uint8_t op, uint64_t node);
+bool corral_raft_conf_valid(const struct corral_raft_conf *c);
 
 #endif

@@ -1,0 +1,116 @@
+/* Cluster membership: voters and learners, and the single-server change
+ * encoded in a CONF entry (thesis section 4.1). */
+#include <string.h>
+
+#include "corral.h"
+#include "core/raft.h"
+
+static bool contains(const uint64_t *ids, uint32_t n, uint64_t id)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+static void remove_id(uint64_t *ids, uint32_t *n, uint64_t id)
+{
+    for (uint32_t i = 0; i < *n; i++) {
+        if (ids[i] == id) {
+            ids[i] = ids[*n - 1];
+            (*n)--;
+            return;
+        }
+    }
+}
+
+bool corral_raft_conf_is_voter(const struct corral_raft_conf *c, uint64_t id)
+{
+    return contains(c->voters, c->n_voters, id);
+}
+
+bool corral_raft_conf_is_learner(const struct corral_raft_conf *c, uint64_t id)
+{
+    return contains(c->learners, c->n_learners, id);
+}
+
+struct corral_rbuf *corral_raft_conf_change_encode(uint8_t op, uint64_t node)
+{
+    struct corral_rbuf *b = corral_rbuf_new(NULL, CORRAL_RAFT_CONF_CHANGE_BYTES);
+    if (b == NULL)
+        return NULL;
+    b->data[0] = op;
+    for (int i = 0; i < 8; i++)
+        b->data[1 + i] = (uint8_t)(node >> (8 * i));
+    return b;
+}
+
+int corral_raft_conf_change_decode(const struct corral_rbuf *change, uint8_t *op, uint64_t *node)
+{
+    if (change == NULL || change->len != CORRAL_RAFT_CONF_CHANGE_BYTES)
+        return CORRAL_ECORRUPT;
+    *op = change->data[0];
+    *node = 0;
+    for (int i = 0; i < 8; i++)
+        *node |= (uint64_t)change->data[1 + i] << (8 * i);
+    if (*op < CORRAL_RAFT_ADD_LEARNER || *op > CORRAL_RAFT_REMOVE || *node == 0)
+        return CORRAL_ECORRUPT;
+    return 0;
+}
+
+/* Applies one change to c. Changes that make no sense for c (adding a
+ * member, promoting a non-learner, removing a stranger) are refused with
+ * CORRAL_EINVAL and leave c as it was. */
+int corral_raft_conf_apply(struct corral_raft_conf *c, const struct corral_rbuf *change)
+{
+    uint8_t op;
+    uint64_t node;
+    int rv = corral_raft_conf_change_decode(change, &op, &node);
+    if (rv != 0)
+        return rv;
+    bool voter = corral_raft_conf_is_voter(c, node);
+    bool learner = corral_raft_conf_is_learner(c, node);
+    switch (op) {
+    case CORRAL_RAFT_ADD_LEARNER:
+        if (voter || learner)
+            return CORRAL_EINVAL;
+        if (c->n_voters + c->n_learners >= CORRAL_RAFT_NODES_MAX)
+            return CORRAL_EFULL;
+        c->learners[c->n_learners++] = node;
+        return 0;
+    case CORRAL_RAFT_PROMOTE:
+        if (!learner)
+            return CORRAL_EINVAL;
+        remove_id(c->learners, &c->n_learners, node);
+        c->voters[c->n_voters++] = node;
+        return 0;
+    default: /* CORRAL_RAFT_REMOVE */
+        if (!voter && !learner)
+            return CORRAL_EINVAL;
+        if (voter && c->n_voters == 1)
+            return CORRAL_EINVAL; /* never remove the last voter */
+        remove_id(c->voters, &c->n_voters, node);
+        remove_id(c->learners, &c->n_learners, node);
+        return 0;
+    }
+}
+
+/* A configuration is valid when ids are nonzero and distinct, within the
+ * limit, and at least one voter exists. */
+bool corral_raft_conf_valid(const struct corral_raft_conf *c)
+{
+    if (c->n_voters == 0 || c->n_voters > CORRAL_RAFT_NODES_MAX ||
+        c->n_learners > CORRAL_RAFT_NODES_MAX ||
+        c->n_voters + c->n_learners > CORRAL_RAFT_NODES_MAX)
+        return false;
+    for (uint32_t i = 0; i < c->n_voters; i++) {
+        if (c->voters[i] == 0 || contains(c->voters, i, c->voters[i]))
+            return false;
+    }
+    for (uint32_t i = 0; i < c->n_learners; i++) {
+        if (c->learners[i] == 0 || contains(c->learners, i, c->learners[i]) ||
+            contains(c->voters, c->n_voters, c->learners[i]))
+            return false;
+    }
+    return true;
+}
