@@ -1,13 +1,11 @@
 /* Raft message and entry helpers shared by the core, the codec and the
  * simulator: names for logs and traces, and freeing what a message owns. */
 #include "core/raft.h"
-#include "util/mem.h"
+#include "core/raft_log.h"
 
 void corral_raft_msg_clear(struct corral_raft_msg *m)
 {
-    for (uint32_t i = 0; i < m->n_entries; i++)
-        corral_rbuf_unref(m->entries[i].data);
-    corral_free(m->entries);
+    raft_entries_free(m->entries, m->n_entries);
     corral_rbuf_unref(m->chunk);
     m->entries = NULL;
     m->n_entries = 0;
