@@ -319,8 +319,7 @@ size_t corral_codec_msg_size(const struct corral_raft_msg *m)
     return n;
 }
 
-int corral_codec_msg_encode(const struct corral_raft_msg *m, uint8_t *buf, size_t cap,
-                            size_t *len)
+int corral_codec_msg_encode(const struct corral_raft_msg *m, uint8_t *buf, size_t cap, size_t *len)
 {
     struct writer w;
     int rv = check_msg(m);

@@ -60,7 +60,7 @@
 #define CORRAL_CODEC_VERSION 1
 
 /* Fixed sizes of the layout above. */
-#define CORRAL_CODEC_FRAME_BYTES 6    /* version, kind, crc32c */
+#define CORRAL_CODEC_FRAME_BYTES 6     /* version, kind, crc32c */
 #define CORRAL_CODEC_ENTRY_OVERHEAD 21 /* an entry's bytes besides its data */
 #define CORRAL_CODEC_HARD_STATE_BYTES (CORRAL_CODEC_FRAME_BYTES + 24)
 #define CORRAL_CODEC_SNAPSHOT_META_BYTES_MAX                                                       \
@@ -81,8 +81,7 @@
  * empty) are the caller's, freed with corral_raft_msg_clear(). On any
  * error nothing stays allocated and *out is zeroed. */
 size_t corral_codec_msg_size(const struct corral_raft_msg *m);
-int corral_codec_msg_encode(const struct corral_raft_msg *m, uint8_t *buf, size_t cap,
-                            size_t *len);
+int corral_codec_msg_encode(const struct corral_raft_msg *m, uint8_t *buf, size_t cap, size_t *len);
 int corral_codec_msg_decode(const uint8_t *buf, size_t len, struct corral_raft_msg *out);
 
 /* One entry alone, as the WAL stores it. Same conventions; the decoded

@@ -47,8 +47,7 @@ static void fuzz_one(const uint8_t *data, size_t size)
         check_same(corral_codec_hard_state_encode(&hs, reenc, REENC_CAP, &n), data, size, n);
     struct corral_raft_snapshot_meta meta;
     if (corral_codec_snapshot_meta_decode(data, size, &meta) == 0)
-        check_same(corral_codec_snapshot_meta_encode(&meta, reenc, REENC_CAP, &n), data, size,
-                   n);
+        check_same(corral_codec_snapshot_meta_encode(&meta, reenc, REENC_CAP, &n), data, size, n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

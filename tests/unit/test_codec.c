@@ -96,9 +96,9 @@ static void add_append(struct corpus *c)
     m->entries[0] = (struct corral_raft_entry){7, 101, CORRAL_RAFT_ENTRY_NOOP, NULL};
     m->entries[1] = (struct corral_raft_entry){7, 102, CORRAL_RAFT_ENTRY_NORMAL,
                                                bytes("set /svc/a/partitions 64")};
-    m->entries[2] = (struct corral_raft_entry){7, 103, CORRAL_RAFT_ENTRY_CONF,
-                                               corral_raft_conf_change_encode(
-                                                   CORRAL_RAFT_ADD_LEARNER, 42)};
+    m->entries[2] =
+        (struct corral_raft_entry){7, 103, CORRAL_RAFT_ENTRY_CONF,
+                                   corral_raft_conf_change_encode(CORRAL_RAFT_ADD_LEARNER, 42)};
     m->entries[3] = (struct corral_raft_entry){7, 104, CORRAL_RAFT_ENTRY_NORMAL, filled(600, 3)};
     add(c, CORRAL_RAFT_MSG_APPEND, 1, 3, 7)->commit = 104; /* an empty append */
 }
@@ -306,10 +306,8 @@ static void test_meta_round_trip(void **state)
     assert_int_equal(corral_codec_hard_state_decode(buf, len, &hs_out), 0);
     assert_memory_equal(&hs, &hs_out, sizeof(hs));
 
-    struct corral_raft_snapshot_meta metas[3] = {
-        {5000, 8, three_voters_one_learner()},
-        {0, 0, {0}}, /* a node that has not joined yet */
-    }, out;
+    /* A live cluster's, one of a node that has not joined yet, a full one. */
+    struct corral_raft_snapshot_meta out, metas[3] = {{5000, 8, three_voters_one_learner()}};
     metas[2].index = 1;
     metas[2].conf.n_voters = CORRAL_RAFT_NODES_MAX;
     for (uint32_t i = 0; i < CORRAL_RAFT_NODES_MAX; i++)
@@ -410,9 +408,9 @@ static int decode_kind(int kind, const uint8_t *buf, size_t len)
     if (rv2 != 0 || (rv == 0 && (n != len || memcmp(reenc, buf, len) != 0)))
         die("accepted bytes that do not re-encode to themselves", rv2);
     if (rv != 0 && !is_zero(&out, kind == 1   ? sizeof(out.m)
-                                   : kind == 2 ? sizeof(out.e)
-                                   : kind == 3 ? sizeof(out.hs)
-                                               : sizeof(out.meta)))
+                                  : kind == 2 ? sizeof(out.e)
+                                  : kind == 3 ? sizeof(out.hs)
+                                              : sizeof(out.meta)))
         die("output not cleared after an error", rv);
     return rv;
 }
@@ -429,8 +427,7 @@ static void test_truncations(void **state)
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(decode_kind(s[i].kind, s[i].buf, s[i].len), 0);
         for (size_t cut = 0; cut < s[i].len; cut++) {
-            assert_int_equal(decode_kind(s[i].kind, s[i].buf, cut),
-                             CORRAL_ECORRUPT);
+            assert_int_equal(decode_kind(s[i].kind, s[i].buf, cut), CORRAL_ECORRUPT);
             memcpy(copy, s[i].buf, cut);
             fix_crc(copy, cut);
             assert_int_not_equal(decode_kind(s[i].kind, copy, cut), 0);
@@ -467,11 +464,9 @@ static void test_versions(void **state)
             if (v == CORRAL_CODEC_VERSION)
                 continue;
             s[i].buf[0] = (uint8_t)v;
-            assert_int_equal(decode_kind(s[i].kind, s[i].buf, s[i].len),
-                             CORRAL_EVERSION);
+            assert_int_equal(decode_kind(s[i].kind, s[i].buf, s[i].len), CORRAL_EVERSION);
             fix_crc(s[i].buf, s[i].len);
-            assert_int_equal(decode_kind(s[i].kind, s[i].buf, s[i].len),
-                             CORRAL_EVERSION);
+            assert_int_equal(decode_kind(s[i].kind, s[i].buf, s[i].len), CORRAL_EVERSION);
         }
     }
     samples_free(s, n);
@@ -516,10 +511,10 @@ static const struct hostile hostiles[] = {
     {M_SNAP, OFF_N_VOTERS, 1, 255, CORRAL_ETOOBIG},
     {M_SNAP, OFF_N_LEARNERS, 1, CORRAL_RAFT_NODES_MAX, CORRAL_ETOOBIG},
     {M_SNAP_EMPTY, OFF_N_VOTERS, 1, 2, CORRAL_ECORRUPT}, /* ids missing */
-    {M_SNAP, OFF_N_VOTERS, 1, 0, CORRAL_ECORRUPT},    /* learners only */
-    {M_SNAP, OFF_VOTER0, 8, 0, CORRAL_ECORRUPT},      /* id 0 */
-    {M_SNAP, OFF_VOTER0, 8, 2, CORRAL_ECORRUPT},      /* duplicate id */
-    {M_SNAP, OFF_VOTER0, 8, 42, CORRAL_ECORRUPT},     /* voter and learner */
+    {M_SNAP, OFF_N_VOTERS, 1, 0, CORRAL_ECORRUPT},       /* learners only */
+    {M_SNAP, OFF_VOTER0, 8, 0, CORRAL_ECORRUPT},         /* id 0 */
+    {M_SNAP, OFF_VOTER0, 8, 2, CORRAL_ECORRUPT},         /* duplicate id */
+    {M_SNAP, OFF_VOTER0, 8, 42, CORRAL_ECORRUPT},        /* voter and learner */
     {M_SNAP, OFF_SIZE, 8, CORRAL_RAFT_SNAPSHOT_BYTES_MAX + 1ull, CORRAL_ETOOBIG},
     {M_SNAP, OFF_SIZE, 8, 65536 + 299, CORRAL_ECORRUPT}, /* chunk past size */
     {M_SNAP, OFF_OFFSET, 8, UINT64_MAX, CORRAL_ECORRUPT},
@@ -758,8 +753,8 @@ static void test_mutations(void **state)
             die("unexpected error code", rv);
         accepted += rv == 0;
     }
-    print_message("mutations: seed %llu, %ld iterations, %ld accepted\n",
-                  (unsigned long long)seed, iterations, accepted);
+    print_message("mutations: seed %llu, %ld iterations, %ld accepted\n", (unsigned long long)seed,
+                  iterations, accepted);
     snprintf(context, sizeof(context), "fixed samples");
     free(buf);
     samples_free(s, n);
@@ -768,11 +763,11 @@ static void test_mutations(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_msg_round_trip),   cmocka_unit_test(test_entry_round_trip),
-        cmocka_unit_test(test_meta_round_trip),  cmocka_unit_test(test_truncations),
-        cmocka_unit_test(test_bit_flips),        cmocka_unit_test(test_versions),
-        cmocka_unit_test(test_hostile),          cmocka_unit_test(test_encode_refuses),
-        cmocka_unit_test(test_msg_bytes_max),    cmocka_unit_test(test_decode_enomem),
+        cmocka_unit_test(test_msg_round_trip),  cmocka_unit_test(test_entry_round_trip),
+        cmocka_unit_test(test_meta_round_trip), cmocka_unit_test(test_truncations),
+        cmocka_unit_test(test_bit_flips),       cmocka_unit_test(test_versions),
+        cmocka_unit_test(test_hostile),         cmocka_unit_test(test_encode_refuses),
+        cmocka_unit_test(test_msg_bytes_max),   cmocka_unit_test(test_decode_enomem),
         cmocka_unit_test(test_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
