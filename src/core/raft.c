@@ -96,7 +96,7 @@ void raft_rebuild_progress(struct corral_raft *r)
 
 int corral_raft_new(const struct corral_raft_config *config,
                     const struct corral_raft_hard_state *hs,
-                    const struct corral_raft_snapshot_meta *snap,
+                    const struct corral_raft_snapshot_meta *snap, struct corral_rbuf *snap_data,
                     const struct corral_raft_entry *entries, uint32_t n_entries,
                     struct corral_raft **out)
 {
@@ -117,6 +117,7 @@ int corral_raft_new(const struct corral_raft_config *config,
     raft_log_init(&r->log);
     raft_log_reset(&r->log, snap->index, snap->term);
     r->snap = *snap;
+    r->snap_data = corral_rbuf_ref(snap_data);
     r->conf = snap->conf;
     int rv = 0;
     for (uint32_t i = 0; i < n_entries && rv == 0; i++) {

@@ -87,9 +87,12 @@ struct corral_raft_conf {
     uint64_t learners[CORRAL_RAFT_NODES_MAX];
 };
 
-/* One single-server change (thesis section 4.1), the payload of a CONF
- * entry: 9 bytes, the op then the node id, little endian. */
+/* The payload of a CONF entry is either one single-server change (thesis
+ * section 4.1): 9 bytes, the op then the node id, little endian; or, only
+ * in the bootstrap entry, a whole configuration: op CORRAL_RAFT_CONF_SET,
+ * u8 n_voters, u8 n_learners, then the ids as u64. */
 enum corral_raft_conf_op {
+    CORRAL_RAFT_CONF_SET = 0, /* bootstrap: the whole configuration */
     CORRAL_RAFT_ADD_LEARNER = 1,
     CORRAL_RAFT_PROMOTE = 2, /* learner -> voter */
     CORRAL_RAFT_REMOVE = 3,  /* voter or learner -> gone */
@@ -232,14 +235,24 @@ struct corral_raft; /* opaque */
 
 /* Creates a node. The persisted state from a previous run (all may be
  * empty on first boot): its hard state, its latest snapshot meta (index 0
- * when none) and the entries after the snapshot in order. The initial
- * configuration comes from the snapshot, then from CONF entries; a brand
- * new cluster passes a snapshot meta with index 0 whose conf lists the
- * bootstrap voters. The core copies what it needs; the caller keeps
- * ownership of its arguments. Returns 0 or CORRAL_EINVAL/CORRAL_ENOMEM. */
+ * when none) and the entries after the snapshot in order. The
+ * configuration comes from the snapshot, then from CONF entries.
+ *
+ * A brand new cluster: every initial voter persists, before its first
+ * start, the same bootstrap entry (corral_raft_bootstrap) and the hard
+ * state {term 1, vote 0, commit 1}. Being identical everywhere it is
+ * committed by construction, and it reaches nodes added later through
+ * replication like any entry, so they learn the whole membership. A node
+ * that joins an existing cluster starts with nothing at all: no
+ * configuration, so it never campaigns until the leader's log adds it.
+ *
+ * snap_data is the snapshot's bytes (NULL when index is 0): the core takes
+ * a reference, to send it to followers that are too far behind. The core
+ * copies what else it needs; the caller keeps ownership of its arguments.
+ * Returns 0 or CORRAL_EINVAL/CORRAL_ENOMEM. */
 int corral_raft_new(const struct corral_raft_config *config,
                     const struct corral_raft_hard_state *hs,
-                    const struct corral_raft_snapshot_meta *snap,
+                    const struct corral_raft_snapshot_meta *snap, struct corral_rbuf *snap_data,
                     const struct corral_raft_entry *entries, uint32_t n_entries,
                     struct corral_raft **out);
 void corral_raft_free(struct corral_raft *r);
@@ -269,11 +282,14 @@ int corral_raft_read_index(struct corral_raft *r, uint64_t id);
 /* Leader only: hand leadership to target (thesis section 3.10). */
 int corral_raft_transfer(struct corral_raft *r, uint64_t target);
 
-/* The application took a snapshot of its state at index (<= applied) and
- * persisted it; the core keeps data to send to followers that are too far
- * behind and forgets log entries up to index - keep_entries. */
+/* The application took a snapshot of its state at index (<= applied); the
+ * core keeps data (one more reference) to send to followers that are too
+ * far behind, forgets log entries up to index - keep_entries, and fills
+ * *meta (term and configuration at index) for the application to persist
+ * with the data. Until that is on disk the old snapshot and the log there
+ * still describe the state, so a crash in between loses nothing. */
 int corral_raft_compact(struct corral_raft *r, uint64_t index, struct corral_rbuf *data,
-                        uint64_t keep_entries);
+                        uint64_t keep_entries, struct corral_raft_snapshot_meta *meta);
 
 bool corral_raft_has_ready(const struct corral_raft *r);
 void corral_raft_ready(struct corral_raft *r, struct corral_raft_ready *rd);
@@ -320,6 +336,10 @@ bool corral_raft_conf_is_learner(const struct corral_raft_conf *c, uint64_t id);
 int corral_raft_conf_apply(struct corral_raft_conf *c, const struct corral_rbuf *change);
 int corral_raft_conf_change_decode(const struct corral_rbuf *change, uint8_t *op, uint64_t *node);
 struct corral_rbuf *corral_raft_conf_change_encode(uint8_t op, uint64_t node);
+
+/* Fills *entry (index 1, term 1, a CONF entry setting conf; the caller
+ * owns the payload reference) for a new cluster whose voters are conf's. */
+int corral_raft_bootstrap(const struct corral_raft_conf *conf, struct corral_raft_entry *entry);
 bool corral_raft_conf_valid(const struct corral_raft_conf *c);
 
 #endif

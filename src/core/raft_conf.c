@@ -24,6 +24,14 @@ static void remove_id(uint64_t *ids, uint32_t *n, uint64_t id)
     }
 }
 
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
 bool corral_raft_conf_is_voter(const struct corral_raft_conf *c, uint64_t id)
 {
     return contains(c->voters, c->n_voters, id);
@@ -50,11 +58,52 @@ int corral_raft_conf_change_decode(const struct corral_rbuf *change, uint8_t *op
     if (change == NULL || change->len != CORRAL_RAFT_CONF_CHANGE_BYTES)
         return CORRAL_ECORRUPT;
     *op = change->data[0];
-    *node = 0;
-    for (int i = 0; i < 8; i++)
-        *node |= (uint64_t)change->data[1 + i] << (8 * i);
+    *node = get_u64(change->data + 1);
     if (*op < CORRAL_RAFT_ADD_LEARNER || *op > CORRAL_RAFT_REMOVE || *node == 0)
         return CORRAL_ECORRUPT;
+    return 0;
+}
+
+int corral_raft_bootstrap(const struct corral_raft_conf *conf, struct corral_raft_entry *entry)
+{
+    memset(entry, 0, sizeof(*entry));
+    if (!corral_raft_conf_valid(conf))
+        return CORRAL_EINVAL;
+    uint32_t n = conf->n_voters + conf->n_learners;
+    struct corral_rbuf *b = corral_rbuf_new(NULL, 3 + 8 * n);
+    if (b == NULL)
+        return CORRAL_ENOMEM;
+    b->data[0] = CORRAL_RAFT_CONF_SET;
+    b->data[1] = (uint8_t)conf->n_voters;
+    b->data[2] = (uint8_t)conf->n_learners;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t id = i < conf->n_voters ? conf->voters[i] : conf->learners[i - conf->n_voters];
+        for (int k = 0; k < 8; k++)
+            b->data[3 + 8 * i + (uint32_t)k] = (uint8_t)(id >> (8 * k));
+    }
+    entry->index = 1;
+    entry->term = 1;
+    entry->type = CORRAL_RAFT_ENTRY_CONF;
+    entry->data = b;
+    return 0;
+}
+
+/* A whole configuration (the bootstrap entry), validated. */
+static int conf_set(struct corral_raft_conf *c, const struct corral_rbuf *b)
+{
+    if (b->len < 3)
+        return CORRAL_ECORRUPT;
+    struct corral_raft_conf n = {.n_voters = b->data[1], .n_learners = b->data[2]};
+    if (n.n_voters + n.n_learners > CORRAL_RAFT_NODES_MAX ||
+        b->len != 3 + 8 * (n.n_voters + n.n_learners))
+        return CORRAL_ECORRUPT;
+    for (uint32_t i = 0; i < n.n_voters; i++)
+        n.voters[i] = get_u64(b->data + 3 + 8 * i);
+    for (uint32_t i = 0; i < n.n_learners; i++)
+        n.learners[i] = get_u64(b->data + 3 + 8 * (n.n_voters + i));
+    if (!corral_raft_conf_valid(&n))
+        return CORRAL_ECORRUPT;
+    *c = n;
     return 0;
 }
 
@@ -65,6 +114,8 @@ int corral_raft_conf_apply(struct corral_raft_conf *c, const struct corral_rbuf 
 {
     uint8_t op;
     uint64_t node;
+    if (change != NULL && change->len > 0 && change->data[0] == CORRAL_RAFT_CONF_SET)
+        return conf_set(c, change);
     int rv = corral_raft_conf_change_decode(change, &op, &node);
     if (rv != 0)
         return rv;

@@ -39,10 +39,6 @@ uint64_t raft_log_last_term(const struct raft_log *l)
 
 int raft_log_term(const struct raft_log *l, uint64_t index, uint64_t *term)
 {
-    if (index == 0) {
-        *term = 0;
-        return 0;
-    }
     if (index + 1 == l->offset) {
         *term = l->prev_term;
         return 0;

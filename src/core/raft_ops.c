@@ -215,11 +215,12 @@ int corral_raft_transfer(struct corral_raft *r, uint64_t target)
 }
 
 int corral_raft_compact(struct corral_raft *r, uint64_t index, struct corral_rbuf *data,
-                        uint64_t keep_entries)
+                        uint64_t keep_entries, struct corral_raft_snapshot_meta *meta)
 {
     uint64_t term;
+    *meta = r->snap;
     if (index <= r->snap.index)
-        return 0;
+        return CORRAL_ECOMPACTED;
     if (index > r->applied || raft_log_term(&r->log, index, &term) != 0 || r->snap_pending)
         return CORRAL_EINVAL;
     if (data != NULL && data->len > CORRAL_RAFT_SNAPSHOT_BYTES_MAX)
@@ -238,5 +239,6 @@ int corral_raft_compact(struct corral_raft *r, uint64_t index, struct corral_rbu
     r->snap_data = corral_rbuf_ref(data);
     if (index > keep_entries)
         raft_log_compact(&r->log, index - keep_entries);
+    *meta = r->snap;
     return 0;
 }

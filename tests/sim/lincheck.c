@@ -50,7 +50,7 @@ struct cache {
 /* Working memory for one key, sized for the largest key and reused. */
 struct keycheck {
     const struct lincheck_op *ops; /* the caller's array */
-    const uint32_t *idx;           /* local op -> index into ops */
+    uint32_t *idx;                 /* local op -> index into ops */
     size_t n;
     size_t n_completed;
     const uint64_t *zobrist; /* random word per local op: XOR = set hash */
@@ -59,6 +59,8 @@ struct keycheck {
     struct frame *stack;
     uint64_t *lin;
     uint32_t *ret_node; /* scratch: local op -> its return node */
+    uint64_t *observed; /* scratch: sorted values that completed ops can observe */
+    uint64_t *ret_ms;   /* local op -> return time used by the search */
     struct cache cache;
     bool oom;
     /* Deepest dead end seen, for the explanation. */
@@ -227,7 +229,7 @@ static void build_list(struct keycheck *kc)
         const struct lincheck_op *op = &kc->ops[kc->idx[i]];
         /* A pending return sorts last: the op may take effect at any time. */
         kc->events[2 * i] = (struct event){ op->call_ms, i, false };
-        kc->events[2 * i + 1] = (struct event){ op->return_ms, i, true };
+        kc->events[2 * i + 1] = (struct event){ kc->ret_ms[i], i, true };
     }
     qsort(kc->events, 2 * n, sizeof(kc->events[0]), event_cmp);
     struct node *nodes = kc->nodes;
@@ -328,7 +330,7 @@ static enum lincheck_result search(struct keycheck *kc, uint64_t step_budget)
                 entry = entry->next;
                 continue;
             }
-            done += !is_pending(&kc->ops[kc->idx[entry->op]]);
+            done += kc->ret_ms[entry->op] != LINCHECK_PENDING;
             depth++;
             entry = head->next;
             continue;
@@ -345,7 +347,7 @@ static enum lincheck_result search(struct keycheck *kc, uint64_t step_budget)
         uint32_t op = entry->op;
         kc->lin[op / 64] &= ~((uint64_t)1 << (op % 64));
         hash ^= kc->zobrist[op];
-        done -= !is_pending(&kc->ops[kc->idx[op]]);
+        done -= kc->ret_ms[op] != LINCHECK_PENDING;
         unlift(entry);
         entry = entry->next;
     }
@@ -403,14 +405,99 @@ static void explain(const struct keycheck *kc, enum lincheck_result r, uint32_t 
     describe_op(op_text, sizeof(op_text), &kc->ops[global]);
     snprintf(why, why_len,
              "key %" PRIu32 ": not linearizable: op #%" PRIu32 " (%s) has no valid"
-             " linearization point; longest linearizable prefix: %zu of %zu ops,"
+             " linearization point; longest linearizable prefix: %zu of %zu ops checked,"
              " leaving value %" PRIu64,
              key, global, op_text, kc->best_depth, kc->n, kc->best_state);
+}
+
+static int u64_cmp(const void *pa, const void *pb)
+{
+    uint64_t a = *(const uint64_t *)pa;
+    uint64_t b = *(const uint64_t *)pb;
+    return a < b ? -1 : (a > b ? 1 : 0);
+}
+
+/* Pending ops never return, so each can be linearized anywhere after its call
+ * and the search space grows as 2^pending when it must be exhausted (that is,
+ * on a violation). Most pending writes are lost writes nobody saw, so this
+ * drops a pending PUT, DEL or CAS P of value v (DEL: 0) when no completed GET
+ * returned v, no CAS expects v, and no completed failed CAS returned at or
+ * after P's call. Then in any linearization where P applied, between P and
+ * the next effective write (a PUT or DEL, since no CAS expects v) lie only
+ * pending CASes that did nothing: a GET there would read v, and a failed CAS
+ * there could need v to fail. Removing P (the value stays as before P) may
+ * let those pending CASes apply, but nothing reads the value before the next
+ * write, so no op's legality changes; "never took effect" is allowed, so the
+ * verdict is unchanged. The reference test in test_lincheck.c checks this. */
+static void drop_unobserved_pending(struct keycheck *kc)
+{
+    size_t n_obs = 0;
+    uint64_t failed_cas_return_ms = 0; /* latest; 0 also when there is none */
+    bool any_failed_cas = false;
+    for (size_t i = 0; i < kc->n; i++) {
+        const struct lincheck_op *op = &kc->ops[kc->idx[i]];
+        if (op->kind == LINCHECK_CAS && !is_pending(op) && !op->cas_ok) {
+            any_failed_cas = true;
+            if (op->return_ms > failed_cas_return_ms) {
+                failed_cas_return_ms = op->return_ms;
+            }
+        }
+        if (op->kind == LINCHECK_GET || op->kind == LINCHECK_CAS) {
+            kc->observed[n_obs++] = op->kind == LINCHECK_GET ? op->value : op->expect;
+        }
+    }
+    qsort(kc->observed, n_obs, sizeof(kc->observed[0]), u64_cmp);
+    size_t kept = 0;
+    for (size_t i = 0; i < kc->n; i++) {
+        const struct lincheck_op *op = &kc->ops[kc->idx[i]];
+        bool blind = is_pending(op) && op->kind != LINCHECK_GET;
+        bool cas_after = any_failed_cas && failed_cas_return_ms >= op->call_ms;
+        uint64_t v = op->kind == LINCHECK_DEL ? 0 : op->value;
+        if (!blind || cas_after ||
+            bsearch(&v, kc->observed, n_obs, sizeof(v), u64_cmp) != NULL) {
+            kc->idx[kept++] = kc->idx[i];
+        }
+    }
+    kc->n = kept;
+}
+
+/* A pending write P that is the only op on the key writing v != 0, when some
+ * completed op observed v (a GET returned it or a successful CAS expected
+ * it), must have taken effect before the first such observer returned: give
+ * P that return time, so the search stops trying it everywhere later. Every
+ * linearization of the history puts P there anyway, so the verdict is
+ * unchanged. O(ops on the key) per pending write. */
+static void bound_observed_pending(struct keycheck *kc, uint32_t p)
+{
+    const struct lincheck_op *w = &kc->ops[kc->idx[p]];
+    if (!is_pending(w) || w->kind == LINCHECK_GET || w->kind == LINCHECK_DEL || w->value == 0) {
+        return;
+    }
+    uint64_t bound_ms = LINCHECK_PENDING;
+    for (size_t i = 0; i < kc->n; i++) {
+        const struct lincheck_op *op = &kc->ops[kc->idx[i]];
+        bool writes_v = (op->kind == LINCHECK_PUT || op->kind == LINCHECK_CAS) &&
+                        op->value == w->value;
+        if (writes_v && i != p) {
+            return; /* another writer could explain the observation */
+        }
+        bool sees_v = (op->kind == LINCHECK_GET && op->value == w->value) ||
+                      (op->kind == LINCHECK_CAS && op->cas_ok && op->expect == w->value);
+        if (sees_v && !is_pending(op) && op->return_ms < bound_ms) {
+            bound_ms = op->return_ms;
+        }
+    }
+    /* Observed before P was even called: leave it pending and let the search
+     * report the violation rather than build a return before the call. */
+    if (bound_ms >= w->call_ms) {
+        kc->ret_ms[p] = bound_ms;
+    }
 }
 
 /* Checks the ops kc->idx[0..n) which all share one key. */
 static enum lincheck_result check_key(struct keycheck *kc, uint64_t step_budget)
 {
+    drop_unobserved_pending(kc);
     size_t words = (kc->n + 63) / 64;
     memset(kc->lin, 0, words * sizeof(kc->lin[0]));
     cache_reset(&kc->cache, words);
@@ -420,7 +507,11 @@ static enum lincheck_result check_key(struct keycheck *kc, uint64_t step_budget)
     kc->best_state = 0;
     kc->n_completed = 0;
     for (size_t i = 0; i < kc->n; i++) {
-        kc->n_completed += !is_pending(&kc->ops[kc->idx[i]]);
+        kc->ret_ms[i] = kc->ops[kc->idx[i]].return_ms;
+    }
+    for (size_t i = 0; i < kc->n; i++) {
+        bound_observed_pending(kc, (uint32_t)i);
+        kc->n_completed += kc->ret_ms[i] != LINCHECK_PENDING;
     }
     build_list(kc);
     return search(kc, step_budget);
@@ -437,9 +528,12 @@ static bool keycheck_init(struct keycheck *kc, const struct lincheck_op *ops, si
     kc->stack = malloc(m * sizeof(*kc->stack));
     kc->lin = malloc(((m + 63) / 64) * sizeof(*kc->lin));
     kc->ret_node = malloc(m * sizeof(*kc->ret_node));
+    kc->observed = malloc(m * sizeof(*kc->observed));
+    kc->ret_ms = malloc(m * sizeof(*kc->ret_ms));
     kc->zobrist = zobrist;
-    if (zobrist == NULL || kc->events == NULL || kc->nodes == NULL ||
-        kc->stack == NULL || kc->lin == NULL || kc->ret_node == NULL) {
+    if (zobrist == NULL || kc->events == NULL || kc->nodes == NULL || kc->stack == NULL ||
+        kc->lin == NULL || kc->ret_node == NULL || kc->observed == NULL ||
+        kc->ret_ms == NULL) {
         return false;
     }
     for (size_t i = 0; i < m; i++) {
@@ -456,6 +550,8 @@ static void keycheck_free(struct keycheck *kc)
     free(kc->stack);
     free(kc->lin);
     free(kc->ret_node);
+    free(kc->observed);
+    free(kc->ret_ms);
     cache_free(&kc->cache);
 }
 

@@ -1,0 +1,319 @@
+/* One simulated node: the real Raft core driven exactly as the runtime
+ * drives it (ready, persist, send, apply, advance), a disk that keeps only
+ * what was persisted when the node crashes, and the key-value state
+ * machine with its snapshots. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "corral.h"
+#include "sim_impl.h"
+
+/* ---- the disk ---- */
+
+static void disk_truncate(struct sim_disk *d, uint64_t from_index)
+{
+    while (d->n > 0 && d->e[d->n - 1].index >= from_index) {
+        d->n--;
+        corral_rbuf_unref(d->e[d->n].data);
+    }
+}
+
+static void disk_append(struct sim *s, struct sim_disk *d, const struct corral_raft_entry *e)
+{
+    uint64_t expect = d->n > 0 ? d->e[d->n - 1].index + 1 : d->snap.index + 1;
+    if (e->index != expect) {
+        sim_fail(s, "ready entries not contiguous on disk: got %llu, expected %llu",
+                 (unsigned long long)e->index, (unsigned long long)expect);
+        return;
+    }
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 64;
+        d->e = realloc(d->e, d->cap * sizeof(*d->e));
+        if (d->e == NULL)
+            abort();
+    }
+    d->e[d->n] = *e;
+    corral_rbuf_ref(e->data);
+    d->n++;
+}
+
+/* A snapshot replaces the entries it covers; later entries stay only when
+ * the log agrees with it at its last index (as the core does). */
+static void disk_snapshot(struct sim_disk *d, const struct corral_raft_snapshot_meta *meta,
+                          struct corral_rbuf *data)
+{
+    uint32_t keep_from = d->n;
+    for (uint32_t i = 0; i < d->n; i++) {
+        if (d->e[i].index == meta->index) {
+            keep_from = d->e[i].term == meta->term ? i + 1 : d->n;
+            break;
+        }
+        if (d->e[i].index > meta->index) {
+            keep_from = d->n;
+            break;
+        }
+    }
+    for (uint32_t i = 0; i < keep_from; i++)
+        corral_rbuf_unref(d->e[i].data);
+    memmove(d->e, d->e + keep_from, (d->n - keep_from) * sizeof(*d->e));
+    d->n -= keep_from;
+    d->snap = *meta;
+    corral_rbuf_unref(d->snap_data);
+    d->snap_data = corral_rbuf_ref(data);
+}
+
+static void disk_free(struct sim_disk *d)
+{
+    disk_truncate(d, 0);
+    free(d->e);
+    corral_rbuf_unref(d->snap_data);
+    memset(d, 0, sizeof(*d));
+}
+
+/* ---- lifecycle ---- */
+
+static uint64_t local_ms(const struct sim *s, const struct sim_node *n)
+{
+    return s->now_us * n->rate_permille / 1000 / 1000;
+}
+
+static void schedule_tick(struct sim *s, struct sim_node *n)
+{
+    struct sim_event ev = {.type = EV_TICK, .node = n->id, .a = n->incarnation};
+    sim_at(s, s->now_us + (uint64_t)SIM_TICK_MS * 1000 * 1000 / n->rate_permille, ev);
+}
+
+static void kv_restore(struct sim_node *n)
+{
+    memset(n->kv, 0, sizeof(n->kv));
+    if (n->disk.snap_data != NULL && n->disk.snap_data->len == sizeof(n->kv))
+        memcpy(n->kv, n->disk.snap_data->data, sizeof(n->kv));
+    n->applied = n->disk.snap.index;
+}
+
+static void boot(struct sim *s, struct sim_node *n)
+{
+    struct corral_raft_config cfg;
+    corral_raft_config_default(&cfg, n->id);
+    cfg.seed = s->p.seed * 131 + n->id * 7919 + n->incarnation;
+    cfg.max_msg_entries = s->p.max_msg_entries;
+    cfg.snapshot_chunk_bytes = s->p.snapshot_chunk_bytes;
+    int rv = corral_raft_new(&cfg, &n->disk.hs, &n->disk.snap, n->disk.snap_data, n->disk.e, n->disk.n, &n->raft);
+    if (rv != 0) {
+        sim_fail(s, "node %u cannot boot from its disk: %d", n->id, rv);
+        return;
+    }
+    n->up = true;
+    n->persisting = false;
+    n->n_pending = 0;
+    n->seen_term = 0;
+    n->seen_commit = 0;
+    kv_restore(n);
+    corral_raft_tick(n->raft, local_ms(s, n));
+    schedule_tick(s, n);
+}
+
+void sim_node_start_fresh(struct sim *s, struct sim_node *n)
+{
+    memset(&n->disk, 0, sizeof(n->disk));
+    n->started = true;
+    /* Initial voters know the bootstrap configuration; a node added later
+     * starts empty and learns its configuration from the leader. */
+    if (n->id <= s->p.n_voters) {
+        struct corral_raft_conf conf = {.n_voters = s->p.n_voters};
+        for (uint32_t i = 0; i < s->p.n_voters; i++)
+            conf.voters[i] = i + 1;
+        struct corral_raft_entry e;
+        if (corral_raft_bootstrap(&conf, &e) != 0)
+            abort();
+        disk_append(s, &n->disk, &e);
+        corral_rbuf_unref(e.data);
+        n->disk.hs = (struct corral_raft_hard_state){.term = 1, .vote = 0, .commit = 1};
+    }
+    boot(s, n);
+    sim_trace(s, "node %u starts fresh", n->id);
+}
+
+void sim_node_restart(struct sim *s, struct sim_node *n)
+{
+    n->incarnation++;
+    boot(s, n);
+    sim_trace(s, "node %u restarts: term %llu, %u entries after snapshot %llu", n->id,
+              (unsigned long long)n->disk.hs.term, n->disk.n,
+              (unsigned long long)n->disk.snap.index);
+}
+
+/* The in-flight batch is lost, and with it anything not yet on disk. */
+void sim_node_crash(struct sim *s, struct sim_node *n)
+{
+    if (!n->up)
+        return;
+    if (n->persisting)
+        corral_raft_ready_free(&n->rd);
+    n->persisting = false;
+    corral_raft_free(n->raft);
+    n->raft = NULL;
+    n->up = false;
+    n->incarnation++;
+    n->n_pending = 0; /* their clients time out: outcome unknown */
+    s->res->crashes++;
+    sim_trace(s, "node %u crashes", n->id);
+}
+
+void sim_node_destroy(struct sim *s, struct sim_node *n)
+{
+    sim_node_crash(s, n);
+    disk_free(&n->disk);
+}
+
+uint32_t sim_leader(struct sim *s)
+{
+    uint64_t best_term = 0;
+    uint32_t best = 0;
+    for (uint32_t i = 1; i <= SIM_NODES_MAX; i++) {
+        struct sim_node *n = &s->nodes[i];
+        if (!n->up)
+            continue;
+        struct corral_raft_status st;
+        corral_raft_status(n->raft, &st);
+        if (st.role == CORRAL_RAFT_LEADER && st.term >= best_term) {
+            best_term = st.term;
+            best = i;
+        }
+    }
+    return best;
+}
+
+/* ---- the ready loop ---- */
+
+/* Starts persisting the next batch; it completes after the disk latency,
+ * and only then are its messages sent. */
+void sim_node_flush(struct sim *s, struct sim_node *n)
+{
+    if (!n->up || n->persisting || !corral_raft_has_ready(n->raft))
+        return;
+    corral_raft_ready(n->raft, &n->rd);
+    n->persisting = true;
+    bool io = n->rd.has_hard_state || n->rd.has_snapshot || n->rd.n_entries > 0;
+    uint64_t delay = io ? sim_between(s, s->p.disk_min_us, s->p.disk_max_us) : 0;
+    struct sim_event ev = {.type = EV_PERSIST, .node = n->id, .a = n->incarnation};
+    sim_at(s, s->now_us + delay, ev);
+}
+
+static void pending_remove(struct sim_node *n, uint32_t i)
+{
+    n->pending[i] = n->pending[--n->n_pending];
+}
+
+/* Serves the reads whose index has been applied. */
+static void serve_reads(struct sim *s, struct sim_node *n)
+{
+    for (uint32_t i = 0; i < n->n_pending;) {
+        struct sim_pending *p = &n->pending[i];
+        if (p->read && p->read_ready && p->index <= n->applied) {
+            const struct sim_op *op = &s->ops[p->op];
+            sim_client_reply(s, p->op, true, n->kv[op->key], false, 0);
+            pending_remove(n, i);
+        } else {
+            i++;
+        }
+    }
+}
+
+static void apply_batch(struct sim *s, struct sim_node *n, const struct corral_raft_ready *rd)
+{
+    if (rd->has_snapshot) {
+        if (rd->snapshot_data == NULL || rd->snapshot_data->len != sizeof(n->kv)) {
+            sim_fail(s, "node %u got a snapshot of the wrong size", n->id);
+            return;
+        }
+        memcpy(n->kv, rd->snapshot_data->data, sizeof(n->kv));
+        n->applied = rd->snapshot.index;
+        sim_check_applied(s, n, n->applied);
+    }
+    for (uint32_t i = 0; i < rd->n_committed; i++) {
+        const struct corral_raft_entry *e = &rd->committed[i];
+        if (e->index != n->applied + 1) {
+            sim_fail(s, "node %u applies %llu after %llu", n->id, (unsigned long long)e->index,
+                     (unsigned long long)n->applied);
+            return;
+        }
+        sim_apply_command(s, n, e);
+        n->applied = e->index;
+        sim_check_applied(s, n, e->index);
+    }
+    for (uint32_t i = 0; i < rd->n_reads; i++) {
+        for (uint32_t j = 0; j < n->n_pending; j++) {
+            struct sim_pending *p = &n->pending[j];
+            if (!p->read || p->op != rd->reads[i].id || p->read_ready)
+                continue;
+            if (!rd->reads[i].ok) {
+                sim_client_reply(s, p->op, false, 0, false, 0);
+                pending_remove(n, j);
+            } else {
+                p->read_ready = true;
+                p->index = rd->reads[i].index;
+            }
+            break;
+        }
+    }
+    serve_reads(s, n);
+}
+
+/* Takes a snapshot of the state machine now and then, so the log stays
+ * short and slow followers need InstallSnapshot. */
+static void maybe_compact(struct sim *s, struct sim_node *n)
+{
+    if (n->applied < n->disk.snap.index + s->p.snapshot_every)
+        return;
+    struct corral_rbuf *data = corral_rbuf_new(n->kv, sizeof(n->kv));
+    struct corral_raft_snapshot_meta meta;
+    uint64_t keep = sim_between(s, 0, s->p.snapshot_every / 2);
+    int rv = corral_raft_compact(n->raft, n->applied, data, keep, &meta);
+    if (rv == 0)
+        disk_snapshot(&n->disk, &meta, data);
+    corral_rbuf_unref(data);
+}
+
+void sim_node_persisted(struct sim *s, struct sim_node *n, uint32_t incarnation)
+{
+    if (!n->up || n->incarnation != incarnation || !n->persisting)
+        return;
+    struct corral_raft_ready *rd = &n->rd;
+    if (rd->has_snapshot)
+        disk_snapshot(&n->disk, &rd->snapshot, rd->snapshot_data);
+    if (rd->n_entries > 0)
+        disk_truncate(&n->disk, rd->entries[0].index);
+    for (uint32_t i = 0; i < rd->n_entries; i++)
+        disk_append(s, &n->disk, &rd->entries[i]);
+    if (rd->has_hard_state)
+        n->disk.hs = rd->hard_state;
+    for (uint32_t i = 0; i < rd->n_msgs; i++)
+        sim_net_send(s, &rd->msgs[i]);
+    apply_batch(s, n, rd);
+    if (!n->up)
+        return; /* removed while applying */
+    corral_raft_advance(n->raft, rd);
+    corral_raft_ready_free(rd);
+    n->persisting = false;
+    maybe_compact(s, n);
+    sim_node_flush(s, n);
+}
+
+void sim_node_tick(struct sim *s, struct sim_node *n, uint32_t incarnation)
+{
+    if (!n->up || n->incarnation != incarnation)
+        return;
+    corral_raft_tick(n->raft, local_ms(s, n));
+    schedule_tick(s, n);
+    sim_node_flush(s, n);
+}
+
+void sim_node_step(struct sim *s, struct sim_node *n, const struct corral_raft_msg *m)
+{
+    corral_raft_tick(n->raft, local_ms(s, n));
+    int rv = corral_raft_step(n->raft, m);
+    if (rv != 0 && rv != CORRAL_EINVAL)
+        sim_fail(s, "node %u step failed: %d", n->id, rv);
+    sim_node_flush(s, n);
+}
