@@ -67,7 +67,12 @@ enum lincheck_result {
  * Pending GETs are dropped up front since they constrain nothing.
  *
  * step_budget bounds the search steps per key; exceeding it gives
- * LINCHECK_UNKNOWN, never a pass. A violation on any key wins over UNKNOWN on
+ * LINCHECK_UNKNOWN, never a pass. Linearizable histories are found in about
+ * one step per op; proving a violation may exhaust the search, which is
+ * exponential in the pending ops the checker cannot prune (see
+ * drop_unobserved_pending and bound_observed_pending in lincheck.c), so a hot
+ * key with dozens of unobserved pending writes plus failed CASes can end
+ * UNKNOWN rather than VIOLATION. Callers should treat UNKNOWN as a failure. A violation on any key wins over UNKNOWN on
  * another; keys are checked in ascending order and the first violating key is
  * reported.
  *
