@@ -430,6 +430,11 @@ static void step_lower_term(struct corral_raft *r, const struct corral_raft_msg 
         struct corral_raft_msg resp = {.type = CORRAL_RAFT_MSG_PREVOTE_RESP, .to = m->from,
                                        .reject = 1};
         raft_send(r, &resp);
+    } else if (m->type == CORRAL_RAFT_MSG_READ_INDEX) {
+        /* A node asking a deposed leader: tell it the news. */
+        struct corral_raft_msg resp = {.type = CORRAL_RAFT_MSG_READ_INDEX_RESP, .to = m->from,
+                                       .context = m->context, .reject = 1};
+        raft_send(r, &resp);
     }
 }
 

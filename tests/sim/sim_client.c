@@ -229,6 +229,10 @@ void sim_apply_command(struct sim *s, struct sim_node *n, const struct corral_ra
         n->kv[key] = value;
         cas_ok = true;
     }
+    if (id < s->n_ops && s->ops[id].applied_us == 0) {
+        s->ops[id].applied_us = s->now_us;
+        s->ops[id].applied_cas_ok = cas_ok;
+    }
     for (uint32_t i = 0; i < n->n_pending; i++) {
         struct sim_pending *p = &n->pending[i];
         if (p->read || p->index != e->index)

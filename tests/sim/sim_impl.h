@@ -98,6 +98,8 @@ struct sim_op {
     uint32_t node;
     uint64_t call_us;
     uint64_t return_us;
+    uint64_t applied_us; /* first application anywhere, 0 = never */
+    bool applied_cas_ok;
 };
 
 struct sim_client {
