@@ -29,7 +29,12 @@ struct sim_params {
     uint32_t disk_max_us;
     uint32_t drift_permille_max; /* clock rate within 1 +- this */
     uint32_t crash_every_ms;     /* mean time between crashes, 0 = none */
+    uint32_t restart_max_ms;     /* a crashed node is back within this */
+    uint32_t leader_bias_permille; /* crashes and partitions aimed at the leader */
     uint32_t partition_every_ms; /* mean time between partitions, 0 = none */
+    uint32_t partition_max_ms;   /* a partition heals within this */
+    uint32_t nemesis_permille;   /* isolate a leader the moment it is elected
+                                    or its commit index moves */
     uint32_t conf_every_ms;      /* mean time between membership changes */
     uint32_t max_msg_entries;
     uint32_t snapshot_every;     /* compact after this many applied entries */
@@ -40,6 +45,7 @@ struct sim_params {
 
 struct sim_result {
     bool violation;
+    bool safety; /* the violation broke a safety property, not liveness */
     char what[512];
     uint64_t events;
     uint64_t ops_ok;

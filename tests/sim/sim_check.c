@@ -192,9 +192,11 @@ void sim_check_node(struct sim *s, struct sim_node *n)
     }
     if (st.term != n->seen_term)
         sim_trace(s, "node %u term %" PRIu64 " %s", n->id, st.term, corral_raft_role_name(st.role));
+    bool elected = false;
     if (st.role == CORRAL_RAFT_LEADER) {
         c->leader_of_term = grow(c->leader_of_term, &c->n_terms, st.term, sizeof(uint32_t));
         if (c->leader_of_term[st.term] == 0) {
+            elected = true;
             c->leader_of_term[st.term] = n->id;
             s->res->elections++;
             sim_trace(s, "node %u leads term %" PRIu64 " (commit %" PRIu64 ", last %" PRIu64 ")",
@@ -207,8 +209,11 @@ void sim_check_node(struct sim *s, struct sim_node *n)
     }
     check_log_matching(s, n, &st, n->seen_commit > 0 ? n->seen_commit : st.first_index);
     check_committed(s, n, &st);
+    bool committed = st.role == CORRAL_RAFT_LEADER && st.commit > n->seen_commit;
     n->seen_term = st.term;
     n->seen_commit = st.commit;
+    if (!s->res->violation)
+        sim_nemesis(s, n, elected, committed);
 }
 
 /* State machine safety: every node has the same state after applying the
@@ -296,7 +301,7 @@ static void check_linearizable(struct sim *s)
     if (r == LINCHECK_VIOLATION)
         sim_fail(s, "history not linearizable (times in us): %s", why);
     else if (r != LINCHECK_OK)
-        sim_fail(s, "linearizability check could not decide (%d): %s", (int)r, why);
+        sim_fail(s, "undecided: linearizability check gave up (%d): %s", (int)r, why);
 }
 
 void sim_check_end(struct sim *s)

@@ -145,6 +145,7 @@ void sim_fail(struct sim *s, const char *fmt, ...) __attribute__((format(printf,
 void sim_print_trace(const struct sim *s, FILE *f, uint32_t lines);
 void sim_at(struct sim *s, uint64_t t_us, struct sim_event ev);
 void sim_net_send(struct sim *s, const struct corral_raft_msg *m);
+void sim_nemesis(struct sim *s, struct sim_node *n, bool elected, bool committed);
 
 /* sim_node.c */
 void sim_node_start_fresh(struct sim *s, struct sim_node *n);

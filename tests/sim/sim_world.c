@@ -51,6 +51,8 @@ void sim_fail(struct sim *s, const char *fmt, ...)
     if (s->res->violation)
         return;
     s->res->violation = true;
+    /* Liveness and undecided checks say so in their message. */
+    s->res->safety = strncmp(fmt, "liveness", 8) != 0 && strncmp(fmt, "undecided", 9) != 0;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->res->what, sizeof(s->res->what), fmt, ap);
@@ -181,14 +183,16 @@ static uint32_t random_member(struct sim *s, bool up_only)
     return n == 0 ? 0 : ids[sim_rand(s) % n];
 }
 
-/* Splits the members in two: symmetric, one-way, or isolating the leader
- * (which is what provokes the Figure 8 histories). */
-static void partition(struct sim *s)
+/* Splits the members in two: symmetric, one-way, or isolating one node,
+ * usually the leader (which is what provokes the Figure 8 histories). */
+static void partition(struct sim *s, uint32_t isolate)
 {
     heal_partitions(s);
     bool side[SIM_NODES_MAX + 1] = {false};
-    uint32_t kind = (uint32_t)(sim_rand(s) % 3);
-    uint32_t leader = sim_leader(s);
+    uint32_t kind = isolate != 0 || sim_chance(s, s->p.leader_bias_permille)
+                        ? 2
+                        : (uint32_t)(sim_rand(s) % 2);
+    uint32_t leader = isolate != 0 ? isolate : sim_leader(s);
     for (uint32_t i = 1; i <= SIM_NODES_MAX; i++)
         side[i] = kind == 2 ? i == leader : sim_chance(s, 500);
     for (uint32_t a = 1; a <= SIM_NODES_MAX; a++)
@@ -197,9 +201,19 @@ static void partition(struct sim *s)
                 s->blocked[a][b] = true;
                 s->blocked[b][a] = kind != 1; /* kind 1: one-way */
             }
-    sim_trace(s, "partition kind=%u (0 sym, 1 one-way, 2 isolate leader %u)", kind, leader);
+    sim_trace(s, "partition kind=%u (0 sym, 1 one-way, 2 isolate node %u)", kind, leader);
     struct sim_event ev = {.type = EV_PARTITION_END, .a = ++s->partition_gen};
-    sim_at(s, s->now_us + sim_between(s, 50000, 3000000), ev);
+    sim_at(s, s->now_us + sim_between(s, 20000, (uint64_t)s->p.partition_max_ms * 1000), ev);
+}
+
+/* A targeted fault: a leader is cut off at the moment it was elected or
+ * its commit index moved, before the messages of that step leave. */
+void sim_nemesis(struct sim *s, struct sim_node *n, bool elected, bool committed)
+{
+    if (s->healed || (!elected && !committed) || !sim_chance(s, s->p.nemesis_permille))
+        return;
+    sim_trace(s, "nemesis: isolate node %u (%s)", n->id, elected ? "elected" : "committed");
+    partition(s, n->id);
 }
 
 static void schedule(struct sim *s, uint8_t type, uint32_t mean_ms)
@@ -212,14 +226,14 @@ static void schedule(struct sim *s, uint8_t type, uint32_t mean_ms)
 
 static void crash_one(struct sim *s)
 {
-    /* Crash the leader half the time: leader churn is where Raft breaks. */
-    uint32_t id = sim_chance(s, 500) ? sim_leader(s) : 0;
+    /* Aim at the leader often: leader churn is where Raft breaks. */
+    uint32_t id = sim_chance(s, s->p.leader_bias_permille) ? sim_leader(s) : 0;
     if (id == 0)
         id = random_member(s, true);
     if (id != 0) {
         sim_node_crash(s, &s->nodes[id]);
         struct sim_event ev = {.type = EV_RESTART, .node = id};
-        sim_at(s, s->now_us + sim_between(s, 10000, 3000000), ev);
+        sim_at(s, s->now_us + sim_between(s, 10000, (uint64_t)s->p.restart_max_ms * 1000), ev);
     }
 }
 
@@ -307,7 +321,7 @@ static void dispatch(struct sim *s, const struct sim_event *ev)
         break;
     case EV_PARTITION:
         if (!s->healed) {
-            partition(s);
+            partition(s, 0);
             schedule(s, EV_PARTITION, s->p.partition_every_ms);
         }
         break;
@@ -347,12 +361,12 @@ static void world_init(struct sim *s, const struct sim_params *p, struct sim_res
     sim_trace(s,
               "seed %llu: %u voters, %u keys, %u clients, loss %u/1000, dup %u/1000, delay "
               "%u-%u us, disk %u-%u us, drift %u/1000, crash/%u ms, partition/%u ms, conf/%u "
-              "ms, batch %u, snapshot/%u, chunk %u, faults %u ms",
+              "ms, batch %u, snapshot/%u, chunk %u, faults %u ms, leader bias %u/1000",
               (unsigned long long)p->seed, p->n_voters, p->n_keys, p->n_clients,
               p->loss_permille, p->dup_permille, p->delay_min_us, p->delay_max_us,
               p->disk_min_us, p->disk_max_us, p->drift_permille_max, p->crash_every_ms,
               p->partition_every_ms, p->conf_every_ms, p->max_msg_entries, p->snapshot_every,
-              p->snapshot_chunk_bytes, p->fault_ms);
+              p->snapshot_chunk_bytes, p->fault_ms, p->leader_bias_permille);
     for (uint32_t i = 1; i <= p->n_voters; i++)
         sim_node_start_fresh(s, &s->nodes[i]);
     sim_clients_init(s);
