@@ -110,6 +110,7 @@ uint64_t raft_rand(struct corral_raft *r);
 
 /* raft_replicate.c */
 void raft_send_append(struct corral_raft *r, struct progress *pr);
+void raft_inflight_free_first(struct progress *pr);
 void raft_broadcast_append(struct corral_raft *r);
 void raft_broadcast_heartbeat(struct corral_raft *r, uint64_t round);
 bool raft_maybe_commit(struct corral_raft *r);

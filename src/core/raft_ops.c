@@ -108,8 +108,14 @@ void raft_handle_heartbeat_resp(struct corral_raft *r, const struct corral_raft_
     if (m->context <= r->hb_round && m->context > pr->hb_ack)
         pr->hb_ack = m->context;
     raft_reads_check(r);
-    if (pr->match < raft_log_last_index(&r->log))
+    if (pr->match < raft_log_last_index(&r->log)) {
+        /* The follower is alive yet behind: if the window is full its
+         * appends were lost, so free a slot. The next append is rejected
+         * if there is a gap, and probing takes over from its match. */
+        if (pr->state == PROGRESS_REPLICATE && pr->inflight_count >= r->cfg.max_inflight)
+            raft_inflight_free_first(pr);
         raft_send_append(r, pr);
+    }
 }
 
 /* The leader's commit index moved. */

@@ -25,6 +25,14 @@ static void inflight_free_to(struct progress *pr, uint64_t index)
     }
 }
 
+void raft_inflight_free_first(struct progress *pr)
+{
+    if (pr->inflight_count == 0)
+        return;
+    pr->inflight_start = (pr->inflight_start + 1) % CORRAL_RAFT_INFLIGHT_MAX;
+    pr->inflight_count--;
+}
+
 static void progress_become(struct progress *pr, uint8_t state, uint64_t next)
 {
     pr->state = state;
@@ -422,11 +430,6 @@ void raft_resend_snapshots(struct corral_raft *r)
                 send_snapshot_chunk(r, pr);
         } else if (pr->state == PROGRESS_PROBE) {
             pr->probe_sent = false;
-            raft_send_append(r, pr);
-        } else if (pr->state == PROGRESS_REPLICATE && pr->inflight_count >= r->cfg.max_inflight &&
-                   r->now_ms >= pr->last_contact_ms + r->cfg.election_timeout_ms) {
-            /* A full window and silence: the appends were lost. */
-            progress_become(pr, PROGRESS_PROBE, pr->match + 1);
             raft_send_append(r, pr);
         }
     }

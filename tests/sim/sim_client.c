@@ -171,6 +171,9 @@ void sim_client_event(struct sim *s, const struct sim_event *ev)
         break;
     }
     case EV_CLIENT_TIMEOUT:
+        if (s->clients[ev->a].op == ev->b)
+            sim_trace(s, "client %u: op %llu (kind %u) at node %u timed out", ev->a,
+                      (unsigned long long)ev->b, s->ops[ev->b].kind, s->ops[ev->b].node);
         s->clients[ev->a].target = 1 + (uint32_t)(sim_rand(s) % SIM_NODES_MAX);
         client_done(s, ev->a, ev->b, OP_UNKNOWN);
         break;

@@ -389,6 +389,26 @@ static void world_free(struct sim *s)
     free(s->ops);
 }
 
+static void dump_nodes(struct sim *s)
+{
+    for (uint32_t i = 1; i <= SIM_NODES_MAX; i++) {
+        struct sim_node *n = &s->nodes[i];
+        if (!n->up)
+            continue;
+        struct corral_raft_status st;
+        corral_raft_status(n->raft, &st);
+        fprintf(stderr, "node %u: %s term %llu leader %llu commit %llu applied %llu last %llu\n",
+                i, corral_raft_role_name(st.role), (unsigned long long)st.term,
+                (unsigned long long)st.leader, (unsigned long long)st.commit,
+                (unsigned long long)n->applied, (unsigned long long)st.last_index);
+        for (uint32_t k = 0; k < st.n_progress && st.role == CORRAL_RAFT_LEADER; k++)
+            fprintf(stderr, "  peer %llu match %llu next %llu\n",
+                    (unsigned long long)st.progress[k].id,
+                    (unsigned long long)st.progress[k].match,
+                    (unsigned long long)st.progress[k].next);
+    }
+}
+
 void sim_run(const struct sim_params *p, struct sim_result *res)
 {
     memset(res, 0, sizeof(*res));
@@ -413,6 +433,8 @@ void sim_run(const struct sim_params *p, struct sim_result *res)
     }
     if (!res->violation)
         sim_check_end(s);
+    if (p->verbose)
+        dump_nodes(s);
     if (res->violation) {
         fprintf(stderr, "sim: VIOLATION seed=%llu: %s\n", (unsigned long long)p->seed, res->what);
         fprintf(stderr, "sim: last events (reproduce: corral-sim --seed %llu --verbose):\n",
