@@ -1,0 +1,145 @@
+/* Shared internals of the placement engine (placement*.c only): the member
+ * table sorted by id, the fair-share arithmetic and the working state of one
+ * computation. */
+#ifndef CORRAL_CORE_PLACEMENT_INTERNAL_H
+#define CORRAL_CORE_PLACEMENT_INTERNAL_H
+
+#include <stdint.h>
+
+#include "core/placement.h"
+
+#define NONE CORRAL_PLACEMENT_NONE
+
+/* Live members sorted by id, so that nothing depends on input order. */
+struct pl_members {
+    uint32_t n;
+    uint32_t zones;        /* distinct zones */
+    uint32_t zone_cap;     /* ceil(R / zones) */
+    uint32_t replicas_eff; /* min(R, sum over zones of min(zone_cap, size)) */
+    uint32_t *id;          /* [n] ascending */
+    uint32_t *zone;        /* [n] zone index, zones numbered by ascending label */
+    uint32_t *weight;      /* [n] */
+    uint32_t *orig;        /* [n] index in the caller's array */
+    uint32_t *zone_size;   /* [zones] members per zone */
+    struct corral_placement_share *share; /* [n] replica share */
+};
+
+/* Validates and sorts the members and computes their shares. */
+int pl_members_init(struct pl_members *ms, const struct corral_placement_input *in);
+void pl_members_close(struct pl_members *ms);
+/* Index of a live member id, or NONE. */
+uint32_t pl_members_find(const struct pl_members *ms, uint32_t id);
+
+/* Targets within floor/ceil of each share: the spare ceilings go first to
+ * members whose ceiling costs no move (kept >= ceiling), then to those
+ * closest to it, then to zones where more empty slots may legally go
+ * (hole_room[zone]: a ceiling there can be met by filling a slot that must
+ * be filled anyway), then by a hash of id and seed; a zone's total stays
+ * within its cap. Primaries: the same on primaries kept, and never more
+ * primaries than replicas. */
+int pl_replica_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
+                       const uint32_t *kept, const uint64_t *hole_room, uint32_t *target);
+int pl_primary_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
+                       const uint32_t *kept, const uint32_t *replica_target,
+                       uint32_t *target);
+
+/* floor and ceil of a fraction. */
+static inline uint64_t pl_floor(uint64_t num, uint64_t den)
+{
+    return num / den;
+}
+
+static inline uint64_t pl_ceil(uint64_t num, uint64_t den)
+{
+    return num / den + (num % den != 0);
+}
+
+/* The fixed tie-break hash: a splitmix64 finalizer over (a, b, seed). */
+static inline uint64_t pl_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static inline uint64_t pl_hash(uint64_t a, uint64_t b, uint64_t seed)
+{
+    return pl_mix(pl_mix(seed ^ (a << 32 | b)) ^ a);
+}
+
+/* A search state: `via` gives up its slot of `part` (NONE: an empty slot),
+ * through its new-copy record `rec` (or a REC_* marker); `via` was reached
+ * as a taker of the state at index `parent`. */
+struct pl_entry {
+    uint32_t part, via, rec, parent;
+};
+
+/* Working state of one corral_placement_compute() call. Rows hold member
+ * indexes; fresh[] marks slots filled by a new copy in this computation. */
+struct pl_ctx {
+    const struct corral_placement_input *in;
+    struct pl_members ms;
+    uint32_t P, R;     /* partitions, slots per row */
+    uint32_t reff;     /* replicas each row should get */
+    uint32_t *hold;    /* [P * R] member index or NONE; count[p] used */
+    uint8_t *fresh;    /* [P * R] */
+    uint8_t *count;    /* [P] */
+    uint32_t *prim;    /* [P] primary member index or NONE */
+    uint32_t *kept;    /* [n] replicas kept from the current map */
+    uint32_t *pkept;   /* [n] primaries kept */
+    uint32_t *target;  /* [n] replica target T */
+    uint32_t *ptarget; /* [n] primary target Q */
+    uint32_t *have;    /* [n] replicas now */
+    uint32_t *phave;   /* [n] primaries now */
+    /* New copies: record r puts member rec_member[r] on rec_part[r]; each
+     * member's records are chained through rec_next from rec_head. */
+    uint32_t *rec_part, *rec_member, *rec_next, *rec_head;
+    uint32_t recs, recs_max;
+    /* Members with a replica deficit, per zone, with positions for O(1)
+     * removal. */
+    uint32_t *def_list; /* [n], zone z occupies def_start[z] .. + def_len[z] */
+    uint32_t *def_pos;  /* [n] */
+    uint32_t *def_start, *def_len; /* [zones] */
+    /* Member -> partitions index (CSR), rebuilt when needed. */
+    uint32_t *idx_start; /* [n + 1] */
+    uint32_t *idx_part;  /* [P * R] */
+    /* Breadth-first search scratch, reset by bumping stamp. */
+    uint32_t stamp;
+    uint32_t *p_seen, *p_via, *p_rec, *queue; /* [P] */
+    uint32_t *m_seen, *m_via;                 /* [n] */
+    /* Replica searches: a partition is a different state depending on the
+     * zone of the member giving a slot up, so states are (partition, zone)
+     * (p_zones: zones seen, valid when p_seen is current) kept in a
+     * growing array of entries. */
+    uint64_t *p_zones;
+    struct pl_entry *entries;
+    uint32_t entries_cap;
+    uint64_t moves_extra;
+};
+
+/* Index of member m in row p, or NONE. */
+uint32_t pl_row_find(const struct pl_ctx *c, uint32_t p, uint32_t m);
+/* Members of zone z in row p, not counting the member `except`. */
+uint32_t pl_zone_count(const struct pl_ctx *c, uint32_t p, uint32_t z, uint32_t except);
+/* Whether m may take a slot of row p that `leaving` gives up (NONE: an
+ * empty slot): m is not in the row and its zone stays within the cap. */
+int pl_legal(const struct pl_ctx *c, uint32_t p, uint32_t m, uint32_t leaving);
+/* Puts m in row p in place of `leaving` (NONE: appends) as a new copy. */
+void pl_row_put(struct pl_ctx *c, uint32_t p, uint32_t m, uint32_t leaving);
+/* Adds a new-copy record; the deficit bookkeeping is the caller's. */
+void pl_rec_add(struct pl_ctx *c, uint32_t m, uint32_t p);
+/* Replica deficit bookkeeping: m gained one replica. */
+void pl_gain(struct pl_ctx *c, uint32_t m);
+/* Builds the member -> partitions index from the rows. */
+void pl_index_build(struct pl_ctx *c);
+
+/* Re-routing of new copies by shortest augmenting paths. */
+int pl_repair_hole(struct pl_ctx *c, uint32_t p);
+int pl_repair_surplus(struct pl_ctx *c, uint32_t m);
+/* Chooses the primaries (placement_primary.c). */
+void pl_primaries(struct pl_ctx *c);
+/* Writes the new map and its difference from the old one (placement_plan.c). */
+int pl_output(const struct pl_ctx *c, struct corral_placement_result *out);
+
+#endif

@@ -1,0 +1,382 @@
+/* Placement: shortest augmenting paths, for the slots and primaries the
+ * greedy passes could not place. A replica path re-routes new copies made in
+ * this computation (free: the number of copies stays the same); only when
+ * none exists does it move a kept replica too, which costs one extra copy
+ * and is counted. A primary path shifts primaryship between holders. */
+#include <assert.h>
+#include <string.h>
+
+#include "corral.h"
+#include "core/placement_internal.h"
+#include "util/mem.h"
+
+/* p_rec values besides record indexes. */
+#define REC_START (NONE - 1) /* the search started here */
+#define REC_KEPT NONE        /* the member gives up a kept replica */
+
+static void bump(struct pl_ctx *c)
+{
+    if (++c->stamp == 0) {
+        memset(c->p_seen, 0, c->P * sizeof(uint32_t));
+        memset(c->m_seen, 0, (c->ms.n + 1u) * sizeof(uint32_t));
+        c->stamp = 1;
+    }
+}
+
+static void enqueue(struct pl_ctx *c, uint32_t *tail, uint32_t p, uint32_t via, uint32_t rec)
+{
+    c->p_seen[p] = c->stamp;
+    c->p_via[p] = via;
+    c->p_rec[p] = rec;
+    c->queue[(*tail)++] = p;
+}
+
+/* Adds state (p, zone of via) unless seen. Returns 0 or CORRAL_ENOMEM. */
+static int push(struct pl_ctx *c, uint32_t *tail, uint32_t p, uint32_t via, uint32_t rec,
+                uint32_t parent)
+{
+    uint64_t bit = via == NONE ? ~0ull : 1ull << c->ms.zone[via];
+    if (c->p_seen[p] != c->stamp) {
+        c->p_seen[p] = c->stamp;
+        c->p_zones[p] = 0;
+    }
+    if (c->p_zones[p] & bit)
+        return 0;
+    c->p_zones[p] |= bit;
+    if (*tail == c->entries_cap) {
+        /* Bounded: each member is expanded once, offering at most its
+         * holdings, so a search holds at most P * R + P entries. */
+        uint32_t cap = c->entries_cap ? c->entries_cap * 2 : 1024;
+        struct pl_entry *grown = corral_realloc(c->entries, cap * sizeof(*grown));
+        if (grown == NULL)
+            return CORRAL_ENOMEM;
+        c->entries = grown;
+        c->entries_cap = cap;
+    }
+    c->entries[(*tail)++] = (struct pl_entry){p, via, rec, parent};
+    return 0;
+}
+
+/* Member y, legal for the state at index from but at target, offers the
+ * slots it could give up: its new copies, and with allow_kept its kept
+ * replicas. */
+static int expand_member(struct pl_ctx *c, uint32_t *tail, uint32_t y, uint32_t from,
+                         int allow_kept)
+{
+    int rv = 0;
+    c->m_seen[y] = c->stamp;
+    for (uint32_t r = c->rec_head[y]; r != NONE && rv == 0; r = c->rec_next[r])
+        rv = push(c, tail, c->rec_part[r], y, r, from);
+    if (!allow_kept)
+        return rv;
+    for (uint32_t s = c->idx_start[y]; s < c->idx_start[y + 1] && rv == 0; s++) {
+        uint32_t p = c->idx_part[s], j = pl_row_find(c, p, y);
+        if (j != NONE && !c->fresh[(size_t)p * c->R + j])
+            rv = push(c, tail, p, y, REC_KEPT, from);
+    }
+    return rv;
+}
+
+/* A path must not pass a partition twice: each step was judged legal
+ * against the row as it is now, which two changes to one row could break. */
+static int path_simple(const struct pl_ctx *c, uint32_t e)
+{
+    for (uint32_t a = e; a != NONE; a = c->entries[a].parent)
+        for (uint32_t b = c->entries[a].parent; b != NONE; b = c->entries[b].parent)
+            if (c->entries[a].part == c->entries[b].part)
+                return 0;
+    return 1;
+}
+
+/* Breadth-first search over the queued states for a member below target.
+ * Returns 0 with *end_member and *end_entry set, CORRAL_ENOTFOUND or
+ * CORRAL_ENOMEM. */
+static int search(struct pl_ctx *c, uint32_t tail, int allow_kept, uint32_t *end_member,
+                  uint32_t *end_entry)
+{
+    for (uint32_t head = 0; head < tail; head++) {
+        uint32_t q = c->entries[head].part, v = c->entries[head].via;
+        for (uint32_t y = 0; y < c->ms.n; y++) {
+            if (c->m_seen[y] == c->stamp || !pl_legal(c, q, y, v))
+                continue;
+            if (c->have[y] < c->target[y]) {
+                if (!path_simple(c, head))
+                    continue;
+                *end_member = y;
+                *end_entry = head;
+                return 0;
+            }
+            int rv = expand_member(c, &tail, y, head, allow_kept);
+            if (rv != 0)
+                return rv;
+        }
+    }
+    return CORRAL_ENOTFOUND;
+}
+
+static void lose_primary(struct pl_ctx *c, uint32_t p, uint32_t m)
+{
+    if (c->prim[p] == m) {
+        c->prim[p] = NONE;
+        c->phave[m]--;
+    }
+}
+
+/* Applies the path: member e takes the slot of the state at index i, whose
+ * giver takes the slot of its parent state, and so on to the start. */
+static void apply(struct pl_ctx *c, uint32_t e, uint32_t i)
+{
+    pl_rec_add(c, e, c->entries[i].part);
+    pl_gain(c, e);
+    for (uint32_t m = e;; i = c->entries[i].parent) {
+        const struct pl_entry *en = &c->entries[i];
+        uint32_t q = en->part, v = en->via;
+        assert(pl_legal(c, q, m, v));
+        pl_row_put(c, q, m, v);
+        if (en->rec == REC_START) {
+            if (v != NONE) { /* a surplus member's replica */
+                c->have[v]--;
+                lose_primary(c, q, v);
+            }
+            return;
+        }
+        uint32_t next = c->entries[en->parent].part;
+        if (en->rec == REC_KEPT) {
+            lose_primary(c, q, v);
+            pl_rec_add(c, v, next);
+            c->moves_extra++;
+        } else {
+            assert(c->rec_member[en->rec] == v && c->rec_part[en->rec] == q);
+            c->rec_part[en->rec] = next;
+        }
+        m = v;
+    }
+}
+
+static int run(struct pl_ctx *c, uint32_t start, uint32_t p)
+{
+    for (int allow_kept = 0; allow_kept < 2; allow_kept++) {
+        bump(c);
+        uint32_t tail = 0, e = NONE, end = NONE;
+        int rv = 0;
+        if (start == NONE) {
+            rv = push(c, &tail, p, NONE, REC_START, NONE);
+        } else {
+            c->m_seen[start] = c->stamp;
+            for (uint32_t s = c->idx_start[start]; s < c->idx_start[start + 1] && rv == 0; s++) {
+                uint32_t q = c->idx_part[s], j = pl_row_find(c, q, start);
+                if (j != NONE && !c->fresh[(size_t)q * c->R + j])
+                    rv = push(c, &tail, q, start, REC_START, NONE);
+            }
+        }
+        if (rv == 0)
+            rv = search(c, tail, allow_kept, &e, &end);
+        if (rv == 0) {
+            apply(c, e, end);
+            return 0;
+        }
+        if (rv != CORRAL_ENOTFOUND)
+            return rv;
+    }
+    return CORRAL_ENOTFOUND;
+}
+
+int pl_repair_hole(struct pl_ctx *c, uint32_t p)
+{
+    return run(c, NONE, p);
+}
+
+int pl_repair_surplus(struct pl_ctx *c, uint32_t m)
+{
+    return run(c, m, NONE);
+}
+
+/* Primaries. */
+
+/* The best holder of p below its primary target: an in-sync (kept) replica
+ * before a new copy, then the larger deficit, then the larger hash. */
+static uint32_t best_holder(const struct pl_ctx *c, uint32_t p, uint32_t except,
+                            int kept_only)
+{
+    uint32_t best = NONE, best_fresh = 0, best_def = 0;
+    uint64_t best_hash = 0;
+    for (uint32_t j = 0; j < c->count[p]; j++) {
+        size_t s = (size_t)p * c->R + j;
+        uint32_t y = c->hold[s];
+        if (y == except || c->phave[y] >= c->ptarget[y] || (kept_only && c->fresh[s]))
+            continue;
+        uint32_t def = c->ptarget[y] - c->phave[y];
+        uint64_t h = pl_hash(p, c->ms.id[y], c->in->seed);
+        if (best == NONE || c->fresh[s] < best_fresh ||
+            (c->fresh[s] == best_fresh &&
+             (def > best_def || (def == best_def && h > best_hash)))) {
+            best = y;
+            best_fresh = c->fresh[s];
+            best_def = def;
+            best_hash = h;
+        }
+    }
+    return best;
+}
+
+static void set_primary(struct pl_ctx *c, uint32_t p, uint32_t m)
+{
+    if (c->prim[p] != NONE)
+        c->phave[c->prim[p]]--;
+    c->prim[p] = m;
+    c->phave[m]++;
+}
+
+/* Search modes for primaries. */
+#define PM_KEPT 1    /* only through in-sync (kept) replicas */
+#define PM_RELAXED 2 /* end at any member whose share allows one more */
+
+static uint32_t primary_ceil(const struct pl_ctx *c, uint32_t m)
+{
+    return (uint32_t)pl_ceil(c->ms.share[m].num, c->ms.share[m].den * c->reff);
+}
+
+static int primary_below(const struct pl_ctx *c, uint32_t m, int mode)
+{
+    return c->phave[m] < ((mode & PM_RELAXED) ? primary_ceil(c, m) : c->ptarget[m]);
+}
+
+/* Member e takes one more primary than its target: the target of a member
+ * that will not reach its own (a spare ceiling it holds) moves to e, so
+ * the targets still sum to P. */
+static void move_ceiling(struct pl_ctx *c, uint32_t e)
+{
+    for (uint32_t d = 0; d < c->ms.n; d++) {
+        const struct corral_placement_share *sh = &c->ms.share[d];
+        if (d != e && c->phave[d] < c->ptarget[d] &&
+            c->ptarget[d] > pl_floor(sh->num, sh->den * c->reff)) {
+            c->ptarget[d]--;
+            break;
+        }
+    }
+    c->ptarget[e]++;
+}
+
+static uint32_t primary_search(struct pl_ctx *c, uint32_t tail, int mode, uint32_t *end)
+{
+    int kept_only = mode & PM_KEPT;
+    for (uint32_t head = 0; head < tail; head++) {
+        uint32_t q = c->queue[head];
+        for (uint32_t j = 0; j < c->count[q]; j++) {
+            uint32_t y = c->hold[(size_t)q * c->R + j];
+            if (y == c->prim[q] || c->m_seen[y] == c->stamp ||
+                (kept_only && c->fresh[(size_t)q * c->R + j]))
+                continue;
+            if (primary_below(c, y, mode)) {
+                *end = q;
+                return y;
+            }
+            c->m_seen[y] = c->stamp;
+            c->m_via[y] = q;
+            for (uint32_t s = c->idx_start[y]; s < c->idx_start[y + 1]; s++) {
+                uint32_t p = c->idx_part[s];
+                if (c->prim[p] == y && c->p_seen[p] != c->stamp)
+                    enqueue(c, &tail, p, y, 0);
+            }
+        }
+    }
+    return NONE;
+}
+
+/* Shifts primaryship along a path to a member below its primary target,
+ * starting at a partition without primary (start NONE, partition p) or at
+ * any partition led by `start`, a member above its target. */
+static int primary_repair(struct pl_ctx *c, uint32_t start, uint32_t p, int mode)
+{
+    bump(c);
+    uint32_t tail = 0, end = NONE;
+    if (start == NONE) {
+        enqueue(c, &tail, p, NONE, REC_START);
+    } else {
+        c->m_seen[start] = c->stamp;
+        for (uint32_t s = c->idx_start[start]; s < c->idx_start[start + 1]; s++)
+            if (c->prim[c->idx_part[s]] == start)
+                enqueue(c, &tail, c->idx_part[s], start, REC_START);
+    }
+    uint32_t e = primary_search(c, tail, mode, &end);
+    if (e == NONE)
+        return CORRAL_ENOTFOUND;
+    if (c->phave[e] >= c->ptarget[e])
+        move_ceiling(c, e);
+    for (uint32_t m = e, q = end;;) {
+        uint32_t v = c->prim[q];
+        int first = c->p_rec[q] == REC_START;
+        set_primary(c, q, m);
+        if (first || v == NONE)
+            return 0;
+        /* v gave q up above and takes the partition it was reached from. */
+        m = v;
+        q = c->m_via[v];
+    }
+}
+
+/* A partition without a primary is unavailable until it gets one: an
+ * in-sync replica can serve at once, a new copy only after catching up. So
+ * kept holders win even at the price of a longer path (extra hand-offs
+ * between live replicas are cheap); new copies lead only where no kept
+ * replica survives or no path through kept replicas exists. */
+static void lead_orphans(struct pl_ctx *c, int kept_only)
+{
+    for (uint32_t p = 0; p < c->P; p++) {
+        if (c->prim[p] != NONE || c->count[p] == 0)
+            continue;
+        uint32_t y = best_holder(c, p, NONE, kept_only);
+        if (y != NONE)
+            set_primary(c, p, y);
+        else
+            (void)primary_repair(c, NONE, p, kept_only ? PM_KEPT : 0);
+    }
+}
+
+static void shed_primaries(struct pl_ctx *c, uint32_t m)
+{
+    for (uint32_t s = c->idx_start[m]; s < c->idx_start[m + 1] && c->phave[m] > c->ptarget[m];
+         s++) {
+        uint32_t p = c->idx_part[s];
+        if (c->prim[p] != m)
+            continue;
+        uint32_t y = best_holder(c, p, m, 1);
+        if (y != NONE)
+            set_primary(c, p, y);
+    }
+    for (int kept_only = 1; kept_only >= 0; kept_only--)
+        while (c->phave[m] > c->ptarget[m])
+            if (primary_repair(c, m, NONE, kept_only ? PM_KEPT : 0) != 0)
+                break;
+}
+
+/* Last resort for a row still without primary (no path reaches a member
+ * below target): a member whose share allows one more primary, else the
+ * first holder. Every non-empty row leads somewhere; the check reports any
+ * imbalance this leaves. */
+static void lead_leftovers(struct pl_ctx *c)
+{
+    for (uint32_t p = 0; p < c->P; p++) {
+        if (c->prim[p] != NONE || c->count[p] == 0 || primary_repair(c, NONE, p, PM_RELAXED) == 0)
+            continue;
+        uint32_t pick = c->hold[(size_t)p * c->R];
+        for (uint32_t j = 0; j < c->count[p]; j++) {
+            uint32_t y = c->hold[(size_t)p * c->R + j];
+            const struct corral_placement_share *sh = &c->ms.share[y];
+            if (c->phave[y] < pl_ceil(sh->num, sh->den * c->reff)) {
+                pick = y;
+                break;
+            }
+        }
+        set_primary(c, p, pick);
+    }
+}
+
+void pl_primaries(struct pl_ctx *c)
+{
+    lead_orphans(c, 1);
+    lead_orphans(c, 0);
+    lead_leftovers(c);
+    for (uint32_t m = 0; m < c->ms.n; m++)
+        shed_primaries(c, m);
+}
