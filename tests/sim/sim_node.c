@@ -55,7 +55,8 @@ static void disk_snapshot(struct sim_disk *d, const struct corral_raft_snapshot_
     }
     for (uint32_t i = 0; i < keep_from; i++)
         corral_rbuf_unref(d->e[i].data);
-    memmove(d->e, d->e + keep_from, (d->n - keep_from) * sizeof(*d->e));
+    if (keep_from > 0 && keep_from < d->n)
+        memmove(d->e, d->e + keep_from, (d->n - keep_from) * sizeof(*d->e));
     d->n -= keep_from;
     d->snap = *meta;
     corral_rbuf_unref(d->snap_data);
