@@ -517,3 +517,12 @@ int corral_codec_snapshot_meta_decode(const uint8_t *buf, size_t len,
         memset(out, 0, sizeof(*out));
     return rv;
 }
+
+/* The largest AppendEntries the core can produce: its payload budget, one
+ * more entry that overshoots it, and the per-entry overhead of a full batch. */
+_Static_assert((uint64_t)MSG_HEADER_BYTES + 4 + CORRAL_RAFT_MSG_PAYLOAD_BYTES_MAX +
+                       CORRAL_RAFT_ENTRY_BYTES_MAX +
+                       (uint64_t)CORRAL_RAFT_MSG_ENTRIES_MAX * CORRAL_CODEC_ENTRY_OVERHEAD +
+                       CORRAL_CODEC_FRAME_BYTES <=
+                   CORRAL_CODEC_MSG_BYTES_MAX,
+               "every AppendEntries the core can build fits in one frame");

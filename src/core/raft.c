@@ -31,7 +31,8 @@ static int config_check(const struct corral_raft_config *c)
     if (c->id == 0 || c->election_timeout_ms == 0 || c->heartbeat_ms == 0 ||
         c->heartbeat_ms >= c->election_timeout_ms || c->max_inflight == 0 ||
         c->max_inflight > CORRAL_RAFT_INFLIGHT_MAX || c->max_msg_entries == 0 ||
-        c->max_msg_entries > CORRAL_RAFT_MSG_ENTRIES_MAX || c->snapshot_chunk_bytes == 0 ||
+        c->max_msg_entries > CORRAL_RAFT_MSG_ENTRIES_MAX || c->max_msg_bytes == 0 ||
+        c->max_msg_bytes > CORRAL_RAFT_MSG_PAYLOAD_BYTES_MAX || c->snapshot_chunk_bytes == 0 ||
         c->snapshot_chunk_bytes > CORRAL_RAFT_CHUNK_BYTES_MAX || c->max_uncommitted == 0)
         return CORRAL_EINVAL;
     return 0;

@@ -48,7 +48,11 @@
  *   larger than this means something is wrong, and a hostile or corrupt
  *   size field must not make a node allocate gigabytes.
  * - CHUNK_BYTES_MAX: one InstallSnapshot chunk; bounds message size.
- * - INFLIGHT_MAX: pipelined AppendEntries per follower. */
+ * - INFLIGHT_MAX: pipelined AppendEntries per follower.
+ * - MSG_PAYLOAD_BYTES_MAX: the most max_msg_bytes may be. A batch may
+ *   overshoot the budget by one entry, so a message stays within
+ *   4 MiB + one largest entry + per-entry overhead, below the codec's
+ *   8 MiB frame limit (CORRAL_CODEC_MSG_BYTES_MAX). */
 #define CORRAL_RAFT_NODES_MAX 16
 #define CORRAL_RAFT_ENTRY_BYTES_MAX (1u << 20)
 #define CORRAL_RAFT_MSG_ENTRIES_MAX 1024
@@ -56,6 +60,7 @@
 #define CORRAL_RAFT_CHUNK_BYTES_MAX (1u << 20)
 #define CORRAL_RAFT_INFLIGHT_MAX 256
 #define CORRAL_RAFT_READS_MAX 4096
+#define CORRAL_RAFT_MSG_PAYLOAD_BYTES_MAX (4u << 20)
 
 enum corral_raft_role {
     CORRAL_RAFT_FOLLOWER = 0,
