@@ -51,8 +51,9 @@ static void fx_boot(struct fx *f, uint32_t id, const struct corral_raft_config *
     corral_raft_tick(f->r[id], f->now);
 }
 
-/* A new cluster of n voters, each with the bootstrap entry. */
-static void fx_init(struct fx *f, uint32_t n, uint32_t max_msg_entries)
+/* A new cluster of n voters, each with the bootstrap entry; tweak (may be
+ * NULL) adjusts each node's configuration. */
+static void fx_init(struct fx *f, uint32_t n, void (*tweak)(struct corral_raft_config *cfg))
 {
     memset(f, 0, sizeof(*f));
     f->n = n;
@@ -64,7 +65,8 @@ static void fx_init(struct fx *f, uint32_t n, uint32_t max_msg_entries)
     struct corral_raft_hard_state hs = {.term = 1, .commit = 1};
     for (uint32_t id = 1; id <= n; id++) {
         struct corral_raft_config cfg = fx_config(id);
-        cfg.max_msg_entries = max_msg_entries;
+        if (tweak != NULL)
+            tweak(&cfg);
         fx_boot(f, id, &cfg, &hs, &boot, 1);
     }
     corral_rbuf_unref(boot.data);
@@ -207,7 +209,7 @@ static void test_single_node(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 1, 64);
+    fx_init(&f, 1, NULL);
     fx_run(&f, 400);
     assert_int_equal(fx_leader(&f), 1);
     uint64_t i = fx_propose(&f, 1, "x");
@@ -221,7 +223,7 @@ static void test_election_and_replication(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, 64);
+    fx_init(&f, 3, NULL);
     fx_run(&f, 700);
     uint32_t l = fx_leader(&f);
     assert_true(l != 0);
@@ -307,7 +309,7 @@ static void test_isolated_leader_steps_down(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, 64);
+    fx_init(&f, 3, NULL);
     fx_run(&f, 700);
     uint32_t old = fx_leader(&f);
     assert_true(old != 0);
@@ -328,7 +330,7 @@ static void test_prevote_rejoin_does_not_disrupt(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, 64);
+    fx_init(&f, 3, NULL);
     fx_run(&f, 700);
     uint32_t l = fx_leader(&f);
     uint64_t term = fx_status(&f, l).term;
@@ -347,23 +349,17 @@ static void test_prevote_rejoin_does_not_disrupt(void **state)
 
 /* Without pre-vote the same rejoin deposes the leader: the test above
  * depends on pre-vote, not on luck. */
+static void no_prevote(struct corral_raft_config *cfg)
+{
+    cfg->pre_vote = false;
+    cfg->check_quorum = false;
+}
+
 static void test_without_prevote_rejoin_disrupts(void **state)
 {
     (void)state;
     struct fx f;
-    memset(&f, 0, sizeof(f));
-    f.n = 3;
-    struct corral_raft_conf conf = {.n_voters = 3, .voters = {1, 2, 3}};
-    struct corral_raft_entry boot;
-    assert_int_equal(corral_raft_bootstrap(&conf, &boot), 0);
-    struct corral_raft_hard_state hs = {.term = 1, .commit = 1};
-    for (uint32_t id = 1; id <= 3; id++) {
-        struct corral_raft_config cfg = fx_config(id);
-        cfg.pre_vote = false;
-        cfg.check_quorum = false;
-        fx_boot(&f, id, &cfg, &hs, &boot, 1);
-    }
-    corral_rbuf_unref(boot.data);
+    fx_init(&f, 3, no_prevote);
     fx_run(&f, 700);
     uint32_t l = fx_leader(&f);
     uint64_t term = fx_status(&f, l).term;
@@ -381,7 +377,7 @@ static void test_read_index(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, 64);
+    fx_init(&f, 3, NULL);
     fx_run(&f, 700);
     uint32_t l = fx_leader(&f);
     uint64_t i = fx_propose(&f, l, "w");
@@ -412,7 +408,7 @@ static void test_leadership_transfer(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, 64);
+    fx_init(&f, 3, NULL);
     fx_run(&f, 700);
     uint32_t l = fx_leader(&f);
     uint64_t term = fx_status(&f, l).term;
@@ -429,7 +425,7 @@ static void test_membership_learner_promote_remove(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, 64);
+    fx_init(&f, 3, NULL);
     fx_run(&f, 700);
     uint32_t l = fx_leader(&f);
     for (int k = 0; k < 20; k++)
@@ -462,17 +458,17 @@ static void test_membership_learner_promote_remove(void **state)
     fx_free(&f);
 }
 
+static void small_chunks(struct corral_raft_config *cfg)
+{
+    cfg->snapshot_chunk_bytes = 64;
+}
+
 /* A follower that missed compacted entries gets the snapshot in chunks. */
 static void test_snapshot_chunks(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, 64);
-    for (uint32_t id = 1; id <= 3; id++) {
-        corral_raft_free(f.r[id]);
-        f.r[id] = NULL;
-    }
-    fx_init(&f, 3, 64); /* again, with small chunks */
+    fx_init(&f, 3, small_chunks);
     fx_run(&f, 700);
     uint32_t l = fx_leader(&f);
     uint32_t lag = l == 3 ? 1 : 3;
@@ -493,7 +489,7 @@ static void test_snapshot_chunks(void **state)
     assert_null(corral_raft_entry_at(f.r[l], last - 10));
     fx_isolate(&f, lag, false);
     fx_run(&f, 600);
-    assert_true(f.sent_by_type[CORRAL_RAFT_MSG_SNAPSHOT] >= 1);
+    assert_true(f.sent_by_type[CORRAL_RAFT_MSG_SNAPSHOT] >= sizeof(state_bytes) / 64);
     assert_int_equal(fx_status(&f, lag).snapshot_index, last);
     assert_int_equal(f.applied[lag], last);
     fx_free(&f);
@@ -505,7 +501,7 @@ static void test_conflict_backtracking(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, 64);
+    fx_init(&f, 3, NULL);
     fx_run(&f, 700);
     uint32_t old = fx_leader(&f);
     fx_isolate(&f, old, true);
@@ -531,7 +527,7 @@ static void test_hostile_messages_dropped(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, 64);
+    fx_init(&f, 3, NULL);
     struct corral_raft_entry e = {.term = 5, .index = 9, .type = 0};
     struct corral_raft_msg bad[] = {
         {.type = 0, .from = 2, .to = 1, .term = 1},
@@ -553,30 +549,21 @@ static void test_hostile_messages_dropped(void **state)
     fx_free(&f);
 }
 
+/* Node 1 leads with a small proposal bound; 2 and 3 only vote. */
+static void small_bound(struct corral_raft_config *cfg)
+{
+    cfg->max_uncommitted = 5;
+    if (cfg->id != 1) {
+        cfg->election_timeout_ms = 100000;
+        cfg->heartbeat_ms = 1000;
+    }
+}
+
 static void test_bounded_uncommitted(void **state)
 {
     (void)state;
     struct fx f;
-    memset(&f, 0, sizeof(f));
-    f.n = 1;
-    struct corral_raft_conf conf = {.n_voters = 3, .voters = {1, 2, 3}};
-    struct corral_raft_entry boot;
-    assert_int_equal(corral_raft_bootstrap(&conf, &boot), 0);
-    struct corral_raft_config cfg = fx_config(1);
-    cfg.max_uncommitted = 5;
-    struct corral_raft_hard_state hs = {.term = 1, .commit = 1};
-    fx_boot(&f, 1, &cfg, &hs, &boot, 1);
-    corral_rbuf_unref(boot.data);
-    /* Nodes 2 and 3 exist only to vote: let 1 win, then cut them off. */
-    for (uint32_t id = 2; id <= 3; id++) {
-        struct corral_raft_config c2 = fx_config(id);
-        c2.election_timeout_ms = 100000;
-        c2.heartbeat_ms = 1000;
-        struct corral_raft_entry b2;
-        assert_int_equal(corral_raft_bootstrap(&conf, &b2), 0);
-        fx_boot(&f, id, &c2, &hs, &b2, 1);
-        corral_rbuf_unref(b2.data);
-    }
+    fx_init(&f, 3, small_bound);
     fx_run(&f, 400);
     assert_int_equal(fx_leader(&f), 1);
     fx_isolate(&f, 1, true);
