@@ -194,6 +194,16 @@ static void fx_isolate(struct fx *f, uint32_t id, bool on)
     }
 }
 
+/* A new cluster that has elected its leader; returns the leader. */
+static uint32_t fx_start(struct fx *f, uint32_t n, void (*tweak)(struct corral_raft_config *cfg))
+{
+    fx_init(f, n, tweak);
+    fx_run(f, 700);
+    uint32_t l = fx_leader(f);
+    assert_true(l != 0);
+    return l;
+}
+
 static uint64_t fx_propose(struct fx *f, uint32_t id, const char *s)
 {
     struct corral_rbuf *b = corral_rbuf_new(s, (uint32_t)strlen(s));
@@ -223,9 +233,7 @@ static void test_election_and_replication(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, NULL);
-    fx_run(&f, 700);
-    uint32_t l = fx_leader(&f);
+    uint32_t l = fx_start(&f, 3, NULL);
     assert_true(l != 0);
     uint32_t leaders = 0;
     for (uint32_t id = 1; id <= 3; id++)
@@ -309,9 +317,7 @@ static void test_isolated_leader_steps_down(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, NULL);
-    fx_run(&f, 700);
-    uint32_t old = fx_leader(&f);
+    uint32_t old = fx_start(&f, 3, NULL);
     assert_true(old != 0);
     fx_isolate(&f, old, true);
     fx_run(&f, 700);
@@ -330,9 +336,7 @@ static void test_prevote_rejoin_does_not_disrupt(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, NULL);
-    fx_run(&f, 700);
-    uint32_t l = fx_leader(&f);
+    uint32_t l = fx_start(&f, 3, NULL);
     uint64_t term = fx_status(&f, l).term;
     uint32_t lonely = l == 3 ? 1 : 3;
     fx_isolate(&f, lonely, true);
@@ -359,9 +363,7 @@ static void test_without_prevote_rejoin_disrupts(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, no_prevote);
-    fx_run(&f, 700);
-    uint32_t l = fx_leader(&f);
+    uint32_t l = fx_start(&f, 3, no_prevote);
     uint64_t term = fx_status(&f, l).term;
     uint32_t lonely = l == 3 ? 1 : 3;
     fx_isolate(&f, lonely, true);
@@ -377,9 +379,7 @@ static void test_read_index(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, NULL);
-    fx_run(&f, 700);
-    uint32_t l = fx_leader(&f);
+    uint32_t l = fx_start(&f, 3, NULL);
     uint64_t i = fx_propose(&f, l, "w");
     fx_pump(&f);
     assert_int_equal(corral_raft_read_index(f.r[l], 42), 0);
@@ -408,9 +408,7 @@ static void test_leadership_transfer(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, NULL);
-    fx_run(&f, 700);
-    uint32_t l = fx_leader(&f);
+    uint32_t l = fx_start(&f, 3, NULL);
     uint64_t term = fx_status(&f, l).term;
     uint32_t target = l % 3 + 1;
     fx_propose(&f, l, "before");
@@ -425,9 +423,7 @@ static void test_membership_learner_promote_remove(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, NULL);
-    fx_run(&f, 700);
-    uint32_t l = fx_leader(&f);
+    uint32_t l = fx_start(&f, 3, NULL);
     for (int k = 0; k < 20; k++)
         fx_propose(&f, l, "data");
     fx_pump(&f);
@@ -501,9 +497,7 @@ static void test_conflict_backtracking(void **state)
 {
     (void)state;
     struct fx f;
-    fx_init(&f, 3, NULL);
-    fx_run(&f, 700);
-    uint32_t old = fx_leader(&f);
+    uint32_t old = fx_start(&f, 3, NULL);
     fx_isolate(&f, old, true);
     for (int k = 0; k < 200; k++)
         fx_propose(&f, old, "doomed"); /* never committed */
