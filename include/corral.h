@@ -10,17 +10,17 @@
 /* Every function that can fail returns 0 or one of these. */
 enum {
     CORRAL_OK = 0,
-    CORRAL_ENOMEM = 1,    /* an allocation failed */
-    CORRAL_EINVAL = 2,    /* an argument or input is invalid */
-    CORRAL_ETOOBIG = 3,   /* a length exceeds its documented limit */
-    CORRAL_ECORRUPT = 4,  /* bytes failed a checksum or are malformed */
-    CORRAL_EVERSION = 5,  /* unknown format version */
+    CORRAL_ENOMEM = 1,     /* an allocation failed */
+    CORRAL_EINVAL = 2,     /* an argument or input is invalid */
+    CORRAL_ETOOBIG = 3,    /* a length exceeds its documented limit */
+    CORRAL_ECORRUPT = 4,   /* bytes failed a checksum or are malformed */
+    CORRAL_EVERSION = 5,   /* unknown format version */
     CORRAL_ENOTLEADER = 6, /* the operation needs the Raft leader */
-    CORRAL_EBUSY = 7,     /* a conflicting operation is in progress */
-    CORRAL_ENOTFOUND = 8, /* no such node, key or object */
+    CORRAL_EBUSY = 7,      /* a conflicting operation is in progress */
+    CORRAL_ENOTFOUND = 8,  /* no such node, key or object */
     CORRAL_ECOMPACTED = 9, /* the log entry was compacted into a snapshot */
-    CORRAL_EFULL = 10,    /* a bounded queue is full */
-    CORRAL_EIO = 11,      /* an I/O error */
+    CORRAL_EFULL = 10,     /* a bounded queue is full */
+    CORRAL_EIO = 11,       /* an I/O error */
     CORRAL_ESHUTDOWN = 12, /* the object is closing */
 };
 #define CORRAL_ERRNO_MAX 12

@@ -102,7 +102,8 @@ int corral_raft_new(const struct corral_raft_config *config,
                     struct corral_raft **out)
 {
     *out = NULL;
-    if (config_check(config) != 0 || (snap->conf.n_voters > 0 && !corral_raft_conf_valid(&snap->conf)))
+    if (config_check(config) != 0 ||
+        (snap->conf.n_voters > 0 && !corral_raft_conf_valid(&snap->conf)))
         return CORRAL_EINVAL;
     struct corral_raft *r = corral_calloc(1, sizeof(*r));
     if (r == NULL)
@@ -380,11 +381,11 @@ static void handle_vote(struct corral_raft *r, const struct corral_raft_msg *m)
     bool can = pre ? m->term > r->term && !in_lease(r)
                    : (r->vote == 0 || r->vote == m->from) && m->term == r->term;
     bool grant = can && raft_log_up_to_date(&r->log, m->index, m->log_term);
-    struct corral_raft_msg resp = {
-        .type = pre ? CORRAL_RAFT_MSG_PREVOTE_RESP : CORRAL_RAFT_MSG_VOTE_RESP,
-        .to = m->from,
-        .term = grant && pre ? m->term : r->term,
-        .reject = !grant};
+    struct corral_raft_msg resp = {.type = pre ? CORRAL_RAFT_MSG_PREVOTE_RESP
+                                               : CORRAL_RAFT_MSG_VOTE_RESP,
+                                   .to = m->from,
+                                   .term = grant && pre ? m->term : r->term,
+                                   .reject = !grant};
     if (grant && !pre) {
         r->vote = m->from;
         reset_election_timer(r);
@@ -412,8 +413,8 @@ static bool step_higher_term(struct corral_raft *r, const struct corral_raft_msg
     default:
         break;
     }
-    bool from_leader = m->type == CORRAL_RAFT_MSG_APPEND ||
-                       m->type == CORRAL_RAFT_MSG_HEARTBEAT || m->type == CORRAL_RAFT_MSG_SNAPSHOT;
+    bool from_leader = m->type == CORRAL_RAFT_MSG_APPEND || m->type == CORRAL_RAFT_MSG_HEARTBEAT ||
+                       m->type == CORRAL_RAFT_MSG_SNAPSHOT;
     raft_become_follower(r, m->term, from_leader ? m->from : 0);
     return true;
 }
@@ -424,17 +425,19 @@ static bool step_higher_term(struct corral_raft *r, const struct corral_raft_msg
 static void step_lower_term(struct corral_raft *r, const struct corral_raft_msg *m)
 {
     if (m->type == CORRAL_RAFT_MSG_APPEND || m->type == CORRAL_RAFT_MSG_HEARTBEAT) {
-        struct corral_raft_msg resp = {.type = CORRAL_RAFT_MSG_APPEND_RESP, .to = m->from,
-                                       .reject = 1};
+        struct corral_raft_msg resp = {
+            .type = CORRAL_RAFT_MSG_APPEND_RESP, .to = m->from, .reject = 1};
         raft_send(r, &resp);
     } else if (m->type == CORRAL_RAFT_MSG_PREVOTE) {
-        struct corral_raft_msg resp = {.type = CORRAL_RAFT_MSG_PREVOTE_RESP, .to = m->from,
-                                       .reject = 1};
+        struct corral_raft_msg resp = {
+            .type = CORRAL_RAFT_MSG_PREVOTE_RESP, .to = m->from, .reject = 1};
         raft_send(r, &resp);
     } else if (m->type == CORRAL_RAFT_MSG_READ_INDEX) {
         /* A node asking a deposed leader: tell it the news. */
-        struct corral_raft_msg resp = {.type = CORRAL_RAFT_MSG_READ_INDEX_RESP, .to = m->from,
-                                       .context = m->context, .reject = 1};
+        struct corral_raft_msg resp = {.type = CORRAL_RAFT_MSG_READ_INDEX_RESP,
+                                       .to = m->from,
+                                       .context = m->context,
+                                       .reject = 1};
         raft_send(r, &resp);
     }
 }
@@ -465,8 +468,10 @@ static void step_follower_like(struct corral_raft *r, const struct corral_raft_m
         raft_read_out(r, m->context, m->index, !m->reject);
         break;
     case CORRAL_RAFT_MSG_READ_INDEX: {
-        struct corral_raft_msg resp = {.type = CORRAL_RAFT_MSG_READ_INDEX_RESP, .to = m->from,
-                                       .context = m->context, .reject = 1};
+        struct corral_raft_msg resp = {.type = CORRAL_RAFT_MSG_READ_INDEX_RESP,
+                                       .to = m->from,
+                                       .context = m->context,
+                                       .reject = 1};
         raft_send(r, &resp);
         break;
     }
@@ -593,8 +598,8 @@ static void ready_committed(struct corral_raft *r, struct corral_raft_ready *rd)
         lo = rd->snapshot.index + 1;
     if (lo < r->log.offset || hi < lo)
         return;
-    if (raft_log_slice(&r->log, lo, hi, UINT32_MAX, UINT64_MAX, &rd->committed,
-                       &rd->n_committed) != 0) {
+    if (raft_log_slice(&r->log, lo, hi, UINT32_MAX, UINT64_MAX, &rd->committed, &rd->n_committed) !=
+        0) {
         rd->n_committed = 0; /* retried at the next batch */
     }
 }
@@ -617,9 +622,8 @@ void corral_raft_ready(struct corral_raft *r, struct corral_raft_ready *rd)
         rd->snapshot_data = corral_rbuf_ref(r->snap_data);
     }
     uint64_t last = raft_log_last_index(&r->log);
-    if (r->log.stable < last &&
-        raft_log_slice(&r->log, r->log.stable + 1, last, UINT32_MAX, UINT64_MAX, &rd->entries,
-                       &rd->n_entries) != 0) {
+    if (r->log.stable < last && raft_log_slice(&r->log, r->log.stable + 1, last, UINT32_MAX,
+                                               UINT64_MAX, &rd->entries, &rd->n_entries) != 0) {
         rd->n_entries = 0;
     }
     ready_committed(r, rd);

@@ -118,18 +118,18 @@ struct corral_raft_snapshot_meta {
 };
 
 enum corral_raft_msg_type {
-    CORRAL_RAFT_MSG_PREVOTE = 1,       /* thesis section 9.6 */
+    CORRAL_RAFT_MSG_PREVOTE = 1, /* thesis section 9.6 */
     CORRAL_RAFT_MSG_PREVOTE_RESP = 2,
-    CORRAL_RAFT_MSG_VOTE = 3,          /* RequestVote */
+    CORRAL_RAFT_MSG_VOTE = 3, /* RequestVote */
     CORRAL_RAFT_MSG_VOTE_RESP = 4,
-    CORRAL_RAFT_MSG_APPEND = 5,        /* AppendEntries */
+    CORRAL_RAFT_MSG_APPEND = 5, /* AppendEntries */
     CORRAL_RAFT_MSG_APPEND_RESP = 6,
-    CORRAL_RAFT_MSG_HEARTBEAT = 7,     /* AppendEntries without entries */
+    CORRAL_RAFT_MSG_HEARTBEAT = 7, /* AppendEntries without entries */
     CORRAL_RAFT_MSG_HEARTBEAT_RESP = 8,
-    CORRAL_RAFT_MSG_SNAPSHOT = 9,      /* one InstallSnapshot chunk */
+    CORRAL_RAFT_MSG_SNAPSHOT = 9, /* one InstallSnapshot chunk */
     CORRAL_RAFT_MSG_SNAPSHOT_RESP = 10,
-    CORRAL_RAFT_MSG_TIMEOUT_NOW = 11,  /* leadership transfer, thesis 3.10 */
-    CORRAL_RAFT_MSG_READ_INDEX = 12,   /* follower asks the leader */
+    CORRAL_RAFT_MSG_TIMEOUT_NOW = 11, /* leadership transfer, thesis 3.10 */
+    CORRAL_RAFT_MSG_READ_INDEX = 12,  /* follower asks the leader */
     CORRAL_RAFT_MSG_READ_INDEX_RESP = 13,
 };
 #define CORRAL_RAFT_MSG_TYPE_MAX 13
@@ -190,14 +190,14 @@ struct corral_raft_config {
     uint64_t id;                  /* this node, nonzero */
     uint32_t election_timeout_ms; /* base; randomized in [t, 2t) */
     uint32_t heartbeat_ms;
-    uint64_t seed;                /* randomness for election timeouts */
-    bool pre_vote;                /* default on */
-    bool check_quorum;            /* default on */
-    uint32_t max_inflight;        /* pipelined appends per peer */
-    uint32_t max_msg_entries;     /* per AppendEntries */
-    uint32_t max_msg_bytes;       /* payload budget per AppendEntries */
+    uint64_t seed;            /* randomness for election timeouts */
+    bool pre_vote;            /* default on */
+    bool check_quorum;        /* default on */
+    uint32_t max_inflight;    /* pipelined appends per peer */
+    uint32_t max_msg_entries; /* per AppendEntries */
+    uint32_t max_msg_bytes;   /* payload budget per AppendEntries */
     uint32_t snapshot_chunk_bytes;
-    uint32_t max_uncommitted;     /* proposals refused past this many */
+    uint32_t max_uncommitted; /* proposals refused past this many */
 };
 
 /* Fills c with the defaults (election 150 ms -> 150-300 ms randomized,

@@ -69,8 +69,8 @@ struct corral_raft {
     uint64_t rng;
     uint64_t election_deadline_ms;
     uint64_t heartbeat_deadline_ms;
-    uint64_t quorum_check_ms;    /* leader: next check-quorum */
-    uint64_t leader_contact_ms;  /* follower: last message from a leader */
+    uint64_t quorum_check_ms;   /* leader: next check-quorum */
+    uint64_t leader_contact_ms; /* follower: last message from a leader */
 
     uint64_t transfer_target;
     uint64_t transfer_deadline_ms;

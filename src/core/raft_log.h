@@ -9,9 +9,9 @@
 #include "core/raft.h"
 
 struct raft_log {
-    uint64_t offset;     /* index of e[0]; the log holds [offset, offset + n) */
-    uint64_t prev_term;  /* term of entry offset - 1 (0 when offset == 1) */
-    uint64_t stable;     /* last index known persisted */
+    uint64_t offset;    /* index of e[0]; the log holds [offset, offset + n) */
+    uint64_t prev_term; /* term of entry offset - 1 (0 when offset == 1) */
+    uint64_t stable;    /* last index known persisted */
     uint64_t n;
     uint64_t cap;
     struct corral_raft_entry *e; /* owned, payload references held */

@@ -137,8 +137,7 @@ int corral_raft_read_index(struct corral_raft *r, uint64_t id)
     }
     if (r->leader == 0)
         return CORRAL_ENOTLEADER;
-    struct corral_raft_msg m = {.type = CORRAL_RAFT_MSG_READ_INDEX, .to = r->leader,
-                                .context = id};
+    struct corral_raft_msg m = {.type = CORRAL_RAFT_MSG_READ_INDEX, .to = r->leader, .context = id};
     raft_send(r, &m);
     return 0;
 }

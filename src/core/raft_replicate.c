@@ -125,10 +125,8 @@ void raft_broadcast_heartbeat(struct corral_raft *r, uint64_t round)
             continue;
         /* Never tell a follower to commit past what it is known to hold. */
         uint64_t commit = pr->match < r->commit ? pr->match : r->commit;
-        struct corral_raft_msg m = {.type = CORRAL_RAFT_MSG_HEARTBEAT,
-                                    .to = pr->id,
-                                    .commit = commit,
-                                    .context = round};
+        struct corral_raft_msg m = {
+            .type = CORRAL_RAFT_MSG_HEARTBEAT, .to = pr->id, .commit = commit, .context = round};
         raft_send(r, &m);
     }
 }
@@ -300,9 +298,8 @@ void raft_handle_append_resp(struct corral_raft *r, const struct corral_raft_msg
         pr->probe_sent = false;
     }
     /* Fill the pipeline window; a probe sends at most one. */
-    for (uint32_t k = 0; k < r->cfg.max_inflight && r->role == CORRAL_RAFT_LEADER &&
-                         pr->next <= last;
-         k++) {
+    for (uint32_t k = 0;
+         k < r->cfg.max_inflight && r->role == CORRAL_RAFT_LEADER && pr->next <= last; k++) {
         uint64_t before = pr->next;
         raft_send_append(r, pr);
         if (pr->state != PROGRESS_REPLICATE || pr->next == before)
@@ -313,9 +310,8 @@ void raft_handle_append_resp(struct corral_raft *r, const struct corral_raft_msg
 void raft_handle_heartbeat(struct corral_raft *r, const struct corral_raft_msg *m)
 {
     raft_commit_to(r, m->commit);
-    struct corral_raft_msg resp = {.type = CORRAL_RAFT_MSG_HEARTBEAT_RESP,
-                                   .to = m->from,
-                                   .context = m->context};
+    struct corral_raft_msg resp = {
+        .type = CORRAL_RAFT_MSG_HEARTBEAT_RESP, .to = m->from, .context = m->context};
     raft_send(r, &resp);
 }
 
@@ -358,8 +354,8 @@ void raft_handle_snapshot(struct corral_raft *r, const struct corral_raft_msg *m
     const struct corral_raft_snapshot_meta *s = &m->snapshot;
     if (s->index <= r->commit) {
         /* Nothing to install: report where we are as for an append. */
-        struct corral_raft_msg resp = {.type = CORRAL_RAFT_MSG_APPEND_RESP, .to = m->from,
-                                       .index = r->commit};
+        struct corral_raft_msg resp = {
+            .type = CORRAL_RAFT_MSG_APPEND_RESP, .to = m->from, .index = r->commit};
         raft_send(r, &resp);
         return;
     }
@@ -437,10 +433,8 @@ void raft_resend_snapshots(struct corral_raft *r)
 
 int raft_append_local(struct corral_raft *r, uint8_t type, struct corral_rbuf *data)
 {
-    struct corral_raft_entry e = {.term = r->term,
-                                  .index = raft_log_last_index(&r->log) + 1,
-                                  .type = type,
-                                  .data = data};
+    struct corral_raft_entry e = {
+        .term = r->term, .index = raft_log_last_index(&r->log) + 1, .type = type, .data = data};
     int rv = raft_log_append(&r->log, &e);
     if (rv == 0 && type == CORRAL_RAFT_ENTRY_CONF)
         raft_conf_changed(r);

@@ -9,7 +9,7 @@
 
 #include "core/raft.h"
 
-#define SIM_NODES_MAX 12   /* ids 1..12: initial voters plus spares to add */
+#define SIM_NODES_MAX 12 /* ids 1..12: initial voters plus spares to add */
 #define SIM_KEYS_MAX 16
 #define SIM_CLIENTS_MAX 8
 #define SIM_TRACE_LINES 256
@@ -18,7 +18,7 @@
 /* The per-seed plan: everything a run does is drawn from the seed. */
 struct sim_params {
     uint64_t seed;
-    uint32_t n_voters;      /* 3, 5 or 7 */
+    uint32_t n_voters; /* 3, 5 or 7 */
     uint32_t n_keys;
     uint32_t n_clients;
     uint32_t loss_permille;
@@ -27,19 +27,19 @@ struct sim_params {
     uint32_t delay_max_us;
     uint32_t disk_min_us;
     uint32_t disk_max_us;
-    uint32_t drift_permille_max; /* clock rate within 1 +- this */
-    uint32_t crash_every_ms;     /* mean time between crashes, 0 = none */
-    uint32_t restart_max_ms;     /* a crashed node is back within this */
+    uint32_t drift_permille_max;   /* clock rate within 1 +- this */
+    uint32_t crash_every_ms;       /* mean time between crashes, 0 = none */
+    uint32_t restart_max_ms;       /* a crashed node is back within this */
     uint32_t leader_bias_permille; /* crashes and partitions aimed at the leader */
-    uint32_t partition_every_ms; /* mean time between partitions, 0 = none */
-    uint32_t partition_max_ms;   /* a partition heals within this */
-    uint32_t nemesis_permille;   /* isolate a leader the moment it is elected
-                                    or its commit index moves */
-    uint32_t conf_every_ms;      /* mean time between membership changes */
+    uint32_t partition_every_ms;   /* mean time between partitions, 0 = none */
+    uint32_t partition_max_ms;     /* a partition heals within this */
+    uint32_t nemesis_permille;     /* isolate a leader the moment it is elected
+                                      or its commit index moves */
+    uint32_t conf_every_ms;        /* mean time between membership changes */
     uint32_t max_msg_entries;
-    uint32_t snapshot_every;     /* compact after this many applied entries */
+    uint32_t snapshot_every; /* compact after this many applied entries */
     uint32_t snapshot_chunk_bytes;
-    uint32_t fault_ms;           /* faults run this long, then heal */
+    uint32_t fault_ms; /* faults run this long, then heal */
     bool verbose;
 };
 
@@ -50,8 +50,8 @@ struct sim_result {
     uint64_t events;
     uint64_t ops_ok;
     uint64_t ops_unknown;
-    uint64_t elections;   /* distinct terms with a leader */
-    uint64_t commits;     /* highest commit index reached */
+    uint64_t elections; /* distinct terms with a leader */
+    uint64_t commits;   /* highest commit index reached */
     uint64_t snapshots_sent;
     uint64_t conf_changes;
     uint64_t crashes;

@@ -23,10 +23,10 @@ struct sim_check {
     uint64_t n_terms;
     uint32_t *leader_of_term;
     uint64_t n_committed;
-    uint64_t *committed_term;  /* by index, 0 = not seen committed yet */
+    uint64_t *committed_term; /* by index, 0 = not seen committed yet */
     uint64_t *committed_hash;
     uint64_t n_state;
-    uint64_t *state_hash;      /* by index: state machine after applying it */
+    uint64_t *state_hash; /* by index: state machine after applying it */
     uint64_t lm_cap;
     uint64_t lm_used;
     struct lm_slot *lm;
@@ -135,10 +135,11 @@ static void check_log_matching(struct sim *s, struct sim_node *n,
             sl->prev_term = prev ? prev->term : UINT64_MAX;
             continue;
         }
-        if (sl->hash != h || (prev != NULL && sl->prev_term != UINT64_MAX &&
-                              sl->prev_term != prev->term)) {
-            sim_fail(s, "log matching: node %u entry %" PRIu64 " term %" PRIu64
-                        " differs from another log's entry with the same index and term",
+        if (sl->hash != h ||
+            (prev != NULL && sl->prev_term != UINT64_MAX && sl->prev_term != prev->term)) {
+            sim_fail(s,
+                     "log matching: node %u entry %" PRIu64 " term %" PRIu64
+                     " differs from another log's entry with the same index and term",
                      n->id, i, e->term);
             return;
         }
@@ -169,8 +170,9 @@ static void check_committed(struct sim *s, struct sim_node *n, const struct corr
             if (i > s->res->commits)
                 s->res->commits = i;
         } else if (c->committed_term[i] != e->term || c->committed_hash[i] != h) {
-            sim_fail(s, "committed entry changed: index %" PRIu64 " was term %" PRIu64
-                        ", node %u now commits term %" PRIu64,
+            sim_fail(s,
+                     "committed entry changed: index %" PRIu64 " was term %" PRIu64
+                     ", node %u now commits term %" PRIu64,
                      i, c->committed_term[i], n->id, e->term);
             return;
         }
@@ -185,8 +187,8 @@ void sim_check_node(struct sim *s, struct sim_node *n)
     struct corral_raft_status st;
     corral_raft_status(n->raft, &st);
     if (st.term < n->seen_term || st.commit < n->seen_commit) {
-        sim_fail(s, "node %u went back: term %" PRIu64 "->%" PRIu64 ", commit %" PRIu64
-                    "->%" PRIu64,
+        sim_fail(s,
+                 "node %u went back: term %" PRIu64 "->%" PRIu64 ", commit %" PRIu64 "->%" PRIu64,
                  n->id, n->seen_term, st.term, n->seen_commit, st.commit);
         return;
     }
@@ -245,8 +247,9 @@ static void check_liveness(struct sim *s)
             return;
         }
         if (op->call_us >= deadline && op->status == OP_UNKNOWN) {
-            sim_fail(s, "liveness: op %" PRIu64 " (client %u, node %u) issued %.3f ms after "
-                        "the heal timed out",
+            sim_fail(s,
+                     "liveness: op %" PRIu64 " (client %u, node %u) issued %.3f ms after "
+                     "the heal timed out",
                      i, op->client, op->node, (double)(op->call_us - s->heal_us) / 1000.0);
             return;
         }
@@ -285,15 +288,15 @@ static void check_linearizable(struct sim *s)
             continue;
         if (op.status != OP_OK && op.status != OP_UNKNOWN)
             continue;
-        h[n++] = (struct lincheck_op){
-            .client = op.client,
-            .kind = op.kind,
-            .key = op.key,
-            .value = op.value,
-            .expect = op.expect,
-            .cas_ok = op.cas_ok,
-            .call_ms = op.call_us,
-            .return_ms = op.status == OP_OK ? op.return_us : LINCHECK_PENDING};
+        h[n++] =
+            (struct lincheck_op){.client = op.client,
+                                 .kind = op.kind,
+                                 .key = op.key,
+                                 .value = op.value,
+                                 .expect = op.expect,
+                                 .cas_ok = op.cas_ok,
+                                 .call_ms = op.call_us,
+                                 .return_ms = op.status == OP_OK ? op.return_us : LINCHECK_PENDING};
     }
     char why[400];
     enum lincheck_result r = lincheck_check(h, n, SIM_LINCHECK_BUDGET, why, sizeof(why));

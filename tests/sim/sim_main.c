@@ -160,8 +160,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (failed > 0)
-        printf("corral-sim: FAILED; first failing seed %" PRIu64 " (rerun: corral-sim --seed %" PRIu64
-               " --verbose)\n",
+        printf("corral-sim: FAILED; first failing seed %" PRIu64
+               " (rerun: corral-sim --seed %" PRIu64 " --verbose)\n",
                first_failed, first_failed);
     return failed > 0 ? 1 : 0;
 }

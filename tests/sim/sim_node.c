@@ -99,7 +99,8 @@ static void boot(struct sim *s, struct sim_node *n)
     cfg.seed = s->p.seed * 131 + n->id * 7919 + n->incarnation;
     cfg.max_msg_entries = s->p.max_msg_entries;
     cfg.snapshot_chunk_bytes = s->p.snapshot_chunk_bytes;
-    int rv = corral_raft_new(&cfg, &n->disk.hs, &n->disk.snap, n->disk.snap_data, n->disk.e, n->disk.n, &n->raft);
+    int rv = corral_raft_new(&cfg, &n->disk.hs, &n->disk.snap, n->disk.snap_data, n->disk.e,
+                             n->disk.n, &n->raft);
     if (rv != 0) {
         sim_fail(s, "node %u cannot boot from its disk: %d", n->id, rv);
         return;

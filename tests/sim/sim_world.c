@@ -189,9 +189,8 @@ static void partition(struct sim *s, uint32_t isolate)
 {
     heal_partitions(s);
     bool side[SIM_NODES_MAX + 1] = {false};
-    uint32_t kind = isolate != 0 || sim_chance(s, s->p.leader_bias_permille)
-                        ? 2
-                        : (uint32_t)(sim_rand(s) % 2);
+    uint32_t kind =
+        isolate != 0 || sim_chance(s, s->p.leader_bias_permille) ? 2 : (uint32_t)(sim_rand(s) % 2);
     uint32_t leader = isolate != 0 ? isolate : sim_leader(s);
     for (uint32_t i = 1; i <= SIM_NODES_MAX; i++)
         side[i] = kind == 2 ? i == leader : sim_chance(s, 500);
@@ -263,8 +262,7 @@ static void operator_step(struct sim *s)
     } else {
         return;
     }
-    rv = corral_raft_change_conf(s->nodes[leader].raft, (enum corral_raft_conf_op)op, target,
-                                 NULL);
+    rv = corral_raft_change_conf(s->nodes[leader].raft, (enum corral_raft_conf_op)op, target, NULL);
     sim_trace(s, "operator: conf op %u node %llu via leader %u -> %d", op,
               (unsigned long long)target, leader, rv);
     if (rv == 0 && op == CORRAL_RAFT_ADD_LEARNER)
@@ -362,11 +360,11 @@ static void world_init(struct sim *s, const struct sim_params *p, struct sim_res
               "seed %llu: %u voters, %u keys, %u clients, loss %u/1000, dup %u/1000, delay "
               "%u-%u us, disk %u-%u us, drift %u/1000, crash/%u ms, partition/%u ms, conf/%u "
               "ms, batch %u, snapshot/%u, chunk %u, faults %u ms, leader bias %u/1000",
-              (unsigned long long)p->seed, p->n_voters, p->n_keys, p->n_clients,
-              p->loss_permille, p->dup_permille, p->delay_min_us, p->delay_max_us,
-              p->disk_min_us, p->disk_max_us, p->drift_permille_max, p->crash_every_ms,
-              p->partition_every_ms, p->conf_every_ms, p->max_msg_entries, p->snapshot_every,
-              p->snapshot_chunk_bytes, p->fault_ms, p->leader_bias_permille);
+              (unsigned long long)p->seed, p->n_voters, p->n_keys, p->n_clients, p->loss_permille,
+              p->dup_permille, p->delay_min_us, p->delay_max_us, p->disk_min_us, p->disk_max_us,
+              p->drift_permille_max, p->crash_every_ms, p->partition_every_ms, p->conf_every_ms,
+              p->max_msg_entries, p->snapshot_every, p->snapshot_chunk_bytes, p->fault_ms,
+              p->leader_bias_permille);
     for (uint32_t i = 1; i <= p->n_voters; i++)
         sim_node_start_fresh(s, &s->nodes[i]);
     sim_clients_init(s);
@@ -397,14 +395,13 @@ static void dump_nodes(struct sim *s)
             continue;
         struct corral_raft_status st;
         corral_raft_status(n->raft, &st);
-        fprintf(stderr, "node %u: %s term %llu leader %llu commit %llu applied %llu last %llu\n",
-                i, corral_raft_role_name(st.role), (unsigned long long)st.term,
+        fprintf(stderr, "node %u: %s term %llu leader %llu commit %llu applied %llu last %llu\n", i,
+                corral_raft_role_name(st.role), (unsigned long long)st.term,
                 (unsigned long long)st.leader, (unsigned long long)st.commit,
                 (unsigned long long)n->applied, (unsigned long long)st.last_index);
         for (uint32_t k = 0; k < st.n_progress && st.role == CORRAL_RAFT_LEADER; k++)
             fprintf(stderr, "  peer %llu match %llu next %llu\n",
-                    (unsigned long long)st.progress[k].id,
-                    (unsigned long long)st.progress[k].match,
+                    (unsigned long long)st.progress[k].id, (unsigned long long)st.progress[k].match,
                     (unsigned long long)st.progress[k].next);
     }
 }

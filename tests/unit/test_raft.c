@@ -282,7 +282,8 @@ static void test_figure8_no_commit_by_counting(void **state)
         cfg.election_timeout_ms = id == 1 ? 150 : 100000; /* S1 campaigns first */
         cfg.heartbeat_ms = id == 1 ? 50 : 1000;
         struct corral_raft_hard_state hs = {.term = 3, .commit = 1};
-        e[1] = (struct corral_raft_entry){.term = id == 5 ? 3 : 2, .index = 2,
+        e[1] = (struct corral_raft_entry){.term = id == 5 ? 3 : 2,
+                                          .index = 2,
                                           .type = CORRAL_RAFT_ENTRY_NORMAL,
                                           .data = id == 5 ? p3 : p2};
         fx_boot(&f, id, &cfg, &hs, e, id == 3 || id == 4 ? 1 : 2);
@@ -299,7 +300,7 @@ static void test_figure8_no_commit_by_counting(void **state)
     uint32_t holding2 = 0;
     for (uint32_t k = 0; k < s1.n_progress; k++)
         holding2 += s1.progress[k].match >= 2;
-    assert_true(holding2 >= 3); /* S1 knows a majority holds index 2 ... */
+    assert_true(holding2 >= 3);     /* S1 knows a majority holds index 2 ... */
     assert_int_equal(s1.commit, 1); /* ... and still must not commit it */
     /* Once the term-4 entry reaches a majority, both commit together. */
     f.drop = NULL;
@@ -530,11 +531,23 @@ static void test_hostile_messages_dropped(void **state)
         {.type = CORRAL_RAFT_MSG_APPEND, .from = 2, .to = 1, .term = 0},
         {.type = CORRAL_RAFT_MSG_APPEND, .from = 2, .to = 1, .term = 2, .log_term = 3},
         /* entries not following index */
-        {.type = CORRAL_RAFT_MSG_APPEND, .from = 2, .to = 1, .term = 5, .index = 1,
-         .n_entries = 1, .entries = &e},
-        {.type = CORRAL_RAFT_MSG_HEARTBEAT, .from = 2, .to = 1, .term = 5, .n_entries = 1,
+        {.type = CORRAL_RAFT_MSG_APPEND,
+         .from = 2,
+         .to = 1,
+         .term = 5,
+         .index = 1,
+         .n_entries = 1,
          .entries = &e},
-        {.type = CORRAL_RAFT_MSG_SNAPSHOT, .from = 2, .to = 1, .term = 5,
+        {.type = CORRAL_RAFT_MSG_HEARTBEAT,
+         .from = 2,
+         .to = 1,
+         .term = 5,
+         .n_entries = 1,
+         .entries = &e},
+        {.type = CORRAL_RAFT_MSG_SNAPSHOT,
+         .from = 2,
+         .to = 1,
+         .term = 5,
          .size = (uint64_t)CORRAL_RAFT_SNAPSHOT_BYTES_MAX + 1},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)

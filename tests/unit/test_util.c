@@ -75,10 +75,8 @@ static void test_strerror(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c_vectors),
-        cmocka_unit_test(test_crc32c_incremental),
-        cmocka_unit_test(test_rbuf_refs),
-        cmocka_unit_test(test_mem_fail_injection),
+        cmocka_unit_test(test_crc32c_vectors), cmocka_unit_test(test_crc32c_incremental),
+        cmocka_unit_test(test_rbuf_refs),      cmocka_unit_test(test_mem_fail_injection),
         cmocka_unit_test(test_strerror),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
