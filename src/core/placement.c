@@ -248,6 +248,33 @@ static int fill_holes(struct pl_ctx *c)
     return 0;
 }
 
+/* Last resort for a slot no search could fill (seen only when a member's
+ * share is capped at P and zones are tight): a copy on the legal member
+ * furthest below (or least above) its target. Durability before balance;
+ * the check reports the imbalance. */
+static void fill_leftovers(struct pl_ctx *c)
+{
+    for (uint32_t p = 0; p < c->P; p++) {
+        while (c->count[p] < c->reff) {
+            uint32_t best = NONE;
+            for (uint32_t m = 0; m < c->ms.n; m++)
+                if (pl_legal(c, p, m, NONE) &&
+                    (best == NONE || (int64_t)c->have[m] - c->target[m] <
+                                         (int64_t)c->have[best] - c->target[best]))
+                    best = m;
+            if (best == NONE)
+                break;
+            pl_row_put(c, p, best, NONE);
+            pl_rec_add(c, best, p);
+            if (c->have[best] < c->target[best])
+                pl_gain(c, best);
+            else
+                c->have[best]++;
+            c->moves_extra++;
+        }
+    }
+}
+
 /* Moves m's replica of p to a member below target, if one may take it. */
 static int shed_one(struct pl_ctx *c, uint32_t m, uint32_t p)
 {
@@ -405,19 +432,30 @@ static int ctx_init(struct pl_ctx *c, const struct corral_placement_input *in)
     return 0;
 }
 
-/* Per zone, how many empty slots a member of that zone may legally fill. */
-static void hole_room(const struct pl_ctx *c, uint64_t *room)
+/* Per member, how many empty slots it may legally fill: those in rows with
+ * room in its zone, less those in rows it already holds. Stored in have[]
+ * (free until the fill starts). */
+static void hole_room(struct pl_ctx *c)
 {
-    memset(room, 0, CORRAL_PLACEMENT_ZONES_MAX * sizeof(*room));
+    uint64_t room[CORRAL_PLACEMENT_ZONES_MAX] = {0};
+    memset(c->have, 0, c->ms.n * sizeof(uint32_t));
     for (uint32_t p = 0; p < c->P; p++) {
         if (c->count[p] == c->reff)
             continue;
         uint32_t zc[CORRAL_PLACEMENT_ZONES_MAX] = {0}, holes = c->reff - c->count[p];
+        const uint32_t *row = &c->hold[(size_t)p * c->R];
         for (uint32_t j = 0; j < c->count[p]; j++)
-            zc[c->ms.zone[c->hold[(size_t)p * c->R + j]]]++;
+            zc[c->ms.zone[row[j]]]++;
         for (uint32_t z = 0; z < c->ms.zones; z++)
             if (zc[z] < c->ms.zone_cap)
                 room[z] += holes < c->ms.zone_cap - zc[z] ? holes : c->ms.zone_cap - zc[z];
+        for (uint32_t j = 0; j < c->count[p]; j++)
+            if (zc[c->ms.zone[row[j]]] < c->ms.zone_cap)
+                c->have[row[j]]++;
+    }
+    for (uint32_t m = 0; m < c->ms.n; m++) {
+        uint64_t r = room[c->ms.zone[m]];
+        c->have[m] = (uint32_t)(r > c->have[m] ? r - c->have[m] : 0);
     }
 }
 
@@ -440,9 +478,8 @@ int corral_placement_compute(const struct corral_placement_input *in,
     if (rv != 0)
         return rv;
     keep(&c);
-    uint64_t room[CORRAL_PLACEMENT_ZONES_MAX];
-    hole_room(&c, room);
-    rv = pl_replica_targets(&c.ms, c.P, in->seed, c.kept, room, c.target);
+    hole_room(&c);
+    rv = pl_replica_targets(&c.ms, c.P, in->seed, c.kept, c.have, c.target);
     if (rv == 0)
         rv = pl_primary_targets(&c.ms, c.P, in->seed, c.pkept, c.target, c.ptarget);
     if (rv != 0)
@@ -454,9 +491,10 @@ int corral_placement_compute(const struct corral_placement_input *in,
     pl_index_build(&c);
     if ((rv = fill_holes(&c)) != 0 || (rv = shed(&c)) != 0)
         goto out;
+    fill_leftovers(&c);
     pl_index_build(&c);
-    pl_primaries(&c);
-    rv = pl_output(&c, out);
+    if ((rv = pl_primaries(&c)) == 0)
+        rv = pl_output(&c, out);
 out:
     ctx_close(&c);
     if (rv != 0)

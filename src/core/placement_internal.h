@@ -32,13 +32,13 @@ uint32_t pl_members_find(const struct pl_members *ms, uint32_t id);
 
 /* Targets within floor/ceil of each share: the spare ceilings go first to
  * members whose ceiling costs no move (kept >= ceiling), then to those
- * closest to it, then to zones where more empty slots may legally go
- * (hole_room[zone]: a ceiling there can be met by filling a slot that must
- * be filled anyway), then by a hash of id and seed; a zone's total stays
+ * closest to it, then to members that may legally fill more empty slots
+ * (hole_room[i]: such a ceiling can be met by a slot that must be filled
+ * anyway), then by a hash of id and seed; a zone's total stays
  * within its cap. Primaries: the same on primaries kept, and never more
  * primaries than replicas. */
 int pl_replica_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
-                       const uint32_t *kept, const uint64_t *hole_room, uint32_t *target);
+                       const uint32_t *kept, const uint32_t *hole_room, uint32_t *target);
 int pl_primary_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
                        const uint32_t *kept, const uint32_t *replica_target,
                        uint32_t *target);
@@ -138,7 +138,7 @@ void pl_index_build(struct pl_ctx *c);
 int pl_repair_hole(struct pl_ctx *c, uint32_t p);
 int pl_repair_surplus(struct pl_ctx *c, uint32_t m);
 /* Chooses the primaries (placement_primary.c). */
-void pl_primaries(struct pl_ctx *c);
+int pl_primaries(struct pl_ctx *c);
 /* Writes the new map and its difference from the old one (placement_plan.c). */
 int pl_output(const struct pl_ctx *c, struct corral_placement_result *out);
 

@@ -288,7 +288,7 @@ static uint64_t give_ceilings(const struct pl_members *ms, struct cand *cands, u
 }
 
 int pl_replica_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
-                       const uint32_t *kept, const uint64_t *hole_room, uint32_t *target)
+                       const uint32_t *kept, const uint32_t *hole_room, uint32_t *target)
 {
     uint64_t room[CORRAL_PLACEMENT_ZONES_MAX];
     for (uint32_t z = 0; z < ms->zones; z++)
@@ -305,7 +305,7 @@ int pl_replica_targets(const struct pl_members *ms, uint32_t partitions, uint64_
         room[ms->zone[i]] -= target[i];
         if (s->num % s->den != 0)
             cands[ncand++] = (struct cand){(int64_t)kept[i] - target[i],
-                                           hole_room[ms->zone[i]],
+                                           hole_room[i],
                                            pl_hash(ms->id[i], 0, seed), i};
     }
     spare = give_ceilings(ms, cands, ncand, spare, room, NULL, target);

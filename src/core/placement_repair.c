@@ -372,11 +372,64 @@ static void lead_leftovers(struct pl_ctx *c)
     }
 }
 
-void pl_primaries(struct pl_ctx *c)
+static uint32_t primary_floor(const struct pl_ctx *c, uint32_t m)
+{
+    return (uint32_t)pl_floor(c->ms.share[m].num, c->ms.share[m].den * c->reff);
+}
+
+/* Member y leads fewer partitions than its share's floor: search back from
+ * y through the leaders of the partitions it holds for one that can spare
+ * a primary, and shift primaryship one step along that path. The targets
+ * chosen up front are only a preference; any member within floor/ceil is
+ * balanced, and with that freedom such a path exists whenever a balanced
+ * choice of primaries does. */
+static int raise_floor(struct pl_ctx *c, uint32_t y, uint32_t *queue, uint32_t *taker)
+{
+    bump(c);
+    uint32_t head = 0, tail = 0;
+    queue[tail++] = y;
+    c->m_seen[y] = c->stamp;
+    while (head < tail) {
+        uint32_t u = queue[head++];
+        for (uint32_t s = c->idx_start[u]; s < c->idx_start[u + 1]; s++) {
+            uint32_t q = c->idx_part[s], x = c->prim[q];
+            if (x == NONE || x == u || c->m_seen[x] == c->stamp)
+                continue;
+            c->m_seen[x] = c->stamp;
+            c->m_via[x] = q;
+            taker[x] = u;
+            if (c->phave[x] > primary_floor(c, x)) {
+                for (uint32_t v = x; v != y; v = taker[v])
+                    set_primary(c, c->m_via[v], taker[v]);
+                return 0;
+            }
+            queue[tail++] = x;
+        }
+    }
+    return CORRAL_ENOTFOUND;
+}
+
+int pl_primaries(struct pl_ctx *c)
 {
     lead_orphans(c, 1);
     lead_orphans(c, 0);
     lead_leftovers(c);
     for (uint32_t m = 0; m < c->ms.n; m++)
         shed_primaries(c, m);
+    uint32_t *queue = corral_malloc((c->ms.n + 1u) * sizeof(*queue));
+    uint32_t *taker = corral_malloc((c->ms.n + 1u) * sizeof(*taker));
+    if (queue == NULL || taker == NULL) {
+        corral_free(queue);
+        corral_free(taker);
+        return CORRAL_ENOMEM;
+    }
+    for (uint32_t m = 0; m < c->ms.n; m++)
+        while (c->phave[m] < primary_floor(c, m) && raise_floor(c, m, queue, taker) == 0)
+            ;
+    for (uint32_t m = 0; m < c->ms.n; m++)
+        while (c->phave[m] > primary_ceil(c, m) && primary_repair(c, m, NONE, PM_RELAXED) == 0)
+            ;
+    corral_free(queue);
+    corral_free(taker);
+    return 0;
 }
