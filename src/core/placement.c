@@ -459,6 +459,18 @@ static void hole_room(struct pl_ctx *c)
     }
 }
 
+/* Per member, the partitions whose primary is lost that it holds a kept
+ * replica of. Stored in phave[] (free until primaries are counted). */
+static const uint32_t *orphan_room(struct pl_ctx *c)
+{
+    memset(c->phave, 0, c->ms.n * sizeof(uint32_t));
+    for (uint32_t p = 0; p < c->P; p++)
+        if (c->prim[p] == NONE)
+            for (uint32_t j = 0; j < c->count[p]; j++)
+                c->phave[c->hold[(size_t)p * c->R + j]]++;
+    return c->phave;
+}
+
 static void lower_bounds(const struct pl_ctx *c, struct corral_placement_stats *st)
 {
     for (uint32_t m = 0; m < c->ms.n; m++) {
@@ -481,7 +493,8 @@ int corral_placement_compute(const struct corral_placement_input *in,
     hole_room(&c);
     rv = pl_replica_targets(&c.ms, c.P, in->seed, c.kept, c.have, c.target);
     if (rv == 0)
-        rv = pl_primary_targets(&c.ms, c.P, in->seed, c.pkept, c.target, c.ptarget);
+        rv = pl_primary_targets(&c.ms, c.P, in->seed, c.pkept, c.kept, c.target,
+                                orphan_room(&c), c.ptarget);
     if (rv != 0)
         goto out;
     lower_bounds(&c, &out->stats);

@@ -22,6 +22,10 @@ struct pl_members {
     uint32_t *orig;        /* [n] index in the caller's array */
     uint32_t *zone_size;   /* [zones] members per zone */
     struct corral_placement_share *share; /* [n] replica share */
+    /* Open-addressing table id -> index, so that looking up every slot of
+     * a map costs O(1) each; table_mask + 1 is a power of two >= 2n. */
+    uint32_t *table;
+    uint32_t table_mask;
 };
 
 /* Validates and sorts the members and computes their shares. */
@@ -35,12 +39,16 @@ uint32_t pl_members_find(const struct pl_members *ms, uint32_t id);
  * closest to it, then to members that may legally fill more empty slots
  * (hole_room[i]: such a ceiling can be met by a slot that must be filled
  * anyway), then by a hash of id and seed; a zone's total stays
- * within its cap. Primaries: the same on primaries kept, and never more
- * primaries than replicas. */
+ * within its cap. Primaries: the same on primaries kept, then members
+ * holding more replicas of partitions whose primary is lost (orphans[i]:
+ * they can take one over by promotion), then members that shed no replica (so that members shedding replicas are the ones
+ * above their primary target, and leadership leaves with the data), and
+ * never more primaries than replicas. */
 int pl_replica_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
                        const uint32_t *kept, const uint32_t *hole_room, uint32_t *target);
 int pl_primary_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
-                       const uint32_t *kept, const uint32_t *replica_target,
+                       const uint32_t *kept, const uint32_t *replica_kept,
+                       const uint32_t *replica_target, const uint32_t *orphans,
                        uint32_t *target);
 
 /* floor and ceil of a fraction. */

@@ -182,6 +182,25 @@ static void effective_replicas(struct pl_members *ms, uint32_t replicas)
     ms->replicas_eff = room < replicas ? room : replicas;
 }
 
+static int build_table(struct pl_members *ms)
+{
+    uint32_t size = 2;
+    while (size < 2 * ms->n)
+        size *= 2;
+    ms->table = corral_malloc(size * sizeof(*ms->table));
+    if (ms->table == NULL)
+        return CORRAL_ENOMEM;
+    memset(ms->table, 0xff, size * sizeof(*ms->table));
+    ms->table_mask = size - 1;
+    for (uint32_t i = 0; i < ms->n; i++) {
+        uint32_t h = (uint32_t)pl_mix(ms->id[i]) & ms->table_mask;
+        while (ms->table[h] != NONE)
+            h = (h + 1) & ms->table_mask;
+        ms->table[h] = i;
+    }
+    return 0;
+}
+
 int pl_members_init(struct pl_members *ms, const struct corral_placement_input *in)
 {
     memset(ms, 0, sizeof(*ms));
@@ -210,6 +229,8 @@ int pl_members_init(struct pl_members *ms, const struct corral_placement_input *
         ms->weight[i] = rows[i].weight;
         ms->orig[i] = rows[i].orig;
     }
+    if ((rv = build_table(ms)) != 0)
+        goto out;
     effective_replicas(ms, in->replicas);
     compute_shares(ms, in->partitions, capped);
 out:
@@ -229,21 +250,19 @@ void pl_members_close(struct pl_members *ms)
     corral_free(ms->orig);
     corral_free(ms->zone_size);
     corral_free(ms->share);
+    corral_free(ms->table);
     memset(ms, 0, sizeof(*ms));
 }
 
 uint32_t pl_members_find(const struct pl_members *ms, uint32_t id)
 {
-    uint32_t lo = 0, hi = ms->n;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (ms->id[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
+    for (uint32_t h = (uint32_t)pl_mix(id) & ms->table_mask;; h = (h + 1) & ms->table_mask) {
+        uint32_t i = ms->table[h];
+        if (i == NONE || ms->id[i] == id)
+            return i;
     }
-    return lo < ms->n && ms->id[lo] == id ? lo : NONE;
 }
+
 
 /* Ordering of candidates for a spare ceiling: higher prio first, then the
  * higher hash of (id, seed). */
@@ -316,7 +335,9 @@ int pl_replica_targets(const struct pl_members *ms, uint32_t partitions, uint64_
 }
 
 int pl_primary_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
-                       const uint32_t *kept, const uint32_t *replica_target, uint32_t *target)
+                       const uint32_t *kept, const uint32_t *replica_kept,
+                       const uint32_t *replica_target, const uint32_t *orphans,
+                       uint32_t *target)
 {
     if (ms->n == 0)
         return 0;
@@ -334,7 +355,9 @@ int pl_primary_targets(const struct pl_members *ms, uint32_t partitions, uint64_
         target[i] = (uint32_t)pl_floor(ms->share[i].num, den);
         spare -= target[i];
         if (ms->share[i].num % den != 0)
-            cands[ncand++] = (struct cand){(int64_t)kept[i] - target[i], 0,
+            cands[ncand++] = (struct cand){(int64_t)kept[i] - target[i],
+                                           (uint64_t)orphans[i] << 1 |
+                                               (replica_kept[i] <= replica_target[i]),
                                            pl_hash(ms->id[i], 1, seed), i};
     }
     /* A primary must sit on one of the member's replicas. */

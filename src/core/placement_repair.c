@@ -320,15 +320,35 @@ static int primary_repair(struct pl_ctx *c, uint32_t start, uint32_t p, int mode
  * kept holders win even at the price of a longer path (extra hand-offs
  * between live replicas are cheap); new copies lead only where no kept
  * replica survives or no path through kept replicas exists. */
+/* Whether a search through kept replicas can end anywhere: some member
+ * below its primary target still has a kept replica. Without one (a join:
+ * the newcomer holds only new copies) every such search would explore the
+ * whole map and fail. */
+static int kept_search_useful(const struct pl_ctx *c)
+{
+    for (uint32_t m = 0; m < c->ms.n; m++)
+        if (c->phave[m] < c->ptarget[m] && c->kept[m] > 0)
+            return 1;
+    return 0;
+}
+
 static void lead_orphans(struct pl_ctx *c, int kept_only)
 {
+    int search = !kept_only || kept_search_useful(c);
+    const struct corral_placement_map *cur = c->in->current;
     for (uint32_t p = 0; p < c->P; p++) {
         if (c->prim[p] != NONE || c->count[p] == 0)
+            continue;
+        /* A live old primary that sheds this replica serves until the hand-
+         * off, so there is no gap to avoid: its leadership may travel with
+         * the data to the new copy (second pass). */
+        if (kept_only && cur != NULL && cur->slots[(size_t)p * c->R] != NONE &&
+            pl_members_find(&c->ms, cur->slots[(size_t)p * c->R]) != NONE)
             continue;
         uint32_t y = best_holder(c, p, NONE, kept_only);
         if (y != NONE)
             set_primary(c, p, y);
-        else
+        else if (search)
             (void)primary_repair(c, NONE, p, kept_only ? PM_KEPT : 0);
     }
 }
@@ -345,7 +365,7 @@ static void shed_primaries(struct pl_ctx *c, uint32_t m)
             set_primary(c, p, y);
     }
     for (int kept_only = 1; kept_only >= 0; kept_only--)
-        while (c->phave[m] > c->ptarget[m])
+        while (c->phave[m] > c->ptarget[m] && (!kept_only || kept_search_useful(c)))
             if (primary_repair(c, m, NONE, kept_only ? PM_KEPT : 0) != 0)
                 break;
 }
