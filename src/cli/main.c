@@ -1,0 +1,54 @@
+/* corral: the command-line entry point. It only dispatches to subcommands
+ * (one file each, registered in the table below) and handles --help and
+ * --version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "corral.h"
+
+struct subcommand {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+};
+
+/* Add new subcommands here (server run, status, kv, ...). */
+static const struct subcommand subcommands[] = {
+    {"placement", "plan partition placement offline from a cluster and an event trace",
+     corral_cmd_placement},
+};
+
+#define SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: corral [--help] [--version] <command> [<args>]\n\ncommands:\n");
+    for (size_t i = 0; i < SUBCOMMANDS; i++)
+        fprintf(out, "  %-12s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(out, "\nRun 'corral <command> --help' for a command's options.\n"
+                 "Exit codes: 0 success, 1 runtime failure, 2 usage or input error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CORRAL_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return CORRAL_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("corral %s\n", CORRAL_VERSION);
+        return CORRAL_EXIT_OK;
+    }
+    for (size_t i = 0; i < SUBCOMMANDS; i++)
+        if (strcmp(argv[1], subcommands[i].name) == 0)
+            return subcommands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "corral: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return CORRAL_EXIT_USAGE;
+}
