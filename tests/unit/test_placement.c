@@ -582,7 +582,7 @@ static void test_random_sequences(void **state)
 {
     (void)state;
     uint64_t one = env_u64("CORRAL_PLACEMENT_SEED", 0);
-    uint64_t seeds = env_u64("CORRAL_PLACEMENT_SEEDS", 3000);
+    uint64_t seeds = env_u64("CORRAL_PLACEMENT_SEEDS", 6000);
     uint64_t base = env_u64("CORRAL_PLACEMENT_SEED_BASE", 1);
     struct tally t = {0, 0, 1000};
     if (one != 0) {
