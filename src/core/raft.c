@@ -284,8 +284,14 @@ static void campaign_real(struct corral_raft *r, bool transfer)
  * depose a healthy leader. */
 static void campaign(struct corral_raft *r)
 {
-    if (!corral_raft_conf_is_voter(&r->conf, r->id))
+    if (!corral_raft_conf_is_voter(&r->conf, r->id)) {
+        /* A learner, or a node outside the configuration, cannot run; it
+         * only stops trusting a leader it no longer hears from, so that
+         * reads fail fast instead of waiting on a dead one. */
+        r->leader = 0;
+        reset_election_timer(r);
         return;
+    }
     if (!r->cfg.pre_vote) {
         campaign_real(r, false);
         return;
