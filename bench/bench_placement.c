@@ -111,7 +111,8 @@ static struct event snapshot(const char *name, const struct corral_placement_mem
     struct event e = {name, xmalloc(n * sizeof(*m)), n, xmalloc(changed_n * sizeof(uint32_t)),
                       changed_n, single};
     memcpy(e.members, m, n * sizeof(*m));
-    memcpy(e.changed, changed, changed_n * sizeof(uint32_t));
+    if (changed_n > 0)
+        memcpy(e.changed, changed, changed_n * sizeof(uint32_t));
     return e;
 }
 
