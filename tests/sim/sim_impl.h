@@ -157,6 +157,7 @@ void sim_node_step(struct sim *s, struct sim_node *n, const struct corral_raft_m
 void sim_node_persisted(struct sim *s, struct sim_node *n, uint32_t incarnation);
 void sim_node_flush(struct sim *s, struct sim_node *n);
 uint32_t sim_leader(struct sim *s);
+bool sim_node_status(const struct sim_node *n, struct corral_raft_status *st);
 
 /* sim_client.c */
 void sim_clients_init(struct sim *s);

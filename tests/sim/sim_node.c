@@ -168,17 +168,22 @@ void sim_node_destroy(struct sim *s, struct sim_node *n)
     disk_free(&n->disk);
 }
 
+bool sim_node_status(const struct sim_node *n, struct corral_raft_status *st)
+{
+    if (!n->up)
+        return false;
+    corral_raft_status(n->raft, st);
+    return true;
+}
+
 uint32_t sim_leader(struct sim *s)
 {
     uint64_t best_term = 0;
     uint32_t best = 0;
+    struct corral_raft_status st;
     for (uint32_t i = 1; i <= SIM_NODES_MAX; i++) {
-        struct sim_node *n = &s->nodes[i];
-        if (!n->up)
-            continue;
-        struct corral_raft_status st;
-        corral_raft_status(n->raft, &st);
-        if (st.role == CORRAL_RAFT_LEADER && st.term >= best_term) {
+        if (sim_node_status(&s->nodes[i], &st) && st.role == CORRAL_RAFT_LEADER &&
+            st.term >= best_term) {
             best_term = st.term;
             best = i;
         }

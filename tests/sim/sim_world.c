@@ -389,12 +389,11 @@ static void world_free(struct sim *s)
 
 static void dump_nodes(struct sim *s)
 {
+    struct corral_raft_status st;
     for (uint32_t i = 1; i <= SIM_NODES_MAX; i++) {
         struct sim_node *n = &s->nodes[i];
-        if (!n->up)
+        if (!sim_node_status(n, &st))
             continue;
-        struct corral_raft_status st;
-        corral_raft_status(n->raft, &st);
         fprintf(stderr, "node %u: %s term %llu leader %llu commit %llu applied %llu last %llu\n", i,
                 corral_raft_role_name(st.role), (unsigned long long)st.term,
                 (unsigned long long)st.leader, (unsigned long long)st.commit,
