@@ -55,7 +55,6 @@ struct sim_result {
     uint64_t snapshots_sent;
     uint64_t conf_changes;
     uint64_t crashes;
-    uint64_t heal_to_leader_ms;
 };
 
 void sim_params_from_seed(struct sim_params *p, uint64_t seed);

@@ -125,7 +125,6 @@ struct sim {
     uint32_t next_spare;
     bool healed;
     uint64_t heal_us;
-    uint64_t first_leader_after_heal_us;
     struct sim_client clients[SIM_CLIENTS_MAX];
     uint64_t n_ops;
     uint64_t cap_ops;
