@@ -1,0 +1,102 @@
+/* TCP transport between the coordinators of one cluster, driven by a
+ * libuv loop (single-threaded: every call and callback on the loop thread).
+ *
+ * Connections: each node dials one outbound connection to every peer and
+ * sends its messages on it; it accepts inbound connections and only
+ * receives on those. So a pair of nodes uses two connections, one per
+ * direction, and there is never a question of which side owns a socket.
+ *
+ * Wire format (all integers little-endian):
+ *   hello (dialer -> acceptor, first frame): magic "CRLH", u8 version,
+ *       u64 cluster id, u64 from node id, u64 to node id, u16 http_len,
+ *       http address bytes (the sender's advertised HTTP address),
+ *       u32 CRC32C of all the preceding bytes.
+ *   hello reply (acceptor -> dialer): magic "CRLR", u8 version, u8 status
+ *       (0 ok, 1 wrong cluster, 2 wrong node id, 3 bad version), u64
+ *       cluster id, u64 node id, u16 http_len, http address, u32 CRC32C.
+ *       On a nonzero status the acceptor closes; the dialer logs the reason
+ *       and retries later with backoff.
+ *   message frames after that (dialer -> acceptor only): u32 length, then
+ *       length bytes of a codec-encoded Raft message (core/codec.h, which
+ *       carries its own version byte and CRC32C). A frame longer than
+ *       CORRAL_CODEC_MSG_BYTES_MAX, or that fails to decode, closes the
+ *       connection (the peer reconnects; Raft retransmits).
+ *
+ * Reconnect: exponential backoff from 50 ms doubling to 2 s, with jitter.
+ * Send queue: per peer, bounded at queue_max_bytes of encoded frames
+ * (default 64 MiB). When a message does not fit, or the peer is not
+ * connected, it is dropped and counted: Raft retransmits lost messages,
+ * so dropping is always safe and keeps memory bounded. A peer dying is an
+ * EOF or write error on its socket, never a signal: the process ignores
+ * SIGPIPE (the runtime sets that at start). */
+#ifndef CORRAL_RUNTIME_TRANSPORT_H
+#define CORRAL_RUNTIME_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "core/raft.h"
+
+#define CORRAL_TRANSPORT_VERSION 1
+#define CORRAL_TRANSPORT_HTTP_ADDR_MAX 255
+
+struct corral_transport_callbacks {
+    void *ud;
+    /* A decoded message from peer `from` (the handshake's node id; the
+     * message's own from field was checked to match). m is borrowed: the
+     * callee copies or steps it before returning; the transport then
+     * clears it. */
+    void (*on_msg)(void *ud, const struct corral_raft_msg *m);
+    /* A peer completed a handshake in either direction and told us its
+     * HTTP address (for redirects and status pages). */
+    void (*on_peer_http)(void *ud, uint64_t peer, const char *http_addr);
+    /* A log line (level: 0 error, 1 warn, 2 info, 3 debug). May be NULL. */
+    void (*log)(void *ud, int level, const char *msg);
+};
+
+struct corral_transport_config {
+    uint64_t cluster_id;
+    uint64_t node_id;
+    const char *listen_host; /* numeric IPv4 or IPv6 address */
+    uint16_t listen_port;
+    const char *http_addr;   /* advertised "host:port", copied */
+    size_t queue_max_bytes;  /* 0: the default, 64 MiB */
+};
+
+struct corral_transport_peer_stats {
+    uint64_t id;
+    bool connected;          /* outbound handshake done */
+    uint64_t sent_msgs, sent_bytes, dropped_msgs, queued_bytes;
+    uint64_t recv_msgs, recv_bytes;
+    uint64_t connects, refused; /* refused: handshakes rejected */
+};
+
+struct corral_transport;
+
+/* Binds and listens (errors: CORRAL_EIO with a message in err, e.g. the
+ * address is in use). Callbacks are copied. */
+int corral_transport_start(uv_loop_t *loop, const struct corral_transport_config *cfg,
+                           const struct corral_transport_callbacks *cb,
+                           struct corral_transport **out, char *err, size_t errlen);
+
+/* Registers a peer and starts dialing it (host numeric, port). */
+int corral_transport_add_peer(struct corral_transport *t, uint64_t id, const char *host,
+                              uint16_t port);
+
+/* Encodes and queues m for m->to. Returns 0 when queued, CORRAL_EFULL when
+ * dropped for a full queue or an unconnected peer, CORRAL_ENOTFOUND for an
+ * unknown peer, CORRAL_ETOOBIG when it cannot be encoded in a frame. The
+ * caller keeps ownership of m. */
+int corral_transport_send(struct corral_transport *t, const struct corral_raft_msg *m);
+
+/* Fills up to cap entries; returns the number of peers. */
+uint32_t corral_transport_stats(const struct corral_transport *t,
+                                struct corral_transport_peer_stats *out, uint32_t cap);
+
+/* Closes every socket and timer; on_closed(ud) runs once everything is
+ * released (after which t is freed). */
+void corral_transport_stop(struct corral_transport *t, void (*on_closed)(void *ud), void *ud);
+
+#endif
