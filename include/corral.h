@@ -22,8 +22,10 @@ enum {
     CORRAL_EFULL = 10,     /* a bounded queue is full */
     CORRAL_EIO = 11,       /* an I/O error */
     CORRAL_ESHUTDOWN = 12, /* the object is closing */
+    CORRAL_ETIMEDOUT = 13, /* a deadline passed before the outcome was known */
+    CORRAL_ELOST = 14,     /* a proposal was overwritten by another leader's entry */
 };
-#define CORRAL_ERRNO_MAX 12
+#define CORRAL_ERRNO_MAX 14
 
 /* A static, human-readable message for a CORRAL_E* code. */
 const char *corral_strerror(int err);

@@ -13,5 +13,6 @@ enum {
  * name) and returns a CORRAL_EXIT_* code. It prints its own errors to
  * stderr, prefixed with "corral <name>: ". */
 int corral_cmd_placement(int argc, char **argv);
+int corral_cmd_server(int argc, char **argv);
 
 #endif

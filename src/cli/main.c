@@ -15,6 +15,7 @@ struct subcommand {
 
 /* Add new subcommands here (server run, status, kv, ...). */
 static const struct subcommand subcommands[] = {
+    {"server", "run a coordinator: 'corral server run' (see --help)", corral_cmd_server},
     {"placement", "plan partition placement offline from a cluster and an event trace",
      corral_cmd_placement},
 };

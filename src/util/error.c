@@ -15,6 +15,8 @@ static const char *const messages[] = {
     [CORRAL_EFULL] = "queue full",
     [CORRAL_EIO] = "I/O error",
     [CORRAL_ESHUTDOWN] = "shutting down",
+    [CORRAL_ETIMEDOUT] = "timed out",
+    [CORRAL_ELOST] = "proposal lost to a leader change",
 };
 _Static_assert(sizeof(messages) / sizeof(messages[0]) == CORRAL_ERRNO_MAX + 1,
                "one message per error code");

@@ -1,0 +1,80 @@
+/* /health, /health/ready, /v1/status and /metrics. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "api/api.h"
+
+void api_health(struct corral_node *n, struct corral_http_request *req)
+{
+    api_json(req, 200,
+             json_pack("{s:s, s:I}", "status", "ok", "id", (json_int_t)corral_node_config(n)->id));
+}
+
+void api_ready(struct corral_node *n, struct corral_http_request *req)
+{
+    struct corral_node_info info;
+    corral_node_info(n, &info);
+    if (info.ready)
+        api_json(req, 200, json_pack("{s:b}", "ready", 1));
+    else
+        api_error(req, 503, "not_ready", info.not_ready_reason, info.leader_http, NULL);
+}
+
+static json_t *peers_json(struct corral_node *n, const struct corral_raft_status *s)
+{
+    struct corral_node_peer_info pi[CORRAL_RAFT_NODES_MAX];
+    uint32_t np = corral_node_peers(n, pi, CORRAL_RAFT_NODES_MAX);
+    json_t *arr = json_array();
+    for (uint32_t i = 0; arr != NULL && i < np; i++) {
+        json_t *match = json_null(), *contact = json_null();
+        for (uint32_t k = 0; s->role == CORRAL_RAFT_LEADER && k < s->n_progress; k++) {
+            if (s->progress[k].id != pi[i].id)
+                continue;
+            json_decref(match);
+            match = json_integer((json_int_t)s->progress[k].match);
+            json_decref(contact);
+            contact = json_integer((json_int_t)s->progress[k].last_contact_ms);
+        }
+        json_array_append_new(
+            arr, json_pack("{s:I, s:s, s:s?, s:b, s:b, s:o, s:o}", "id", (json_int_t)pi[i].id,
+                           "cluster_addr", pi[i].cluster_addr, "http", pi[i].http, "voter",
+                           corral_raft_conf_is_voter(&s->conf, pi[i].id), "connected",
+                           pi[i].connected, "match", match, "last_contact_ms", contact));
+    }
+    return arr;
+}
+
+void api_status(struct corral_node *n, struct corral_http_request *req)
+{
+    struct corral_node_info info;
+    struct corral_raft_status s;
+    corral_node_info(n, &info);
+    corral_node_raft_status(n, &s);
+    char cid[24];
+    snprintf(cid, sizeof(cid), "%016" PRIx64, info.cluster_id);
+    json_t *leader = s.leader == 0 ? json_null()
+                                   : json_pack("{s:I, s:s?}", "id", (json_int_t)s.leader, "http",
+                                               info.leader_http);
+    json_t *body = json_pack(
+        "{s:I, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:s, s:s, s:b, s:o}", "id",
+        (json_int_t)info.id, "cluster_id", cid, "role", corral_raft_role_name(s.role), "term",
+        (json_int_t)s.term, "leader", leader, "commit", (json_int_t)s.commit, "applied",
+        (json_int_t)s.applied, "last_index", (json_int_t)s.last_index, "snapshot_index",
+        (json_int_t)s.snapshot_index, "http_addr", info.http_addr, "cluster_addr",
+        info.cluster_addr, "ready", info.ready, "peers", peers_json(n, &s));
+    api_json(req, 200, body);
+}
+
+void api_metrics(struct corral_node *n, struct corral_http_request *req)
+{
+    struct corral_sbuf out = {0};
+    corral_node_metrics(n, &out);
+    if (out.oom) {
+        corral_sbuf_free(&out);
+        api_error(req, 500, "internal", "out of memory", NULL, NULL);
+        return;
+    }
+    corral_http_respond(req, 200, "text/plain; version=0.0.4", out.p ? out.p : "", out.len, NULL,
+                        NULL, NULL, NULL);
+    corral_sbuf_free(&out);
+}

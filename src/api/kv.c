@@ -1,0 +1,245 @@
+/* /v1/kv: the config store. See docs/api.md. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "corral.h"
+
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+
+/* A strict unsigned decimal: digits only, no sign, no overflow. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 20)
+        return false;
+    for (const char *c = s; *c; c++)
+        if (*c < '0' || *c > '9')
+            return false;
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    if (errno != 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool flag_set(struct corral_http_request *req, const char *name)
+{
+    const char *v = corral_http_arg(req, name);
+    return v != NULL && (v[0] == '\0' || strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
+}
+
+static json_t *item_json(const struct corral_kv_item *it)
+{
+    return json_pack("{s:s%, s:s%, s:I}", "key", (const char *)it->key, (size_t)it->key_len,
+                     "value", (const char *)it->value, (size_t)it->value_len, "version",
+                     (json_int_t)it->version);
+}
+
+/* ---- reads ---- */
+
+static void serve_get(struct corral_node *n, struct corral_http_request *req)
+{
+    const char *key = corral_http_path(req) + strlen("/v1/kv/");
+    struct corral_kv_item it;
+    if (!corral_kv_get(corral_node_kv(n), (const uint8_t *)key, (uint32_t)strlen(key), &it)) {
+        api_error(req, 404, "not_found", "no such key", NULL, NULL);
+        return;
+    }
+    json_t *body = item_json(&it);
+    if (body == NULL)
+        api_error(req, 500, "internal", "the stored value is not valid UTF-8", NULL, NULL);
+    else
+        api_json(req, 200, body);
+}
+
+static void serve_list(struct corral_node *n, struct corral_http_request *req)
+{
+    const char *prefix = corral_http_arg(req, "prefix");
+    const char *after = corral_http_arg(req, "after");
+    const char *lim = corral_http_arg(req, "limit");
+    uint64_t limit = LIST_LIMIT_DEFAULT;
+    if (lim != NULL && (!parse_u64(lim, &limit) || limit == 0 || limit > LIST_LIMIT_MAX)) {
+        api_error(req, 400, "bad_request", "limit must be an integer from 1 to 1000", NULL, NULL);
+        return;
+    }
+    struct corral_kv_item *items = calloc(limit, sizeof(*items));
+    if (items == NULL) {
+        api_error(req, 500, "internal", "out of memory", NULL, NULL);
+        return;
+    }
+    bool more = false;
+    prefix = prefix ? prefix : "";
+    after = after ? after : "";
+    uint32_t k = corral_kv_list(corral_node_kv(n), (const uint8_t *)prefix,
+                                (uint32_t)strlen(prefix), (const uint8_t *)after,
+                                (uint32_t)strlen(after), items, (uint32_t)limit, &more);
+    json_t *arr = json_array();
+    for (uint32_t i = 0; arr != NULL && i < k; i++)
+        json_array_append_new(arr, item_json(&items[i]));
+    free(items);
+    api_json(req, 200, json_pack("{s:o, s:b}", "items", arr, "more", more));
+}
+
+struct read_ctx {
+    struct corral_node *node;
+    struct corral_http_request *req;
+    bool list;
+};
+
+static void on_read(void *ctx, int err)
+{
+    struct read_ctx *rc = ctx;
+    if (err != 0)
+        api_node_error(rc->node, rc->req, err);
+    else if (rc->list)
+        serve_list(rc->node, rc->req);
+    else
+        serve_get(rc->node, rc->req);
+    free(rc);
+}
+
+static void kv_read(struct corral_node *n, struct corral_http_request *req, bool list)
+{
+    if (flag_set(req, "stale")) { /* local state, no quorum needed */
+        if (list)
+            serve_list(n, req);
+        else
+            serve_get(n, req);
+        return;
+    }
+    struct read_ctx *rc = malloc(sizeof(*rc));
+    if (rc == NULL) {
+        api_error(req, 500, "internal", "out of memory", NULL, NULL);
+        return;
+    }
+    *rc = (struct read_ctx){n, req, list};
+    int rv = corral_node_read(n, on_read, rc);
+    if (rv != 0) {
+        free(rc);
+        api_node_error(n, req, rv);
+    }
+}
+
+/* ---- writes ---- */
+
+struct write_ctx {
+    struct corral_node *node;
+    struct corral_http_request *req;
+    bool del;
+};
+
+static void on_write(void *ctx, int err, const struct corral_kv_result *res)
+{
+    struct write_ctx *wc = ctx;
+    struct corral_http_request *req = wc->req;
+    const char *key = corral_http_path(req) + strlen("/v1/kv/");
+    if (err != 0) {
+        api_node_error(wc->node, req, err);
+    } else if (res->status == CORRAL_KV_OK && wc->del) {
+        api_json(req, 200,
+                 json_pack("{s:s, s:b, s:I}", "key", key, "deleted", 1, "version",
+                           (json_int_t)res->version));
+    } else if (res->status == CORRAL_KV_OK) {
+        api_json(req, 200, json_pack("{s:s, s:I}", "key", key, "version", (json_int_t)res->version));
+    } else if (res->status == CORRAL_KV_NOT_FOUND) {
+        api_error(req, 404, "not_found", "no such key", NULL, NULL);
+    } else if (res->status == CORRAL_KV_CAS_FAILED) {
+        api_error(req, 409, "cas_failed", "the key's version does not match cas", NULL,
+                  json_pack("{s:I}", "version", (json_int_t)res->version));
+    } else if (res->status == CORRAL_KV_FULL) {
+        api_error(req, 507, "store_full", "the store holds its maximum number of keys", NULL,
+                  NULL);
+    } else {
+        api_error(req, 500, "internal", "the command did not decode on apply", NULL, NULL);
+    }
+    free(wc);
+}
+
+/* Fills cmd from the request, or answers the request and returns false. */
+static bool write_cmd(struct corral_http_request *req, bool del, struct corral_kv_cmd *cmd)
+{
+    const char *key = corral_http_path(req) + strlen("/v1/kv/");
+    const char *cas = corral_http_arg(req, "cas");
+    size_t body_len = 0;
+    const uint8_t *body = corral_http_body(req, &body_len);
+    *cmd = (struct corral_kv_cmd){.op = del ? CORRAL_KV_DEL : CORRAL_KV_PUT,
+                                  .key = (const uint8_t *)key,
+                                  .key_len = (uint32_t)strlen(key)};
+    if (cas != NULL && !parse_u64(cas, &cmd->cas)) {
+        api_error(req, 400, "bad_request", "cas must be an unsigned integer version", NULL, NULL);
+        return false;
+    }
+    cmd->has_cas = cas != NULL;
+    if (corral_http_body_too_large(req) || body_len > CORRAL_KV_VALUE_BYTES_MAX) {
+        api_error(req, 413, "too_large", "the value is over 256 KiB", NULL, NULL);
+        return false;
+    }
+    json_t *utf8 = json_stringn(body_len ? (const char *)body : "", body_len);
+    if (utf8 == NULL) {
+        api_error(req, 400, "bad_request", "the value must be UTF-8 text", NULL, NULL);
+        return false;
+    }
+    json_decref(utf8);
+    if (!del) {
+        cmd->value = body;
+        cmd->value_len = (uint32_t)body_len;
+    }
+    return true;
+}
+
+static void kv_write(struct corral_node *n, struct corral_http_request *req, bool del)
+{
+    struct corral_kv_cmd cmd;
+    if (!write_cmd(req, del, &cmd))
+        return;
+    struct write_ctx *wc = malloc(sizeof(*wc));
+    if (wc == NULL) {
+        api_error(req, 500, "internal", "out of memory", NULL, NULL);
+        return;
+    }
+    *wc = (struct write_ctx){n, req, del};
+    int rv = corral_node_write(n, &cmd, on_write, wc);
+    if (rv == 0)
+        return;
+    free(wc);
+    if (rv == CORRAL_ENOTLEADER)
+        api_not_leader(n, req);
+    else
+        api_node_error(n, req, rv);
+}
+
+void api_kv(struct corral_node *n, struct corral_http_request *req, const char *path)
+{
+    const char *method = corral_http_method(req);
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (path[0] == '\0' || strcmp(path, "/") == 0) {
+        if (get)
+            kv_read(n, req, true);
+        else
+            api_error(req, 405, "method_not_allowed", "the listing is GET only", NULL, NULL);
+        return;
+    }
+    const char *key = path + 1;
+    size_t key_len = strlen(key);
+    if (key_len > CORRAL_KV_KEY_BYTES_MAX) {
+        api_error(req, 413, "too_large", "the key is over 512 bytes", NULL, NULL);
+        return;
+    }
+    json_t *utf8 = json_stringn(key, key_len);
+    if (utf8 == NULL) {
+        api_error(req, 400, "bad_request", "the key must be UTF-8 text", NULL, NULL);
+        return;
+    }
+    json_decref(utf8);
+    if (get)
+        kv_read(n, req, false);
+    else if (strcmp(method, "PUT") == 0)
+        kv_write(n, req, false);
+    else if (strcmp(method, "DELETE") == 0)
+        kv_write(n, req, true);
+    else
+        api_error(req, 405, "method_not_allowed", "use GET, PUT or DELETE", NULL, NULL);
+}

@@ -1,0 +1,412 @@
+/* corral server run: flags and config file into a node configuration,
+ * validated completely before anything touches the disk. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "runtime/log.h"
+#include "runtime/node.h"
+
+#define DEFAULT_CLUSTER_PORT 8139
+#define DEFAULT_HTTP_PORT 8140
+#define TEXT_MAX 4096
+
+/* Options as text: flags override the config file, then everything is
+ * parsed and checked at once. */
+struct server_opts {
+    char id[32], data_dir[TEXT_MAX], cluster_addr[256], http_addr[256], peers[TEXT_MAX];
+    char election_timeout_ms[32], heartbeat_ms[32], snapshot_entries[32], log_level[16];
+    char request_timeout_ms[32], max_connections[32];
+    char err[512];
+};
+
+struct opt_def {
+    const char *name; /* flag without "--", also the config file key */
+    size_t offset;
+    size_t size;
+    const char *help;
+};
+
+#define OPT(field, name, help) {name, offsetof(struct server_opts, field), sizeof(((struct server_opts *)0)->field), help}
+static const struct opt_def opt_defs[] = {
+    OPT(id, "id", "this node's id: its 1-based position in --peers (default: found from --cluster-addr, or 1)"),
+    OPT(data_dir, "data-dir", "where the WAL, snapshots and meta file live (default ./corral-data)"),
+    OPT(cluster_addr, "cluster-addr", "HOST:PORT for Raft traffic (default 127.0.0.1:8139)"),
+    OPT(http_addr, "http-addr", "HOST:PORT for the HTTP API (default 127.0.0.1:8140)"),
+    OPT(peers, "peers", "HOST:PORT,... cluster addresses of all initial coordinators, this one included (default: none, a cluster of one)"),
+    OPT(election_timeout_ms, "election-timeout-ms", "base election timeout, randomized in [t, 2t) (default 300)"),
+    OPT(heartbeat_ms, "heartbeat-ms", "leader heartbeat interval (default 50)"),
+    OPT(snapshot_entries, "snapshot-entries", "snapshot and compact the log every N applied entries (default 10000)"),
+    OPT(request_timeout_ms, "request-timeout-ms", "HTTP requests waiting on Raft answer 503 after this (default 5000)"),
+    OPT(max_connections, "max-connections", "open HTTP connections before 503 busy (default 1024)"),
+    OPT(log_level, "log-level", "error, warn, info or debug (default info)"),
+};
+#undef OPT
+#define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
+
+static const struct opt_def *find_opt(const char *name)
+{
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (strcmp(opt_defs[i].name, name) == 0)
+            return &opt_defs[i];
+    return NULL;
+}
+
+static bool set_opt(struct server_opts *o, const struct opt_def *d, const char *value)
+{
+    if (strlen(value) >= d->size) {
+        snprintf(o->err, sizeof(o->err), "--%s: value too long", d->name);
+        return false;
+    }
+    memcpy((char *)o + d->offset, value, strlen(value) + 1);
+    return true;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: corral server run [options]\n\n"
+                 "Runs a coordinator. With no options: a cluster of one on 127.0.0.1,\n"
+                 "Raft on port 8139, HTTP on port 8140, data in ./corral-data.\n\noptions:\n");
+    for (size_t i = 0; i < N_OPTS; i++)
+        fprintf(out, "  --%-20s %s\n", opt_defs[i].name, opt_defs[i].help);
+    fprintf(out, "  --%-20s %s\n", "config FILE",
+            "INI file with the same keys (no section or [server]); flags override it");
+    fprintf(out, "\nExit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure (data dir\n"
+                 "refused or corrupt, address in use, I/O error), 2 bad flags or config.\n");
+}
+
+struct ini_ctx {
+    struct server_opts *o;
+    const char *file;
+    bool failed;
+};
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+    struct ini_ctx *c = user;
+    if (c->failed)
+        return 0;
+    if (section[0] != '\0' && strcmp(section, "server") != 0) {
+        snprintf(c->o->err, sizeof(c->o->err), "%s: unknown section [%s]", c->file, section);
+        c->failed = true;
+        return 0;
+    }
+    const struct opt_def *d = find_opt(name);
+    if (d == NULL) {
+        snprintf(c->o->err, sizeof(c->o->err), "%s: unknown key '%s'", c->file, name);
+        c->failed = true;
+        return 0;
+    }
+    if (!set_opt(c->o, d, value)) {
+        c->failed = true;
+        return 0;
+    }
+    return 1;
+}
+
+static bool load_config(struct server_opts *o, const char *file)
+{
+    struct ini_ctx c = {o, file, false};
+    int rv = ini_parse(file, on_ini, &c);
+    if (rv == -1) {
+        snprintf(o->err, sizeof(o->err), "--config %s: cannot open: %s", file, strerror(errno));
+        return false;
+    }
+    if (rv != 0 && !c.failed)
+        snprintf(o->err, sizeof(o->err), "%s:%d: not a valid INI line", file, rv);
+    return rv == 0;
+}
+
+/* Flags: --name value or --name=value; --config is read first. */
+static int parse_flags(struct server_opts *o, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--config") == 0 || strncmp(a, "--config=", 9) == 0) {
+            const char *file = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            if (file == NULL) {
+                snprintf(o->err, sizeof(o->err), "--config needs a file");
+                return 2;
+            }
+            if (!load_config(o, file))
+                return 2;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return 1;
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(o->err, sizeof(o->err), "unexpected argument '%s'", a);
+            return 2;
+        }
+        char name[64];
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        snprintf(name, sizeof(name), "%.*s", (int)(nlen < 63 ? nlen : 63), a + 2);
+        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[i + 1] : NULL);
+        if (strcmp(name, "config") == 0) {
+            i += eq ? 0 : 1;
+            continue;
+        }
+        const struct opt_def *d = find_opt(name);
+        if (d == NULL) {
+            snprintf(o->err, sizeof(o->err), "unknown option '--%s'", name);
+            return 2;
+        }
+        if (value == NULL) {
+            snprintf(o->err, sizeof(o->err), "--%s needs a value", name);
+            return 2;
+        }
+        if (!set_opt(o, d, value))
+            return 2;
+        i += eq ? 0 : 1;
+    }
+    return 0;
+}
+
+static bool parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    if (s[0] == '\0' || strlen(s) > 20)
+        return false;
+    for (const char *c = s; *c; c++)
+        if (*c < '0' || *c > '9')
+            return false;
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    if (errno != 0 || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* "HOST:PORT", "[V6]:PORT", "HOST" (default port) or ":PORT" (127.0.0.1).
+ * HOST is a numeric address or "localhost". */
+static bool parse_addr(const char *s, uint16_t def_port, char *host, size_t cap, uint16_t *port)
+{
+    char h[CORRAL_HOST_MAX + 2] = "";
+    const char *p = NULL;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || (size_t)(close - s - 1) >= sizeof(h))
+            return false;
+        memcpy(h, s + 1, (size_t)(close - s - 1));
+        h[close - s - 1] = '\0';
+        p = close[1] == ':' ? close + 2 : (close[1] == '\0' ? NULL : "x");
+    } else {
+        const char *colon = strrchr(s, ':');
+        size_t hl = colon ? (size_t)(colon - s) : strlen(s);
+        if (hl >= sizeof(h) || (colon != NULL && strchr(s, ':') != colon))
+            return false;
+        memcpy(h, s, hl);
+        h[hl] = '\0';
+        p = colon ? colon + 1 : NULL;
+    }
+    if (h[0] == '\0' || strcmp(h, "localhost") == 0)
+        snprintf(h, sizeof(h), "127.0.0.1");
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, h, buf) != 1 && inet_pton(AF_INET6, h, buf) != 1)
+        return false;
+    uint64_t pv = def_port;
+    if (p != NULL && !parse_uint(p, 1, 65535, &pv))
+        return false;
+    snprintf(host, cap, "%s", h);
+    *port = (uint16_t)pv;
+    return true;
+}
+
+static bool parse_peers(struct server_opts *o, struct corral_node_config *c)
+{
+    char list[TEXT_MAX];
+    snprintf(list, sizeof(list), "%s", o->peers);
+    char *save = NULL;
+    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (*tok == '\0')
+            continue;
+        if (c->n_peers == CORRAL_RAFT_NODES_MAX) {
+            snprintf(o->err, sizeof(o->err), "--peers: at most %d coordinators",
+                     CORRAL_RAFT_NODES_MAX);
+            return false;
+        }
+        struct corral_node_peer_config *p = &c->peers[c->n_peers];
+        if (!parse_addr(tok, DEFAULT_CLUSTER_PORT, p->host, sizeof(p->host), &p->port)) {
+            snprintf(o->err, sizeof(o->err),
+                     "--peers: '%s' is not HOST:PORT with a numeric address", tok);
+            return false;
+        }
+        p->id = c->n_peers + 1;
+        for (uint32_t k = 0; k < c->n_peers; k++) {
+            if (strcmp(c->peers[k].host, p->host) == 0 && c->peers[k].port == p->port) {
+                snprintf(o->err, sizeof(o->err), "--peers: '%s' appears twice", tok);
+                return false;
+            }
+        }
+        c->n_peers++;
+    }
+    return true;
+}
+
+/* Which of the peers this node is: --id, or its --cluster-addr's position. */
+static bool resolve_id(struct server_opts *o, struct corral_node_config *c, bool addr_given)
+{
+    uint64_t id = 0;
+    if (o->id[0] != '\0' && !parse_uint(o->id, 1, c->n_peers ? c->n_peers : UINT32_MAX, &id)) {
+        snprintf(o->err, sizeof(o->err), "--id: '%s' is not a number from 1 to %u", o->id,
+                 c->n_peers ? c->n_peers : UINT32_MAX);
+        return false;
+    }
+    if (c->n_peers == 0) {
+        c->id = id ? id : 1;
+        return true;
+    }
+    if (id == 0) {
+        for (uint32_t k = 0; k < c->n_peers; k++)
+            if (strcmp(c->peers[k].host, c->cluster_host) == 0 &&
+                c->peers[k].port == c->cluster_port)
+                id = c->peers[k].id;
+        if (id == 0) {
+            snprintf(o->err, sizeof(o->err),
+                     "--cluster-addr %s:%u is not in --peers; give --id (this node's position "
+                     "in --peers)",
+                     c->cluster_host, c->cluster_port);
+            return false;
+        }
+    }
+    c->id = id;
+    if (!addr_given) { /* listen where the peers will dial */
+        snprintf(c->cluster_host, sizeof(c->cluster_host), "%s", c->peers[id - 1].host);
+        c->cluster_port = c->peers[id - 1].port;
+    }
+    return true;
+}
+
+/* FNV-1a over the bootstrap membership: every node started with the same
+ * --peers computes the same id, and a different list a different one. */
+static uint64_t cluster_id(const struct corral_node_config *c)
+{
+    char text[TEXT_MAX + 1024] = "corral/1\n";
+    size_t len = strlen(text);
+    for (uint32_t k = 0; k < c->n_peers && len < sizeof(text); k++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%" PRIu64 "=%s:%u\n",
+                                c->peers[k].id, c->peers[k].host, c->peers[k].port);
+    if (c->n_peers == 0)
+        snprintf(text + len, sizeof(text) - len, "single\n");
+    uint64_t h = 14695981039346656037ull;
+    for (const char *p = text; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    return h;
+}
+
+static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
+{
+    struct {
+        const char *name, *text;
+        uint64_t lo, hi, def;
+        uint64_t v;
+    } nums[] = {
+        {"election-timeout-ms", o->election_timeout_ms, 10, 60000, 300, 0},
+        {"heartbeat-ms", o->heartbeat_ms, 1, 30000, 50, 0},
+        {"snapshot-entries", o->snapshot_entries, 0, 100000000, 10000, 0},
+        {"request-timeout-ms", o->request_timeout_ms, 10, 600000, 5000, 0},
+        {"max-connections", o->max_connections, 1, 100000, 1024, 0},
+    };
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        nums[i].v = nums[i].def;
+        if (nums[i].text[0] != '\0' &&
+            !parse_uint(nums[i].text, nums[i].lo, nums[i].hi, &nums[i].v)) {
+            snprintf(o->err, sizeof(o->err), "--%s: '%s' is not a number from %" PRIu64
+                                             " to %" PRIu64,
+                     nums[i].name, nums[i].text, nums[i].lo, nums[i].hi);
+            return false;
+        }
+    }
+    c->election_timeout_ms = (uint32_t)nums[0].v;
+    c->heartbeat_ms = (uint32_t)nums[1].v;
+    c->snapshot_entries = nums[2].v;
+    c->request_timeout_ms = (uint32_t)nums[3].v;
+    c->http.max_connections = (uint32_t)nums[4].v;
+    if (c->heartbeat_ms >= c->election_timeout_ms) {
+        snprintf(o->err, sizeof(o->err), "--heartbeat-ms (%u) must be below "
+                                         "--election-timeout-ms (%u)",
+                 c->heartbeat_ms, c->election_timeout_ms);
+        return false;
+    }
+    return true;
+}
+
+static bool build_config(struct server_opts *o, struct corral_node_config *c, int *level)
+{
+    memset(c, 0, sizeof(*c));
+    corral_http_limits_default(&c->http);
+    c->max_pending = 65536;
+    c->data_dir = o->data_dir[0] ? o->data_dir : "./corral-data";
+    *level = corral_log_level_parse(o->log_level[0] ? o->log_level : "info");
+    if (*level < 0) {
+        snprintf(o->err, sizeof(o->err), "--log-level: '%s' is not error, warn, info or debug",
+                 o->log_level);
+        return false;
+    }
+    if (!parse_addr(o->cluster_addr[0] ? o->cluster_addr : "127.0.0.1", DEFAULT_CLUSTER_PORT,
+                    c->cluster_host, sizeof(c->cluster_host), &c->cluster_port)) {
+        snprintf(o->err, sizeof(o->err), "--cluster-addr: '%s' is not HOST:PORT with a numeric "
+                                         "address", o->cluster_addr);
+        return false;
+    }
+    if (!parse_addr(o->http_addr[0] ? o->http_addr : "127.0.0.1", DEFAULT_HTTP_PORT,
+                    c->http_host, sizeof(c->http_host), &c->http_port)) {
+        snprintf(o->err, sizeof(o->err), "--http-addr: '%s' is not HOST:PORT with a numeric "
+                                         "address", o->http_addr);
+        return false;
+    }
+    if (!parse_numbers(o, c) || !parse_peers(o, c) || !resolve_id(o, c, o->cluster_addr[0]))
+        return false;
+    if (strcmp(c->http_host, c->cluster_host) == 0 && c->http_port == c->cluster_port) {
+        snprintf(o->err, sizeof(o->err), "--http-addr and --cluster-addr are the same address");
+        return false;
+    }
+    c->cluster_id = cluster_id(c);
+    return true;
+}
+
+static int server_run(int argc, char **argv)
+{
+    static struct server_opts o; /* large: keep it off the stack */
+    memset(&o, 0, sizeof(o));
+    int rv = parse_flags(&o, argc, argv);
+    if (rv == 1) {
+        usage(stdout);
+        return CORRAL_EXIT_OK;
+    }
+    struct corral_node_config c;
+    int level = CORRAL_LOG_INFO;
+    if (rv != 0 || !build_config(&o, &c, &level)) {
+        fprintf(stderr, "corral server run: %s\n", o.err);
+        fprintf(stderr, "Run 'corral server run --help' for the options.\n");
+        return CORRAL_EXIT_USAGE;
+    }
+    corral_log_setup(level, c.id);
+    return corral_node_run(&c, corral_api_route) == 0 ? CORRAL_EXIT_OK : CORRAL_EXIT_FAILURE;
+}
+
+int corral_cmd_server(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "run") == 0)
+        return server_run(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return CORRAL_EXIT_OK;
+    }
+    fprintf(stderr, "corral server: expected 'run'\n");
+    usage(stderr);
+    return CORRAL_EXIT_USAGE;
+}

@@ -1,0 +1,455 @@
+/* libmicrohttpd inside the libuv loop. See http.h. */
+#include "runtime/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "corral.h"
+#include "util/mem.h"
+
+struct corral_http {
+    uv_loop_t *loop;
+    struct MHD_Daemon *mhd;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int closing;
+    struct corral_http_limits limits;
+    corral_http_handler handler;
+    void *ud;
+    uint64_t open_connections;
+    struct corral_http_stats stats;
+};
+
+struct corral_http_request {
+    struct corral_http *http;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;
+    uint8_t *body;
+    size_t body_len, body_cap;
+    bool too_large;
+    bool dispatched;
+    bool suspended;
+    struct MHD_Response *response; /* set by respond, queued by the access handler */
+    unsigned status;
+    void *user;
+};
+
+void corral_http_limits_default(struct corral_http_limits *l)
+{
+    l->max_body_bytes = (256u << 10) + 1024;
+    l->max_connections = 1024;
+    l->idle_timeout_s = 60;
+}
+
+static void count_status(struct corral_http *h, unsigned status)
+{
+    if (status / 100 < 6)
+        h->stats.responses_by_class[status / 100]++;
+    for (uint32_t i = 0; i < h->stats.n_codes; i++) {
+        if (h->stats.codes[i].code == status) {
+            h->stats.codes[i].count++;
+            return;
+        }
+    }
+    if (h->stats.n_codes < 32) {
+        h->stats.codes[h->stats.n_codes].code = status;
+        h->stats.codes[h->stats.n_codes].count = 1;
+        h->stats.n_codes++;
+    }
+}
+
+void corral_http_respond(struct corral_http_request *req, unsigned status, const char *ctype,
+                         const char *body, size_t len, const char *h1, const char *v1,
+                         const char *h2, const char *v2)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    if (resp != NULL) {
+        if (ctype != NULL)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+        if (h1 != NULL)
+            MHD_add_response_header(resp, h1, v1);
+        if (h2 != NULL)
+            MHD_add_response_header(resp, h2, v2);
+    }
+    req->response = resp; /* NULL: the access handler fails the connection */
+    req->status = status;
+    req->user = NULL;
+    count_status(req->http, status);
+    if (req->suspended) {
+        req->suspended = false;
+        MHD_resume_connection(req->conn);
+    }
+}
+
+static void respond_error(struct corral_http_request *req, unsigned status, const char *code,
+                          const char *message, bool close)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
+                     code, message);
+    corral_http_respond(req, status, "application/json", body, (size_t)n,
+                        close ? MHD_HTTP_HEADER_CONNECTION : NULL, close ? "close" : NULL,
+                        status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL,
+                        status == 503 ? "1" : NULL);
+}
+
+/* The first call of a request: headers only. Limits are checked here so a
+ * too-large body is refused before it is read. */
+static struct corral_http_request *request_new(struct corral_http *h, struct MHD_Connection *conn,
+                                               const char *url, const char *method)
+{
+    struct corral_http_request *req = corral_calloc(1, sizeof(*req));
+    if (req == NULL)
+        return NULL;
+    req->http = h;
+    req->conn = conn;
+    req->method = method;
+    req->path = url;
+    if (h->open_connections > h->limits.max_connections) {
+        respond_error(req, 503, "busy", "too many open connections", true);
+        return req;
+    }
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL && strtoull(cl, NULL, 10) > h->limits.max_body_bytes) {
+        req->too_large = true;
+        respond_error(req, 413, "too_large", "request body over the limit", true);
+    }
+    return req;
+}
+
+static void body_append(struct corral_http_request *req, const char *data, size_t len)
+{
+    size_t max = req->http->limits.max_body_bytes;
+    if (req->too_large || req->body_len + len > max) {
+        req->too_large = true;
+        corral_free(req->body);
+        req->body = NULL;
+        req->body_len = req->body_cap = 0;
+        return;
+    }
+    if (req->body_len + len > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap : 1024;
+        while (cap < req->body_len + len)
+            cap *= 2;
+        uint8_t *nb = corral_realloc(req->body, cap);
+        if (nb == NULL) {
+            req->too_large = true; /* answered as 413: we cannot hold it */
+            return;
+        }
+        req->body = nb;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, len);
+    req->body_len += len;
+}
+
+static enum MHD_Result queue_response(struct corral_http_request *req)
+{
+    if (req->response == NULL)
+        return MHD_NO;
+    enum MHD_Result rv = MHD_queue_response(req->conn, req->status, req->response);
+    MHD_destroy_response(req->response);
+    req->response = NULL;
+    return rv;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    (void)version;
+    struct corral_http *h = cls;
+    struct corral_http_request *req = *con_cls;
+    if (req == NULL) {
+        req = request_new(h, conn, url, method);
+        if (req == NULL)
+            return MHD_NO;
+        *con_cls = req;
+        return req->status != 0 ? queue_response(req) : MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        body_append(req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->dispatched || req->status != 0) {
+        if (req->response == NULL && req->status == 0)
+            return MHD_YES; /* spurious call while waiting */
+        return queue_response(req);
+    }
+    req->dispatched = true;
+    h->handler(h->ud, req);
+    if (req->status != 0)
+        return queue_response(req);
+    req->suspended = true;
+    MHD_suspend_connection(conn);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct corral_http_request *req = *con_cls;
+    if (req == NULL)
+        return;
+    if (req->response != NULL)
+        MHD_destroy_response(req->response);
+    corral_free(req->body);
+    corral_free(req);
+    *con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)conn;
+    (void)socket_context;
+    struct corral_http *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        h->open_connections++;
+    else if (h->open_connections > 0)
+        h->open_connections--;
+}
+
+static void rearm_timer(struct corral_http *h);
+
+static void run_mhd(struct corral_http *h)
+{
+    if (h->closing)
+        return;
+    MHD_run(h->mhd);
+    rearm_timer(h);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    run_mhd(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    run_mhd(p->data);
+}
+
+static void rearm_timer(struct corral_http *h)
+{
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    if (MHD_get_timeout(h->mhd, &ms) == MHD_YES)
+        uv_timer_start(&h->timer, on_timer, ms, 0);
+    else
+        uv_timer_stop(&h->timer);
+}
+
+static int parse_listen(const char *host, uint16_t port, struct sockaddr_storage *ss, bool *v6)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+        *v6 = false;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+        *v6 = true;
+        return 0;
+    }
+    return CORRAL_EINVAL;
+}
+
+static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    bool v6 = false;
+    if (parse_listen(host, port, &ss, &v6) != 0)
+        return NULL;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0u);
+    return MHD_start_daemon(
+        flags, port, NULL, NULL, on_access, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(h->limits.max_connections + 64),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->limits.idle_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, h, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+}
+
+int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
+                      const struct corral_http_limits *limits, corral_http_handler handler,
+                      void *ud, struct corral_http **out, char *err, size_t errlen)
+{
+    struct corral_http *h = corral_calloc(1, sizeof(*h));
+    if (h == NULL)
+        return CORRAL_ENOMEM;
+    h->loop = loop;
+    h->limits = *limits;
+    h->handler = handler;
+    h->ud = ud;
+    h->mhd = start_mhd(h, host, port);
+    if (h->mhd == NULL) {
+        snprintf(err, errlen, "cannot listen for HTTP on %s:%u (address in use or invalid)",
+                 host, port);
+        corral_free(h);
+        return CORRAL_EIO;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    uv_poll_init(loop, &h->poll, info->epoll_fd);
+    h->poll.data = h;
+    uv_poll_start(&h->poll, UV_READABLE, on_poll);
+    rearm_timer(h);
+    *out = h;
+    return 0;
+}
+
+static void on_handle_closed(uv_handle_t *hd)
+{
+    struct corral_http *h = hd->data;
+    if (++h->closing == 3)
+        corral_free(h);
+}
+
+void corral_http_stop(struct corral_http *h)
+{
+    MHD_run(h->mhd); /* let resumed connections take their answers */
+    h->closing = 1;
+    uv_poll_stop(&h->poll);
+    uv_close((uv_handle_t *)&h->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+    MHD_stop_daemon(h->mhd);
+    h->mhd = NULL;
+}
+
+const char *corral_http_method(const struct corral_http_request *req)
+{
+    return req->method;
+}
+
+const char *corral_http_path(const struct corral_http_request *req)
+{
+    return req->path;
+}
+
+const char *corral_http_arg(const struct corral_http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+struct query_buf {
+    char *buf;
+    size_t cap, len;
+    bool overflow;
+};
+
+static void qb_put_char(struct query_buf *q, char c)
+{
+    if (q->len + 1 >= q->cap) {
+        q->overflow = true;
+        return;
+    }
+    q->buf[q->len++] = c;
+    q->buf[q->len] = '\0';
+}
+
+static void qb_put_escaped(struct query_buf *q, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; s != NULL && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '_' || c == '.' || c == '~' || c == '/';
+        char enc[3] = {(char)c, 0, 0};
+        size_t n = 1;
+        if (!plain) {
+            enc[0] = '%';
+            enc[1] = hex[c >> 4];
+            enc[2] = hex[c & 15];
+            n = 3;
+        }
+        if (q->len + n >= q->cap) {
+            q->overflow = true;
+            return;
+        }
+        memcpy(q->buf + q->len, enc, n);
+        q->len += n;
+    }
+    q->buf[q->len] = '\0';
+}
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    struct query_buf *q = cls;
+    if (q->len > 0)
+        qb_put_char(q, '&');
+    qb_put_escaped(q, key);
+    if (value != NULL) {
+        qb_put_char(q, '=');
+        qb_put_escaped(q, value);
+    }
+    return MHD_YES;
+}
+
+int corral_http_query(const struct corral_http_request *req, char *buf, size_t cap)
+{
+    struct query_buf q = {.buf = buf, .cap = cap};
+    if (cap == 0)
+        return CORRAL_ETOOBIG;
+    buf[0] = '\0';
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
+    return q.overflow ? CORRAL_ETOOBIG : 0;
+}
+
+int corral_http_escape(const char *in, char *out, size_t cap)
+{
+    struct query_buf q = {.buf = out, .cap = cap};
+    if (cap == 0)
+        return CORRAL_ETOOBIG;
+    out[0] = '\0';
+    qb_put_escaped(&q, in);
+    return q.overflow ? CORRAL_ETOOBIG : 0;
+}
+
+const uint8_t *corral_http_body(const struct corral_http_request *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body;
+}
+
+int corral_http_body_too_large(const struct corral_http_request *req)
+{
+    return req->too_large;
+}
+
+void corral_http_set_user(struct corral_http_request *req, void *user)
+{
+    req->user = user;
+}
+
+void *corral_http_get_user(const struct corral_http_request *req)
+{
+    return req->user;
+}
+
+void corral_http_stats(const struct corral_http *h, struct corral_http_stats *s)
+{
+    *s = h->stats;
+    s->open_connections = h->open_connections;
+}

@@ -1,0 +1,86 @@
+/* An HTTP/1.1 server: libmicrohttpd driven from the libuv loop, on the
+ * loop thread. MHD runs in its epoll mode without threads of its own; its
+ * epoll descriptor is watched by a uv_poll and its timeouts by a uv_timer.
+ *
+ * A request reaches the handler once, complete (headers and body). The
+ * handler answers with corral_http_respond, either before returning or
+ * later (a write waiting for its Raft commit): a request not answered
+ * when the handler returns is suspended in MHD, and resumed when the
+ * answer comes. Every request must be answered exactly once; requests
+ * still waiting at shutdown are answered by the owner before
+ * corral_http_stop (see corral_http_pending).
+ *
+ * Limits enforced here, each answered with the API's error shape:
+ * body size (413, checked against Content-Length before reading), open
+ * connections (503 busy), idle connections (closed after idle_timeout_s). */
+#ifndef CORRAL_RUNTIME_HTTP_H
+#define CORRAL_RUNTIME_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct corral_http_limits {
+    size_t max_body_bytes;      /* default 256 KiB + 1 KiB */
+    uint32_t max_connections;   /* default 1024 */
+    uint32_t idle_timeout_s;    /* default 60 */
+};
+void corral_http_limits_default(struct corral_http_limits *l);
+
+struct corral_http_request; /* opaque, owned by the server */
+
+/* The handler: once per complete request. */
+typedef void (*corral_http_handler)(void *ud, struct corral_http_request *req);
+
+struct corral_http;
+
+/* Listens on host:port (numeric IPv4 or IPv6). CORRAL_EIO with a message
+ * in err when the address cannot be bound. */
+int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
+                      const struct corral_http_limits *limits, corral_http_handler handler,
+                      void *ud, struct corral_http **out, char *err, size_t errlen);
+
+/* Stops listening and closes every connection. Every request must have
+ * been answered. Frees h. */
+void corral_http_stop(struct corral_http *h);
+
+/* Request accessors; strings are valid until the request is answered. */
+const char *corral_http_method(const struct corral_http_request *req);
+const char *corral_http_path(const struct corral_http_request *req); /* percent-decoded */
+/* A query argument (percent-decoded), or NULL when absent. A present
+ * argument without a value ("?stale") gives "". */
+const char *corral_http_arg(const struct corral_http_request *req, const char *name);
+/* The query string re-encoded ("a=1&b=2", "" when none), for redirects. */
+int corral_http_query(const struct corral_http_request *req, char *buf, size_t cap);
+/* Percent-encodes in for a URL path (keeps unreserved bytes and '/').
+ * CORRAL_ETOOBIG when it does not fit in cap bytes. */
+int corral_http_escape(const char *in, char *out, size_t cap);
+const uint8_t *corral_http_body(const struct corral_http_request *req, size_t *len);
+/* true when the body exceeded max_body_bytes (the body is then empty). */
+int corral_http_body_too_large(const struct corral_http_request *req);
+
+/* A user pointer on the request (for the owner's pending tables). */
+void corral_http_set_user(struct corral_http_request *req, void *user);
+void *corral_http_get_user(const struct corral_http_request *req);
+
+/* Answers req: status, content type, body (copied), and up to two extra
+ * headers (name/value pairs, NULL when unused). The request must not be
+ * used after this call. */
+void corral_http_respond(struct corral_http_request *req, unsigned status, const char *ctype,
+                         const char *body, size_t len, const char *h1, const char *v1,
+                         const char *h2, const char *v2);
+
+/* Counters for /metrics: responses by status code. */
+struct corral_http_stats {
+    uint64_t open_connections;
+    uint64_t responses_by_class[6]; /* [2] = 2xx ... [5] = 5xx */
+    uint32_t n_codes;
+    struct {
+        unsigned code;
+        uint64_t count;
+    } codes[32];
+};
+void corral_http_stats(const struct corral_http *h, struct corral_http_stats *s);
+
+#endif

@@ -1,0 +1,105 @@
+/* A coordinator node: the Raft core, the WAL, the TCP transport, the
+ * config store and the HTTP server, driven by one libuv loop.
+ *
+ * The loop: a 10 ms timer ticks the core; the transport steps messages
+ * into it; HTTP handlers propose writes and ask for reads. After every
+ * loop iteration (a uv_check) the node drains the core's ready batches:
+ * it writes the batch to the WAL and fsyncs once (group commit: every
+ * proposal that arrived since the last batch shares that fsync), then
+ * sends the messages, applies committed entries to the store and answers
+ * the requests they complete. */
+#ifndef CORRAL_RUNTIME_NODE_H
+#define CORRAL_RUNTIME_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/kv.h"
+#include "core/raft.h"
+#include "runtime/http.h"
+#include "runtime/metrics.h"
+
+#define CORRAL_HOST_MAX 64
+
+struct corral_node;
+
+struct corral_node_peer_config {
+    uint64_t id;
+    char host[CORRAL_HOST_MAX]; /* numeric IPv4 or IPv6 */
+    uint16_t port;
+};
+
+struct corral_node_config {
+    uint64_t id;
+    uint64_t cluster_id;
+    const char *data_dir;
+    char cluster_host[CORRAL_HOST_MAX];
+    uint16_t cluster_port;
+    char http_host[CORRAL_HOST_MAX];
+    uint16_t http_port;
+    uint32_t n_peers; /* every initial coordinator, this node included */
+    struct corral_node_peer_config peers[CORRAL_RAFT_NODES_MAX];
+    uint32_t election_timeout_ms;
+    uint32_t heartbeat_ms;
+    uint64_t snapshot_entries; /* take a snapshot after this many applied entries */
+    uint32_t request_timeout_ms;
+    uint32_t max_pending;
+    struct corral_http_limits http;
+};
+
+/* The HTTP routes (src/api) plug in here: the node calls it for every
+ * request. */
+typedef void (*corral_node_router)(struct corral_node *node, struct corral_http_request *req);
+
+/* Runs the node until SIGTERM or SIGINT. Returns 0 after a clean shutdown,
+ * 1 when it could not start or hit a fatal error (logged). */
+int corral_node_run(const struct corral_node_config *cfg, corral_node_router router);
+
+/* ---- For the API layer (all on the loop thread). ---- */
+
+/* A write's outcome: err 0 with the store's result, or CORRAL_ENOTLEADER /
+ * CORRAL_ELOST (not applied), CORRAL_ETIMEDOUT (unknown), CORRAL_ESHUTDOWN
+ * (unknown), CORRAL_ENOMEM. */
+typedef void (*corral_node_write_cb)(void *ctx, int err, const struct corral_kv_result *res);
+/* Proposes cmd. Returns 0 (cb runs later, exactly once), or at once
+ * CORRAL_ENOTLEADER, CORRAL_EBUSY (too many pending), CORRAL_ETOOBIG,
+ * CORRAL_ESHUTDOWN, CORRAL_ENOMEM (cb never runs). */
+int corral_node_write(struct corral_node *n, const struct corral_kv_cmd *cmd,
+                      corral_node_write_cb cb, void *ctx);
+
+/* A linearizable read: cb(ctx, 0) once the store may be read (ReadIndex
+ * confirmed and applied), or an error as for writes. */
+typedef void (*corral_node_read_cb)(void *ctx, int err);
+int corral_node_read(struct corral_node *n, corral_node_read_cb cb, void *ctx);
+
+const struct corral_kv *corral_node_kv(const struct corral_node *n);
+
+struct corral_node_info {
+    uint64_t id;
+    uint64_t cluster_id;
+    const char *http_addr;    /* "host:port" */
+    const char *cluster_addr; /* "host:port" */
+    uint64_t leader;
+    const char *leader_http; /* NULL when unknown */
+    bool ready;
+    const char *not_ready_reason;
+};
+void corral_node_info(struct corral_node *n, struct corral_node_info *info);
+const struct corral_node_config *corral_node_config(const struct corral_node *n);
+
+/* The Raft status and per-peer details for /v1/status. */
+void corral_node_raft_status(const struct corral_node *n, struct corral_raft_status *s);
+struct corral_node_peer_info {
+    uint64_t id;
+    const char *cluster_addr;
+    const char *http; /* NULL until the peer's handshake told us */
+    bool connected;
+    uint64_t dropped_msgs;
+};
+uint32_t corral_node_peers(const struct corral_node *n, struct corral_node_peer_info *out,
+                           uint32_t cap);
+
+/* Appends the Prometheus text of the node's metrics to out. */
+void corral_node_metrics(struct corral_node *n, struct corral_sbuf *out);
+
+#endif
