@@ -3,7 +3,11 @@
  *     data-dir/meta           node id, cluster id, format version (CRC32C)
  *     data-dir/wal-<first index, 16 hex digits>.log   WAL segments
  *     data-dir/snap-<index, 16 hex>.snap              latest snapshot
+ *     data-dir/hardstate      the hard state, when a truncation or a
+ *                             deletion of segments removed its record
+ *     data-dir/lock           flock'ed while open
  *
+ * (Layouts in storage_impl.h.)
  * A WAL segment is a sequence of records, each with a CRC32C: entries and
  * hard states. Appending an entry whose index is at or below the last one
  * truncates the log from that index (a new leader overwrote the tail).
@@ -21,7 +25,11 @@
  * Durability: corral_storage_append and _set_hard_state only buffer and
  * write; corral_storage_sync makes everything written so far durable (one
  * fdatasync for the whole batch: group commit). _save_snapshot is durable
- * when it returns (temporary file, fsync, rename, directory fsync).
+ * when it returns (temporary file, fsync, rename, directory fsync). Rare
+ * steps sync on their own: a truncation is durable before the new entries
+ * are written after it, a segment is synced when it is closed, and a hard
+ * state whose record a truncation or deletion removes is first written
+ * durably to data-dir/hardstate (the newer of it and the WAL's wins).
  *
  * Blocking I/O. Not thread-safe: one thread uses a storage at a time (the
  * runtime may hand it to a worker thread for a batch and take it back).
@@ -66,14 +74,21 @@ struct corral_storage;
  *   CORRAL_ECORRUPT  a checksum or structure error outside a torn tail
  *   CORRAL_EVERSION  a format version this build does not read
  *   CORRAL_EINVAL    the meta file names another node or cluster
- * On any error nothing on disk was modified. */
+ * On any error nothing on disk was modified, except that the lock file is
+ * created if missing. fresh is true when nothing was loaded (no snapshot,
+ * no entries, a zero hard state): a node that crashed before writing
+ * anything is still fresh. */
 int corral_storage_open(const char *dir, const struct corral_storage_ident *ident,
-                        struct corral_storage **out, struct corral_storage_state *state,
-                        char *err, size_t errlen);
+                        struct corral_storage **out, struct corral_storage_state *state, char *err,
+                        size_t errlen);
 
 /* Writes entries (in index order, contiguous). If entries[0].index is not
  * last_index + 1, the log is first truncated so that it ends at
- * entries[0].index - 1 (this may reach into older segments). */
+ * entries[0].index - 1 (this may reach into older segments).
+ * CORRAL_EINVAL when the entries are not contiguous, start at or below the
+ * snapshot or leave a gap after the log; CORRAL_ETOOBIG for an entry over
+ * CORRAL_RAFT_ENTRY_BYTES_MAX; CORRAL_EIO on a write error, after which
+ * every call on s answers CORRAL_EIO (close and reopen to recover). */
 int corral_storage_append(struct corral_storage *s, const struct corral_raft_entry *entries,
                           uint32_t n);
 int corral_storage_set_hard_state(struct corral_storage *s,
@@ -89,7 +104,9 @@ int corral_storage_save_snapshot(struct corral_storage *s,
                                  const struct corral_raft_snapshot_meta *meta,
                                  struct corral_rbuf *data);
 
-/* Counters for /metrics. */
+/* Counters for /metrics. first_index: the first entry still in a WAL
+ * segment (it may be covered by the snapshot), 0 when none; last_index:
+ * the log's last index (the snapshot's when the WAL holds nothing newer). */
 struct corral_storage_stats {
     uint64_t syncs;
     uint64_t bytes_written;
@@ -98,7 +115,12 @@ struct corral_storage_stats {
 };
 void corral_storage_stats(const struct corral_storage *s, struct corral_storage_stats *st);
 
-/* Closes files (after a final sync) and frees s. */
+/* Closes files (after a final sync) and frees s. s may be NULL. */
 void corral_storage_close(struct corral_storage *s);
+
+/* Tests only: segments roll over past bytes instead of
+ * CORRAL_STORAGE_SEGMENT_BYTES (0 restores it), for storages opened
+ * afterwards. The one piece of global state here. */
+void corral_storage_set_segment_bytes_for_test(uint64_t bytes);
 
 #endif

@@ -1,0 +1,330 @@
+/* Storage helpers: the WAL record format, file names, and blocking file
+ * operations that retry interrupted and short transfers. */
+#define _DEFAULT_SOURCE /* flock */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "corral.h"
+#include "runtime/storage_impl.h"
+#include "util/crc32c.h"
+#include "util/mem.h"
+
+void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+void rec_seal(uint8_t *rec, uint8_t type, uint32_t len)
+{
+    put_u32(rec, len);
+    rec[4] = type;
+    rec[5] = rec[6] = rec[7] = 0;
+    uint32_t hcrc = corral_crc32c(0, rec, 8);
+    put_u32(rec + 8, hcrc);
+    uint32_t crc = corral_crc32c(hcrc, rec + REC_HEADER_BYTES, len);
+    put_u32(rec + REC_HEADER_BYTES + len, crc);
+}
+
+enum rec_status rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec *out)
+{
+    if (off > len || len - off < REC_HEADER_BYTES)
+        return REC_INCOMPLETE;
+    const uint8_t *h = buf + off;
+    uint32_t hcrc = get_u32(h + 8);
+    if (corral_crc32c(0, h, 8) != hcrc)
+        return REC_BAD;
+    uint32_t plen = get_u32(h);
+    uint8_t type = h[4];
+    if (plen > REC_PAYLOAD_MAX || type < REC_SEGMENT || type > REC_HARD_STATE || h[5] != 0 ||
+        h[6] != 0 || h[7] != 0)
+        return REC_BAD;
+    if (len - off - REC_HEADER_BYTES < (size_t)plen + REC_TRAILER_BYTES)
+        return REC_INCOMPLETE;
+    const uint8_t *payload = h + REC_HEADER_BYTES;
+    if (corral_crc32c(hcrc, payload, plen) != get_u32(payload + plen))
+        return REC_BAD;
+    out->type = type;
+    out->len = plen;
+    out->payload = payload;
+    out->next = off + REC_OVERHEAD + plen;
+    return REC_OK;
+}
+
+void wal_name(char out[NAME_BYTES], uint64_t first)
+{
+    snprintf(out, NAME_BYTES, "wal-%016" PRIx64 ".log", first);
+}
+
+void snap_name(char out[NAME_BYTES], uint64_t index)
+{
+    snprintf(out, NAME_BYTES, "snap-%016" PRIx64 ".snap", index);
+}
+
+/* prefix, exactly 16 lowercase hex digits, suffix. */
+static bool parse_name(const char *name, const char *prefix, const char *suffix, uint64_t *v)
+{
+    size_t np = strlen(prefix), ns = strlen(suffix);
+    if (strlen(name) != np + 16 + ns || strncmp(name, prefix, np) != 0 ||
+        strcmp(name + np + 16, suffix) != 0)
+        return false;
+    uint64_t x = 0;
+    for (size_t i = np; i < np + 16; i++) {
+        char c = name[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return false;
+        x = (x << 4) | d;
+    }
+    *v = x;
+    return true;
+}
+
+bool parse_wal_name(const char *name, uint64_t *first)
+{
+    return parse_name(name, "wal-", ".log", first);
+}
+
+bool parse_snap_name(const char *name, uint64_t *index)
+{
+    return parse_name(name, "snap-", ".snap", index);
+}
+
+bool hs_newer(const struct corral_raft_hard_state *a, const struct corral_raft_hard_state *b)
+{
+    if (a->term != b->term)
+        return a->term > b->term;
+    if ((a->vote != 0) != (b->vote != 0))
+        return a->vote != 0;
+    return a->commit > b->commit;
+}
+
+int file_write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return CORRAL_EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int file_datasync(int fd)
+{
+    while (fdatasync(fd) != 0) {
+        if (errno != EINTR)
+            return CORRAL_EIO;
+    }
+    return 0;
+}
+
+int file_sync_dir(int dir_fd)
+{
+    while (fsync(dir_fd) != 0) {
+        if (errno != EINTR)
+            return CORRAL_EIO;
+    }
+    return 0;
+}
+
+void file_close(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd); /* not retried: on Linux the descriptor is gone either way */
+    *fd = -1;
+}
+
+static int read_all(int fd, uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = read(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return CORRAL_EIO; /* an error, or the file shrank under us */
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? CORRAL_ENOTFOUND : CORRAL_EIO;
+    struct stat st;
+    int rv = fstat(fd, &st) == 0 ? 0 : CORRAL_EIO;
+    if (rv == 0 && (st.st_size < 0 || (uint64_t)st.st_size > max))
+        rv = CORRAL_ETOOBIG;
+    size_t n = rv == 0 ? (size_t)st.st_size : 0;
+    uint8_t *buf = NULL;
+    if (rv == 0 && n > 0) {
+        buf = corral_malloc(n);
+        rv = buf == NULL ? CORRAL_ENOMEM : read_all(fd, buf, n);
+    }
+    file_close(&fd);
+    if (rv != 0) {
+        corral_free(buf);
+        return rv;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+int file_write_atomic(int dir_fd, const char *name, const struct piece *pieces, size_t n)
+{
+    char tmp[NAME_BYTES + sizeof(TMP_SUFFIX)];
+    if (snprintf(tmp, sizeof(tmp), "%s%s", name, TMP_SUFFIX) >= (int)sizeof(tmp))
+        return CORRAL_EINVAL;
+    int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return CORRAL_EIO;
+    int rv = 0;
+    for (size_t i = 0; i < n && rv == 0; i++)
+        rv = file_write_all(fd, pieces[i].p, pieces[i].len);
+    while (rv == 0 && fsync(fd) != 0) {
+        if (errno != EINTR)
+            rv = CORRAL_EIO;
+    }
+    file_close(&fd);
+    if (rv == 0 && renameat(dir_fd, tmp, dir_fd, name) != 0)
+        rv = CORRAL_EIO;
+    if (rv != 0) {
+        unlinkat(dir_fd, tmp, 0);
+        return rv;
+    }
+    return file_sync_dir(dir_fd);
+}
+
+int file_lock(int dir_fd, const char *name, int *fd_out)
+{
+    int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return CORRAL_EIO;
+    int r;
+    while ((r = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+        ;
+    if (r != 0) {
+        int rv = errno == EWOULDBLOCK ? CORRAL_EBUSY : CORRAL_EIO;
+        file_close(&fd);
+        return rv;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int file_mkdirs(const char *path)
+{
+    char p[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(p))
+        return CORRAL_EINVAL;
+    memcpy(p, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return CORRAL_EIO;
+        p[i] = c;
+    }
+    return 0;
+}
+
+int seg_push(struct corral_storage *s, uint64_t first)
+{
+    if (s->n_segs == s->cap_segs) {
+        uint32_t cap = s->cap_segs ? 2 * s->cap_segs : 8;
+        struct segment *segs = corral_realloc(s->segs, cap * sizeof(*segs));
+        if (segs == NULL)
+            return CORRAL_ENOMEM;
+        s->segs = segs;
+        s->cap_segs = cap;
+    }
+    s->segs[s->n_segs++] = (struct segment){.first = first};
+    return 0;
+}
+
+int seg_add_entry(struct segment *seg, uint64_t off)
+{
+    if (off > UINT32_MAX)
+        return CORRAL_ETOOBIG;
+    if (seg->n == seg->cap) {
+        uint64_t cap = seg->cap ? 2 * seg->cap : 256;
+        uint32_t *offs = corral_realloc(seg->offs, (size_t)cap * sizeof(*offs));
+        if (offs == NULL)
+            return CORRAL_ENOMEM;
+        seg->offs = offs;
+        seg->cap = cap;
+    }
+    seg->offs[seg->n++] = (uint32_t)off;
+    return 0;
+}
+
+void seg_free(struct segment *seg)
+{
+    corral_free(seg->offs);
+    *seg = (struct segment){0};
+}
+
+struct segment *seg_last(struct corral_storage *s)
+{
+    return s->n_segs > 0 ? &s->segs[s->n_segs - 1] : NULL;
+}
+
+int checkpoint_hard_state(struct corral_storage *s)
+{
+    uint8_t buf[CORRAL_CODEC_HARD_STATE_BYTES];
+    size_t len;
+    int rv = corral_codec_hard_state_encode(&s->hs, buf, sizeof(buf), &len);
+    if (rv != 0)
+        return rv;
+    struct piece p = {buf, len};
+    rv = file_write_atomic(s->dir_fd, HARD_STATE_NAME, &p, 1);
+    if (rv == 0)
+        s->ckpt_hs = s->hs;
+    return rv;
+}

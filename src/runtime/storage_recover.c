@@ -1,0 +1,551 @@
+/* Opening a data directory: the lock, the meta file, the latest snapshot,
+ * the hard state checkpoint and the WAL segments, validated completely
+ * before anything on disk is changed (a torn tail truncated, stale files
+ * removed). */
+#include "runtime/storage.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "corral.h"
+#include "core/codec.h"
+#include "runtime/storage_impl.h"
+#include "util/crc32c.h"
+#include "util/mem.h"
+
+struct loader {
+    struct corral_storage *s;
+    struct corral_storage_state *st;
+    const char *dir;
+    char *err;
+    size_t errlen;
+    uint64_t *wal; /* segment first indexes, sorted */
+    uint32_t n_wal, cap_wal;
+    uint64_t snap; /* the latest snapshot's index, 0 when none */
+    bool has_meta;
+    bool has_snap;
+    bool has_ckpt;
+    uint32_t cap_entries;
+    bool torn;        /* the last segment ends in a torn tail... */
+    uint64_t torn_at; /* ...from this offset */
+};
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int
+fail(struct loader *ld, int rv, const char *fmt, ...)
+{
+    if (ld->errlen == 0)
+        return rv;
+    int n = snprintf(ld->err, ld->errlen, "%s/", ld->dir);
+    if (n >= 0 && (size_t)n < ld->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return rv;
+}
+
+static int file_error(struct loader *ld, int rv, const char *name)
+{
+    if (rv == CORRAL_ETOOBIG)
+        return fail(ld, CORRAL_ECORRUPT, "%s: larger than any file this version writes", name);
+    if (rv == CORRAL_ENOMEM)
+        return fail(ld, rv, "%s: out of memory", name);
+    return fail(ld, CORRAL_EIO, "%s: cannot read: %s", name, strerror(errno));
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int note_wal(struct loader *ld, uint64_t first)
+{
+    if (ld->n_wal == ld->cap_wal) {
+        uint32_t cap = ld->cap_wal ? 2 * ld->cap_wal : 16;
+        uint64_t *wal = corral_realloc(ld->wal, cap * sizeof(*wal));
+        if (wal == NULL)
+            return CORRAL_ENOMEM;
+        ld->wal = wal;
+        ld->cap_wal = cap;
+    }
+    ld->wal[ld->n_wal++] = first;
+    return 0;
+}
+
+static int note_name(struct loader *ld, const char *name)
+{
+    uint64_t v;
+    if (strcmp(name, META_NAME) == 0)
+        ld->has_meta = true;
+    else if (strcmp(name, HARD_STATE_NAME) == 0)
+        ld->has_ckpt = true;
+    else if (parse_wal_name(name, &v))
+        return note_wal(ld, v);
+    else if (parse_snap_name(name, &v) && (!ld->has_snap || v > ld->snap)) {
+        ld->has_snap = true;
+        ld->snap = v;
+    }
+    return 0; /* anything else is not ours and left alone */
+}
+
+static int scan_dir(struct loader *ld)
+{
+    int fd = dup(ld->s->dir_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        file_close(&fd);
+        return fail(ld, CORRAL_EIO, ": cannot list: %s", strerror(errno));
+    }
+    rewinddir(d);
+    int rv = 0;
+    struct dirent *e;
+    errno = 0;
+    while (rv == 0 && (e = readdir(d)) != NULL)
+        rv = note_name(ld, e->d_name);
+    if (rv == 0 && errno != 0)
+        rv = fail(ld, CORRAL_EIO, ": cannot list: %s", strerror(errno));
+    closedir(d);
+    if (rv == CORRAL_ENOMEM)
+        return fail(ld, rv, ": out of memory");
+    qsort(ld->wal, ld->n_wal, sizeof(*ld->wal), cmp_u64);
+    return rv;
+}
+
+static int create_meta(struct loader *ld, const struct corral_storage_ident *id)
+{
+    uint8_t m[META_BYTES];
+    put_u32(m, META_MAGIC);
+    put_u32(m + 4, CORRAL_STORAGE_FORMAT_VERSION);
+    put_u64(m + 8, id->node_id);
+    put_u64(m + 16, id->cluster_id);
+    put_u32(m + 24, corral_crc32c(0, m, 24));
+    struct piece p = {m, sizeof(m)};
+    if (file_write_atomic(ld->s->dir_fd, META_NAME, &p, 1) != 0)
+        return fail(ld, CORRAL_EIO, META_NAME ": cannot write: %s", strerror(errno));
+    return 0;
+}
+
+static int check_meta_bytes(struct loader *ld, const uint8_t *m, size_t len,
+                            const struct corral_storage_ident *id)
+{
+    if (len < 8 || get_u32(m) != META_MAGIC)
+        return fail(ld, CORRAL_ECORRUPT, META_NAME ": not a corral meta file");
+    if (get_u32(m + 4) != CORRAL_STORAGE_FORMAT_VERSION)
+        return fail(ld, CORRAL_EVERSION,
+                    META_NAME ": format version %" PRIu32 ", this build reads %d", get_u32(m + 4),
+                    CORRAL_STORAGE_FORMAT_VERSION);
+    if (len != META_BYTES || get_u32(m + 24) != corral_crc32c(0, m, 24))
+        return fail(ld, CORRAL_ECORRUPT, META_NAME ": checksum mismatch or wrong size");
+    uint64_t node = get_u64(m + 8), cluster = get_u64(m + 16);
+    if (node != id->node_id || cluster != id->cluster_id)
+        return fail(ld, CORRAL_EINVAL,
+                    META_NAME ": belongs to node %" PRIu64 " of cluster %" PRIx64
+                              ", not node %" PRIu64 " of cluster %" PRIx64,
+                    node, cluster, id->node_id, id->cluster_id);
+    return 0;
+}
+
+static int check_meta(struct loader *ld, const struct corral_storage_ident *id)
+{
+    uint8_t *m;
+    size_t len;
+    int rv = file_read(ld->s->dir_fd, META_NAME, META_FILE_BYTES_MAX, &m, &len);
+    if (rv != 0)
+        return file_error(ld, rv, META_NAME);
+    rv = check_meta_bytes(ld, m, len, id);
+    corral_free(m);
+    return rv;
+}
+
+/* Checks a snapshot file's layout (see storage_impl.h) and decodes it. */
+static int parse_snapshot(struct loader *ld, const char *name, const uint8_t *b, size_t len)
+{
+    if (len < SNAP_HEADER_BYTES || get_u32(b) != SNAP_MAGIC)
+        return fail(ld, CORRAL_ECORRUPT, "%s: not a corral snapshot", name);
+    if (get_u32(b + 4) != CORRAL_STORAGE_FORMAT_VERSION)
+        return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name, get_u32(b + 4));
+    if (len < SNAP_HEADER_BYTES + 8 || corral_crc32c(0, b, len - 4) != get_u32(b + len - 4))
+        return fail(ld, CORRAL_ECORRUPT, "%s: checksum mismatch", name);
+    size_t mlen = get_u32(b + 8);
+    if (mlen > len - SNAP_HEADER_BYTES - 8 ||
+        corral_codec_snapshot_meta_decode(b + SNAP_HEADER_BYTES, mlen, &ld->st->snap) != 0)
+        return fail(ld, CORRAL_ECORRUPT, "%s: bad snapshot meta at offset %d", name,
+                    SNAP_HEADER_BYTES);
+    const uint8_t *d = b + SNAP_HEADER_BYTES + mlen;
+    uint32_t dlen = get_u32(d);
+    if ((size_t)dlen != len - SNAP_HEADER_BYTES - mlen - 8 || ld->st->snap.index != ld->snap)
+        return fail(ld, CORRAL_ECORRUPT, "%s: data length or index does not match", name);
+    ld->st->snap_data = corral_rbuf_new(d + 4, dlen);
+    if (ld->st->snap_data == NULL)
+        return fail(ld, CORRAL_ENOMEM, "%s: out of memory", name);
+    return 0;
+}
+
+static int load_snapshot(struct loader *ld)
+{
+    if (!ld->has_snap)
+        return 0;
+    char name[NAME_BYTES];
+    snap_name(name, ld->snap);
+    uint8_t *b;
+    size_t len;
+    int rv = file_read(ld->s->dir_fd, name, SNAP_FILE_BYTES_MAX, &b, &len);
+    if (rv != 0)
+        return file_error(ld, rv, name);
+    rv = parse_snapshot(ld, name, b, len);
+    corral_free(b);
+    if (rv == 0 && ld->snap == 0)
+        rv = fail(ld, CORRAL_ECORRUPT, "%s: a snapshot at index 0", name);
+    ld->s->snap_index = ld->snap;
+    return rv;
+}
+
+static int load_checkpoint(struct loader *ld)
+{
+    if (!ld->has_ckpt)
+        return 0;
+    uint8_t *b;
+    size_t len;
+    int rv = file_read(ld->s->dir_fd, HARD_STATE_NAME, META_FILE_BYTES_MAX, &b, &len);
+    if (rv != 0)
+        return file_error(ld, rv, HARD_STATE_NAME);
+    rv = corral_codec_hard_state_decode(b, len, &ld->s->ckpt_hs);
+    corral_free(b);
+    if (rv != 0)
+        return fail(ld, rv == CORRAL_EVERSION ? rv : CORRAL_ECORRUPT, HARD_STATE_NAME ": %s",
+                    corral_strerror(rv));
+    ld->s->hs = ld->s->ckpt_hs;
+    return 0;
+}
+
+static int keep_entry(struct loader *ld, struct corral_raft_entry *e)
+{
+    struct corral_storage_state *st = ld->st;
+    if (st->n_entries == ld->cap_entries) {
+        if (ld->cap_entries == UINT32_MAX)
+            return CORRAL_ETOOBIG;
+        uint64_t cap = ld->cap_entries ? 2 * (uint64_t)ld->cap_entries : 64;
+        if (cap > UINT32_MAX)
+            cap = UINT32_MAX;
+        struct corral_raft_entry *a = corral_realloc(st->entries, (size_t)cap * sizeof(*a));
+        if (a == NULL)
+            return CORRAL_ENOMEM;
+        st->entries = a;
+        ld->cap_entries = (uint32_t)cap;
+    }
+    st->entries[st->n_entries++] = *e;
+    return 0;
+}
+
+static int take_entry(struct loader *ld, const char *name, const struct rec *r, uint64_t off)
+{
+    struct segment *seg = seg_last(ld->s);
+    struct corral_raft_entry e;
+    int rv = corral_codec_entry_decode(r->payload, r->len, &e);
+    if (rv != 0)
+        return fail(ld, rv == CORRAL_EVERSION ? rv : CORRAL_ECORRUPT,
+                    "%s: bad entry at offset %" PRIu64 ": %s", name, off, corral_strerror(rv));
+    if (e.index != seg->first + seg->n) {
+        corral_rbuf_unref(e.data);
+        return fail(ld, CORRAL_ECORRUPT,
+                    "%s: entry %" PRIu64 " at offset %" PRIu64 ", expected %" PRIu64, name, e.index,
+                    off, seg->first + seg->n);
+    }
+    rv = seg_add_entry(seg, off);
+    if (rv == 0 && e.index > ld->snap)
+        rv = keep_entry(ld, &e);
+    else
+        corral_rbuf_unref(e.data);
+    if (rv != 0)
+        return fail(ld, rv, "%s: %s", name, corral_strerror(rv));
+    return 0;
+}
+
+static int take_hard_state(struct loader *ld, const char *name, const struct rec *r, uint64_t off)
+{
+    struct corral_storage *s = ld->s;
+    int rv = corral_codec_hard_state_decode(r->payload, r->len, &s->hs);
+    if (rv != 0)
+        return fail(ld, rv == CORRAL_EVERSION ? rv : CORRAL_ECORRUPT,
+                    "%s: bad hard state at offset %" PRIu64, name, off);
+    s->hs_in_wal = true; /* the last record wins */
+    s->hs_seg = seg_last(s)->first;
+    s->hs_off = off;
+    return 0;
+}
+
+static int take_header(struct loader *ld, const char *name, const struct rec *r)
+{
+    const uint8_t *p = r->payload;
+    if (r->type != REC_SEGMENT || r->len != REC_SEGMENT_BYTES || get_u32(p) != WAL_MAGIC)
+        return fail(ld, CORRAL_ECORRUPT, "%s: no segment header at offset 0", name);
+    if (get_u32(p + 4) != CORRAL_STORAGE_FORMAT_VERSION)
+        return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name, get_u32(p + 4));
+    if (get_u64(p + 8) != seg_last(ld->s)->first)
+        return fail(ld, CORRAL_ECORRUPT, "%s: header names first index %" PRIu64, name,
+                    get_u64(p + 8));
+    return 0;
+}
+
+static int take_record(struct loader *ld, const char *name, const struct rec *r, uint64_t off)
+{
+    if (off == 0)
+        return take_header(ld, name, r);
+    if (r->type == REC_ENTRY)
+        return take_entry(ld, name, r, off);
+    if (r->type == REC_HARD_STATE)
+        return take_hard_state(ld, name, r, off);
+    return fail(ld, CORRAL_ECORRUPT, "%s: a second segment header at offset %" PRIu64, name, off);
+}
+
+static bool valid_record_after(const uint8_t *b, size_t len, size_t from)
+{
+    struct rec r;
+    for (size_t off = from; off + REC_OVERHEAD <= len; off++) {
+        if (rec_parse(b, len, off, &r) == REC_OK)
+            return true;
+    }
+    return false;
+}
+
+/* What follows the last good record at off: a torn tail when this is the
+ * last segment and no valid record comes after it, else corruption. */
+static int bad_record(struct loader *ld, const char *name, const uint8_t *b, size_t len, size_t off,
+                      bool last)
+{
+    if (!last || valid_record_after(b, len, off + 1))
+        return fail(ld, CORRAL_ECORRUPT, "%s: bad record at offset %zu", name, off);
+    ld->torn = true;
+    ld->torn_at = off;
+    ld->st->torn_bytes = len - off;
+    return 0;
+}
+
+static int parse_segment(struct loader *ld, const char *name, const uint8_t *b, size_t len,
+                         bool last)
+{
+    size_t off = 0;
+    struct rec r;
+    while (off < len) {
+        if (rec_parse(b, len, off, &r) != REC_OK) {
+            seg_last(ld->s)->size = off;
+            return bad_record(ld, name, b, len, off, last);
+        }
+        int rv = take_record(ld, name, &r, off);
+        if (rv != 0)
+            return rv;
+        off = r.next;
+    }
+    if (len == 0 && !last)
+        return fail(ld, CORRAL_ECORRUPT, "%s: empty segment", name);
+    if (len == 0)
+        ld->torn = true; /* a crash right after creating it; torn_at 0 */
+    seg_last(ld->s)->size = off;
+    return 0;
+}
+
+/* Segments follow each other without overlap; a gap is allowed only where
+ * the snapshot covers it (a crash while deleting covered segments). */
+static int check_order(struct loader *ld, const char *name, uint64_t first)
+{
+    struct segment *prev = seg_last(ld->s);
+    uint64_t prev_last = prev != NULL ? prev->first + prev->n - 1 : 0;
+    uint64_t floor = prev_last > ld->snap ? prev_last : ld->snap;
+    if (first <= prev_last || first > floor + 1 || first == 0)
+        return fail(ld, CORRAL_ECORRUPT,
+                    "%s: does not continue the log (previous ends at %" PRIu64
+                    ", snapshot at %" PRIu64 ")",
+                    name, prev_last, ld->snap);
+    return 0;
+}
+
+static int load_segment(struct loader *ld, uint32_t i)
+{
+    char name[NAME_BYTES];
+    wal_name(name, ld->wal[i]);
+    int rv = check_order(ld, name, ld->wal[i]);
+    if (rv != 0)
+        return rv;
+    if (seg_push(ld->s, ld->wal[i]) != 0)
+        return fail(ld, CORRAL_ENOMEM, "%s: out of memory", name);
+    uint8_t *b;
+    size_t len;
+    rv = file_read(ld->s->dir_fd, name, SEGMENT_FILE_BYTES_MAX, &b, &len);
+    if (rv != 0)
+        return file_error(ld, rv, name);
+    rv = parse_segment(ld, name, b, len, i + 1 == ld->n_wal);
+    corral_free(b);
+    return rv;
+}
+
+/* The first changes on disk, after everything validated: the torn tail
+ * goes (the whole file when not even its header survived). */
+static int cut_torn_tail(struct loader *ld)
+{
+    struct corral_storage *s = ld->s;
+    struct segment *seg = seg_last(s);
+    char name[NAME_BYTES];
+    wal_name(name, seg->first);
+    int rv = 0;
+    if (ld->torn_at == 0) {
+        if (unlinkat(s->dir_fd, name, 0) != 0)
+            rv = CORRAL_EIO;
+        seg_free(seg);
+        s->n_segs--;
+    } else {
+        int fd = openat(s->dir_fd, name, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)ld->torn_at) != 0 || file_datasync(fd) != 0)
+            rv = CORRAL_EIO;
+        file_close(&fd);
+    }
+    if (rv == 0)
+        rv = file_sync_dir(s->dir_fd);
+    if (rv != 0)
+        return fail(ld, rv, "%s: cannot truncate the torn tail: %s", name, strerror(errno));
+    return 0;
+}
+
+/* Best effort: leftovers of interrupted atomic writes and older snapshots. */
+static void remove_stale(struct loader *ld)
+{
+    int fd = dup(ld->s->dir_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        file_close(&fd);
+        return;
+    }
+    rewinddir(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name), ns = strlen(TMP_SUFFIX);
+        uint64_t v;
+        bool tmp = n > ns && strcmp(e->d_name + n - ns, TMP_SUFFIX) == 0 &&
+                   (strncmp(e->d_name, "snap-", 5) == 0 ||
+                    strncmp(e->d_name, META_NAME, strlen(META_NAME)) == 0 ||
+                    strncmp(e->d_name, HARD_STATE_NAME, strlen(HARD_STATE_NAME)) == 0);
+        bool old_snap = parse_snap_name(e->d_name, &v) && v < ld->snap;
+        if (tmp || old_snap)
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
+static int open_last_segment(struct loader *ld)
+{
+    struct corral_storage *s = ld->s;
+    struct segment *seg = seg_last(s);
+    if (seg == NULL)
+        return 0;
+    char name[NAME_BYTES];
+    wal_name(name, seg->first);
+    s->fd = openat(s->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (s->fd < 0)
+        return fail(ld, CORRAL_EIO, "%s: cannot open: %s", name, strerror(errno));
+    return 0;
+}
+
+static int load(struct loader *ld, const struct corral_storage_ident *id)
+{
+    int rv = scan_dir(ld);
+    if (rv != 0)
+        return rv;
+    if (!ld->has_meta && (ld->n_wal > 0 || ld->has_snap || ld->has_ckpt))
+        return fail(ld, CORRAL_ECORRUPT, META_NAME ": missing, but a log or snapshot is there");
+    rv = ld->has_meta ? check_meta(ld, id) : 0;
+    if (rv == 0)
+        rv = load_snapshot(ld);
+    if (rv == 0)
+        rv = load_checkpoint(ld);
+    for (uint32_t i = 0; i < ld->n_wal && rv == 0; i++)
+        rv = load_segment(ld, i);
+    if (rv != 0)
+        return rv;
+    /* Validation is complete; from here on, changes. */
+    if (!ld->has_meta)
+        rv = create_meta(ld, id);
+    if (rv == 0 && ld->torn)
+        rv = cut_torn_tail(ld);
+    if (rv == 0)
+        remove_stale(ld);
+    return rv == 0 ? open_last_segment(ld) : rv;
+}
+
+static int open_dir(struct loader *ld)
+{
+    struct corral_storage *s = ld->s;
+    if (file_mkdirs(ld->dir) != 0)
+        return fail(ld, CORRAL_EIO, ": cannot create: %s", strerror(errno));
+    s->dir_fd = open(ld->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dir_fd < 0)
+        return fail(ld, CORRAL_EIO, ": cannot open: %s", strerror(errno));
+    int rv = file_lock(s->dir_fd, LOCK_NAME, &s->lock_fd);
+    if (rv == CORRAL_EBUSY)
+        return fail(ld, CORRAL_EIO, LOCK_NAME ": locked by another process");
+    if (rv != 0)
+        return fail(ld, CORRAL_EIO, LOCK_NAME ": cannot lock: %s", strerror(errno));
+    return 0;
+}
+
+/* Fills in what the caller gets besides the entries. */
+static void finish_state(struct loader *ld)
+{
+    struct corral_storage *s = ld->s;
+    struct corral_storage_state *st = ld->st;
+    if (hs_newer(&s->ckpt_hs, &s->hs)) {
+        s->hs = s->ckpt_hs;
+        s->hs_in_wal = false;
+    }
+    st->hs = s->hs;
+    struct segment *seg = seg_last(s);
+    uint64_t wal_last = seg != NULL ? seg->first + seg->n - 1 : 0;
+    s->last_index = wal_last > s->snap_index ? wal_last : s->snap_index;
+    st->fresh = st->snap.index == 0 && st->n_entries == 0 && st->hs.term == 0 && st->hs.vote == 0 &&
+                st->hs.commit == 0;
+}
+
+int corral_storage_open(const char *dir, const struct corral_storage_ident *ident,
+                        struct corral_storage **out, struct corral_storage_state *state, char *err,
+                        size_t errlen)
+{
+    *out = NULL;
+    memset(state, 0, sizeof(*state));
+    if (errlen > 0)
+        err[0] = '\0';
+    struct loader ld = {.st = state, .dir = dir, .err = err, .errlen = errlen};
+    if (ident == NULL || ident->node_id == 0)
+        return fail(&ld, CORRAL_EINVAL, ": node id 0");
+    struct corral_storage *s = corral_calloc(1, sizeof(*s));
+    uint8_t *buf = corral_malloc(WRITE_BUF_BYTES);
+    if (s == NULL || buf == NULL) {
+        corral_free(s);
+        corral_free(buf);
+        return fail(&ld, CORRAL_ENOMEM, ": out of memory");
+    }
+    *s = (struct corral_storage){.dir_fd = -1, .lock_fd = -1, .fd = -1, .buf = buf};
+    s->segment_bytes = storage_segment_bytes();
+    ld.s = s;
+    int rv = open_dir(&ld);
+    if (rv == 0)
+        rv = load(&ld, ident);
+    corral_free(ld.wal);
+    if (rv != 0) {
+        storage_free(s);
+        corral_storage_state_free(state);
+        return rv;
+    }
+    finish_state(&ld);
+    *out = s;
+    return 0;
+}
