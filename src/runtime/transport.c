@@ -455,7 +455,9 @@ __attribute__((format(printf, 3, 4))) static void conn_fail(struct conn *c, int 
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    if (c->inbound)
+    if (c->inbound && c->peer_id == 0)
+        tlog(c->t, level, "transport: closing inbound connection from %s: %s", c->name, why);
+    else if (c->inbound)
         tlog(c->t, level, "transport: closing inbound connection from %s (node %" PRIu64 "): %s",
              c->name, c->peer_id, why);
     else if (c->peer != NULL)
@@ -1007,7 +1009,8 @@ static int start_listen(struct corral_transport *t, const struct corral_transpor
         snprintf(err, errlen, "transport: cannot listen on %s: %s", name, uv_strerror(rc));
         return CORRAL_EIO;
     }
-    tlog(t, 2, "transport: node %" PRIu64 " listening on %s", cfg->node_id, name);
+    tlog(t, 2, "transport: node %" PRIu64 " listening on %s (port %u)", cfg->node_id, name,
+         (unsigned)corral_transport_port(t));
     return 0;
 }
 
