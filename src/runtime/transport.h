@@ -61,13 +61,13 @@ struct corral_transport_config {
     uint64_t node_id;
     const char *listen_host; /* numeric IPv4 or IPv6 address */
     uint16_t listen_port;
-    const char *http_addr;   /* advertised "host:port", copied */
-    size_t queue_max_bytes;  /* 0: the default, 64 MiB */
+    const char *http_addr;  /* advertised "host:port", copied */
+    size_t queue_max_bytes; /* 0: the default, 64 MiB */
 };
 
 struct corral_transport_peer_stats {
     uint64_t id;
-    bool connected;          /* outbound handshake done */
+    bool connected; /* outbound handshake done */
     uint64_t sent_msgs, sent_bytes, dropped_msgs, queued_bytes;
     uint64_t recv_msgs, recv_bytes;
     uint64_t connects, refused; /* refused: handshakes rejected */
@@ -76,19 +76,32 @@ struct corral_transport_peer_stats {
 struct corral_transport;
 
 /* Binds and listens (errors: CORRAL_EIO with a message in err, e.g. the
- * address is in use). Callbacks are copied. */
+ * address is in use; CORRAL_EINVAL for a bad config). Callbacks are
+ * copied. Listen port 0 picks a free port; corral_transport_port() tells
+ * which. On an error *out is NULL, but handles may already be closing on
+ * the loop: the caller must still run the loop before uv_loop_close(). */
 int corral_transport_start(uv_loop_t *loop, const struct corral_transport_config *cfg,
                            const struct corral_transport_callbacks *cb,
                            struct corral_transport **out, char *err, size_t errlen);
 
-/* Registers a peer and starts dialing it (host numeric, port). */
+/* The port the listener is bound to (useful after listen_port 0). */
+uint16_t corral_transport_port(const struct corral_transport *t);
+
+/* Registers a peer and starts dialing it (host numeric, port). Errors:
+ * CORRAL_EINVAL (id 0, our own id, already added, or a bad host),
+ * CORRAL_EFULL (CORRAL_RAFT_NODES_MAX peers), CORRAL_ENOMEM,
+ * CORRAL_ESHUTDOWN. Inbound connections are accepted from any node id of
+ * our cluster, registered or not (a joining node dials before it is
+ * added); stats count traffic only for registered peers. */
 int corral_transport_add_peer(struct corral_transport *t, uint64_t id, const char *host,
                               uint16_t port);
 
 /* Encodes and queues m for m->to. Returns 0 when queued, CORRAL_EFULL when
  * dropped for a full queue or an unconnected peer, CORRAL_ENOTFOUND for an
- * unknown peer, CORRAL_ETOOBIG when it cannot be encoded in a frame. The
- * caller keeps ownership of m. */
+ * unknown peer, CORRAL_ETOOBIG when it cannot be encoded in a frame,
+ * CORRAL_EINVAL when m->from is not our id or the codec refuses m,
+ * CORRAL_ENOMEM, CORRAL_ESHUTDOWN after stop. The caller keeps ownership
+ * of m. Queued frames go out in one batched write per loop iteration. */
 int corral_transport_send(struct corral_transport *t, const struct corral_raft_msg *m);
 
 /* Fills up to cap entries; returns the number of peers. */

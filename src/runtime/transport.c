@@ -1,0 +1,1139 @@
+/* The TCP transport of transport.h: per-peer outbound connections that send,
+ * inbound connections that receive, the hello handshake, length-prefixed
+ * codec frames, and bounded per-peer send queues flushed in batches once
+ * per loop iteration.
+ *
+ * libuv writes with plain write(2)/writev(2), without MSG_NOSIGNAL, so a
+ * write to a socket the peer has reset raises SIGPIPE: the process running
+ * this transport must ignore SIGPIPE (the daemon does at start, the tests
+ * in their main), and then the failure arrives as an EPIPE write error. */
+#include "runtime/transport.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "corral.h"
+#include "core/codec.h"
+#include "util/crc32c.h"
+#include "util/mem.h"
+
+/* Limits, each with its reason:
+ * - CHUNK_BYTES: the unit of a send queue. Small frames are packed into
+ *   chunks, so one writev carries hundreds of messages.
+ * - WRITE_BUFS_MAX: chunks per uv_write, well under IOV_MAX (1024).
+ * - RBUF_BYTES: a connection's receive buffer at rest. It grows to hold one
+ *   whole frame (at most FRAME_BYTES_MAX) and shrinks back afterwards.
+ * - CONNS_MAX: open connections. Each peer dials us once, so more than this
+ *   is a misbehaving client; refusing it keeps memory bounded.
+ * - HANDSHAKE_MS: a connection without a completed handshake by then is
+ *   closed, so a silent socket cannot hold a slot or stall a dialer. */
+#define CHUNK_BYTES ((size_t)64 << 10)
+#define WRITE_BUFS_MAX 64
+#define RBUF_BYTES ((size_t)64 << 10)
+#define FRAME_BYTES_MAX ((size_t)4 + CORRAL_CODEC_MSG_BYTES_MAX)
+#define CONNS_MAX (4 * CORRAL_RAFT_NODES_MAX)
+#define HANDSHAKE_MS 5000
+#define SWEEP_MS 1000
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define KEEPALIVE_DELAY_S 10
+#define LISTEN_BACKLOG 128
+#define QUEUE_DEFAULT_BYTES ((size_t)64 << 20)
+
+/* The handshake layouts of transport.h: fixed parts before the HTTP address,
+ * then the address, then a CRC32C. */
+#define HELLO_FIXED_BYTES (4 + 1 + 8 + 8 + 8 + 2)
+#define REPLY_FIXED_BYTES (4 + 1 + 1 + 8 + 8 + 2)
+#define HS_BYTES_MAX (HELLO_FIXED_BYTES + CORRAL_TRANSPORT_HTTP_ADDR_MAX + 4)
+_Static_assert(HS_BYTES_MAX < RBUF_BYTES, "a handshake fits the resting receive buffer");
+
+enum hello_status {
+    HELLO_OK = 0,
+    HELLO_WRONG_CLUSTER = 1,
+    HELLO_WRONG_NODE = 2,
+    HELLO_BAD_VERSION = 3,
+};
+
+enum conn_state {
+    CONN_CONNECTING, /* outbound: TCP connect in flight */
+    CONN_HELLO,      /* outbound: awaiting the reply; inbound: the hello */
+    CONN_OPEN,       /* handshake done */
+    CONN_REFUSING,   /* inbound: writing a refusal, then closing */
+    CONN_CLOSING,    /* uv_close called; freed in its callback */
+};
+
+/* A run of encoded frames, the unit of the send queue and of a write. */
+struct chunk {
+    struct chunk *next;
+    size_t len;
+    size_t cap;
+    uint64_t msgs;
+    uint8_t data[];
+};
+
+struct chunk_list {
+    struct chunk *head;
+    struct chunk *tail;
+    size_t bytes;
+    uint64_t msgs;
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    struct corral_transport *t;
+    struct conn *prev, *next; /* t->conns */
+    struct peer *peer;        /* outbound: its peer, until detached */
+    bool inbound;
+    enum conn_state state;
+    uint64_t peer_id; /* inbound: the hello's from */
+    uint64_t started_ms;
+    char name[64]; /* remote address, for log lines */
+    uv_connect_t connect_req;
+    uv_write_t hs_req;
+    uint8_t hs_buf[HS_BYTES_MAX];
+    uv_write_t wr_req;
+    bool writing;
+    struct chunk_list inflight; /* chunks owned by wr_req */
+    uv_buf_t bufs[WRITE_BUFS_MAX];
+    uint8_t *rbuf;
+    size_t rlen;
+    size_t rcap;
+};
+
+struct peer {
+    struct corral_transport *t;
+    struct corral_transport_peer_stats st; /* queued_bytes filled on read */
+    struct sockaddr_storage addr;
+    char name[64];
+    uv_timer_t timer; /* reconnect backoff */
+    struct conn *out;
+    uint32_t backoff_ms;
+    uint32_t failures; /* dial failures since the last handshake */
+    struct chunk_list pending;
+};
+
+struct corral_transport {
+    uv_loop_t *loop;
+    struct corral_transport_callbacks cb;
+    uint64_t cluster_id;
+    uint64_t node_id;
+    size_t queue_max_bytes;
+    char http_addr[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
+    uint16_t http_len;
+    uv_tcp_t listener;
+    uv_timer_t sweep;
+    uv_prepare_t flush;
+    bool flush_armed;
+    struct peer *peers[CORRAL_RAFT_NODES_MAX];
+    uint32_t n_peers;
+    struct conn *conns;
+    uint32_t n_conns;
+    uint64_t rng;
+    uint32_t handles; /* initialised and not yet closed */
+    bool stopping;
+    void (*on_closed)(void *ud);
+    void *closed_ud;
+};
+
+static void peer_dial(struct peer *p);
+
+/* ---- bytes, logging, randomness ---- */
+
+static void put_u16(uint8_t *b, uint16_t v)
+{
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+}
+
+static void put_u32(uint8_t *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get_u16(const uint8_t *b)
+{
+    return (uint16_t)(b[0] | (b[1] << 8));
+}
+
+static uint32_t get_u32(const uint8_t *b)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)b[i] << (8 * i);
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+__attribute__((format(printf, 3, 4))) static void tlog(struct corral_transport *t, int level,
+                                                       const char *fmt, ...)
+{
+    if (t->cb.log == NULL)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    t->cb.log(t->cb.ud, level, msg);
+}
+
+/* splitmix64: enough to spread reconnects, seeded per node. */
+static uint64_t rng_next(struct corral_transport *t)
+{
+    uint64_t z = (t->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Parses a numeric IPv4 or IPv6 address. */
+static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (host == NULL)
+        return CORRAL_EINVAL;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+        return 0;
+    return CORRAL_EINVAL;
+}
+
+static void addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    char ip[64] = "?";
+    unsigned port = 0;
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        uv_ip6_name(a, ip, sizeof(ip));
+        port = ntohs(a->sin6_port);
+        snprintf(out, cap, "[%s]:%u", ip, port);
+        return;
+    }
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        uv_ip4_name(a, ip, sizeof(ip));
+        port = ntohs(a->sin_port);
+    }
+    snprintf(out, cap, "%s:%u", ip, port);
+}
+
+/* ---- chunks: the send queue ---- */
+
+static void chunks_free(struct chunk_list *l)
+{
+    struct chunk *k = l->head;
+    while (k != NULL) {
+        struct chunk *next = k->next;
+        corral_free(k);
+        k = next;
+    }
+    memset(l, 0, sizeof(*l));
+}
+
+/* Room for frame bytes at the tail, in a new chunk when the tail is full.
+ * The caller fills them and commits with chunks_commit. */
+static uint8_t *chunks_reserve(struct chunk_list *l, size_t frame)
+{
+    struct chunk *k = l->tail;
+    if (k != NULL && k->cap - k->len >= frame)
+        return k->data + k->len;
+    size_t cap = frame > CHUNK_BYTES ? frame : CHUNK_BYTES;
+    k = corral_malloc(sizeof(*k) + cap);
+    if (k == NULL)
+        return NULL;
+    k->next = NULL;
+    k->len = 0;
+    k->cap = cap;
+    k->msgs = 0;
+    if (l->tail != NULL)
+        l->tail->next = k;
+    else
+        l->head = k;
+    l->tail = k;
+    return k->data;
+}
+
+static void chunks_commit(struct chunk_list *l, size_t frame)
+{
+    l->tail->len += frame;
+    l->tail->msgs++;
+    l->bytes += frame;
+    l->msgs++;
+}
+
+static struct chunk *chunks_pop(struct chunk_list *l)
+{
+    struct chunk *k = l->head;
+    l->head = k->next;
+    if (l->head == NULL)
+        l->tail = NULL;
+    k->next = NULL;
+    l->bytes -= k->len;
+    l->msgs -= k->msgs;
+    return k;
+}
+
+static void chunks_push(struct chunk_list *l, struct chunk *k)
+{
+    if (l->tail != NULL)
+        l->tail->next = k;
+    else
+        l->head = k;
+    l->tail = k;
+    l->bytes += k->len;
+    l->msgs += k->msgs;
+}
+
+/* ---- handles and their release ---- */
+
+static void transport_free(struct corral_transport *t)
+{
+    void (*on_closed)(void *ud) = t->on_closed;
+    void *ud = t->closed_ud;
+    for (uint32_t i = 0; i < t->n_peers; i++) {
+        chunks_free(&t->peers[i]->pending);
+        corral_free(t->peers[i]);
+    }
+    corral_free(t);
+    if (on_closed != NULL)
+        on_closed(ud);
+}
+
+static void handle_released(struct corral_transport *t)
+{
+    t->handles--;
+    if (t->stopping && t->handles == 0)
+        transport_free(t);
+}
+
+static void transport_handle_closed_cb(uv_handle_t *h)
+{
+    handle_released(h->data);
+}
+
+static void peer_timer_closed_cb(uv_handle_t *h)
+{
+    struct peer *p = h->data;
+    handle_released(p->t);
+}
+
+static void conn_closed_cb(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    struct corral_transport *t = c->t;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        t->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    t->n_conns--;
+    chunks_free(&c->inflight);
+    corral_free(c->rbuf);
+    corral_free(c);
+    handle_released(t);
+}
+
+/* ---- peers: dialing and backoff ---- */
+
+static struct peer *peer_find(const struct corral_transport *t, uint64_t id)
+{
+    for (uint32_t i = 0; i < t->n_peers; i++)
+        if (t->peers[i]->st.id == id)
+            return t->peers[i];
+    return NULL;
+}
+
+static void peer_timer_cb(uv_timer_t *timer)
+{
+    peer_dial(timer->data);
+}
+
+/* Next dial after a delay drawn from [backoff/2, backoff] ("equal jitter"),
+ * so peers that lost each other at once do not redial in lockstep. */
+static void peer_schedule(struct peer *p)
+{
+    struct corral_transport *t = p->t;
+    uint64_t half = p->backoff_ms / 2;
+    uint64_t delay_ms = half + rng_next(t) % (p->backoff_ms - half + 1);
+    uv_timer_start(&p->timer, peer_timer_cb, delay_ms, 0);
+    p->backoff_ms = p->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff_ms * 2;
+}
+
+/* Failures repeat every couple of seconds while a peer is down: the first
+ * is a warning, the rest debug lines. */
+static int peer_fail_level(struct peer *p)
+{
+    p->failures++;
+    return p->failures == 1 ? 1 : 3;
+}
+
+static void peer_drop_pending(struct peer *p)
+{
+    p->st.dropped_msgs += p->pending.msgs;
+    chunks_free(&p->pending);
+}
+
+/* ---- connections ---- */
+
+static struct conn *conn_new(struct corral_transport *t, bool inbound)
+{
+    struct conn *c = corral_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->rbuf = corral_malloc(RBUF_BYTES);
+    if (c->rbuf == NULL || uv_tcp_init(t->loop, &c->tcp) != 0) {
+        corral_free(c->rbuf);
+        corral_free(c);
+        return NULL;
+    }
+    c->rcap = RBUF_BYTES;
+    c->t = t;
+    c->inbound = inbound;
+    c->started_ms = uv_now(t->loop);
+    c->tcp.data = c;
+    c->connect_req.data = c;
+    c->hs_req.data = c;
+    c->wr_req.data = c;
+    c->next = t->conns;
+    if (t->conns != NULL)
+        t->conns->prev = c;
+    t->conns = c;
+    t->n_conns++;
+    t->handles++;
+    return c;
+}
+
+/* Unhooks an outbound connection from its peer: what was queued is dropped
+ * (Raft retransmits) and, unless stopping, a redial is scheduled. */
+static void conn_detach(struct conn *c)
+{
+    struct peer *p = c->peer;
+    if (p == NULL)
+        return;
+    c->peer = NULL;
+    p->out = NULL;
+    p->st.connected = false;
+    peer_drop_pending(p);
+    if (!p->t->stopping)
+        peer_schedule(p);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    c->state = CONN_CLOSING;
+    conn_detach(c);
+    uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
+}
+
+/* Logs why, with which remote, then closes. */
+__attribute__((format(printf, 3, 4))) static void conn_fail(struct conn *c, int level,
+                                                            const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (c->inbound && c->peer_id == 0)
+        tlog(c->t, level, "transport: closing inbound connection from %s: %s", c->name, why);
+    else if (c->inbound)
+        tlog(c->t, level, "transport: closing inbound connection from %s (node %" PRIu64 "): %s",
+             c->name, c->peer_id, why);
+    else if (c->peer != NULL)
+        tlog(c->t, level, "transport: connection to peer %" PRIu64 " at %s: %s", c->peer->st.id,
+             c->name, why);
+    conn_close(c);
+}
+
+static void conn_tune(struct conn *c)
+{
+    /* Raft's small messages must not wait for Nagle; keepalive notices a
+     * peer whose host vanished without a FIN. Failures only cost latency. */
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, KEEPALIVE_DELAY_S);
+}
+
+/* ---- the handshake ---- */
+
+static size_t hello_build(const struct corral_transport *t, uint64_t to, uint8_t *b)
+{
+    memcpy(b, "CRLH", 4);
+    b[4] = CORRAL_TRANSPORT_VERSION;
+    put_u64(b + 5, t->cluster_id);
+    put_u64(b + 13, t->node_id);
+    put_u64(b + 21, to);
+    put_u16(b + 29, t->http_len);
+    memcpy(b + HELLO_FIXED_BYTES, t->http_addr, t->http_len);
+    size_t n = HELLO_FIXED_BYTES + (size_t)t->http_len;
+    put_u32(b + n, corral_crc32c(0, b, n));
+    return n + 4;
+}
+
+static size_t reply_build(const struct corral_transport *t, uint8_t status, uint8_t *b)
+{
+    memcpy(b, "CRLR", 4);
+    b[4] = CORRAL_TRANSPORT_VERSION;
+    b[5] = status;
+    put_u64(b + 6, t->cluster_id);
+    put_u64(b + 14, t->node_id);
+    put_u16(b + 22, t->http_len);
+    memcpy(b + REPLY_FIXED_BYTES, t->http_addr, t->http_len);
+    size_t n = REPLY_FIXED_BYTES + (size_t)t->http_len;
+    put_u32(b + n, corral_crc32c(0, b, n));
+    return n + 4;
+}
+
+static const char *hello_status_name(unsigned status)
+{
+    switch (status) {
+    case HELLO_OK:
+        return "ok";
+    case HELLO_WRONG_CLUSTER:
+        return "wrong cluster id";
+    case HELLO_WRONG_NODE:
+        return "wrong node id";
+    case HELLO_BAD_VERSION:
+        return "unsupported version";
+    default:
+        return "unknown status";
+    }
+}
+
+static void hs_write_cb(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (c->state == CONN_CLOSING)
+        return;
+    if (status < 0)
+        conn_fail(c, 1, "handshake write failed: %s", uv_strerror(status));
+    else if (c->state == CONN_REFUSING)
+        conn_close(c);
+}
+
+static int hs_write(struct conn *c, size_t len)
+{
+    uv_buf_t buf = uv_buf_init((char *)c->hs_buf, (unsigned)len);
+    int rc = uv_write(&c->hs_req, (uv_stream_t *)&c->tcp, &buf, 1, hs_write_cb);
+    if (rc != 0)
+        conn_fail(c, 1, "handshake write failed: %s", uv_strerror(rc));
+    return rc;
+}
+
+/* Checks magic and the total length of a handshake at b (avail bytes):
+ * 0 when whole (*len set), 1 when more bytes are needed, -1 when bad. */
+static int hs_frame(const uint8_t *b, size_t avail, const char *magic, size_t fixed, size_t *len)
+{
+    size_t m = avail < 4 ? avail : 4;
+    if (memcmp(b, magic, m) != 0)
+        return -1;
+    if (avail < fixed)
+        return 1;
+    size_t http_len = get_u16(b + fixed - 2);
+    if (http_len > CORRAL_TRANSPORT_HTTP_ADDR_MAX)
+        return -1;
+    *len = fixed + http_len + 4;
+    return avail < *len ? 1 : 0;
+}
+
+static bool hs_crc_ok(const uint8_t *b, size_t len)
+{
+    return corral_crc32c(0, b, len - 4) == get_u32(b + len - 4);
+}
+
+static void hs_http(const uint8_t *b, size_t fixed, char *out)
+{
+    size_t n = get_u16(b + fixed - 2);
+    memcpy(out, b + fixed, n);
+    out[n] = '\0';
+}
+
+static void conn_refuse(struct conn *c, uint8_t status, const char *detail)
+{
+    struct peer *p = peer_find(c->t, c->peer_id);
+    if (p != NULL)
+        p->st.refused++;
+    tlog(c->t, 1, "transport: refused hello from %s (node %" PRIu64 "): %s: %s", c->name,
+         c->peer_id, hello_status_name(status), detail);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->state = CONN_REFUSING;
+    hs_write(c, reply_build(c->t, status, c->hs_buf));
+}
+
+/* Validates the hello at b (len bytes, whole, CRC checked) and answers. */
+static void hello_accept(struct conn *c, const uint8_t *b)
+{
+    struct corral_transport *t = c->t;
+    char detail[128];
+    uint64_t cluster = get_u64(b + 5), to = get_u64(b + 21);
+    c->peer_id = get_u64(b + 13);
+    if (cluster != t->cluster_id) {
+        snprintf(detail, sizeof(detail), "it is in cluster %" PRIx64 ", we are in %" PRIx64,
+                 cluster, t->cluster_id);
+        conn_refuse(c, HELLO_WRONG_CLUSTER, detail);
+        return;
+    }
+    if (to != t->node_id || c->peer_id == 0 || c->peer_id == t->node_id) {
+        snprintf(detail, sizeof(detail),
+                 "it dialed node %" PRIu64 " from node %" PRIu64 ", we are node %" PRIu64, to,
+                 c->peer_id, t->node_id);
+        conn_refuse(c, HELLO_WRONG_NODE, detail);
+        return;
+    }
+    if (hs_write(c, reply_build(t, HELLO_OK, c->hs_buf)) != 0)
+        return;
+    c->state = CONN_OPEN;
+    tlog(t, 2, "transport: accepted node %" PRIu64 " from %s", c->peer_id, c->name);
+    char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
+    hs_http(b, HELLO_FIXED_BYTES, http);
+    if (t->cb.on_peer_http != NULL)
+        t->cb.on_peer_http(t->cb.ud, c->peer_id, http);
+}
+
+/* The inbound side's first frame. Returns 1 on progress, 0 when more bytes
+ * are needed, -1 when the connection is closing. */
+static int take_hello(struct conn *c, size_t *pos)
+{
+    const uint8_t *b = c->rbuf + *pos;
+    size_t avail = c->rlen - *pos, len = 0;
+    if (avail >= 5 && memcmp(b, "CRLH", 4) == 0 && b[4] != CORRAL_TRANSPORT_VERSION) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "version %u, ours %u", b[4], CORRAL_TRANSPORT_VERSION);
+        conn_refuse(c, HELLO_BAD_VERSION, detail);
+        return -1;
+    }
+    int rc = hs_frame(b, avail, "CRLH", HELLO_FIXED_BYTES, &len);
+    if (rc < 0 || (rc == 0 && !hs_crc_ok(b, len))) {
+        conn_fail(c, 1, "malformed hello");
+        return -1;
+    }
+    if (rc > 0)
+        return 0;
+    *pos += len;
+    hello_accept(c, b);
+    return c->state == CONN_OPEN ? 1 : -1;
+}
+
+static void reply_accept(struct conn *c, const uint8_t *b)
+{
+    struct peer *p = c->peer;
+    struct corral_transport *t = c->t;
+    uint8_t status = b[5];
+    uint64_t cluster = get_u64(b + 6), id = get_u64(b + 14);
+    if (status != HELLO_OK) {
+        p->st.refused++;
+        conn_fail(c, 1, "refused our hello: %s", hello_status_name(status));
+        return;
+    }
+    if (cluster != t->cluster_id || id != p->st.id) {
+        p->st.refused++;
+        conn_fail(c, 1, "answered as node %" PRIu64 " of cluster %" PRIx64, id, cluster);
+        return;
+    }
+    c->state = CONN_OPEN;
+    p->st.connected = true;
+    p->st.connects++;
+    p->backoff_ms = BACKOFF_MIN_MS;
+    p->failures = 0;
+    tlog(t, 2, "transport: connected to peer %" PRIu64 " at %s", p->st.id, c->name);
+    char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
+    hs_http(b, REPLY_FIXED_BYTES, http);
+    if (t->cb.on_peer_http != NULL)
+        t->cb.on_peer_http(t->cb.ud, p->st.id, http);
+}
+
+/* The dialer's answer from the acceptor; same returns as take_hello. */
+static int take_reply(struct conn *c, size_t *pos)
+{
+    const uint8_t *b = c->rbuf + *pos;
+    size_t avail = c->rlen - *pos, len = 0;
+    if (avail >= 5 && memcmp(b, "CRLR", 4) == 0 && b[4] != CORRAL_TRANSPORT_VERSION) {
+        c->peer->st.refused++;
+        conn_fail(c, 1, "it speaks transport version %u, we speak %u", b[4],
+                  CORRAL_TRANSPORT_VERSION);
+        return -1;
+    }
+    int rc = hs_frame(b, avail, "CRLR", REPLY_FIXED_BYTES, &len);
+    if (rc < 0 || (rc == 0 && !hs_crc_ok(b, len))) {
+        conn_fail(c, 1, "malformed hello reply");
+        return -1;
+    }
+    if (rc > 0)
+        return 0;
+    *pos += len;
+    reply_accept(c, b);
+    return c->state == CONN_OPEN ? 1 : -1;
+}
+
+/* ---- receiving frames ---- */
+
+/* One message frame on an inbound connection; same returns as take_hello. */
+static int take_frame(struct conn *c, size_t *pos)
+{
+    struct corral_transport *t = c->t;
+    size_t avail = c->rlen - *pos;
+    if (avail < 4)
+        return 0;
+    uint32_t len = get_u32(c->rbuf + *pos);
+    if (len > CORRAL_CODEC_MSG_BYTES_MAX) {
+        conn_fail(c, 1, "frame of %" PRIu32 " bytes exceeds the limit", len);
+        return -1;
+    }
+    if (avail - 4 < len)
+        return 0;
+    struct corral_raft_msg m;
+    int rc = corral_codec_msg_decode(c->rbuf + *pos + 4, len, &m);
+    if (rc != 0) {
+        conn_fail(c, 1, "undecodable message: %s", corral_strerror(rc));
+        return -1;
+    }
+    if (m.from != c->peer_id || m.to != t->node_id) {
+        conn_fail(c, 1, "message from %" PRIu64 " to %" PRIu64 " on this connection", m.from, m.to);
+        corral_raft_msg_clear(&m);
+        return -1;
+    }
+    *pos += 4 + (size_t)len;
+    struct peer *p = peer_find(t, c->peer_id);
+    if (p != NULL) {
+        p->st.recv_msgs++;
+        p->st.recv_bytes += 4 + (uint64_t)len;
+    }
+    if (t->cb.on_msg != NULL)
+        t->cb.on_msg(t->cb.ud, &m);
+    corral_raft_msg_clear(&m);
+    return c->state == CONN_CLOSING ? -1 : 1;
+}
+
+/* Sizes the receive buffer for what comes next: the frame whose header is
+ * already in, else the resting size. Never below rlen. */
+static int conn_reserve(struct conn *c)
+{
+    size_t want = RBUF_BYTES;
+    if (c->inbound && c->state == CONN_OPEN && c->rlen >= 4) {
+        size_t frame = 4 + (size_t)get_u32(c->rbuf);
+        if (frame > want)
+            want = frame;
+    }
+    if (want == c->rcap || (want < c->rcap && c->rlen > want))
+        return 0;
+    uint8_t *b = corral_realloc(c->rbuf, want);
+    if (b == NULL)
+        return want > c->rcap ? CORRAL_ENOMEM : 0;
+    c->rbuf = b;
+    c->rcap = want;
+    return 0;
+}
+
+static void conn_process(struct conn *c)
+{
+    size_t pos = 0;
+    int rc = 1;
+    while (rc > 0 && pos < c->rlen) {
+        if (c->state == CONN_HELLO)
+            rc = c->inbound ? take_hello(c, &pos) : take_reply(c, &pos);
+        else if (c->state == CONN_OPEN && c->inbound)
+            rc = take_frame(c, &pos);
+        else if (c->state == CONN_OPEN) {
+            conn_fail(c, 1, "unexpected bytes from the acceptor");
+            rc = -1;
+        } else
+            pos = c->rlen; /* refusing: whatever follows is ignored */
+    }
+    if (c->state == CONN_CLOSING)
+        return;
+    memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+    c->rlen -= pos;
+    if (conn_reserve(c) != 0)
+        conn_fail(c, 0, "no memory for a frame");
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    (void)suggested;
+    /* conn_reserve leaves room for at least the rest of the current frame,
+     * so this is never empty while a frame is incomplete. */
+    *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    (void)buf;
+    if (c->state == CONN_CLOSING || nread == 0)
+        return;
+    if (nread == UV_EOF) {
+        conn_fail(c, 2, "closed by the remote end");
+        return;
+    }
+    if (nread < 0) {
+        conn_fail(c, 1, "read failed: %s", uv_strerror((int)nread));
+        return;
+    }
+    c->rlen += (size_t)nread;
+    conn_process(c);
+}
+
+static int conn_read_start(struct conn *c)
+{
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    if (rc != 0)
+        conn_fail(c, 1, "read start failed: %s", uv_strerror(rc));
+    return rc;
+}
+
+/* ---- accepting ---- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct corral_transport *t = server->data;
+    if (status < 0) {
+        tlog(t, 1, "transport: accept failed: %s", uv_strerror(status));
+        return;
+    }
+    struct conn *c = conn_new(t, true);
+    if (c == NULL) {
+        tlog(t, 0, "transport: no memory for an inbound connection");
+        return;
+    }
+    c->state = CONN_HELLO;
+    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (rc != 0) {
+        conn_fail(c, 1, "accept failed: %s", uv_strerror(rc));
+        return;
+    }
+    struct sockaddr_storage ss;
+    int sslen = (int)sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen);
+    addr_name(&ss, c->name, sizeof(c->name));
+    if (t->n_conns > CONNS_MAX) {
+        conn_fail(c, 1, "too many connections (%d)", CONNS_MAX);
+        return;
+    }
+    conn_tune(c);
+    conn_read_start(c);
+}
+
+/* ---- dialing ---- */
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (c->state == CONN_CLOSING)
+        return;
+    if (status < 0) {
+        conn_fail(c, peer_fail_level(c->peer), "connect failed: %s", uv_strerror(status));
+        return;
+    }
+    conn_tune(c);
+    c->state = CONN_HELLO;
+    if (hs_write(c, hello_build(c->t, c->peer->st.id, c->hs_buf)) != 0)
+        return;
+    conn_read_start(c);
+}
+
+static void peer_dial(struct peer *p)
+{
+    struct corral_transport *t = p->t;
+    if (t->stopping || p->out != NULL)
+        return;
+    struct conn *c = conn_new(t, false);
+    if (c == NULL) {
+        tlog(t, 0, "transport: no memory to dial peer %" PRIu64, p->st.id);
+        peer_schedule(p);
+        return;
+    }
+    c->peer = p;
+    p->out = c;
+    c->state = CONN_CONNECTING;
+    memcpy(c->name, p->name, sizeof(c->name));
+    int rc =
+        uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&p->addr, connect_cb);
+    if (rc != 0)
+        conn_fail(c, peer_fail_level(p), "connect failed: %s", uv_strerror(rc));
+}
+
+/* Closes connections stuck before the end of their handshake. */
+static void sweep_cb(uv_timer_t *timer)
+{
+    struct corral_transport *t = timer->data;
+    uint64_t now = uv_now(t->loop);
+    struct conn *c = t->conns;
+    while (c != NULL) {
+        struct conn *next = c->next;
+        bool stuck = c->state == CONN_CONNECTING || c->state == CONN_HELLO;
+        if (stuck && now - c->started_ms >= HANDSHAKE_MS)
+            conn_fail(c, c->peer != NULL ? peer_fail_level(c->peer) : 1,
+                      "no handshake within %d ms", HANDSHAKE_MS);
+        c = next;
+    }
+}
+
+/* ---- sending ---- */
+
+static void write_cb(uv_write_t *req, int status);
+
+/* Hands up to WRITE_BUFS_MAX queued chunks to one uv_write (one writev). */
+static void peer_flush(struct peer *p)
+{
+    struct conn *c = p->out;
+    if (c == NULL || c->state != CONN_OPEN || c->writing || p->pending.head == NULL)
+        return;
+    unsigned n = 0;
+    while (n < WRITE_BUFS_MAX && p->pending.head != NULL) {
+        struct chunk *k = chunks_pop(&p->pending);
+        chunks_push(&c->inflight, k);
+        c->bufs[n++] = uv_buf_init((char *)k->data, (unsigned)k->len);
+    }
+    c->writing = true;
+    int rc = uv_write(&c->wr_req, (uv_stream_t *)&c->tcp, c->bufs, n, write_cb);
+    if (rc != 0) {
+        c->writing = false;
+        p->st.dropped_msgs += c->inflight.msgs;
+        chunks_free(&c->inflight);
+        conn_fail(c, 1, "write failed: %s", uv_strerror(rc));
+    }
+}
+
+static void flush_cb(uv_prepare_t *prep)
+{
+    struct corral_transport *t = prep->data;
+    uv_prepare_stop(prep);
+    t->flush_armed = false;
+    for (uint32_t i = 0; i < t->n_peers; i++)
+        peer_flush(t->peers[i]);
+}
+
+/* Writes go out once per loop iteration, just before it polls, so every
+ * message queued by this iteration's callbacks shares one writev. */
+static void flush_arm(struct corral_transport *t)
+{
+    if (t->flush_armed || t->stopping)
+        return;
+    t->flush_armed = true;
+    uv_prepare_start(&t->flush, flush_cb);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+    struct peer *p = c->peer;
+    uint64_t msgs = c->inflight.msgs, bytes = c->inflight.bytes;
+    c->writing = false;
+    chunks_free(&c->inflight);
+    if (status < 0) {
+        if (p != NULL)
+            p->st.dropped_msgs += msgs;
+        if (c->state != CONN_CLOSING)
+            conn_fail(c, 1, "write failed: %s", uv_strerror(status));
+        return;
+    }
+    if (p == NULL)
+        return;
+    p->st.sent_msgs += msgs;
+    p->st.sent_bytes += bytes;
+    if (p->pending.head != NULL)
+        flush_arm(p->t);
+}
+
+static size_t peer_queued(const struct peer *p)
+{
+    return p->pending.bytes + (p->out != NULL ? p->out->inflight.bytes : 0);
+}
+
+int corral_transport_send(struct corral_transport *t, const struct corral_raft_msg *m)
+{
+    if (t->stopping)
+        return CORRAL_ESHUTDOWN;
+    if (m->from != t->node_id)
+        return CORRAL_EINVAL;
+    struct peer *p = peer_find(t, m->to);
+    if (p == NULL)
+        return CORRAL_ENOTFOUND;
+    size_t size = corral_codec_msg_size(m);
+    if (size > CORRAL_CODEC_MSG_BYTES_MAX)
+        return CORRAL_ETOOBIG;
+    size_t frame = 4 + size;
+    if (!p->st.connected || peer_queued(p) + frame > t->queue_max_bytes) {
+        p->st.dropped_msgs++;
+        return CORRAL_EFULL;
+    }
+    uint8_t *b = chunks_reserve(&p->pending, frame);
+    if (b == NULL) {
+        p->st.dropped_msgs++;
+        return CORRAL_ENOMEM;
+    }
+    size_t len = 0;
+    int rc = corral_codec_msg_encode(m, b + 4, size, &len);
+    if (rc != 0)
+        return rc; /* an empty new chunk stays as the tail, to be reused */
+    put_u32(b, (uint32_t)len);
+    chunks_commit(&p->pending, 4 + len);
+    flush_arm(t);
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static int start_listen(struct corral_transport *t, const struct corral_transport_config *cfg,
+                        const struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    char name[64];
+    addr_name(ss, name, sizeof(name));
+    int rc = uv_tcp_bind(&t->listener, (const struct sockaddr *)ss, 0);
+    /* libuv may report EADDRINUSE from bind only at listen. */
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&t->listener, LISTEN_BACKLOG, on_connection);
+    if (rc != 0) {
+        snprintf(err, errlen, "transport: cannot listen on %s: %s", name, uv_strerror(rc));
+        return CORRAL_EIO;
+    }
+    tlog(t, 2, "transport: node %" PRIu64 " listening on %s (port %u)", cfg->node_id, name,
+         (unsigned)corral_transport_port(t));
+    return 0;
+}
+
+static int check_config(const struct corral_transport_config *cfg, struct sockaddr_storage *ss,
+                        char *err, size_t errlen)
+{
+    if (cfg->node_id == 0) {
+        snprintf(err, errlen, "transport: node id must be nonzero");
+        return CORRAL_EINVAL;
+    }
+    if (cfg->http_addr != NULL && strlen(cfg->http_addr) > CORRAL_TRANSPORT_HTTP_ADDR_MAX) {
+        snprintf(err, errlen, "transport: http address longer than %d bytes",
+                 CORRAL_TRANSPORT_HTTP_ADDR_MAX);
+        return CORRAL_EINVAL;
+    }
+    if (parse_addr(cfg->listen_host, cfg->listen_port, ss) != 0) {
+        snprintf(err, errlen, "transport: listen host '%s' is not a numeric IPv4 or IPv6 address",
+                 cfg->listen_host != NULL ? cfg->listen_host : "(null)");
+        return CORRAL_EINVAL;
+    }
+    return 0;
+}
+
+int corral_transport_start(uv_loop_t *loop, const struct corral_transport_config *cfg,
+                           const struct corral_transport_callbacks *cb,
+                           struct corral_transport **out, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    *out = NULL;
+    int rc = check_config(cfg, &ss, err, errlen);
+    if (rc != 0)
+        return rc;
+    struct corral_transport *t = corral_calloc(1, sizeof(*t));
+    if (t == NULL) {
+        snprintf(err, errlen, "transport: out of memory");
+        return CORRAL_ENOMEM;
+    }
+    t->loop = loop;
+    t->cb = *cb;
+    t->cluster_id = cfg->cluster_id;
+    t->node_id = cfg->node_id;
+    t->queue_max_bytes = cfg->queue_max_bytes != 0 ? cfg->queue_max_bytes : QUEUE_DEFAULT_BYTES;
+    t->http_len = (uint16_t)(cfg->http_addr != NULL ? strlen(cfg->http_addr) : 0);
+    memcpy(t->http_addr, cfg->http_addr != NULL ? cfg->http_addr : "", t->http_len);
+    t->rng = cfg->node_id;
+    uv_tcp_init(loop, &t->listener);
+    uv_timer_init(loop, &t->sweep);
+    uv_prepare_init(loop, &t->flush);
+    t->listener.data = t->sweep.data = t->flush.data = t;
+    t->handles = 3;
+    rc = start_listen(t, cfg, &ss, err, errlen);
+    if (rc != 0) {
+        /* The handles exist now; they free t once closed. */
+        corral_transport_stop(t, NULL, NULL);
+        return rc;
+    }
+    uv_timer_start(&t->sweep, sweep_cb, SWEEP_MS, SWEEP_MS);
+    *out = t;
+    return 0;
+}
+
+uint16_t corral_transport_port(const struct corral_transport *t)
+{
+    struct sockaddr_storage ss;
+    int len = (int)sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
+    if (uv_tcp_getsockname(&t->listener, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+}
+
+int corral_transport_add_peer(struct corral_transport *t, uint64_t id, const char *host,
+                              uint16_t port)
+{
+    if (t->stopping)
+        return CORRAL_ESHUTDOWN;
+    if (id == 0 || id == t->node_id || peer_find(t, id) != NULL)
+        return CORRAL_EINVAL;
+    if (t->n_peers == CORRAL_RAFT_NODES_MAX)
+        return CORRAL_EFULL;
+    struct sockaddr_storage ss;
+    if (parse_addr(host, port, &ss) != 0)
+        return CORRAL_EINVAL;
+    struct peer *p = corral_calloc(1, sizeof(*p));
+    if (p == NULL)
+        return CORRAL_ENOMEM;
+    p->t = t;
+    p->st.id = id;
+    p->addr = ss;
+    addr_name(&ss, p->name, sizeof(p->name));
+    p->backoff_ms = BACKOFF_MIN_MS;
+    uv_timer_init(t->loop, &p->timer);
+    p->timer.data = p;
+    t->handles++;
+    t->peers[t->n_peers++] = p;
+    uv_timer_start(&p->timer, peer_timer_cb, 0, 0);
+    return 0;
+}
+
+uint32_t corral_transport_stats(const struct corral_transport *t,
+                                struct corral_transport_peer_stats *out, uint32_t cap)
+{
+    for (uint32_t i = 0; i < t->n_peers && i < cap; i++) {
+        out[i] = t->peers[i]->st;
+        out[i].queued_bytes = peer_queued(t->peers[i]);
+    }
+    return t->n_peers;
+}
+
+void corral_transport_stop(struct corral_transport *t, void (*on_closed)(void *ud), void *ud)
+{
+    if (t->stopping)
+        return;
+    t->stopping = true;
+    t->on_closed = on_closed;
+    t->closed_ud = ud;
+    uv_close((uv_handle_t *)&t->listener, transport_handle_closed_cb);
+    uv_close((uv_handle_t *)&t->sweep, transport_handle_closed_cb);
+    uv_close((uv_handle_t *)&t->flush, transport_handle_closed_cb);
+    for (struct conn *c = t->conns; c != NULL; c = c->next)
+        conn_close(c);
+    for (uint32_t i = 0; i < t->n_peers; i++)
+        uv_close((uv_handle_t *)&t->peers[i]->timer, peer_timer_closed_cb);
+}

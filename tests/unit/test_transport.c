@@ -1,0 +1,699 @@
+/* Unit tests for src/runtime/transport.c over real sockets on 127.0.0.1:
+ * exchanges between transports in one loop, refused handshakes, restarts,
+ * drops, hostile raw clients, and release of everything on stop. Every
+ * wait is bounded by a uv timer. TRANSPORT_LOG=1 prints the log lines. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "corral.h"
+#include "core/codec.h"
+#include "core/raft.h"
+#include "runtime/transport.h"
+#include "util/crc32c.h"
+#include "util/mem.h"
+#include "util/rbuf.h"
+
+#define NODES 3
+#define WAIT_MS 5000
+#define CLUSTER 0xc0ffee
+
+struct node {
+    struct corral_transport *t;
+    uint64_t id;
+    uint16_t port;
+    bool closed;
+    uint64_t got[NODES + 2];        /* messages received, by sender id */
+    uint64_t next_index[NODES + 2]; /* the index expected next, per sender */
+    uint64_t bad;                   /* out of order or wrong payload */
+    char http[NODES + 2][CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
+    uint64_t refuse_logs;
+};
+
+struct fx {
+    uv_loop_t loop;
+    uv_timer_t tick;
+    bool (*pred)(struct fx *f);
+    uint64_t deadline_ms;
+    struct node nodes[NODES];
+    int stopping; /* the node node_stop waits for */
+};
+
+/* ---- loop driving ---- */
+
+static void tick_cb(uv_timer_t *timer)
+{
+    struct fx *f = timer->data;
+    if (f->pred(f) || uv_now(&f->loop) >= f->deadline_ms)
+        uv_stop(&f->loop);
+}
+
+/* Runs the loop until pred holds or timeout_ms pass; returns pred. */
+static bool run_until(struct fx *f, bool (*pred)(struct fx *f), uint64_t timeout_ms)
+{
+    f->pred = pred;
+    uv_update_time(&f->loop);
+    f->deadline_ms = uv_now(&f->loop) + timeout_ms;
+    uv_timer_start(&f->tick, tick_cb, 1, 2);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    uv_timer_stop(&f->tick);
+    return pred(f);
+}
+
+static bool never(struct fx *f)
+{
+    (void)f;
+    return false;
+}
+
+static void run_for(struct fx *f, uint64_t ms)
+{
+    run_until(f, never, ms);
+}
+
+/* ---- messages ---- */
+
+static uint8_t pattern(uint64_t index, uint32_t i)
+{
+    return (uint8_t)(index * 31 + i);
+}
+
+/* An APPEND from -> to with two entries whose payloads derive from index. */
+static void make_append(struct corral_raft_msg *m, uint64_t from, uint64_t to, uint64_t index)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = CORRAL_RAFT_MSG_APPEND;
+    m->from = from;
+    m->to = to;
+    m->term = 3;
+    m->index = index;
+    m->n_entries = 2;
+    m->entries = corral_calloc(2, sizeof(*m->entries));
+    assert_non_null(m->entries);
+    for (uint32_t e = 0; e < 2; e++) {
+        uint32_t len = (uint32_t)(index % 100) + e;
+        struct corral_rbuf *b = corral_rbuf_new(NULL, len);
+        assert_non_null(b);
+        for (uint32_t i = 0; i < len; i++)
+            b->data[i] = pattern(index + e, i);
+        m->entries[e] = (struct corral_raft_entry){
+            .term = 3, .index = index + 1 + e, .type = CORRAL_RAFT_ENTRY_NORMAL, .data = b};
+    }
+}
+
+static bool append_ok(const struct corral_raft_msg *m)
+{
+    if (m->type != CORRAL_RAFT_MSG_APPEND || m->n_entries != 2)
+        return false;
+    for (uint32_t e = 0; e < 2; e++) {
+        const struct corral_raft_entry *en = &m->entries[e];
+        uint32_t len = (uint32_t)(m->index % 100) + e;
+        uint32_t got = en->data != NULL ? en->data->len : 0;
+        if (en->index != m->index + 1 + e || got != len)
+            return false;
+        for (uint32_t i = 0; i < len; i++)
+            if (en->data->data[i] != pattern(m->index + e, i))
+                return false;
+    }
+    return true;
+}
+
+static int send_append(struct node *n, uint64_t to, uint64_t index)
+{
+    struct corral_raft_msg m;
+    make_append(&m, n->id, to, index);
+    int rc = corral_transport_send(n->t, &m);
+    corral_raft_msg_clear(&m);
+    return rc;
+}
+
+/* ---- transport callbacks ---- */
+
+static void on_msg(void *ud, const struct corral_raft_msg *m)
+{
+    struct node *n = ud;
+    assert_int_equal(m->to, n->id);
+    assert_true(m->from < NODES + 2);
+    if (!append_ok(m) || m->index != n->next_index[m->from])
+        n->bad++;
+    n->next_index[m->from] = m->index + 1;
+    n->got[m->from]++;
+}
+
+static void on_peer_http(void *ud, uint64_t peer, const char *http)
+{
+    struct node *n = ud;
+    if (peer < NODES + 2)
+        snprintf(n->http[peer], sizeof(n->http[peer]), "%s", http);
+}
+
+static void on_log(void *ud, int level, const char *msg)
+{
+    struct node *n = ud;
+    if (strstr(msg, "refused") != NULL)
+        n->refuse_logs++;
+    if (getenv("TRANSPORT_LOG") != NULL)
+        fprintf(stderr, "[node %llu L%d] %s\n", (unsigned long long)n->id, level, msg);
+}
+
+static void on_closed(void *ud)
+{
+    struct node *n = ud;
+    n->closed = true;
+}
+
+/* ---- nodes ---- */
+
+static void node_start_queue(struct fx *f, int i, uint64_t cluster, uint16_t port,
+                             size_t queue_max_bytes)
+{
+    struct node *n = &f->nodes[i];
+    uint64_t id = n->id;
+    memset(n, 0, sizeof(*n));
+    n->id = id;
+    char http[64];
+    snprintf(http, sizeof(http), "127.0.0.1:%d", 9000 + i);
+    struct corral_transport_config cfg = {.cluster_id = cluster,
+                                          .node_id = n->id,
+                                          .listen_host = "127.0.0.1",
+                                          .listen_port = port,
+                                          .http_addr = http,
+                                          .queue_max_bytes = queue_max_bytes};
+    struct corral_transport_callbacks cb = {
+        .ud = n, .on_msg = on_msg, .on_peer_http = on_peer_http, .log = on_log};
+    char err[256] = "";
+    int rc = corral_transport_start(&f->loop, &cfg, &cb, &n->t, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("start: %s", err);
+    n->port = corral_transport_port(n->t);
+    assert_int_not_equal(n->port, 0);
+}
+
+static void node_start(struct fx *f, int i, uint64_t cluster)
+{
+    node_start_queue(f, i, cluster, 0, 0);
+}
+
+static bool all_closed(struct fx *f)
+{
+    for (int i = 0; i < NODES; i++)
+        if (f->nodes[i].t != NULL && !f->nodes[i].closed)
+            return false;
+    return true;
+}
+
+static bool node_closed(struct fx *f)
+{
+    return f->nodes[f->stopping].closed;
+}
+
+static void node_stop(struct fx *f, int i)
+{
+    struct node *n = &f->nodes[i];
+    corral_transport_stop(n->t, on_closed, n);
+    f->stopping = i;
+    assert_true(run_until(f, node_closed, WAIT_MS));
+    n->t = NULL;
+}
+
+static void link(struct fx *f, int from, int to)
+{
+    struct node *a = &f->nodes[from], *b = &f->nodes[to];
+    assert_int_equal(corral_transport_add_peer(a->t, b->id, "127.0.0.1", b->port), 0);
+}
+
+static struct corral_transport_peer_stats stats_of(struct node *n, uint64_t peer)
+{
+    struct corral_transport_peer_stats st[CORRAL_RAFT_NODES_MAX];
+    uint32_t count = corral_transport_stats(n->t, st, CORRAL_RAFT_NODES_MAX);
+    for (uint32_t i = 0; i < count; i++)
+        if (st[i].id == peer)
+            return st[i];
+    fail_msg("no stats for peer %llu", (unsigned long long)peer);
+    return st[0];
+}
+
+static bool connected(struct fx *f, int from, int to)
+{
+    return f->nodes[from].t != NULL && stats_of(&f->nodes[from], f->nodes[to].id).connected;
+}
+
+static bool mesh_connected(struct fx *f)
+{
+    for (int i = 0; i < NODES; i++)
+        for (int j = 0; j < NODES; j++)
+            if (i != j && !connected(f, i, j))
+                return false;
+    return true;
+}
+
+static bool pair_connected(struct fx *f)
+{
+    return connected(f, 0, 1) && connected(f, 1, 0);
+}
+
+static bool pair_connected_1_0(struct fx *f)
+{
+    return connected(f, 1, 0);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = corral_calloc(1, sizeof(*f));
+    assert_non_null(f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    uv_timer_init(&f->loop, &f->tick);
+    f->tick.data = f;
+    for (int i = 0; i < NODES; i++)
+        f->nodes[i].id = (uint64_t)i + 1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    for (int i = 0; i < NODES; i++)
+        if (f->nodes[i].t != NULL)
+            corral_transport_stop(f->nodes[i].t, on_closed, &f->nodes[i]);
+    assert_true(run_until(f, all_closed, WAIT_MS));
+    uv_close((uv_handle_t *)&f->tick, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0); /* every handle released */
+    corral_free(f);
+    return 0;
+}
+
+/* ---- a raw client speaking (or mangling) the wire format ---- */
+
+struct raw {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uint8_t out[1024];
+    size_t out_len;
+    uint8_t in[1024];
+    size_t in_len;
+    bool done; /* EOF or error from the transport's side */
+};
+
+static struct raw *the_raw;
+
+static void raw_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct raw *r = h->data;
+    (void)suggested;
+    *buf = uv_buf_init((char *)r->in + r->in_len, (unsigned)(sizeof(r->in) - r->in_len));
+}
+
+static void raw_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct raw *r = s->data;
+    (void)buf;
+    if (nread > 0)
+        r->in_len += (size_t)nread;
+    if (nread < 0 && !r->done) {
+        r->done = true;
+        uv_read_stop(s);
+    }
+}
+
+static void raw_write_cb(uv_write_t *req, int status)
+{
+    (void)req;
+    (void)status; /* the transport may close first */
+}
+
+static void raw_connect_cb(uv_connect_t *req, int status)
+{
+    struct raw *r = req->data;
+    assert_int_equal(status, 0);
+    uv_buf_t b = uv_buf_init((char *)r->out, (unsigned)r->out_len);
+    assert_int_equal(uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, raw_write_cb), 0);
+    assert_int_equal(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc_cb, raw_read_cb), 0);
+}
+
+static bool raw_done(struct fx *f)
+{
+    (void)f;
+    return the_raw->done;
+}
+
+/* Connects to node i, sends r->out, and waits for the transport to close
+ * the connection; returns whether it did. */
+static bool raw_session(struct fx *f, struct raw *r, int i)
+{
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", f->nodes[i].port, &a);
+    uv_tcp_init(&f->loop, &r->tcp);
+    r->tcp.data = r->creq.data = r;
+    assert_int_equal(uv_tcp_connect(&r->creq, &r->tcp, (const struct sockaddr *)&a, raw_connect_cb),
+                     0);
+    the_raw = r;
+    bool closed = run_until(f, raw_done, WAIT_MS);
+    uv_close((uv_handle_t *)&r->tcp, NULL);
+    run_for(f, 1);
+    return closed;
+}
+
+static void le(uint8_t *b, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A hello as transport.h lays it out; returns its length. */
+static size_t raw_hello(uint8_t *b, uint64_t cluster, uint64_t from, uint64_t to)
+{
+    const char *http = "10.0.0.9:80";
+    size_t hl = strlen(http);
+    memcpy(b, "CRLH", 4);
+    b[4] = CORRAL_TRANSPORT_VERSION;
+    le(b + 5, cluster, 8);
+    le(b + 13, from, 8);
+    le(b + 21, to, 8);
+    le(b + 29, hl, 2);
+    memcpy(b + 31, http, hl);
+    le(b + 31 + hl, corral_crc32c(0, b, 31 + hl), 4);
+    return 31 + hl + 4;
+}
+
+/* ---- tests ---- */
+
+/* Three transports, every pair both ways, with entry payloads; order per
+ * connection is kept. */
+static void test_exchange(void **state)
+{
+    struct fx *f = *state;
+    for (int i = 0; i < NODES; i++)
+        node_start(f, i, CLUSTER);
+    for (int i = 0; i < NODES; i++)
+        for (int j = 0; j < NODES; j++)
+            if (i != j)
+                link(f, i, j);
+    assert_true(run_until(f, mesh_connected, WAIT_MS));
+    enum { PER_PAIR = 3000 };
+    for (uint64_t k = 0; k < PER_PAIR; k++)
+        for (int i = 0; i < NODES; i++)
+            for (int j = 0; j < NODES; j++)
+                if (i != j)
+                    assert_int_equal(send_append(&f->nodes[i], f->nodes[j].id, k), 0);
+    bool done = false;
+    for (int round = 0; round < 100 && !done; round++) {
+        run_for(f, 20);
+        done = true;
+        for (int j = 0; j < NODES; j++)
+            for (int i = 0; i < NODES; i++)
+                if (i != j && f->nodes[j].got[f->nodes[i].id] != PER_PAIR)
+                    done = false;
+    }
+    assert_true(done);
+    for (int j = 0; j < NODES; j++) {
+        assert_int_equal(f->nodes[j].bad, 0);
+        for (int i = 0; i < NODES; i++) {
+            if (i == j)
+                continue;
+            char want[64];
+            snprintf(want, sizeof(want), "127.0.0.1:%d", 9000 + i);
+            assert_string_equal(f->nodes[j].http[f->nodes[i].id], want);
+            struct corral_transport_peer_stats st = stats_of(&f->nodes[i], f->nodes[j].id);
+            assert_int_equal(st.sent_msgs, PER_PAIR);
+            assert_int_equal(st.dropped_msgs, 0);
+            assert_int_equal(st.queued_bytes, 0);
+            assert_int_equal(st.connects, 1);
+            struct corral_transport_peer_stats rs = stats_of(&f->nodes[j], f->nodes[i].id);
+            assert_int_equal(rs.recv_msgs, PER_PAIR);
+            assert_int_equal(rs.recv_bytes, st.sent_bytes);
+        }
+    }
+}
+
+static bool both_refused(struct fx *f)
+{
+    return stats_of(&f->nodes[0], f->nodes[1].id).refused >= 2 &&
+           stats_of(&f->nodes[1], f->nodes[0].id).refused >= 2;
+}
+
+/* Different cluster ids: both dialers are refused, again after backoff,
+ * both sides log it, nothing is delivered or connected. */
+static void test_wrong_cluster(void **state)
+{
+    struct fx *f = *state;
+    node_start(f, 0, CLUSTER);
+    node_start(f, 1, CLUSTER + 1);
+    link(f, 0, 1);
+    link(f, 1, 0);
+    assert_true(run_until(f, both_refused, WAIT_MS));
+    assert_false(connected(f, 0, 1));
+    assert_false(connected(f, 1, 0));
+    assert_int_equal(send_append(&f->nodes[0], f->nodes[1].id, 0), CORRAL_EFULL);
+    run_for(f, 50);
+    assert_int_equal(f->nodes[1].got[f->nodes[0].id], 0);
+    assert_true(f->nodes[0].refuse_logs >= 2); /* its own refusal, and the peer's */
+    assert_true(f->nodes[1].refuse_logs >= 2);
+}
+
+static bool no_messages_pending(struct fx *f)
+{
+    return f->nodes[1].got[f->nodes[0].id] == 10 && f->nodes[0].got[f->nodes[1].id] == 10;
+}
+
+static bool peer_lost(struct fx *f)
+{
+    return !connected(f, 0, 1);
+}
+
+/* A peer that stops and comes back on the same port is redialed and the
+ * messages flow again, both ways. */
+static void test_restart(void **state)
+{
+    struct fx *f = *state;
+    node_start(f, 0, CLUSTER);
+    node_start(f, 1, CLUSTER);
+    link(f, 0, 1);
+    link(f, 1, 0);
+    assert_true(run_until(f, pair_connected, WAIT_MS));
+    for (uint64_t k = 0; k < 10; k++) {
+        assert_int_equal(send_append(&f->nodes[0], f->nodes[1].id, k), 0);
+        assert_int_equal(send_append(&f->nodes[1], f->nodes[0].id, k), 0);
+    }
+    assert_true(run_until(f, no_messages_pending, WAIT_MS));
+
+    uint16_t port = f->nodes[1].port;
+    node_stop(f, 1);
+    assert_true(run_until(f, peer_lost, WAIT_MS));
+    assert_int_equal(send_append(&f->nodes[0], f->nodes[1].id, 10), CORRAL_EFULL);
+    run_for(f, 300); /* a few failed dials, so the backoff grows */
+
+    node_start_queue(f, 1, CLUSTER, port, 0);
+    link(f, 1, 0);
+    assert_true(run_until(f, pair_connected, WAIT_MS));
+    assert_int_equal(stats_of(&f->nodes[0], f->nodes[1].id).connects, 2);
+    f->nodes[0].next_index[f->nodes[1].id] = 0;
+    f->nodes[0].got[f->nodes[1].id] = 0;
+    for (uint64_t k = 0; k < 10; k++) {
+        assert_int_equal(send_append(&f->nodes[0], f->nodes[1].id, k), 0);
+        assert_int_equal(send_append(&f->nodes[1], f->nodes[0].id, k), 0);
+    }
+    assert_true(run_until(f, no_messages_pending, WAIT_MS));
+    assert_int_equal(f->nodes[0].bad, 0);
+    assert_int_equal(f->nodes[1].bad, 0);
+}
+
+/* Unknown peers, unconnected peers and full queues: refused and counted. */
+static void test_drops(void **state)
+{
+    struct fx *f = *state;
+    node_start(f, 0, CLUSTER);
+    node_start_queue(f, 1, CLUSTER, 0, 4096);
+    /* Node 3 is registered but nothing listens where it should. */
+    node_start(f, 2, CLUSTER);
+    uint16_t dead_port = f->nodes[2].port;
+    node_stop(f, 2);
+    assert_int_equal(corral_transport_add_peer(f->nodes[0].t, 3, "127.0.0.1", dead_port), 0);
+    assert_int_equal(corral_transport_add_peer(f->nodes[0].t, 3, "127.0.0.1", dead_port),
+                     CORRAL_EINVAL);
+    assert_int_equal(corral_transport_add_peer(f->nodes[0].t, 7, "localhost", 1), CORRAL_EINVAL);
+    assert_int_equal(send_append(&f->nodes[0], 3, 0), CORRAL_EFULL);
+    assert_int_equal(send_append(&f->nodes[0], 3, 1), CORRAL_EFULL);
+    assert_int_equal(send_append(&f->nodes[0], 9, 0), CORRAL_ENOTFOUND);
+    run_for(f, 200);
+    struct corral_transport_peer_stats st = stats_of(&f->nodes[0], 3);
+    assert_false(st.connected);
+    assert_int_equal(st.dropped_msgs, 2);
+
+    /* A 4 KiB queue takes a few messages of one iteration, then drops. */
+    link(f, 1, 0);
+    assert_true(run_until(f, pair_connected_1_0, WAIT_MS));
+    int ok = 0, full = 0;
+    for (uint64_t k = 0; k < 200; k++) {
+        int rc = send_append(&f->nodes[1], f->nodes[0].id, k);
+        assert_true(rc == 0 || rc == CORRAL_EFULL);
+        rc == 0 ? ok++ : full++;
+    }
+    assert_true(ok > 0 && full > 0);
+    st = stats_of(&f->nodes[1], f->nodes[0].id);
+    assert_int_equal(st.dropped_msgs, (uint64_t)full);
+    assert_true(st.queued_bytes <= 4096);
+}
+
+static bool got_from_2(struct fx *f)
+{
+    return f->nodes[0].got[2] >= 1;
+}
+
+/* After a hostile session node 1 still serves node 2: one more message. */
+static void still_serving(struct fx *f, uint64_t index)
+{
+    f->nodes[0].got[2] = 0;
+    f->nodes[0].next_index[2] = index;
+    assert_int_equal(send_append(&f->nodes[1], 1, index), 0);
+    assert_true(run_until(f, got_from_2, WAIT_MS));
+    assert_int_equal(f->nodes[0].bad, 0);
+}
+
+/* Raw clients send garbage, an oversized length, a corrupt frame after a
+ * valid hello, a message claiming another sender, and a hello for another
+ * node: each is closed, nothing is delivered, and the transport keeps
+ * serving its real peer. */
+static void test_hostile(void **state)
+{
+    struct fx *f = *state;
+    node_start(f, 0, CLUSTER);
+    node_start(f, 1, CLUSTER);
+    link(f, 1, 0);
+    assert_true(run_until(f, pair_connected_1_0, WAIT_MS));
+    struct raw *r = corral_calloc(1, sizeof(*r));
+    assert_non_null(r);
+
+    memset(r, 0, sizeof(*r));
+    r->out_len = (size_t)snprintf((char *)r->out, sizeof(r->out), "GET / HTTP/1.1\r\n\r\n");
+    assert_true(raw_session(f, r, 0));
+    assert_int_equal(r->in_len, 0);
+    still_serving(f, 100);
+
+    /* Valid hello (from a node nobody registered), then a huge length. */
+    memset(r, 0, sizeof(*r));
+    r->out_len = raw_hello(r->out, CLUSTER, 4, 1);
+    le(r->out + r->out_len, 0xffffffffu, 4);
+    r->out_len += 4;
+    assert_true(raw_session(f, r, 0));
+    assert_true(r->in_len > 6 && memcmp(r->in, "CRLR", 4) == 0 && r->in[5] == 0);
+    still_serving(f, 200);
+
+    /* Valid hello, then a well-sized frame of a message with a bad CRC. */
+    struct corral_raft_msg m;
+    make_append(&m, 4, 1, 7);
+    memset(r, 0, sizeof(*r));
+    r->out_len = raw_hello(r->out, CLUSTER, 4, 1);
+    size_t len = 0;
+    assert_int_equal(corral_codec_msg_encode(&m, r->out + r->out_len + 4, 512, &len), 0);
+    le(r->out + r->out_len, len, 4);
+    r->out[r->out_len + 4 + len / 2] ^= 0x40;
+    r->out_len += 4 + len;
+    assert_true(raw_session(f, r, 0));
+    still_serving(f, 300);
+
+    /* Valid hello as node 4, then an intact message claiming node 2. */
+    m.from = 2;
+    memset(r, 0, sizeof(*r));
+    r->out_len = raw_hello(r->out, CLUSTER, 4, 1);
+    assert_int_equal(corral_codec_msg_encode(&m, r->out + r->out_len + 4, 512, &len), 0);
+    le(r->out + r->out_len, len, 4);
+    r->out_len += 4 + len;
+    assert_true(raw_session(f, r, 0));
+    corral_raft_msg_clear(&m);
+    assert_int_equal(f->nodes[0].got[2], 1); /* only still_serving's */
+    assert_int_equal(f->nodes[0].got[4], 0);
+    still_serving(f, 400);
+
+    /* A hello for node 9: refused with status 2. */
+    memset(r, 0, sizeof(*r));
+    r->out_len = raw_hello(r->out, CLUSTER, 4, 9);
+    assert_true(raw_session(f, r, 0));
+    assert_true(r->in_len > 6 && memcmp(r->in, "CRLR", 4) == 0 && r->in[5] == 2);
+    still_serving(f, 500);
+    corral_free(r);
+}
+
+/* A port in use is an EIO with a message; the failed transport still
+ * releases its handles (teardown's uv_loop_close checks). */
+static void test_addr_in_use(void **state)
+{
+    struct fx *f = *state;
+    node_start(f, 0, CLUSTER);
+    struct corral_transport_config cfg = {.cluster_id = CLUSTER,
+                                          .node_id = 2,
+                                          .listen_host = "127.0.0.1",
+                                          .listen_port = f->nodes[0].port};
+    struct corral_transport_callbacks cb = {.on_msg = on_msg};
+    struct corral_transport *t = NULL;
+    char err[256] = "";
+    assert_int_equal(corral_transport_start(&f->loop, &cfg, &cb, &t, err, sizeof(err)), CORRAL_EIO);
+    assert_null(t);
+    assert_non_null(strstr(err, "address already in use"));
+    cfg.listen_host = "not-an-ip";
+    assert_int_equal(corral_transport_start(&f->loop, &cfg, &cb, &t, err, sizeof(err)),
+                     CORRAL_EINVAL);
+    run_for(f, 10);
+}
+
+/* Stop with connections in every state and messages queued: everything
+ * is released (ASan and uv_loop_close in teardown check), on_closed once. */
+static void test_stop_busy(void **state)
+{
+    struct fx *f = *state;
+    for (int i = 0; i < NODES; i++)
+        node_start(f, i, CLUSTER);
+    link(f, 0, 1);
+    link(f, 1, 0);
+    link(f, 0, 2);
+    assert_true(run_until(f, pair_connected, WAIT_MS));
+    for (uint64_t k = 0; k < 500; k++)
+        assert_int_equal(send_append(&f->nodes[0], f->nodes[1].id, k), 0);
+    /* A silent raw connection mid-handshake. */
+    struct raw *r = corral_calloc(1, sizeof(*r));
+    assert_non_null(r);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", f->nodes[0].port, &a);
+    uv_tcp_init(&f->loop, &r->tcp);
+    r->tcp.data = r->creq.data = r;
+    r->out_len = 3;
+    memcpy(r->out, "CRL", 3);
+    assert_int_equal(uv_tcp_connect(&r->creq, &r->tcp, (const struct sockaddr *)&a, raw_connect_cb),
+                     0);
+    run_for(f, 20);
+    corral_transport_stop(f->nodes[0].t, on_closed, &f->nodes[0]);
+    corral_transport_stop(f->nodes[0].t, on_closed, &f->nodes[0]); /* no-op */
+    f->nodes[0].t = NULL;
+    f->nodes[0].closed = false;
+    the_raw = r;
+    assert_true(run_until(f, raw_done, WAIT_MS)); /* the raw one was closed */
+    uv_close((uv_handle_t *)&r->tcp, NULL);
+    run_for(f, 5);
+    corral_free(r);
+}
+
+int main(void)
+{
+    /* libuv writes without MSG_NOSIGNAL; a write to a reset socket must
+     * be an EPIPE error, not a signal (the daemon does the same). */
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_exchange, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_cluster, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_addr_in_use, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_busy, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
