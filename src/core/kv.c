@@ -477,6 +477,41 @@ uint64_t corral_kv_count(const struct corral_kv *kv)
     return kv->count;
 }
 
+/* Totals over a subtree, for corral_kv_check. */
+struct check {
+    const struct node *prev; /* the previous node in key order */
+    uint64_t applied, count, bytes;
+};
+
+/* The subtree's height, or -1 when an invariant fails. */
+static int check_tree(const struct node *n, struct check *c)
+{
+    if (n == NULL)
+        return 0;
+    int l = check_tree(n->left, c);
+    if (l < 0 || !key_valid(n->bytes, n->key_len) || n->value_len > CORRAL_KV_VALUE_BYTES_MAX)
+        return -1;
+    if (c->prev != NULL && node_cmp(c->prev, n->bytes, n->key_len) >= 0)
+        return -1;
+    if (n->version == 0 || n->version > c->applied)
+        return -1;
+    c->prev = n;
+    c->count++;
+    c->bytes += item_bytes(n->key_len, n->value_len);
+    int r = check_tree(n->right, c);
+    int h = 1 + (l > r ? l : r);
+    if (r < 0 || l - r > 1 || r - l > 1 || n->height != h)
+        return -1;
+    return h;
+}
+
+bool corral_kv_check(const struct corral_kv *kv)
+{
+    struct check c = {NULL, kv->applied, 0, SNAP_HEADER_BYTES + CRC_BYTES};
+    return check_tree(kv->root, &c) >= 0 && c.count == kv->count && c.count <= CORRAL_KV_KEYS_MAX &&
+           c.bytes == kv->snap_bytes && c.bytes <= CORRAL_KV_SNAPSHOT_BYTES_MAX;
+}
+
 static void item_fill(struct corral_kv_item *out, const struct node *n)
 {
     out->key = n->bytes;

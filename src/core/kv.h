@@ -125,6 +125,12 @@ uint32_t corral_kv_list(const struct corral_kv *kv, const uint8_t *prefix, uint3
 
 uint64_t corral_kv_count(const struct corral_kv *kv);
 
+/* Walks the whole store and checks its invariants: keys valid and in
+ * strictly increasing order, the tree balanced with correct heights,
+ * versions in 1..applied, the count and the snapshot size. O(n): for
+ * tests and debug checks, not the apply path. */
+bool corral_kv_check(const struct corral_kv *kv);
+
 /* Snapshot: the whole store and its applied index, versioned, with a
  * CRC32C; at most CORRAL_KV_SNAPSHOT_BYTES_MAX bytes. A new rbuf with one
  * reference for the caller, NULL when out of memory. Equal stores give

@@ -470,6 +470,38 @@ static void test_list(void **state)
     corral_kv_free(kv);
 }
 
+/* Sorted inserts and deletes are the worst case for an unbalanced tree;
+ * the AVL invariant must hold after each phase. */
+static void test_tree_shapes(void **state)
+{
+    (void)state;
+    struct corral_kv *kv = corral_kv_new();
+    char key[16];
+    uint64_t index = 0;
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "%05d", i);
+        put(kv, ++index, key, "v");
+    }
+    assert_true(corral_kv_check(kv));
+    for (int i = 0; i < 20000; i += 2) {
+        snprintf(key, sizeof(key), "%05d", i);
+        assert_int_equal(run(kv, ++index, CORRAL_KV_DEL, key, NULL, false, 0).status, CORRAL_KV_OK);
+    }
+    assert_true(corral_kv_check(kv));
+    for (int i = 39999; i >= 20000; i--) {
+        snprintf(key, sizeof(key), "%05d", i);
+        put(kv, ++index, key, "w");
+    }
+    assert_true(corral_kv_check(kv));
+    for (int i = 1; i < 40000; i += 2) {
+        snprintf(key, sizeof(key), "%05d", i);
+        assert_int_equal(run(kv, ++index, CORRAL_KV_DEL, key, NULL, false, 0).status, CORRAL_KV_OK);
+    }
+    assert_true(corral_kv_check(kv));
+    assert_int_equal(corral_kv_count(kv), 10000);
+    corral_kv_free(kv);
+}
+
 /* ---- Limits ---- */
 
 /* A snapshot of CORRAL_KV_KEYS_MAX keys loads in O(n), far faster than a
@@ -490,6 +522,7 @@ static void test_keys_max(void **state)
     struct corral_kv *kv = corral_kv_new();
     assert_int_equal(corral_kv_restore(kv, snap), 0);
     assert_int_equal(corral_kv_count(kv), CORRAL_KV_KEYS_MAX);
+    assert_true(corral_kv_check(kv));
     struct corral_rbuf *again = corral_kv_snapshot(kv);
     assert_true(rbuf_equal(again, snap));
     corral_rbuf_unref(again);
@@ -503,6 +536,7 @@ static void test_keys_max(void **state)
     assert_int_equal(put(kv, 14, "new", "v").status, CORRAL_KV_OK);
     assert_int_equal(put(kv, 15, "newer", "v").status, CORRAL_KV_FULL);
     assert_int_equal(corral_kv_count(kv), CORRAL_KV_KEYS_MAX);
+    assert_true(corral_kv_check(kv));
     expect_list(kv, "k000000", 7, NULL, 16,
                 "k0000000,k0000001,k0000002,k0000003,k0000004,"
                 "k0000005,k0000006,k0000008,k0000009",
@@ -783,6 +817,7 @@ static void test_enomem(void **state)
         if (rv == 0)
             break;
         assert_int_equal(rv, CORRAL_ENOMEM);
+        assert_true(corral_kv_check(kv));
         failures++;
         struct corral_rbuf *after = corral_kv_snapshot(kv);
         assert_true(rbuf_equal(before, after));
@@ -1011,6 +1046,8 @@ static void test_random(void **state)
             kv = random_restore(kv);
         }
         CHECK(corral_kv_count(kv) == m->n);
+        if (g_op % 64 == 0)
+            CHECK(corral_kv_check(kv));
     }
     print_message("kv random: seed %llu, %ld ops, %zu keys at the end\n",
                   (unsigned long long)g_seed, ops, m->n);
@@ -1033,6 +1070,7 @@ int main(void)
         cmocka_unit_test(test_bad_command),
         cmocka_unit_test(test_index_monotonic),
         cmocka_unit_test(test_list),
+        cmocka_unit_test(test_tree_shapes),
         cmocka_unit_test(test_keys_max),
         cmocka_unit_test(test_bytes_max),
         cmocka_unit_test(test_snapshot_round_trip),
