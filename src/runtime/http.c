@@ -64,6 +64,8 @@ static void count_status(struct corral_http *h, unsigned status)
     }
 }
 
+static void on_timer(uv_timer_t *t);
+
 void corral_http_respond(struct corral_http_request *req, unsigned status, const char *ctype,
                          const char *body, size_t len, const char *h1, const char *v1,
                          const char *h2, const char *v2)
@@ -85,6 +87,10 @@ void corral_http_respond(struct corral_http_request *req, unsigned status, const
     if (req->suspended) {
         req->suspended = false;
         MHD_resume_connection(req->conn);
+        /* MHD picks resumed connections up in its next run; an external
+         * loop must ask for that run itself. */
+        if (!req->http->closing)
+            uv_timer_start(&req->http->timer, on_timer, 0, 0);
     }
 }
 

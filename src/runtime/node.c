@@ -480,7 +480,7 @@ static void on_peer_http(void *ud, uint64_t id, const char *http)
 static void on_transport_log(void *ud, int level, const char *msg)
 {
     (void)ud;
-    corral_log(level, "transport: %s", msg);
+    corral_log(level, "%s", msg);
 }
 
 /* ---- HTTP ---- */
