@@ -376,7 +376,11 @@ static void append_rejects_gaps(void **state)
     assert_non_null(big.data);
     assert_int_equal(corral_storage_append(f->s, &big, 1), CORRAL_ETOOBIG);
     corral_rbuf_unref(big.data);
+    struct corral_raft_entry bad = {.term = 1, .index = 3, .type = CORRAL_RAFT_ENTRY_TYPE_MAX + 1};
+    assert_int_equal(corral_storage_append(f->s, &bad, 1), CORRAL_EINVAL);
     assert_int_equal(corral_storage_append(f->s, NULL, 0), 0);
+    reopen(f);
+    check_log(f, 1, 2, 1, 2, 1);
 }
 
 static void truncate_within_segment(void **state)
