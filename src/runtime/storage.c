@@ -83,9 +83,11 @@ static int roll(struct corral_storage *s, uint64_t first)
         file_close(&s->fd);
         s->dirty = false;
     }
-    int rv = seg_push(s, first);
-    if (rv != 0)
-        return rv;
+    /* From here a failure leaves no segment open to write to. */
+    if (seg_push(s, first) != 0) {
+        s->failed = true;
+        return CORRAL_ENOMEM;
+    }
     char name[NAME_BYTES];
     wal_name(name, first);
     s->fd = openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
@@ -116,11 +118,25 @@ static int segment_for_entry(struct corral_storage *s, uint64_t index)
     return roll(s, index);
 }
 
+/* What the encoder would refuse, checked before anything is written. */
+static int check_entries(const struct corral_storage *s, const struct corral_raft_entry *es,
+                         uint32_t n)
+{
+    uint64_t first = es[0].index;
+    if (first <= s->snap_index || first > s->last_index + 1)
+        return CORRAL_EINVAL;
+    for (uint32_t i = 0; i < n; i++) {
+        if (es[i].index != first + i || es[i].type > CORRAL_RAFT_ENTRY_TYPE_MAX)
+            return CORRAL_EINVAL;
+        if (es[i].data != NULL && es[i].data->len > CORRAL_RAFT_ENTRY_BYTES_MAX)
+            return CORRAL_ETOOBIG;
+    }
+    return 0;
+}
+
 static int append_one(struct corral_storage *s, const struct corral_raft_entry *e)
 {
     size_t len = corral_codec_entry_size(e);
-    if (len > REC_PAYLOAD_MAX)
-        return CORRAL_ETOOBIG;
     int rv = segment_for_entry(s, e->index);
     uint8_t *p = rv == 0 ? record_begin(s, len) : NULL;
     if (p == NULL)
@@ -131,8 +147,10 @@ static int append_one(struct corral_storage *s, const struct corral_raft_entry *
         return rv;
     uint64_t off = record_end(s, REC_ENTRY, len);
     rv = seg_add_entry(seg_last(s), off);
-    if (rv != 0)
+    if (rv != 0) {
+        s->failed = true; /* the record is written but not indexed */
         return rv;
+    }
     s->last_index = e->index;
     return 0;
 }
@@ -215,14 +233,11 @@ int corral_storage_append(struct corral_storage *s, const struct corral_raft_ent
         return CORRAL_EIO;
     if (n == 0)
         return 0;
+    int rv = check_entries(s, entries, n);
+    if (rv != 0)
+        return rv;
     uint64_t first = entries[0].index;
-    if (first <= s->snap_index || first > s->last_index + 1)
-        return CORRAL_EINVAL;
-    for (uint32_t i = 1; i < n; i++) {
-        if (entries[i].index != first + i)
-            return CORRAL_EINVAL;
-    }
-    int rv = first <= s->last_index ? truncate_from(s, first) : 0;
+    rv = first <= s->last_index ? truncate_from(s, first) : 0;
     for (uint32_t i = 0; i < n && rv == 0; i++)
         rv = append_one(s, &entries[i]);
     return rv;

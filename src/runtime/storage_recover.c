@@ -119,7 +119,8 @@ static int scan_dir(struct loader *ld)
     closedir(d);
     if (rv == CORRAL_ENOMEM)
         return fail(ld, rv, ": out of memory");
-    qsort(ld->wal, ld->n_wal, sizeof(*ld->wal), cmp_u64);
+    if (ld->n_wal > 1)
+        qsort(ld->wal, ld->n_wal, sizeof(*ld->wal), cmp_u64);
     return rv;
 }
 
