@@ -1,7 +1,7 @@
 /* The TCP transport of transport.h: per-peer outbound connections that send,
- * inbound connections that receive, the hello handshake, length-prefixed
- * codec frames, and bounded per-peer send queues flushed in batches once
- * per loop iteration.
+ * inbound connections that receive, length-prefixed codec frames, bounded
+ * per-peer send queues flushed in batches once per loop iteration, and
+ * reconnect backoff. The handshake is in transport_hs.c.
  *
  * libuv writes with plain write(2)/writev(2), without MSG_NOSIGNAL, so a
  * write to a socket the peer has reset raises SIGPIPE: the process running
@@ -17,172 +17,14 @@
 
 #include "corral.h"
 #include "core/codec.h"
-#include "util/crc32c.h"
+#include "runtime/transport_impl.h"
 #include "util/mem.h"
-
-/* Limits, each with its reason:
- * - CHUNK_BYTES: the unit of a send queue. Small frames are packed into
- *   chunks, so one writev carries hundreds of messages.
- * - WRITE_BUFS_MAX: chunks per uv_write, well under IOV_MAX (1024).
- * - RBUF_BYTES: a connection's receive buffer at rest. It grows to hold one
- *   whole frame (at most FRAME_BYTES_MAX) and shrinks back afterwards.
- * - CONNS_MAX: open connections. Each peer dials us once, so more than this
- *   is a misbehaving client; refusing it keeps memory bounded.
- * - HANDSHAKE_MS: a connection without a completed handshake by then is
- *   closed, so a silent socket cannot hold a slot or stall a dialer. */
-#define CHUNK_BYTES ((size_t)64 << 10)
-#define WRITE_BUFS_MAX 64
-#define RBUF_BYTES ((size_t)64 << 10)
-#define FRAME_BYTES_MAX ((size_t)4 + CORRAL_CODEC_MSG_BYTES_MAX)
-#define CONNS_MAX (4 * CORRAL_RAFT_NODES_MAX)
-#define HANDSHAKE_MS 5000
-#define SWEEP_MS 1000
-#define BACKOFF_MIN_MS 50
-#define BACKOFF_MAX_MS 2000
-#define KEEPALIVE_DELAY_S 10
-#define LISTEN_BACKLOG 128
-#define QUEUE_DEFAULT_BYTES ((size_t)64 << 20)
-
-/* The handshake layouts of transport.h: fixed parts before the HTTP address,
- * then the address, then a CRC32C. */
-#define HELLO_FIXED_BYTES (4 + 1 + 8 + 8 + 8 + 2)
-#define REPLY_FIXED_BYTES (4 + 1 + 1 + 8 + 8 + 2)
-#define HS_BYTES_MAX (HELLO_FIXED_BYTES + CORRAL_TRANSPORT_HTTP_ADDR_MAX + 4)
-_Static_assert(HS_BYTES_MAX < RBUF_BYTES, "a handshake fits the resting receive buffer");
-
-enum hello_status {
-    HELLO_OK = 0,
-    HELLO_WRONG_CLUSTER = 1,
-    HELLO_WRONG_NODE = 2,
-    HELLO_BAD_VERSION = 3,
-};
-
-enum conn_state {
-    CONN_CONNECTING, /* outbound: TCP connect in flight */
-    CONN_HELLO,      /* outbound: awaiting the reply; inbound: the hello */
-    CONN_OPEN,       /* handshake done */
-    CONN_REFUSING,   /* inbound: writing a refusal, then closing */
-    CONN_CLOSING,    /* uv_close called; freed in its callback */
-};
-
-/* A run of encoded frames, the unit of the send queue and of a write. */
-struct chunk {
-    struct chunk *next;
-    size_t len;
-    size_t cap;
-    uint64_t msgs;
-    uint8_t data[];
-};
-
-struct chunk_list {
-    struct chunk *head;
-    struct chunk *tail;
-    size_t bytes;
-    uint64_t msgs;
-};
-
-struct conn {
-    uv_tcp_t tcp;
-    struct corral_transport *t;
-    struct conn *prev, *next; /* t->conns */
-    struct peer *peer;        /* outbound: its peer, until detached */
-    bool inbound;
-    enum conn_state state;
-    uint64_t peer_id; /* inbound: the hello's from */
-    uint64_t started_ms;
-    char name[64]; /* remote address, for log lines */
-    uv_connect_t connect_req;
-    uv_write_t hs_req;
-    uint8_t hs_buf[HS_BYTES_MAX];
-    uv_write_t wr_req;
-    bool writing;
-    struct chunk_list inflight; /* chunks owned by wr_req */
-    uv_buf_t bufs[WRITE_BUFS_MAX];
-    uint8_t *rbuf;
-    size_t rlen;
-    size_t rcap;
-};
-
-struct peer {
-    struct corral_transport *t;
-    struct corral_transport_peer_stats st; /* queued_bytes filled on read */
-    struct sockaddr_storage addr;
-    char name[64];
-    uv_timer_t timer; /* reconnect backoff */
-    struct conn *out;
-    uint32_t backoff_ms;
-    uint32_t failures; /* dial failures since the last handshake */
-    struct chunk_list pending;
-};
-
-struct corral_transport {
-    uv_loop_t *loop;
-    struct corral_transport_callbacks cb;
-    uint64_t cluster_id;
-    uint64_t node_id;
-    size_t queue_max_bytes;
-    char http_addr[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
-    uint16_t http_len;
-    uv_tcp_t listener;
-    uv_timer_t sweep;
-    uv_prepare_t flush;
-    bool flush_armed;
-    struct peer *peers[CORRAL_RAFT_NODES_MAX];
-    uint32_t n_peers;
-    struct conn *conns;
-    uint32_t n_conns;
-    uint64_t rng;
-    uint32_t handles; /* initialised and not yet closed */
-    bool stopping;
-    void (*on_closed)(void *ud);
-    void *closed_ud;
-};
 
 static void peer_dial(struct peer *p);
 
-/* ---- bytes, logging, randomness ---- */
+/* ---- logging, randomness, addresses ---- */
 
-static void put_u16(uint8_t *b, uint16_t v)
-{
-    b[0] = (uint8_t)v;
-    b[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *b, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *b, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *b)
-{
-    return (uint16_t)(b[0] | (b[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *b)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)b[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *b)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)b[i] << (8 * i);
-    return v;
-}
-
-__attribute__((format(printf, 3, 4))) static void tlog(struct corral_transport *t, int level,
-                                                       const char *fmt, ...)
+void transport_log(struct corral_transport *t, int level, const char *fmt, ...)
 {
     if (t->cb.log == NULL)
         return;
@@ -354,7 +196,7 @@ static void conn_closed_cb(uv_handle_t *h)
 
 /* ---- peers: dialing and backoff ---- */
 
-static struct peer *peer_find(const struct corral_transport *t, uint64_t id)
+struct peer *transport_peer_find(const struct corral_transport *t, uint64_t id)
 {
     for (uint32_t i = 0; i < t->n_peers; i++)
         if (t->peers[i]->st.id == id)
@@ -437,7 +279,7 @@ static void conn_detach(struct conn *c)
         peer_schedule(p);
 }
 
-static void conn_close(struct conn *c)
+void transport_conn_close(struct conn *c)
 {
     if (c->state == CONN_CLOSING)
         return;
@@ -447,8 +289,7 @@ static void conn_close(struct conn *c)
 }
 
 /* Logs why, with which remote, then closes. */
-__attribute__((format(printf, 3, 4))) static void conn_fail(struct conn *c, int level,
-                                                            const char *fmt, ...)
+void transport_conn_fail(struct conn *c, int level, const char *fmt, ...)
 {
     char why[256];
     va_list ap;
@@ -456,14 +297,16 @@ __attribute__((format(printf, 3, 4))) static void conn_fail(struct conn *c, int 
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     if (c->inbound && c->peer_id == 0)
-        tlog(c->t, level, "transport: closing inbound connection from %s: %s", c->name, why);
+        transport_log(c->t, level, "transport: closing inbound connection from %s: %s", c->name,
+                      why);
     else if (c->inbound)
-        tlog(c->t, level, "transport: closing inbound connection from %s (node %" PRIu64 "): %s",
-             c->name, c->peer_id, why);
+        transport_log(c->t, level,
+                      "transport: closing inbound connection from %s (node %" PRIu64 "): %s",
+                      c->name, c->peer_id, why);
     else if (c->peer != NULL)
-        tlog(c->t, level, "transport: connection to peer %" PRIu64 " at %s: %s", c->peer->st.id,
-             c->name, why);
-    conn_close(c);
+        transport_log(c->t, level, "transport: connection to peer %" PRIu64 " at %s: %s",
+                      c->peer->st.id, c->name, why);
+    transport_conn_close(c);
 }
 
 static void conn_tune(struct conn *c)
@@ -474,220 +317,9 @@ static void conn_tune(struct conn *c)
     uv_tcp_keepalive(&c->tcp, 1, KEEPALIVE_DELAY_S);
 }
 
-/* ---- the handshake ---- */
-
-static size_t hello_build(const struct corral_transport *t, uint64_t to, uint8_t *b)
-{
-    memcpy(b, "CRLH", 4);
-    b[4] = CORRAL_TRANSPORT_VERSION;
-    put_u64(b + 5, t->cluster_id);
-    put_u64(b + 13, t->node_id);
-    put_u64(b + 21, to);
-    put_u16(b + 29, t->http_len);
-    memcpy(b + HELLO_FIXED_BYTES, t->http_addr, t->http_len);
-    size_t n = HELLO_FIXED_BYTES + (size_t)t->http_len;
-    put_u32(b + n, corral_crc32c(0, b, n));
-    return n + 4;
-}
-
-static size_t reply_build(const struct corral_transport *t, uint8_t status, uint8_t *b)
-{
-    memcpy(b, "CRLR", 4);
-    b[4] = CORRAL_TRANSPORT_VERSION;
-    b[5] = status;
-    put_u64(b + 6, t->cluster_id);
-    put_u64(b + 14, t->node_id);
-    put_u16(b + 22, t->http_len);
-    memcpy(b + REPLY_FIXED_BYTES, t->http_addr, t->http_len);
-    size_t n = REPLY_FIXED_BYTES + (size_t)t->http_len;
-    put_u32(b + n, corral_crc32c(0, b, n));
-    return n + 4;
-}
-
-static const char *hello_status_name(unsigned status)
-{
-    switch (status) {
-    case HELLO_OK:
-        return "ok";
-    case HELLO_WRONG_CLUSTER:
-        return "wrong cluster id";
-    case HELLO_WRONG_NODE:
-        return "wrong node id";
-    case HELLO_BAD_VERSION:
-        return "unsupported version";
-    default:
-        return "unknown status";
-    }
-}
-
-static void hs_write_cb(uv_write_t *req, int status)
-{
-    struct conn *c = req->data;
-    if (c->state == CONN_CLOSING)
-        return;
-    if (status < 0)
-        conn_fail(c, 1, "handshake write failed: %s", uv_strerror(status));
-    else if (c->state == CONN_REFUSING)
-        conn_close(c);
-}
-
-static int hs_write(struct conn *c, size_t len)
-{
-    uv_buf_t buf = uv_buf_init((char *)c->hs_buf, (unsigned)len);
-    int rc = uv_write(&c->hs_req, (uv_stream_t *)&c->tcp, &buf, 1, hs_write_cb);
-    if (rc != 0)
-        conn_fail(c, 1, "handshake write failed: %s", uv_strerror(rc));
-    return rc;
-}
-
-/* Checks magic and the total length of a handshake at b (avail bytes):
- * 0 when whole (*len set), 1 when more bytes are needed, -1 when bad. */
-static int hs_frame(const uint8_t *b, size_t avail, const char *magic, size_t fixed, size_t *len)
-{
-    size_t m = avail < 4 ? avail : 4;
-    if (memcmp(b, magic, m) != 0)
-        return -1;
-    if (avail < fixed)
-        return 1;
-    size_t http_len = get_u16(b + fixed - 2);
-    if (http_len > CORRAL_TRANSPORT_HTTP_ADDR_MAX)
-        return -1;
-    *len = fixed + http_len + 4;
-    return avail < *len ? 1 : 0;
-}
-
-static bool hs_crc_ok(const uint8_t *b, size_t len)
-{
-    return corral_crc32c(0, b, len - 4) == get_u32(b + len - 4);
-}
-
-static void hs_http(const uint8_t *b, size_t fixed, char *out)
-{
-    size_t n = get_u16(b + fixed - 2);
-    memcpy(out, b + fixed, n);
-    out[n] = '\0';
-}
-
-static void conn_refuse(struct conn *c, uint8_t status, const char *detail)
-{
-    struct peer *p = peer_find(c->t, c->peer_id);
-    if (p != NULL)
-        p->st.refused++;
-    tlog(c->t, 1, "transport: refused hello from %s (node %" PRIu64 "): %s: %s", c->name,
-         c->peer_id, hello_status_name(status), detail);
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->state = CONN_REFUSING;
-    hs_write(c, reply_build(c->t, status, c->hs_buf));
-}
-
-/* Validates the hello at b (len bytes, whole, CRC checked) and answers. */
-static void hello_accept(struct conn *c, const uint8_t *b)
-{
-    struct corral_transport *t = c->t;
-    char detail[128];
-    uint64_t cluster = get_u64(b + 5), to = get_u64(b + 21);
-    c->peer_id = get_u64(b + 13);
-    if (cluster != t->cluster_id) {
-        snprintf(detail, sizeof(detail), "it is in cluster %" PRIx64 ", we are in %" PRIx64,
-                 cluster, t->cluster_id);
-        conn_refuse(c, HELLO_WRONG_CLUSTER, detail);
-        return;
-    }
-    if (to != t->node_id || c->peer_id == 0 || c->peer_id == t->node_id) {
-        snprintf(detail, sizeof(detail),
-                 "it dialed node %" PRIu64 " from node %" PRIu64 ", we are node %" PRIu64, to,
-                 c->peer_id, t->node_id);
-        conn_refuse(c, HELLO_WRONG_NODE, detail);
-        return;
-    }
-    if (hs_write(c, reply_build(t, HELLO_OK, c->hs_buf)) != 0)
-        return;
-    c->state = CONN_OPEN;
-    tlog(t, 2, "transport: accepted node %" PRIu64 " from %s", c->peer_id, c->name);
-    char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
-    hs_http(b, HELLO_FIXED_BYTES, http);
-    if (t->cb.on_peer_http != NULL)
-        t->cb.on_peer_http(t->cb.ud, c->peer_id, http);
-}
-
-/* The inbound side's first frame. Returns 1 on progress, 0 when more bytes
- * are needed, -1 when the connection is closing. */
-static int take_hello(struct conn *c, size_t *pos)
-{
-    const uint8_t *b = c->rbuf + *pos;
-    size_t avail = c->rlen - *pos, len = 0;
-    if (avail >= 5 && memcmp(b, "CRLH", 4) == 0 && b[4] != CORRAL_TRANSPORT_VERSION) {
-        char detail[64];
-        snprintf(detail, sizeof(detail), "version %u, ours %u", b[4], CORRAL_TRANSPORT_VERSION);
-        conn_refuse(c, HELLO_BAD_VERSION, detail);
-        return -1;
-    }
-    int rc = hs_frame(b, avail, "CRLH", HELLO_FIXED_BYTES, &len);
-    if (rc < 0 || (rc == 0 && !hs_crc_ok(b, len))) {
-        conn_fail(c, 1, "malformed hello");
-        return -1;
-    }
-    if (rc > 0)
-        return 0;
-    *pos += len;
-    hello_accept(c, b);
-    return c->state == CONN_OPEN ? 1 : -1;
-}
-
-static void reply_accept(struct conn *c, const uint8_t *b)
-{
-    struct peer *p = c->peer;
-    struct corral_transport *t = c->t;
-    uint8_t status = b[5];
-    uint64_t cluster = get_u64(b + 6), id = get_u64(b + 14);
-    if (status != HELLO_OK) {
-        p->st.refused++;
-        conn_fail(c, 1, "refused our hello: %s", hello_status_name(status));
-        return;
-    }
-    if (cluster != t->cluster_id || id != p->st.id) {
-        p->st.refused++;
-        conn_fail(c, 1, "answered as node %" PRIu64 " of cluster %" PRIx64, id, cluster);
-        return;
-    }
-    c->state = CONN_OPEN;
-    p->st.connected = true;
-    p->st.connects++;
-    p->backoff_ms = BACKOFF_MIN_MS;
-    p->failures = 0;
-    tlog(t, 2, "transport: connected to peer %" PRIu64 " at %s", p->st.id, c->name);
-    char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
-    hs_http(b, REPLY_FIXED_BYTES, http);
-    if (t->cb.on_peer_http != NULL)
-        t->cb.on_peer_http(t->cb.ud, p->st.id, http);
-}
-
-/* The dialer's answer from the acceptor; same returns as take_hello. */
-static int take_reply(struct conn *c, size_t *pos)
-{
-    const uint8_t *b = c->rbuf + *pos;
-    size_t avail = c->rlen - *pos, len = 0;
-    if (avail >= 5 && memcmp(b, "CRLR", 4) == 0 && b[4] != CORRAL_TRANSPORT_VERSION) {
-        c->peer->st.refused++;
-        conn_fail(c, 1, "it speaks transport version %u, we speak %u", b[4],
-                  CORRAL_TRANSPORT_VERSION);
-        return -1;
-    }
-    int rc = hs_frame(b, avail, "CRLR", REPLY_FIXED_BYTES, &len);
-    if (rc < 0 || (rc == 0 && !hs_crc_ok(b, len))) {
-        conn_fail(c, 1, "malformed hello reply");
-        return -1;
-    }
-    if (rc > 0)
-        return 0;
-    *pos += len;
-    reply_accept(c, b);
-    return c->state == CONN_OPEN ? 1 : -1;
-}
-
 /* ---- receiving frames ---- */
 
-/* One message frame on an inbound connection; same returns as take_hello. */
+/* One message frame on an inbound connection; same returns as transport_take_hello. */
 static int take_frame(struct conn *c, size_t *pos)
 {
     struct corral_transport *t = c->t;
@@ -696,7 +328,7 @@ static int take_frame(struct conn *c, size_t *pos)
         return 0;
     uint32_t len = get_u32(c->rbuf + *pos);
     if (len > CORRAL_CODEC_MSG_BYTES_MAX) {
-        conn_fail(c, 1, "frame of %" PRIu32 " bytes exceeds the limit", len);
+        transport_conn_fail(c, 1, "frame of %" PRIu32 " bytes exceeds the limit", len);
         return -1;
     }
     if (avail - 4 < len)
@@ -704,16 +336,17 @@ static int take_frame(struct conn *c, size_t *pos)
     struct corral_raft_msg m;
     int rc = corral_codec_msg_decode(c->rbuf + *pos + 4, len, &m);
     if (rc != 0) {
-        conn_fail(c, 1, "undecodable message: %s", corral_strerror(rc));
+        transport_conn_fail(c, 1, "undecodable message: %s", corral_strerror(rc));
         return -1;
     }
     if (m.from != c->peer_id || m.to != t->node_id) {
-        conn_fail(c, 1, "message from %" PRIu64 " to %" PRIu64 " on this connection", m.from, m.to);
+        transport_conn_fail(c, 1, "message from %" PRIu64 " to %" PRIu64 " on this connection",
+                            m.from, m.to);
         corral_raft_msg_clear(&m);
         return -1;
     }
     *pos += 4 + (size_t)len;
-    struct peer *p = peer_find(t, c->peer_id);
+    struct peer *p = transport_peer_find(t, c->peer_id);
     if (p != NULL) {
         p->st.recv_msgs++;
         p->st.recv_bytes += 4 + (uint64_t)len;
@@ -750,11 +383,11 @@ static void conn_process(struct conn *c)
     int rc = 1;
     while (rc > 0 && pos < c->rlen) {
         if (c->state == CONN_HELLO)
-            rc = c->inbound ? take_hello(c, &pos) : take_reply(c, &pos);
+            rc = c->inbound ? transport_take_hello(c, &pos) : transport_take_reply(c, &pos);
         else if (c->state == CONN_OPEN && c->inbound)
             rc = take_frame(c, &pos);
         else if (c->state == CONN_OPEN) {
-            conn_fail(c, 1, "unexpected bytes from the acceptor");
+            transport_conn_fail(c, 1, "unexpected bytes from the acceptor");
             rc = -1;
         } else
             pos = c->rlen; /* refusing: whatever follows is ignored */
@@ -764,7 +397,7 @@ static void conn_process(struct conn *c)
     memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
     c->rlen -= pos;
     if (conn_reserve(c) != 0)
-        conn_fail(c, 0, "no memory for a frame");
+        transport_conn_fail(c, 0, "no memory for a frame");
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -783,11 +416,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->state == CONN_CLOSING || nread == 0)
         return;
     if (nread == UV_EOF) {
-        conn_fail(c, 2, "closed by the remote end");
+        transport_conn_fail(c, 2, "closed by the remote end");
         return;
     }
     if (nread < 0) {
-        conn_fail(c, 1, "read failed: %s", uv_strerror((int)nread));
+        transport_conn_fail(c, 1, "read failed: %s", uv_strerror((int)nread));
         return;
     }
     c->rlen += (size_t)nread;
@@ -798,7 +431,7 @@ static int conn_read_start(struct conn *c)
 {
     int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
     if (rc != 0)
-        conn_fail(c, 1, "read start failed: %s", uv_strerror(rc));
+        transport_conn_fail(c, 1, "read start failed: %s", uv_strerror(rc));
     return rc;
 }
 
@@ -808,18 +441,18 @@ static void on_connection(uv_stream_t *server, int status)
 {
     struct corral_transport *t = server->data;
     if (status < 0) {
-        tlog(t, 1, "transport: accept failed: %s", uv_strerror(status));
+        transport_log(t, 1, "transport: accept failed: %s", uv_strerror(status));
         return;
     }
     struct conn *c = conn_new(t, true);
     if (c == NULL) {
-        tlog(t, 0, "transport: no memory for an inbound connection");
+        transport_log(t, 0, "transport: no memory for an inbound connection");
         return;
     }
     c->state = CONN_HELLO;
     int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rc != 0) {
-        conn_fail(c, 1, "accept failed: %s", uv_strerror(rc));
+        transport_conn_fail(c, 1, "accept failed: %s", uv_strerror(rc));
         return;
     }
     struct sockaddr_storage ss;
@@ -828,7 +461,7 @@ static void on_connection(uv_stream_t *server, int status)
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen);
     addr_name(&ss, c->name, sizeof(c->name));
     if (t->n_conns > CONNS_MAX) {
-        conn_fail(c, 1, "too many connections (%d)", CONNS_MAX);
+        transport_conn_fail(c, 1, "too many connections (%d)", CONNS_MAX);
         return;
     }
     conn_tune(c);
@@ -843,12 +476,12 @@ static void connect_cb(uv_connect_t *req, int status)
     if (c->state == CONN_CLOSING)
         return;
     if (status < 0) {
-        conn_fail(c, peer_fail_level(c->peer), "connect failed: %s", uv_strerror(status));
+        transport_conn_fail(c, peer_fail_level(c->peer), "connect failed: %s", uv_strerror(status));
         return;
     }
     conn_tune(c);
     c->state = CONN_HELLO;
-    if (hs_write(c, hello_build(c->t, c->peer->st.id, c->hs_buf)) != 0)
+    if (transport_hello_send(c) != 0)
         return;
     conn_read_start(c);
 }
@@ -860,7 +493,7 @@ static void peer_dial(struct peer *p)
         return;
     struct conn *c = conn_new(t, false);
     if (c == NULL) {
-        tlog(t, 0, "transport: no memory to dial peer %" PRIu64, p->st.id);
+        transport_log(t, 0, "transport: no memory to dial peer %" PRIu64, p->st.id);
         peer_schedule(p);
         return;
     }
@@ -871,7 +504,7 @@ static void peer_dial(struct peer *p)
     int rc =
         uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&p->addr, connect_cb);
     if (rc != 0)
-        conn_fail(c, peer_fail_level(p), "connect failed: %s", uv_strerror(rc));
+        transport_conn_fail(c, peer_fail_level(p), "connect failed: %s", uv_strerror(rc));
 }
 
 /* Closes connections stuck before the end of their handshake. */
@@ -884,8 +517,8 @@ static void sweep_cb(uv_timer_t *timer)
         struct conn *next = c->next;
         bool stuck = c->state == CONN_CONNECTING || c->state == CONN_HELLO;
         if (stuck && now - c->started_ms >= HANDSHAKE_MS)
-            conn_fail(c, c->peer != NULL ? peer_fail_level(c->peer) : 1,
-                      "no handshake within %d ms", HANDSHAKE_MS);
+            transport_conn_fail(c, c->peer != NULL ? peer_fail_level(c->peer) : 1,
+                                "no handshake within %d ms", HANDSHAKE_MS);
         c = next;
     }
 }
@@ -912,7 +545,7 @@ static void peer_flush(struct peer *p)
         c->writing = false;
         p->st.dropped_msgs += c->inflight.msgs;
         chunks_free(&c->inflight);
-        conn_fail(c, 1, "write failed: %s", uv_strerror(rc));
+        transport_conn_fail(c, 1, "write failed: %s", uv_strerror(rc));
     }
 }
 
@@ -946,7 +579,7 @@ static void write_cb(uv_write_t *req, int status)
         if (p != NULL)
             p->st.dropped_msgs += msgs;
         if (c->state != CONN_CLOSING)
-            conn_fail(c, 1, "write failed: %s", uv_strerror(status));
+            transport_conn_fail(c, 1, "write failed: %s", uv_strerror(status));
         return;
     }
     if (p == NULL)
@@ -968,7 +601,7 @@ int corral_transport_send(struct corral_transport *t, const struct corral_raft_m
         return CORRAL_ESHUTDOWN;
     if (m->from != t->node_id)
         return CORRAL_EINVAL;
-    struct peer *p = peer_find(t, m->to);
+    struct peer *p = transport_peer_find(t, m->to);
     if (p == NULL)
         return CORRAL_ENOTFOUND;
     size_t size = corral_codec_msg_size(m);
@@ -1009,8 +642,8 @@ static int start_listen(struct corral_transport *t, const struct corral_transpor
         snprintf(err, errlen, "transport: cannot listen on %s: %s", name, uv_strerror(rc));
         return CORRAL_EIO;
     }
-    tlog(t, 2, "transport: node %" PRIu64 " listening on %s (port %u)", cfg->node_id, name,
-         (unsigned)corral_transport_port(t));
+    transport_log(t, 2, "transport: node %" PRIu64 " listening on %s (port %u)", cfg->node_id, name,
+                  (unsigned)corral_transport_port(t));
     return 0;
 }
 
@@ -1089,7 +722,7 @@ int corral_transport_add_peer(struct corral_transport *t, uint64_t id, const cha
 {
     if (t->stopping)
         return CORRAL_ESHUTDOWN;
-    if (id == 0 || id == t->node_id || peer_find(t, id) != NULL)
+    if (id == 0 || id == t->node_id || transport_peer_find(t, id) != NULL)
         return CORRAL_EINVAL;
     if (t->n_peers == CORRAL_RAFT_NODES_MAX)
         return CORRAL_EFULL;
@@ -1133,7 +766,7 @@ void corral_transport_stop(struct corral_transport *t, void (*on_closed)(void *u
     uv_close((uv_handle_t *)&t->sweep, transport_handle_closed_cb);
     uv_close((uv_handle_t *)&t->flush, transport_handle_closed_cb);
     for (struct conn *c = t->conns; c != NULL; c = c->next)
-        conn_close(c);
+        transport_conn_close(c);
     for (uint32_t i = 0; i < t->n_peers; i++)
         uv_close((uv_handle_t *)&t->peers[i]->timer, peer_timer_closed_cb);
 }

@@ -35,6 +35,7 @@ struct node {
     uint64_t bad;                   /* out of order or wrong payload */
     char http[NODES + 2][CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
     uint64_t refuse_logs;
+    uint64_t snaps; /* intact SNAPSHOT chunks received */
 };
 
 struct fx {
@@ -125,6 +126,39 @@ static bool append_ok(const struct corral_raft_msg *m)
     return true;
 }
 
+#define BIG_CHUNK_BYTES (1u << 20)
+
+/* A SNAPSHOT with a whole 1 MiB chunk: larger than any send chunk or the
+ * receive buffer at rest. */
+static int send_snapshot(struct node *n, uint64_t to, uint64_t offset)
+{
+    struct corral_raft_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = CORRAL_RAFT_MSG_SNAPSHOT;
+    m.from = n->id;
+    m.to = to;
+    m.term = 3;
+    m.offset = offset;
+    m.size = offset + BIG_CHUNK_BYTES;
+    m.chunk = corral_rbuf_new(NULL, BIG_CHUNK_BYTES);
+    assert_non_null(m.chunk);
+    for (uint32_t i = 0; i < BIG_CHUNK_BYTES; i++)
+        m.chunk->data[i] = pattern(offset, i);
+    int rc = corral_transport_send(n->t, &m);
+    corral_raft_msg_clear(&m);
+    return rc;
+}
+
+static bool chunk_ok(const struct corral_raft_msg *m)
+{
+    if (m->chunk == NULL || m->chunk->len != BIG_CHUNK_BYTES)
+        return false;
+    for (uint32_t i = 0; i < BIG_CHUNK_BYTES; i++)
+        if (m->chunk->data[i] != pattern(m->offset, i))
+            return false;
+    return true;
+}
+
 static int send_append(struct node *n, uint64_t to, uint64_t index)
 {
     struct corral_raft_msg m;
@@ -141,6 +175,10 @@ static void on_msg(void *ud, const struct corral_raft_msg *m)
     struct node *n = ud;
     assert_int_equal(m->to, n->id);
     assert_true(m->from < NODES + 2);
+    if (m->type == CORRAL_RAFT_MSG_SNAPSHOT) {
+        n->snaps += chunk_ok(m);
+        return;
+    }
     if (!append_ok(m) || m->index != n->next_index[m->from])
         n->bad++;
     n->next_index[m->from] = m->index + 1;
@@ -257,6 +295,11 @@ static bool mesh_connected(struct fx *f)
 static bool pair_connected(struct fx *f)
 {
     return connected(f, 0, 1) && connected(f, 1, 0);
+}
+
+static bool pair_connected_0_1(struct fx *f)
+{
+    return connected(f, 0, 1);
 }
 
 static bool pair_connected_1_0(struct fx *f)
@@ -433,6 +476,46 @@ static void test_exchange(void **state)
             assert_int_equal(rs.recv_bytes, st.sent_bytes);
         }
     }
+}
+
+static bool snaps_in(struct fx *f)
+{
+    return f->nodes[1].snaps == 6;
+}
+
+/* Frames larger than the resting buffers, interleaved with small ones;
+ * and a message too big for any frame. */
+static void test_large(void **state)
+{
+    struct fx *f = *state;
+    node_start(f, 0, CLUSTER);
+    node_start(f, 1, CLUSTER);
+    link(f, 0, 1);
+    assert_true(run_until(f, pair_connected_0_1, WAIT_MS));
+    for (uint64_t k = 0; k < 6; k++) {
+        assert_int_equal(send_snapshot(&f->nodes[0], 2, k * 1000), 0);
+        assert_int_equal(send_append(&f->nodes[0], 2, k), 0);
+    }
+    assert_true(run_until(f, snaps_in, WAIT_MS));
+    assert_int_equal(f->nodes[1].got[1], 6);
+    assert_int_equal(f->nodes[1].bad, 0);
+
+    struct corral_raft_msg m;
+    make_append(&m, 1, 2, 0);
+    for (uint32_t e = 0; e < 2; e++) {
+        corral_rbuf_unref(m.entries[e].data);
+        m.entries[e].data = corral_rbuf_new(NULL, CORRAL_RAFT_ENTRY_BYTES_MAX);
+        assert_non_null(m.entries[e].data);
+    }
+    struct corral_raft_entry *more = corral_realloc(m.entries, 10 * sizeof(*more));
+    assert_non_null(more);
+    m.entries = more;
+    for (uint32_t e = 2; e < 10; e++)
+        m.entries[e] = (struct corral_raft_entry){
+            .term = 3, .index = e + 1, .data = corral_rbuf_ref(m.entries[0].data)};
+    m.n_entries = 10;
+    assert_int_equal(corral_transport_send(f->nodes[0].t, &m), CORRAL_ETOOBIG);
+    corral_raft_msg_clear(&m);
 }
 
 static bool both_refused(struct fx *f)
@@ -688,6 +771,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_exchange, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drops, setup, teardown),

@@ -1,0 +1,183 @@
+/* Internals of the TCP transport shared by its files (transport.c:
+ * lifecycle, peers, connections, frames and the send queue;
+ * transport_hs.c: the hello handshake). */
+#ifndef CORRAL_RUNTIME_TRANSPORT_IMPL_H
+#define CORRAL_RUNTIME_TRANSPORT_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "core/codec.h"
+#include "runtime/transport.h"
+
+/* Limits, each with its reason:
+ * - CHUNK_BYTES: the unit of a send queue. Small frames are packed into
+ *   chunks, so one writev carries hundreds of messages.
+ * - WRITE_BUFS_MAX: chunks per uv_write, well under IOV_MAX (1024).
+ * - RBUF_BYTES: a connection's receive buffer at rest. It grows to hold one
+ *   whole frame (at most FRAME_BYTES_MAX) and shrinks back afterwards.
+ * - CONNS_MAX: open connections. Each peer dials us once, so more than this
+ *   is a misbehaving client; refusing it keeps memory bounded.
+ * - HANDSHAKE_MS: a connection without a completed handshake by then is
+ *   closed, so a silent socket cannot hold a slot or stall a dialer. */
+#define CHUNK_BYTES ((size_t)64 << 10)
+#define WRITE_BUFS_MAX 64
+#define RBUF_BYTES ((size_t)64 << 10)
+#define FRAME_BYTES_MAX ((size_t)4 + CORRAL_CODEC_MSG_BYTES_MAX)
+#define CONNS_MAX (4 * CORRAL_RAFT_NODES_MAX)
+#define HANDSHAKE_MS 5000
+#define SWEEP_MS 1000
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define KEEPALIVE_DELAY_S 10
+#define LISTEN_BACKLOG 128
+#define QUEUE_DEFAULT_BYTES ((size_t)64 << 20)
+
+/* The handshake layouts of transport.h: fixed parts before the HTTP address,
+ * then the address, then a CRC32C. */
+#define HELLO_FIXED_BYTES (4 + 1 + 8 + 8 + 8 + 2)
+#define REPLY_FIXED_BYTES (4 + 1 + 1 + 8 + 8 + 2)
+#define HS_BYTES_MAX (HELLO_FIXED_BYTES + CORRAL_TRANSPORT_HTTP_ADDR_MAX + 4)
+_Static_assert(HS_BYTES_MAX < RBUF_BYTES, "a handshake fits the resting receive buffer");
+
+enum conn_state {
+    CONN_CONNECTING, /* outbound: TCP connect in flight */
+    CONN_HELLO,      /* outbound: awaiting the reply; inbound: the hello */
+    CONN_OPEN,       /* handshake done */
+    CONN_REFUSING,   /* inbound: writing a refusal, then closing */
+    CONN_CLOSING,    /* uv_close called; freed in its callback */
+};
+
+/* A run of encoded frames, the unit of the send queue and of a write. */
+struct chunk {
+    struct chunk *next;
+    size_t len;
+    size_t cap;
+    uint64_t msgs;
+    uint8_t data[];
+};
+
+struct chunk_list {
+    struct chunk *head;
+    struct chunk *tail;
+    size_t bytes;
+    uint64_t msgs;
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    struct corral_transport *t;
+    struct conn *prev, *next; /* t->conns */
+    struct peer *peer;        /* outbound: its peer, until detached */
+    bool inbound;
+    enum conn_state state;
+    uint64_t peer_id; /* inbound: the hello's from */
+    uint64_t started_ms;
+    char name[64]; /* remote address, for log lines */
+    uv_connect_t connect_req;
+    uv_write_t hs_req;
+    uint8_t hs_buf[HS_BYTES_MAX];
+    uv_write_t wr_req;
+    bool writing;
+    struct chunk_list inflight; /* chunks owned by wr_req */
+    uv_buf_t bufs[WRITE_BUFS_MAX];
+    uint8_t *rbuf;
+    size_t rlen;
+    size_t rcap;
+};
+
+struct peer {
+    struct corral_transport *t;
+    struct corral_transport_peer_stats st; /* queued_bytes filled on read */
+    struct sockaddr_storage addr;
+    char name[64];
+    uv_timer_t timer; /* reconnect backoff */
+    struct conn *out;
+    uint32_t backoff_ms;
+    uint32_t failures; /* dial failures since the last handshake */
+    struct chunk_list pending;
+};
+
+struct corral_transport {
+    uv_loop_t *loop;
+    struct corral_transport_callbacks cb;
+    uint64_t cluster_id;
+    uint64_t node_id;
+    size_t queue_max_bytes;
+    char http_addr[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
+    uint16_t http_len;
+    uv_tcp_t listener;
+    uv_timer_t sweep;
+    uv_prepare_t flush;
+    bool flush_armed;
+    struct peer *peers[CORRAL_RAFT_NODES_MAX];
+    uint32_t n_peers;
+    struct conn *conns;
+    uint32_t n_conns;
+    uint64_t rng;
+    uint32_t handles; /* initialised and not yet closed */
+    bool stopping;
+    void (*on_closed)(void *ud);
+    void *closed_ud;
+};
+
+/* Little-endian integers of the wire format. */
+static inline void put_u16(uint8_t *b, uint16_t v)
+{
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_u32(uint8_t *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void put_u64(uint8_t *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint16_t get_u16(const uint8_t *b)
+{
+    return (uint16_t)(b[0] | (b[1] << 8));
+}
+
+static inline uint32_t get_u32(const uint8_t *b)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)b[i] << (8 * i);
+    return v;
+}
+
+static inline uint64_t get_u64(const uint8_t *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+/* Shared helpers (transport.c). */
+__attribute__((format(printf, 3, 4))) void transport_log(struct corral_transport *t, int level,
+                                                         const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) void transport_conn_fail(struct conn *c, int level,
+                                                               const char *fmt, ...);
+void transport_conn_close(struct conn *c);
+struct peer *transport_peer_find(const struct corral_transport *t, uint64_t id);
+
+/* The handshake (transport_hs.c). take_hello (inbound) and take_reply
+ * (outbound) consume one handshake frame at c->rbuf + *pos: 1 on progress,
+ * 0 when more bytes are needed, -1 when the connection is closing or
+ * refusing. hello_send writes our hello on a connected dialer. */
+int transport_hello_send(struct conn *c);
+int transport_take_hello(struct conn *c, size_t *pos);
+int transport_take_reply(struct conn *c, size_t *pos);
+
+#endif
