@@ -1,12 +1,14 @@
 /* The corral command: one function per subcommand, dispatched by main.c.
- * Exit codes are shared by every subcommand. */
+ * Exit codes are shared by every subcommand (docs/cli.md). */
 #ifndef CORRAL_CLI_H
 #define CORRAL_CLI_H
 
 enum {
-    CORRAL_EXIT_OK = 0,      /* success */
-    CORRAL_EXIT_FAILURE = 1, /* the command ran and failed (I/O, memory, ...) */
-    CORRAL_EXIT_USAGE = 2,   /* bad flags, arguments or input */
+    CORRAL_EXIT_OK = 0,         /* success */
+    CORRAL_EXIT_FAILURE = 1,    /* the command ran and failed (I/O, memory, ...) */
+    CORRAL_EXIT_USAGE = 2,      /* bad flags, arguments or input */
+    CORRAL_EXIT_NOT_FOUND = 3,  /* kv: the key does not exist (404 not_found) */
+    CORRAL_EXIT_CAS_FAILED = 4, /* kv: --cas did not match (409 cas_failed) */
 };
 
 /* A subcommand gets argv after its own name (argv[0] is the subcommand
@@ -14,5 +16,8 @@ enum {
  * stderr, prefixed with "corral <name>: ". */
 int corral_cmd_placement(int argc, char **argv);
 int corral_cmd_server(int argc, char **argv);
+/* client_cmd.c: commands that talk to a running cluster. */
+int corral_cmd_status(int argc, char **argv);
+int corral_cmd_kv(int argc, char **argv);
 
 #endif

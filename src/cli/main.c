@@ -18,6 +18,8 @@ static const struct subcommand subcommands[] = {
     {"server", "run a coordinator: 'corral server run' (see --help)", corral_cmd_server},
     {"placement", "plan partition placement offline from a cluster and an event trace",
      corral_cmd_placement},
+    {"status", "show a node's view of the cluster (role, term, leader, peers)", corral_cmd_status},
+    {"kv", "get, put, delete and list keys in the replicated store", corral_cmd_kv},
 };
 
 #define SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
@@ -28,7 +30,9 @@ static void usage(FILE *out)
     for (size_t i = 0; i < SUBCOMMANDS; i++)
         fprintf(out, "  %-12s %s\n", subcommands[i].name, subcommands[i].summary);
     fprintf(out, "\nRun 'corral <command> --help' for a command's options.\n"
-                 "Exit codes: 0 success, 1 runtime failure, 2 usage or input error.\n");
+                 "Exit codes: 0 success, 1 runtime failure (including a server error or\n"
+                 "no server reachable), 2 usage or input error, 3 key not found (kv),\n"
+                 "4 compare-and-swap version mismatch (kv --cas).\n");
 }
 
 int main(int argc, char **argv)

@@ -1,0 +1,350 @@
+/* The corral API client: libcurl easy handle, endpoint failover, and
+ * manual 307 following so that the hop count is bounded and a write's
+ * body is sent again, unchanged, to the leader. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "cli/client.h"
+#include "corral.h"
+
+/* An endpoint longer than this is not a host:port. */
+#define ENDPOINT_BYTES_MAX 1024
+
+struct sink {
+    char *buf;
+    size_t len, cap;
+    int over;  /* the body passed CORRAL_CLIENT_BODY_BYTES_MAX */
+    int nomem; /* growing the buffer failed */
+};
+
+static int grow(struct sink *s, size_t need)
+{
+    size_t cap = s->cap != 0 ? s->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *bigger = realloc(s->buf, cap);
+    if (bigger == NULL)
+        return -1;
+    s->buf = bigger;
+    s->cap = cap;
+    return 0;
+}
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct sink *s = userdata;
+    size_t n = size * nmemb;
+    if (n > CORRAL_CLIENT_BODY_BYTES_MAX - s->len) {
+        s->over = 1;
+        return 0; /* makes libcurl stop with CURLE_WRITE_ERROR */
+    }
+    if (s->len + n + 1 > s->cap && grow(s, s->len + n + 1) != 0) {
+        s->nomem = 1;
+        return 0;
+    }
+    memcpy(s->buf + s->len, ptr, n);
+    s->len += n;
+    s->buf[s->len] = '\0';
+    return n;
+}
+
+/* Picks Retry-After out of the headers; a new status line (an interim
+ * response) resets it. */
+static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    long *retry_after_s = userdata;
+    size_t n = size * nitems;
+    static const char name[] = "retry-after:";
+    if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        *retry_after_s = -1;
+    } else if (n > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
+        char *end;
+        long v = strtol(buf + sizeof(name) - 1, &end, 10);
+        if (end != buf + sizeof(name) - 1 && v >= 0)
+            *retry_after_s = v;
+    }
+    return n;
+}
+
+static int add_endpoint(struct corral_client *c, const char *s, size_t len)
+{
+    while (len > 0 && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '/'))
+        len--;
+    if (len == 0 || len > ENDPOINT_BYTES_MAX) {
+        snprintf(c->err, sizeof(c->err), "bad endpoint list: an empty or overlong entry");
+        return CORRAL_EINVAL;
+    }
+    if (c->n_endpoints == CORRAL_CLIENT_ENDPOINTS_MAX) {
+        snprintf(c->err, sizeof(c->err), "more than %d endpoints", CORRAL_CLIENT_ENDPOINTS_MAX);
+        return CORRAL_EINVAL;
+    }
+    int has_scheme = 0;
+    for (size_t i = 0; i + 3 <= len && !has_scheme; i++)
+        has_scheme = memcmp(s + i, "://", 3) == 0;
+    const char *scheme = has_scheme ? "" : "http://";
+    size_t n = strlen(scheme) + len + 1;
+    char *e = malloc(n);
+    if (e == NULL) {
+        snprintf(c->err, sizeof(c->err), "out of memory");
+        return CORRAL_ENOMEM;
+    }
+    snprintf(e, n, "%s%.*s", scheme, (int)len, s);
+    c->endpoints[c->n_endpoints++] = e;
+    return 0;
+}
+
+int corral_client_init(struct corral_client *c, const char *endpoints, long timeout_ms)
+{
+    memset(c, 0, sizeof(*c));
+    c->timeout_ms = timeout_ms;
+    const char *p = endpoints;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        int rv = add_endpoint(c, p, len);
+        if (rv != 0) {
+            corral_client_close(c);
+            return rv;
+        }
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (c->curl = curl_easy_init()) == NULL) {
+        corral_client_close(c);
+        snprintf(c->err, sizeof(c->err), "cannot initialize libcurl");
+        return CORRAL_ENOMEM;
+    }
+    return 0;
+}
+
+void corral_client_close(struct corral_client *c)
+{
+    for (size_t i = 0; i < c->n_endpoints; i++)
+        free(c->endpoints[i]);
+    c->n_endpoints = 0;
+    if (c->curl != NULL)
+        curl_easy_cleanup(c->curl);
+    c->curl = NULL;
+}
+
+void corral_client_response_free(struct corral_client_response *resp)
+{
+    free(resp->body);
+    json_decref(resp->json);
+    memset(resp, 0, sizeof(*resp));
+    resp->retry_after_s = -1;
+}
+
+char *corral_client_escape(const char *s, size_t len, int keep_slash, size_t out_max)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    static const char unreserved[] = "-._~";
+    size_t need = 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        int plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || (ch != 0 && strchr(unreserved, ch) != NULL) ||
+                    (keep_slash && ch == '/');
+        need += plain ? 1 : 3;
+    }
+    if (need > out_max)
+        return NULL;
+    char *out = malloc(need), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        int plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || (ch != 0 && strchr(unreserved, ch) != NULL) ||
+                    (keep_slash && ch == '/');
+        if (plain) {
+            *o++ = (char)ch;
+        } else {
+            *o++ = '%';
+            *o++ = hex[ch >> 4];
+            *o++ = hex[ch & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* One HTTP exchange, no redirects followed. */
+static CURLcode perform(struct corral_client *c, const char *method, const char *url,
+                        const char *body, size_t body_len, struct curl_slist *headers,
+                        struct sink *sink, long *retry_after_s)
+{
+    CURL *h = c->curl;
+    long connect_ms = c->timeout_ms < CORRAL_CLIENT_CONNECT_TIMEOUT_MS
+                          ? c->timeout_ms
+                          : CORRAL_CLIENT_CONNECT_TIMEOUT_MS;
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "corral/" CORRAL_VERSION);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, retry_after_s);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    if (strcmp(method, "GET") == 0) {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+        if (body != NULL) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        }
+    }
+    return curl_easy_perform(h);
+}
+
+/* Whether a transport failure means the request surely did not reach the
+ * server (or is a read, which may be repeated), so another endpoint may
+ * be tried. */
+static int may_fail_over(struct corral_client *c, CURLcode rc, const char *method)
+{
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+        return 1;
+    if (strcmp(method, "GET") == 0)
+        return rc != CURLE_WRITE_ERROR; /* not our own body limit or memory */
+    curl_off_t connect_us = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_CONNECT_TIME_T, &connect_us);
+    return rc == CURLE_OPERATION_TIMEDOUT && connect_us == 0;
+}
+
+/* Where a 307 points: its Location, else the error body's leader. */
+static int redirect_target(struct corral_client *c, const struct sink *sink, const char *path,
+                           const char *query, char *url, size_t url_len)
+{
+    char *location = NULL;
+    if (curl_easy_getinfo(c->curl, CURLINFO_REDIRECT_URL, &location) == CURLE_OK &&
+        location != NULL)
+        return snprintf(url, url_len, "%s", location) < (int)url_len ? 0 : -1;
+    json_t *j = sink->buf != NULL ? json_loadb(sink->buf, sink->len, 0, NULL) : NULL;
+    const char *leader = json_string_value(json_object_get(json_object_get(j, "error"), "leader"));
+    int n = leader == NULL ? -1
+                           : snprintf(url, url_len, "%s%s%s%s", leader, path,
+                                      query != NULL ? "?" : "", query != NULL ? query : "");
+    json_decref(j);
+    return n >= 0 && n < (int)url_len ? 0 : -1;
+}
+
+static void fill_response(struct corral_client *c, struct sink *sink, long retry_after_s,
+                          struct corral_client_response *resp)
+{
+    char *effective = NULL;
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &resp->status);
+    curl_easy_getinfo(c->curl, CURLINFO_EFFECTIVE_URL, &effective);
+    snprintf(resp->url, sizeof(resp->url), "%s", effective != NULL ? effective : "");
+    if (sink->buf == NULL && grow(sink, 1) == 0)
+        sink->buf[0] = '\0';
+    resp->body = sink->buf;
+    resp->body_len = sink->len;
+    resp->retry_after_s = retry_after_s;
+    resp->json =
+        resp->body != NULL ? json_loadb(resp->body, resp->body_len, JSON_ALLOW_NUL, NULL) : NULL;
+    json_t *error = json_object_get(resp->json, "error");
+    resp->code = json_string_value(json_object_get(error, "code"));
+    resp->message = json_string_value(json_object_get(error, "message"));
+}
+
+static int transport_error(struct corral_client *c, const char *url, CURLcode rc,
+                           const struct sink *sink)
+{
+    if (sink->over)
+        snprintf(c->err, sizeof(c->err), "%.400s: response body over %u bytes", url,
+                 CORRAL_CLIENT_BODY_BYTES_MAX);
+    else if (sink->nomem)
+        snprintf(c->err, sizeof(c->err), "%.400s: out of memory", url);
+    else
+        snprintf(c->err, sizeof(c->err), "%.400s: %s", url, curl_easy_strerror(rc));
+    return sink->nomem ? CORRAL_ENOMEM : CORRAL_EIO;
+}
+
+static void prefix_error(struct corral_client *c, const char *prefix)
+{
+    char msg[sizeof(c->err)];
+    snprintf(msg, sizeof(msg), "%s", c->err);
+    snprintf(c->err, sizeof(c->err), "%s%.*s", prefix, (int)(sizeof(c->err) - 64), msg);
+}
+
+/* The request against one endpoint, following 307s. *fail_over says
+ * whether a failure may be retried on another endpoint. */
+static int exchange(struct corral_client *c, const char *endpoint, const char *method,
+                    const char *path, const char *query, const char *body, size_t body_len,
+                    struct curl_slist *headers, struct corral_client_response *resp, int *fail_over)
+{
+    char url[CORRAL_CLIENT_URL_BYTES_MAX];
+    int n = snprintf(url, sizeof(url), "%s%s%s%s", endpoint, path, query != NULL ? "?" : "",
+                     query != NULL ? query : "");
+    *fail_over = 0;
+    if (n < 0 || (size_t)n >= sizeof(url)) {
+        snprintf(c->err, sizeof(c->err), "URL longer than %d bytes", CORRAL_CLIENT_URL_BYTES_MAX);
+        return CORRAL_EINVAL;
+    }
+    for (int hop = 0;; hop++) {
+        struct sink sink = {0};
+        long retry_after_s = -1;
+        CURLcode rc = perform(c, method, url, body, body_len, headers, &sink, &retry_after_s);
+        if (rc != CURLE_OK) {
+            *fail_over = hop == 0 && !sink.over && !sink.nomem && may_fail_over(c, rc, method);
+            int rv = transport_error(c, url, rc, &sink);
+            free(sink.buf);
+            return rv;
+        }
+        long status = 0;
+        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (status == 307 && hop < CORRAL_CLIENT_REDIRECTS_MAX &&
+            redirect_target(c, &sink, path, query, url, sizeof(url)) == 0) {
+            free(sink.buf);
+            continue;
+        }
+        fill_response(c, &sink, retry_after_s, resp);
+        return 0;
+    }
+}
+
+int corral_client_request(struct corral_client *c, const char *method, const char *path,
+                          const char *query, const char *body, size_t body_len,
+                          struct corral_client_response *resp)
+{
+    memset(resp, 0, sizeof(*resp));
+    resp->retry_after_s = -1;
+    /* "Expect:" stops libcurl from waiting for 100-continue on big bodies. */
+    struct curl_slist *headers = curl_slist_append(NULL, "Expect:");
+    struct curl_slist *more =
+        headers != NULL ? curl_slist_append(headers, "Content-Type: application/octet-stream")
+                        : NULL;
+    if (more == NULL) {
+        curl_slist_free_all(headers);
+        snprintf(c->err, sizeof(c->err), "out of memory");
+        return CORRAL_ENOMEM;
+    }
+    int rv = CORRAL_EIO;
+    size_t tried = 0;
+    for (; tried < c->n_endpoints; tried++) {
+        size_t i = (c->current + tried) % c->n_endpoints;
+        int fail_over;
+        rv = exchange(c, c->endpoints[i], method, path, query, body, body_len, more, resp,
+                      &fail_over);
+        if (rv == 0)
+            c->current = i;
+        if (rv == 0 || !fail_over)
+            break;
+    }
+    curl_slist_free_all(more);
+    if (rv != 0 && tried == c->n_endpoints && c->n_endpoints > 1)
+        prefix_error(c, "no endpoint answered; the last: ");
+    return rv;
+}

@@ -1,0 +1,74 @@
+/* A small HTTP client for the corral API (docs/api.md), on libcurl: one
+ * request at a time against a list of endpoints, with failover to the next
+ * endpoint when a connection cannot be made, and manual following of 307
+ * not_leader redirects (the body is sent again to the leader).
+ *
+ * Not thread-safe: one client per thread. Used by the corral command. */
+#ifndef CORRAL_CLI_CLIENT_H
+#define CORRAL_CLI_CLIENT_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+/* Endpoints in one --endpoints list; more is surely a mistake. */
+#define CORRAL_CLIENT_ENDPOINTS_MAX 64
+/* 307 hops per request. One is normal; leadership may move once while a
+ * request is in flight; more means a redirect loop. */
+#define CORRAL_CLIENT_REDIRECTS_MAX 3
+/* A response body: a list page of 1000 values of 256 KiB, JSON-escaped,
+ * fits under this. */
+#define CORRAL_CLIENT_BODY_BYTES_MAX (512u << 20)
+/* A URL we build (endpoint + path + query); keys are at most 512 bytes,
+ * three times that once percent-encoded. */
+#define CORRAL_CLIENT_URL_BYTES_MAX 8192
+/* Connecting to one endpoint gives up after this (or the request timeout,
+ * when shorter), so that a dead host does not hold up failover. */
+#define CORRAL_CLIENT_CONNECT_TIMEOUT_MS 2000L
+
+struct corral_client {
+    char *endpoints[CORRAL_CLIENT_ENDPOINTS_MAX]; /* "http://host:port", no trailing '/' */
+    size_t n_endpoints;
+    size_t current;  /* the endpoint that answered last; tried first */
+    long timeout_ms; /* per HTTP exchange, redirects included */
+    void *curl;      /* CURL *, reused across requests (keeps connections) */
+    char err[512];   /* why the last request failed, when it returned nonzero */
+};
+
+/* One HTTP answer. Owned by the caller once filled; free with
+ * corral_client_response_free. */
+struct corral_client_response {
+    long status; /* HTTP status of the last hop */
+    char *body;  /* NUL-terminated (the body may hold NULs: use body_len) */
+    size_t body_len;
+    json_t *json;        /* the parsed body, NULL when it is not JSON */
+    const char *code;    /* error.code of an error body, else NULL; points into json */
+    const char *message; /* error.message, else NULL; points into json */
+    long retry_after_s;  /* the Retry-After header, -1 when absent */
+    char url[CORRAL_CLIENT_URL_BYTES_MAX]; /* the URL that answered */
+};
+
+/* Parses a comma-separated endpoint list ("http://h:p" or "h:p") into c,
+ * and sets up libcurl. Returns 0, or CORRAL_EINVAL (bad list) or
+ * CORRAL_ENOMEM, with a message in c->err. On error c needs no close. */
+int corral_client_init(struct corral_client *c, const char *endpoints, long timeout_ms);
+void corral_client_close(struct corral_client *c);
+
+/* Sends method (GET, PUT, DELETE) to path (starting with '/', already
+ * escaped) with query (escaped, without '?', may be NULL) and body (may be
+ * NULL), trying each endpoint in turn while connections fail, and
+ * following up to CORRAL_CLIENT_REDIRECTS_MAX 307s.
+ * Returns 0 when some server answered (any status, in *resp), or
+ * CORRAL_EIO (no endpoint answered, or the exchange broke) or
+ * CORRAL_ENOMEM, with a message in c->err and *resp empty. */
+int corral_client_request(struct corral_client *c, const char *method, const char *path,
+                          const char *query, const char *body, size_t body_len,
+                          struct corral_client_response *resp);
+void corral_client_response_free(struct corral_client_response *resp);
+
+/* Percent-encodes s (len bytes) for a URL: every byte except unreserved
+ * characters, and '/' when keep_slash. Returns a malloc'd string, or NULL
+ * when out of memory or the result would exceed out_max bytes. */
+char *corral_client_escape(const char *s, size_t len, int keep_slash, size_t out_max);
+
+#endif

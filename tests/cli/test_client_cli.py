@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Runs the built `corral status` and `corral kv` against an in-process
+stand-in of the HTTP API (docs/api.md): a "leader" that keeps a store, a
+"follower" that answers writes with 307 to the leader, and a node without a
+leader that answers 503. Checks output, --json and exit codes (0 ok, 1
+failure, 2 usage, 3 not found, 4 cas failed). The real cluster is tested by
+tests/cluster. Usage: test_client_cli.py CORRAL"""
+import json
+import subprocess
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CORRAL = sys.argv[1]
+failures = []
+LOCK = threading.Lock()
+STORE = {}  # key -> (value bytes, version)
+STATE = {"index": 0, "leader_url": None, "writes_seen": []}
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        failures.append(f"{name}: {detail}")
+
+
+class Handler(BaseHTTPRequestHandler):
+    role = "leader"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, obj, headers=()):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def error(self, status, code, message, headers=(), **extra):
+        self.reply(status, {"error": {"code": code, "message": message}, **extra}, headers)
+
+    def parts(self):
+        u = urllib.parse.urlsplit(self.path)
+        return u.path, urllib.parse.parse_qs(u.query, keep_blank_values=True)
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n)
+
+    def do_GET(self):
+        if self.role == "noleader":
+            return self.error(503, "no_leader", "no leader", [("Retry-After", "1")])
+        path, q = self.parts()
+        if path == "/v1/status":
+            return self.reply(200, status_body(self.role))
+        if path == "/v1/kv/":
+            return self.list(q)
+        if path.startswith("/v1/kv/"):
+            key = urllib.parse.unquote_to_bytes(path[len("/v1/kv/"):]).decode()
+            with LOCK:
+                if key not in STORE:
+                    return self.error(404, "not_found", "no such key")
+                v, ver = STORE[key]
+            return self.reply(200, {"key": key, "value": v.decode(), "version": ver})
+        self.error(404, "not_found", "no such route")
+
+    def list(self, q):
+        prefix = q.get("prefix", [""])[0]
+        limit = int(q.get("limit", ["100"])[0])
+        after = q.get("after", [None])[0]
+        if limit > 1000:
+            return self.error(400, "bad_request", "limit over 1000")
+        with LOCK:
+            keys = sorted(k for k in STORE if k.startswith(prefix) and (after is None or k > after))
+            items = [{"key": k, "value": STORE[k][0].decode(), "version": STORE[k][1]}
+                     for k in keys[:limit]]
+        self.reply(200, {"items": items, "more": len(keys) > limit})
+
+    def write(self, method):
+        if self.role == "noleader":
+            return self.error(503, "no_leader", "no leader", [("Retry-After", "1")])
+        if self.role == "follower":
+            loc = STATE["leader_url"] + self.path
+            return self.error(307, "not_leader", "follower", [("Location", loc)])
+        path, q = self.parts()
+        key = urllib.parse.unquote_to_bytes(path[len("/v1/kv/"):]).decode()
+        value = self.body()
+        with LOCK:
+            STATE["writes_seen"].append((method, key, value))
+            cur = STORE.get(key, (None, 0))[1]
+            if "cas" in q and int(q["cas"][0]) != cur:
+                return self.error(409, "cas_failed", "version mismatch", version=cur)
+            if method == "DELETE" and key not in STORE:
+                return self.error(404, "not_found", "no such key")
+            STATE["index"] += 1
+            ver = STATE["index"]
+            if method == "PUT":
+                STORE[key] = (value, ver)
+                return self.reply(200, {"key": key, "version": ver})
+            del STORE[key]
+            return self.reply(200, {"key": key, "deleted": True, "version": ver})
+
+    def do_PUT(self):
+        self.write("PUT")
+
+    def do_DELETE(self):
+        self.write("DELETE")
+
+
+def status_body(role):
+    return {"id": 1 if role == "leader" else 2, "cluster_id": "00112233445566ff", "role": role,
+            "term": 3, "leader": {"id": 1, "http": "127.0.0.1:8140"}, "commit": 7, "applied": 7,
+            "http_addr": "127.0.0.1:8140", "cluster_addr": "127.0.0.1:8141",
+            "peers": [{"id": 2, "cluster_addr": "127.0.0.1:8143", "http": None, "voter": True,
+                       "match": 7, "last_contact_ms": None, "connected": False}]}
+
+
+def serve(role):
+    cls = type(role, (Handler,), {"role": role})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), cls)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+def run(ep, args, stdin=None):
+    p = subprocess.run([CORRAL, *args, "--endpoints", ep, "--timeout-ms", "5000"],
+                       input=stdin, capture_output=True, timeout=60)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def test_writes_reads(leader, follower):
+    rc, out, err = run(follower, ["kv", "put", "cfg/a b%c", "hello"])
+    check("put via follower", rc == 0 and out == "OK version 1\n", (rc, out, err))
+    check("put reached leader", STATE["writes_seen"][-1] == ("PUT", "cfg/a b%c", b"hello"),
+          STATE["writes_seen"])
+    rc, out, err = run(follower, ["kv", "get", "cfg/a b%c"])
+    check("get", rc == 0 and out == "hello\n", (rc, out, err))
+    rc, out, err = run(leader, ["kv", "get", "cfg/a b%c", "-v"])
+    check("get -v", rc == 0 and out == "hello\nversion 1\n", (rc, out, err))
+    rc, out, _ = run(leader, ["kv", "get", "cfg/a b%c", "--json"])
+    check("get --json", rc == 0 and json.loads(out)["version"] == 1 and out.count("\n") == 1, out)
+    big = b"line1\nline2\n" * 20000
+    rc, out, err = run(follower, ["kv", "put", "big", "-"], stdin=big)
+    check("put stdin via follower", rc == 0 and STORE["big"][0] == big, (rc, err))
+    rc, out, err = run(leader, ["kv", "get", "big", "--raw"])
+    check("get --raw", rc == 0 and out.encode() == big, (rc, len(out), err))
+    rc, out, err = run(leader, ["kv", "put", "e", ""])
+    check("put empty value", rc == 0 and STORE["e"][0] == b"", (rc, err))
+
+
+def test_errors(leader, follower, noleader):
+    rc, out, err = run(leader, ["kv", "get", "missing"])
+    check("not found exit", rc == 3 and "not_found" in err, (rc, err))
+    rc, out, err = run(leader, ["kv", "get", "missing", "--json"])
+    check("not found --json", rc == 3 and json.loads(out)["error"]["code"] == "not_found", out)
+    rc, out, err = run(follower, ["kv", "put", "cfg/a b%c", "x", "--cas", "99"])
+    check("cas failed exit", rc == 4 and "current version 1" in err, (rc, err))
+    rc, out, err = run(leader, ["kv", "put", "cfg/a b%c", "x", "--cas", "0"])
+    check("cas 0 on existing", rc == 4, (rc, err))
+    rc, out, err = run(leader, ["kv", "put", "new", "x", "--cas", "0"])
+    check("cas 0 on absent", rc == 0, (rc, err))
+    rc, out, err = run(follower, ["kv", "del", "new", "--cas", "1"])
+    check("del cas failed", rc == 4, (rc, err))
+    rc, out, err = run(follower, ["kv", "del", "new"])
+    check("del via follower", rc == 0 and out.startswith("OK deleted version "), (rc, out, err))
+    rc, out, err = run(leader, ["kv", "del", "new"])
+    check("del missing", rc == 3, (rc, err))
+    rc, out, err = run(noleader, ["kv", "put", "k", "v"])
+    check("503 exit", rc == 1 and "no_leader" in err and "retry after 1 s" in err, (rc, err))
+    rc, out, err = run("127.0.0.1:1", ["status"])
+    check("unreachable", rc == 1 and "127.0.0.1:1" in err, (rc, err))
+    for args in (["kv"], ["kv", "frob"], ["kv", "get"], ["kv", "get", "k", "--cas", "1"],
+                 ["kv", "ls", "--limit", "0"], ["kv", "put", "k", "v", "--cas", "-1"],
+                 ["status", "extra"], ["status", "--bogus"], ["kv", "get", "x" * 513]):
+        rc, out, err = run(leader, args)
+        check(f"usage {args[:4]}", rc == 2 and err.startswith("corral ") and out == "", (rc, err))
+
+
+def test_failover_status(leader, follower):
+    rc, out, err = run(f"127.0.0.1:1,{follower}", ["kv", "put", "fo", "1"])
+    check("failover", rc == 0, (rc, err))
+    rc, out, err = run(leader, ["status"])
+    check("status table", rc == 0 and "role leader" in out and "127.0.0.1:8143" in out, (rc, out))
+    rc, out, err = run(leader, ["status", "--json"])
+    check("status --json", rc == 0 and json.loads(out)["peers"][0]["id"] == 2, (rc, out))
+
+
+def test_ls(leader, follower):
+    for i in range(250):
+        STORE[f"ls/{i:04d}"] = (f"v{i}".encode(), 1000 + i)
+    rc, out, err = run(follower, ["kv", "ls", "ls/", "--all"])
+    lines = out.splitlines()
+    check("ls --all", rc == 0 and len(lines) == 250 and lines[0] == "ls/0000\tv0", (rc, lines[:2]))
+    rc, out, err = run(leader, ["kv", "ls", "ls/", "--limit", "120", "-v"])
+    lines = out.splitlines()
+    check("ls --limit", rc == 0 and len(lines) == 120 and "more keys" in err, (rc, err))
+    check("ls -v", lines and lines[0] == "ls/0000\t1000\tv0", lines[:1])
+    rc, out, err = run(leader, ["kv", "ls", "ls/", "--all", "--json"])
+    obj = json.loads(out)
+    check("ls --json", rc == 0 and len(obj["items"]) == 250 and obj["more"] is False, (rc, err))
+    rc, out, err = run(leader, ["kv", "ls", "ls/"])
+    check("ls default limit", rc == 0 and len(out.splitlines()) == 100, rc)
+
+
+def main():
+    servers = [serve(r) for r in ("leader", "follower", "noleader")]
+    (_, leader), (_, follower), (_, noleader) = servers
+    STATE["leader_url"] = leader
+    test_writes_reads(leader, follower)
+    test_errors(leader, follower, noleader)
+    test_failover_status(leader, follower)
+    test_ls(leader, follower)
+    for srv, _ in servers:
+        srv.shutdown()
+    for f in failures:
+        print("FAIL", f)
+    print(f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""`corral status` and `corral kv` against a real cluster: output, --json,
+exit codes (0 ok, 1 failure, 2 usage, 3 not found, 4 cas failed), and
+writes sent to a follower reaching the leader through its 307."""
+import json
+
+from harness import run_corral
+
+
+def kv(node, *args, stdin=None):
+    return run_corral(["kv", *args, "--endpoints", node.url], stdin=stdin)
+
+
+def test_cli_kv_round_trip_through_a_follower(cluster):
+    leader = cluster.wait_leader()
+    follower = cluster.followers(leader)[0]
+    rc, out, err = kv(follower, "put", "app/name", "corral")
+    assert rc == 0 and out.startswith("OK version "), (rc, out, err)
+    version = int(out.split()[-1])
+    rc, out, err = kv(leader, "get", "app/name")
+    assert (rc, out) == (0, "corral\n"), err
+    rc, out, err = kv(follower, "get", "app/name", "--json")
+    obj = json.loads(out)
+    assert rc == 0 and obj == {"key": "app/name", "value": "corral", "version": version}
+    rc, out, err = kv(follower, "put", "app/blob", "-", stdin=b"two\nlines\n")
+    assert rc == 0, err
+    rc, out, err = kv(leader, "get", "app/blob", "--raw")
+    assert (rc, out) == (0, "two\nlines\n"), err
+    rc, out, err = kv(follower, "get", "app/name", "--stale", "-v")
+    assert rc == 0 and out == f"corral\nversion {version}\n", (out, err)
+
+
+def test_cli_kv_exit_codes(cluster):
+    leader = cluster.wait_leader()
+    follower = cluster.followers(leader)[0]
+    rc, out, err = kv(follower, "get", "nope")
+    assert rc == 3 and "not_found" in err, (rc, err)
+    rc, out, err = kv(follower, "get", "nope", "--json")
+    assert rc == 3 and json.loads(out)["error"]["code"] == "not_found", (rc, out)
+    rc, out, err = kv(leader, "put", "c", "1", "--cas", "0")
+    assert rc == 0, err
+    version = int(out.split()[-1])
+    rc, out, err = kv(follower, "put", "c", "2", "--cas", "0")
+    assert rc == 4 and f"current version {version}" in err, (rc, err)
+    rc, out, err = kv(follower, "put", "c", "2", "--cas", str(version), "--json")
+    assert rc == 0 and json.loads(out)["version"] > version, (rc, out, err)
+    rc, out, err = kv(follower, "del", "c", "--cas", str(version))
+    assert rc == 4, (rc, err)
+    rc, out, err = kv(follower, "del", "c")
+    assert rc == 0 and out.startswith("OK deleted version "), (rc, out, err)
+    rc, out, err = kv(leader, "get", "c")
+    assert rc == 3, (rc, out, err)
+    rc, out, err = kv(leader, "get")
+    assert rc == 2 and out == "", (rc, err)
+    rc, out, err = run_corral(["status", "--endpoints", "127.0.0.1:1", "--timeout-ms", "2000"])
+    assert rc == 1 and "127.0.0.1:1" in err, (rc, err)
+
+
+def test_cli_kv_ls_pages(cluster):
+    leader = cluster.wait_leader()
+    for i in range(150):
+        assert leader.put(f"ls/{i:03d}", f"v{i}").status == 200
+    assert leader.put("other", "x").status == 200
+    follower = cluster.followers(leader)[0]
+    rc, out, err = kv(follower, "ls", "ls/", "--all")
+    lines = out.splitlines()
+    assert rc == 0 and len(lines) == 150, (rc, len(lines), err)
+    assert lines[0] == "ls/000\tv0" and lines[-1] == "ls/149\tv149"
+    rc, out, err = kv(follower, "ls", "ls/", "--limit", "120")
+    assert rc == 0 and len(out.splitlines()) == 120 and "more keys" in err, (rc, err)
+    rc, out, err = kv(leader, "ls", "--all", "--json")
+    obj = json.loads(out)
+    assert rc == 0 and obj["more"] is False and len(obj["items"]) == 151, (rc, err)
+
+
+def test_cli_status(cluster):
+    leader = cluster.wait_leader()
+    follower = cluster.followers(leader)[0]
+    rc, out, err = run_corral(["status", "--endpoints", follower.url])
+    assert rc == 0, err
+    assert f"node {follower.id}  role follower" in out, out
+    assert f"leader {leader.id} at {leader.http_addr}" in out, out
+    for n in cluster.nodes:
+        if n is not follower:
+            assert n.cluster_addr in out, out
+    rc, out, err = run_corral(["status", "--json", "--endpoints", f"127.0.0.1:1,{leader.url}"])
+    obj = json.loads(out)
+    assert rc == 0 and obj["role"] == "leader" and obj["id"] == leader.id, (rc, out, err)
+    assert out.count("\n") == 1
