@@ -7,7 +7,9 @@
  *   corral-loadgen --target corral|etcd --op put|get --urls URL[,URL...]
  *       [--leader-only] [--clients 64] [--value-bytes 100] [--keys 10000]
  *       [--duration-s 10] [--warmup-s 2] [--requests N] [--prefill]
- *       [--timeout-ms 5000] [--leader-wait-s 10] [--seed 1] */
+ *       [--timeout-ms 5000] [--leader-wait-s 10] [--seed 1] [--verbose]
+ *
+ * --verbose prints the first 20 connection failures with their errno. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -78,7 +80,7 @@ struct opts {
     enum target target;
     enum op op;
     const char *urls;
-    bool leader_only, prefill;
+    bool leader_only, prefill, verbose;
     uint32_t clients, value_bytes, keys;
     double duration_s, warmup_s, leader_wait_s;
     uint64_t requests; /* 0: bounded by time only */
@@ -95,6 +97,7 @@ struct run {
     char *value; /* o.value_bytes printable bytes */
     enum phase phase;
     uint64_t rng;
+    uint32_t verbose_left; /* failures still to print under --verbose */
     uint32_t prefill_next, prefill_done;
     uint64_t measure_issued;
     uint64_t ok, err_status, err_conn, err_timeout, redirects, prefill_errors;
@@ -560,8 +563,13 @@ static void conn_close(struct conn *c)
 }
 
 /* Drops the request in flight after a failure and reconnects later. */
-static void conn_fail(struct run *rn, struct conn *c, uint64_t *counter)
+static void conn_fail(struct run *rn, struct conn *c, uint64_t *counter, const char *why)
 {
+    if (rn->o.verbose && rn->verbose_left > 0) {
+        rn->verbose_left--;
+        fprintf(stderr, "corral-loadgen: %s: %s (errno %d: %s)\n", c->ep.host, why, errno,
+                strerror(errno));
+    }
     if (c->phase == PHASE_PREFILL) {
         rn->prefill_errors++;
         rn->prefill_done++;
@@ -643,11 +651,11 @@ static void conn_next(struct run *rn, struct conn *c)
     c->deadline_ns = c->start_ns + (uint64_t)rn->o.timeout_ms * 1000000ull;
     if (c->fd < 0) {
         if (conn_open(rn, c) != 0)
-            conn_fail(rn, c, &rn->err_conn);
+            conn_fail(rn, c, &rn->err_conn, "connect");
         return;
     }
     if (conn_write(rn, c) != 0)
-        conn_fail(rn, c, &rn->err_conn);
+        conn_fail(rn, c, &rn->err_conn, "send");
 }
 
 /* Follows a 307 once: same request, to the node named in Location. */
@@ -663,7 +671,7 @@ static bool conn_redirect(struct run *rn, struct conn *c, const struct http_resp
     c->redirects++;
     request_build(rn, c, rn->o.op == OP_PUT || c->phase == PHASE_PREFILL);
     if (conn_open(rn, c) != 0)
-        conn_fail(rn, c, &rn->err_conn);
+        conn_fail(rn, c, &rn->err_conn, "connect");
     return true;
 }
 
@@ -699,7 +707,7 @@ static void conn_read(struct run *rn, struct conn *c)
     for (;;) {
         if (c->rlen == c->rcap) {
             if (c->rcap >= RBUF_BYTES_MAX) {
-                conn_fail(rn, c, &rn->err_conn);
+                conn_fail(rn, c, &rn->err_conn, "response too large");
                 return;
             }
             size_t cap = c->rcap * 2;
@@ -713,14 +721,14 @@ static void conn_read(struct run *rn, struct conn *c)
         if (n < 0 && errno == EAGAIN)
             return;
         if (n <= 0) {
-            conn_fail(rn, c, &rn->err_conn);
+            conn_fail(rn, c, &rn->err_conn, "recv or closed");
             return;
         }
         c->rlen += (size_t)n;
         struct http_resp r;
         int rc = http_parse(c->rbuf, c->rlen, &r);
         if (rc < 0) {
-            conn_fail(rn, c, &rn->err_conn);
+            conn_fail(rn, c, &rn->err_conn, "malformed response");
             return;
         }
         if (rc == 1) {
@@ -741,16 +749,16 @@ static void conn_event(struct run *rn, struct conn *c, uint32_t events)
         socklen_t len = sizeof(err);
         if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0 ||
             (events & (EPOLLERR | EPOLLHUP)) != 0) {
-            conn_fail(rn, c, &rn->err_conn);
+            conn_fail(rn, c, &rn->err_conn, "connect failed");
             return;
         }
         if (conn_write(rn, c) != 0)
-            conn_fail(rn, c, &rn->err_conn);
+            conn_fail(rn, c, &rn->err_conn, "send");
         return;
     }
     if (c->state == CONN_WRITING) {
         if (conn_write(rn, c) != 0)
-            conn_fail(rn, c, &rn->err_conn);
+            conn_fail(rn, c, &rn->err_conn, "send");
         return;
     }
     if (c->state == CONN_READING) {
@@ -817,7 +825,7 @@ static void run_loop(struct run *rn)
         for (uint32_t i = 0; i < rn->o.clients; i++) {
             struct conn *c = &rn->conns[i];
             if (in_flight(c) && t >= c->deadline_ns)
-                conn_fail(rn, c, &rn->err_timeout);
+                conn_fail(rn, c, &rn->err_timeout, "timeout");
             else if (!in_flight(c) && t >= c->retry_at_ns)
                 conn_next(rn, c);
         }
@@ -857,7 +865,7 @@ static void usage(void)
     fprintf(stderr, "usage: corral-loadgen --target corral|etcd --op put|get --urls URL[,URL...]\n"
                     "  [--leader-only] [--clients 64] [--value-bytes 100] [--keys 10000]\n"
                     "  [--duration-s 10] [--warmup-s 2] [--requests N] [--prefill]\n"
-                    "  [--timeout-ms 5000] [--leader-wait-s 10] [--seed 1]\n");
+                    "  [--timeout-ms 5000] [--leader-wait-s 10] [--seed 1] [--verbose]\n");
     exit(2);
 }
 
@@ -890,6 +898,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
         }
         if (strcmp(a, "--prefill") == 0) {
             o->prefill = true;
+            continue;
+        }
+        if (strcmp(a, "--verbose") == 0) {
+            o->verbose = true;
             continue;
         }
         if (v == NULL)
@@ -944,6 +956,7 @@ int main(int argc, char **argv)
     }
     if (rn.o.leader_only)
         leader_find(&rn);
+    rn.verbose_left = 20;
     rn.rng = rn.o.seed * 0x9E3779B97F4A7C15ull | 1;
     rn.value = malloc(rn.o.value_bytes);
     rn.conns = calloc(rn.o.clients, sizeof(*rn.conns));
