@@ -720,8 +720,13 @@ static void conn_read(struct run *rn, struct conn *c)
         ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
         if (n < 0 && errno == EAGAIN)
             return;
-        if (n <= 0) {
-            conn_fail(rn, c, &rn->err_conn, "recv or closed");
+        if (n == 0) {
+            errno = 0;
+            conn_fail(rn, c, &rn->err_conn, "closed by the server before a whole response");
+            return;
+        }
+        if (n < 0) {
+            conn_fail(rn, c, &rn->err_conn, "recv");
             return;
         }
         c->rlen += (size_t)n;
