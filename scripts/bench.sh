@@ -14,3 +14,14 @@ for b in "$build"/bench/bench-*; do
   echo "== $(basename "$b")"
   "$b" --json-out "bench/results/$(basename "$b").jsonl"
 done
+
+# corral vs etcd, 3 nodes each on loopback (bench/cluster_bench.py). It
+# skips the corral half by itself until `corral server run` exists.
+echo
+echo "== cluster (corral vs etcd)"
+scripts/bench-deps.sh || true
+if command -v etcd >/dev/null; then
+  python3 bench/cluster_bench.py --build "$build" --json-out bench/results/bench-cluster.jsonl
+else
+  echo "cluster bench skipped: etcd is not installed (scripts/bench-deps.sh installs it)"
+fi
