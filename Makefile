@@ -10,7 +10,7 @@ TEST_SEEDS ?= 1000
 ASAN_SEEDS ?= 200
 SEEDS ?= 20000
 
-.PHONY: all deps build test unit purity sim-test asan bench sim fmt install clean
+.PHONY: all deps build test unit cluster purity sim-test asan bench sim fmt install clean
 
 all: build
 
@@ -29,7 +29,7 @@ $(ASAN_BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-test: build purity unit sim-test asan
+test: build purity unit cluster sim-test asan
 	@echo "make test: all passed"
 
 purity:
@@ -38,13 +38,17 @@ purity:
 unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 
+# Real 3-node clusters of corral processes on loopback (tests/cluster).
+cluster: build
+	meson test -C $(BUILD) --suite cluster --print-errorlogs
+
 sim-test: build
 	scripts/sim-test.sh $(BUILD) $(TEST_SEEDS)
 
 asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+		meson test -C $(ASAN_BUILD) --suite unit --suite cluster --print-errorlogs
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		scripts/sim-test.sh $(ASAN_BUILD) $(ASAN_SEEDS)
 

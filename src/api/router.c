@@ -55,8 +55,10 @@ void api_not_leader(struct corral_node *n, struct corral_http_request *req)
     }
     snprintf(location, sizeof(location), "http://%s%s%s%s", info.leader_http, path,
              query[0] ? "?" : "", query);
+    char base[300];
+    snprintf(base, sizeof(base), "http://%s", info.leader_http);
     json_t *err = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "not_leader", "message",
-                            "this node is not the leader", "leader", location);
+                            "this node is not the leader", "leader", base);
     char *text = err ? json_dumps(err, JSON_COMPACT) : NULL;
     json_decref(err);
     const char *body = text ? text : "";

@@ -62,6 +62,10 @@ static const struct opt_def *find_opt(const char *name)
 
 static bool set_opt(struct server_opts *o, const struct opt_def *d, const char *value)
 {
+    if (value[0] == '\0') {
+        snprintf(o->err, sizeof(o->err), "--%s: empty value", d->name);
+        return false;
+    }
     if (strlen(value) >= d->size) {
         snprintf(o->err, sizeof(o->err), "--%s: value too long", d->name);
         return false;
@@ -283,6 +287,16 @@ static bool resolve_id(struct server_opts *o, struct corral_node_config *c, bool
         }
     }
     c->id = id;
+    const struct corral_node_peer_config *self = &c->peers[id - 1];
+    bool wildcard = strcmp(c->cluster_host, "0.0.0.0") == 0 || strcmp(c->cluster_host, "::") == 0;
+    if (addr_given && (c->cluster_port != self->port ||
+                       (!wildcard && strcmp(c->cluster_host, self->host) != 0))) {
+        snprintf(o->err, sizeof(o->err),
+                 "--cluster-addr %s:%u is not this node's entry in --peers (%s:%u for --id "
+                 "%" PRIu64 "); peers could not reach it",
+                 c->cluster_host, c->cluster_port, self->host, self->port, id);
+        return false;
+    }
     if (!addr_given) { /* listen where the peers will dial */
         snprintf(c->cluster_host, sizeof(c->cluster_host), "%s", c->peers[id - 1].host);
         c->cluster_port = c->peers[id - 1].port;

@@ -123,7 +123,7 @@ def replace_flag(args, flag, value):
 
 
 BAD_FLAGS = [
-    ("--id", "0"), ("--id", "4"), ("--id", "one"), ("--data-dir", None),
+    ("--id", "0"), ("--id", "4"), ("--id", "one"), ("--data-dir", ""),
     ("--cluster-addr", "127.0.0.1"), ("--http-addr", "127.0.0.1:99999"),
     ("--peers", ""), ("--election-timeout-ms", "0"), ("--election-timeout-ms", "x"),
     ("--heartbeat-ms", "-5"), ("--snapshot-entries", "many"),
