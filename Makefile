@@ -10,7 +10,7 @@ TEST_SEEDS ?= 1000
 ASAN_SEEDS ?= 200
 SEEDS ?= 20000
 
-.PHONY: all deps build test unit cluster purity sim-test asan bench sim fmt install clean
+.PHONY: all deps build run test unit cluster purity sim-test asan bench sim fmt install clean
 
 all: build
 
@@ -28,6 +28,10 @@ $(ASAN_BUILD)/build.ninja:
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
+
+# Build, then run a single-node coordinator with the defaults (Ctrl-C stops it).
+run: build
+	$(BUILD)/src/cli/corral server run
 
 test: build purity unit cluster sim-test asan
 	@echo "make test: all passed"
