@@ -28,6 +28,7 @@ struct pending {
     uint64_t index; /* write: its entry; read: the confirmed read index */
     uint64_t term;  /* write: the term it was proposed in */
     uint64_t read_id;
+    uint64_t sent_ms; /* read: when the ReadIndex request last went out */
     uint64_t deadline_ms;
     uint64_t start_ns;
     corral_node_write_cb wcb;
@@ -434,6 +435,23 @@ static void on_tick(uv_timer_t *t)
     drain_ready(n);
 }
 
+/* A ReadIndex request or its answer travels once: the transport may drop
+ * it (a connection not up yet, a full queue) and Raft does not resend it.
+ * So an unanswered read asks again, with the same id, every two heartbeats;
+ * a late duplicate answer finds no pending read and is ignored. */
+static void retry_reads(struct corral_node *n, uint64_t now)
+{
+    uint64_t every = 2u * n->cfg.heartbeat_ms;
+    if (n->leader == n->cfg.id)
+        return; /* a leader's own reads ride its heartbeat rounds, which repeat */
+    for (struct pending *p = n->reads.head; p != NULL; p = p->next) {
+        if (now - p->sent_ms < every)
+            continue;
+        p->sent_ms = now;
+        corral_raft_read_index(n->raft, p->read_id); /* no leader: retried later */
+    }
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     struct corral_node *n = t->data;
@@ -441,6 +459,8 @@ static void on_sweep(uv_timer_t *t)
     plist_expire(n, &n->writes, now);
     plist_expire(n, &n->reads, now);
     plist_expire(n, &n->reads_apply, now);
+    retry_reads(n, now);
+    drain_ready(n);
 }
 
 /* ---- transport callbacks ---- */
@@ -534,6 +554,7 @@ int corral_node_read(struct corral_node *n, corral_node_read_cb cb, void *ctx)
     if (p == NULL)
         return CORRAL_ENOMEM;
     p->read_id = id;
+    p->sent_ms = now_ms();
     p->rcb = cb;
     plist_append(&n->reads, p);
     return 0;

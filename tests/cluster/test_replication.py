@@ -143,6 +143,10 @@ def test_two_of_three_dead(cluster):
     leader = cluster.wait_leader()
     assert leader.put("q/before", "b").status == 200
     survivor = cluster.followers(leader)[0]
+    # An acknowledged write is on a quorum, not necessarily applied on this
+    # follower yet: wait for that before cutting it off.
+    wait_until("the survivor applying q/before",
+               lambda: stale_value(survivor, "q/before") == "b", LEADER_WAIT_S)
     dead = [n for n in cluster.nodes if n is not survivor]
     for n in dead:
         n.kill()
