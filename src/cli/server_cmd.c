@@ -44,7 +44,7 @@ static const struct opt_def opt_defs[] = {
     OPT(peers, "peers", "HOST:PORT,... cluster addresses of all initial coordinators, this one included (default: none, a cluster of one)"),
     OPT(election_timeout_ms, "election-timeout-ms", "base election timeout, randomized in [t, 2t) (default 300)"),
     OPT(heartbeat_ms, "heartbeat-ms", "leader heartbeat interval (default 50)"),
-    OPT(snapshot_entries, "snapshot-entries", "snapshot and compact the log every N applied entries (default 10000)"),
+    OPT(snapshot_entries, "snapshot-entries", "snapshot and compact the log every N applied entries (default 50000)"),
     OPT(request_timeout_ms, "request-timeout-ms", "HTTP requests waiting on Raft answer 503 after this (default 5000)"),
     OPT(max_connections, "max-connections", "open HTTP connections before 503 busy (default 1024)"),
     OPT(log_level, "log-level", "error, warn, info or debug (default info)"),
@@ -330,7 +330,7 @@ static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
     } nums[] = {
         {"election-timeout-ms", o->election_timeout_ms, 10, 60000, 300, 0},
         {"heartbeat-ms", o->heartbeat_ms, 1, 30000, 50, 0},
-        {"snapshot-entries", o->snapshot_entries, 0, 100000000, 10000, 0},
+        {"snapshot-entries", o->snapshot_entries, 0, 100000000, 50000, 0},
         {"request-timeout-ms", o->request_timeout_ms, 10, 600000, 5000, 0},
         {"max-connections", o->max_connections, 1, 100000, 1024, 0},
     };

@@ -590,7 +590,8 @@ bool corral_raft_has_ready(const struct corral_raft *r)
 {
     if (r->ready_inflight)
         return false;
-    return r->n_out > 0 || r->snap_pending || r->log.stable < raft_log_last_index(&r->log) ||
+    return r->n_out > 0 || r->snap_pending || r->append_pending ||
+           r->log.stable < raft_log_last_index(&r->log) ||
            r->hs_saved.term != r->term || r->hs_saved.vote != r->vote ||
            r->hs_saved.commit != r->commit || r->applied < r->commit || r->n_reads_out > 0 ||
            r->read_round_pending;
@@ -615,6 +616,11 @@ void corral_raft_ready(struct corral_raft *r, struct corral_raft_ready *rd)
     assert(!r->ready_inflight);
     memset(rd, 0, sizeof(*rd));
     r->ready_inflight = true;
+    if (r->append_pending) {
+        r->append_pending = false;
+        if (r->role == CORRAL_RAFT_LEADER)
+            raft_broadcast_append(r);
+    }
     if (r->read_round_pending)
         raft_reads_flush(r);
     struct corral_raft_hard_state hs = {r->term, r->vote, r->commit};

@@ -77,6 +77,7 @@ struct corral_raft {
 
     uint64_t hb_round;
     bool read_round_pending;
+    bool append_pending; /* proposals since the last ready: one broadcast covers them */
     uint32_t n_reads;
     struct pending_read *reads; /* leader's queue, CORRAL_RAFT_READS_MAX */
     uint32_t n_reads_out;

@@ -157,7 +157,9 @@ int corral_raft_propose(struct corral_raft *r, struct corral_rbuf *data, uint64_
         return rv;
     if (index != NULL)
         *index = raft_log_last_index(&r->log);
-    raft_broadcast_append(r);
+    /* Not sent yet: every proposal made before the next ready batch goes
+     * out in one AppendEntries per follower (corral_raft_ready). */
+    r->append_pending = true;
     return 0;
 }
 

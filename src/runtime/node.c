@@ -16,6 +16,7 @@
 
 #define TICK_MS 10
 #define SWEEP_MS 50
+#define SNAPSHOT_KEEP_MAX 5000
 #define ADDR_MAX (CORRAL_HOST_MAX + 8)
 
 enum pending_kind { PENDING_WRITE, PENDING_READ };
@@ -363,7 +364,11 @@ static void maybe_snapshot(struct corral_node *n)
         return;
     }
     struct corral_raft_snapshot_meta meta;
-    int rv = corral_raft_compact(n->raft, applied, data, n->cfg.snapshot_entries, &meta);
+    /* Keep some entries behind the snapshot so a follower a little behind
+     * catches up from the log rather than with a whole snapshot. */
+    uint64_t keep = n->cfg.snapshot_entries < SNAPSHOT_KEEP_MAX ? n->cfg.snapshot_entries
+                                                                 : SNAPSHOT_KEEP_MAX;
+    int rv = corral_raft_compact(n->raft, applied, data, keep, &meta);
     if (rv == 0)
         rv = corral_storage_save_snapshot(n->storage, &meta, data);
     if (rv == 0 || rv == CORRAL_ECOMPACTED) {
@@ -380,11 +385,30 @@ static void maybe_snapshot(struct corral_node *n)
     corral_rbuf_unref(data);
 }
 
+static bool is_leader_data(const struct corral_raft_msg *m)
+{
+    return m->type == CORRAL_RAFT_MSG_APPEND || m->type == CORRAL_RAFT_MSG_SNAPSHOT;
+}
+
+/* Sends the batch's leader data messages (early) or all the others. */
+static void send_msgs(struct corral_node *n, const struct corral_raft_ready *rd, bool early)
+{
+    for (uint32_t i = 0; i < rd->n_msgs; i++)
+        if (is_leader_data(&rd->msgs[i]) == early)
+            corral_transport_send(n->transport, &rd->msgs[i]);
+}
+
 /* One ready batch; returns 0 or a fatal error. */
 static int process_one(struct corral_node *n)
 {
     struct corral_raft_ready rd;
     corral_raft_ready(n->raft, &rd);
+    /* A leader may send its appends before its own fsync (thesis section
+     * 10.2.1): the core counts the leader's own copy toward a commit only
+     * once persisted (advance), so the leader's disk write and the
+     * followers' overlap instead of adding up. Everything else (votes,
+     * acknowledgements) goes out only after the fsync. */
+    send_msgs(n, &rd, true);
     int rv = persist(n, &rd);
     if (rv != 0) {
         corral_log(CORRAL_LOG_ERROR, "writing the WAL failed: %s; stopping",
@@ -392,8 +416,7 @@ static int process_one(struct corral_node *n)
         corral_raft_ready_free(&rd);
         return rv;
     }
-    for (uint32_t i = 0; i < rd.n_msgs; i++)
-        corral_transport_send(n->transport, &rd.msgs[i]);
+    send_msgs(n, &rd, false);
     note_leader(n, &rd);
     if (rd.has_snapshot)
         rv = load_snapshot(n, &rd);
