@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 
+#include "cli/curl_load.h"
+
 #include "cli/client.h"
 #include "corral.h"
 
@@ -116,7 +118,12 @@ int corral_client_init(struct corral_client *c, const char *endpoints, long time
             break;
         p = comma + 1;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (c->curl = curl_easy_init()) == NULL) {
+    c->cu = corral_curl_load(c->err, sizeof(c->err));
+    if (c->cu == NULL) {
+        corral_client_close(c);
+        return CORRAL_EIO;
+    }
+    if (c->cu->global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (c->curl = c->cu->easy_init()) == NULL) {
         corral_client_close(c);
         snprintf(c->err, sizeof(c->err), "cannot initialize libcurl");
         return CORRAL_ENOMEM;
@@ -130,7 +137,7 @@ void corral_client_close(struct corral_client *c)
         free(c->endpoints[i]);
     c->n_endpoints = 0;
     if (c->curl != NULL)
-        curl_easy_cleanup(c->curl);
+        c->cu->easy_cleanup(c->curl);
     c->curl = NULL;
 }
 
@@ -185,28 +192,28 @@ static CURLcode perform(struct corral_client *c, const char *method, const char 
     long connect_ms = c->timeout_ms < CORRAL_CLIENT_CONNECT_TIMEOUT_MS
                           ? c->timeout_ms
                           : CORRAL_CLIENT_CONNECT_TIMEOUT_MS;
-    curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "corral/" CORRAL_VERSION);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, retry_after_s);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    c->cu->easy_reset(h);
+    c->cu->easy_setopt(h, CURLOPT_URL, url);
+    c->cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    c->cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    c->cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    c->cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    c->cu->easy_setopt(h, CURLOPT_USERAGENT, "corral/" CORRAL_VERSION);
+    c->cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+    c->cu->easy_setopt(h, CURLOPT_WRITEDATA, sink);
+    c->cu->easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+    c->cu->easy_setopt(h, CURLOPT_HEADERDATA, retry_after_s);
+    c->cu->easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     if (strcmp(method, "GET") == 0) {
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        c->cu->easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+        c->cu->easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
         if (body != NULL) {
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+            c->cu->easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+            c->cu->easy_setopt(h, CURLOPT_POSTFIELDS, body);
         }
     }
-    return curl_easy_perform(h);
+    return c->cu->easy_perform(h);
 }
 
 /* Whether a transport failure means the request surely did not reach the
@@ -219,7 +226,7 @@ static int may_fail_over(struct corral_client *c, CURLcode rc, const char *metho
     if (strcmp(method, "GET") == 0)
         return rc != CURLE_WRITE_ERROR; /* not our own body limit or memory */
     curl_off_t connect_us = 0;
-    curl_easy_getinfo(c->curl, CURLINFO_CONNECT_TIME_T, &connect_us);
+    c->cu->easy_getinfo(c->curl, CURLINFO_CONNECT_TIME_T, &connect_us);
     return rc == CURLE_OPERATION_TIMEDOUT && connect_us == 0;
 }
 
@@ -228,7 +235,7 @@ static int redirect_target(struct corral_client *c, const struct sink *sink, con
                            const char *query, char *url, size_t url_len)
 {
     char *location = NULL;
-    if (curl_easy_getinfo(c->curl, CURLINFO_REDIRECT_URL, &location) == CURLE_OK &&
+    if (c->cu->easy_getinfo(c->curl, CURLINFO_REDIRECT_URL, &location) == CURLE_OK &&
         location != NULL)
         return snprintf(url, url_len, "%s", location) < (int)url_len ? 0 : -1;
     json_t *j = sink->buf != NULL ? json_loadb(sink->buf, sink->len, 0, NULL) : NULL;
@@ -244,8 +251,8 @@ static void fill_response(struct corral_client *c, struct sink *sink, long retry
                           struct corral_client_response *resp)
 {
     char *effective = NULL;
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &resp->status);
-    curl_easy_getinfo(c->curl, CURLINFO_EFFECTIVE_URL, &effective);
+    c->cu->easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &resp->status);
+    c->cu->easy_getinfo(c->curl, CURLINFO_EFFECTIVE_URL, &effective);
     snprintf(resp->url, sizeof(resp->url), "%s", effective != NULL ? effective : "");
     if (sink->buf == NULL && grow(sink, 1) == 0)
         sink->buf[0] = '\0';
@@ -268,7 +275,7 @@ static int transport_error(struct corral_client *c, const char *url, CURLcode rc
     else if (sink->nomem)
         snprintf(c->err, sizeof(c->err), "%.400s: out of memory", url);
     else
-        snprintf(c->err, sizeof(c->err), "%.400s: %s", url, curl_easy_strerror(rc));
+        snprintf(c->err, sizeof(c->err), "%.400s: %s", url, c->cu->easy_strerror(rc));
     return sink->nomem ? CORRAL_ENOMEM : CORRAL_EIO;
 }
 
@@ -304,7 +311,7 @@ static int exchange(struct corral_client *c, const char *endpoint, const char *m
             return rv;
         }
         long status = 0;
-        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+        c->cu->easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
         if (status == 307 && hop < CORRAL_CLIENT_REDIRECTS_MAX &&
             redirect_target(c, &sink, path, query, url, sizeof(url)) == 0) {
             free(sink.buf);
@@ -322,12 +329,12 @@ int corral_client_request(struct corral_client *c, const char *method, const cha
     memset(resp, 0, sizeof(*resp));
     resp->retry_after_s = -1;
     /* "Expect:" stops libcurl from waiting for 100-continue on big bodies. */
-    struct curl_slist *headers = curl_slist_append(NULL, "Expect:");
+    struct curl_slist *headers = c->cu->slist_append(NULL, "Expect:");
     struct curl_slist *more =
-        headers != NULL ? curl_slist_append(headers, "Content-Type: application/octet-stream")
+        headers != NULL ? c->cu->slist_append(headers, "Content-Type: application/octet-stream")
                         : NULL;
     if (more == NULL) {
-        curl_slist_free_all(headers);
+        c->cu->slist_free_all(headers);
         snprintf(c->err, sizeof(c->err), "out of memory");
         return CORRAL_ENOMEM;
     }
@@ -343,7 +350,7 @@ int corral_client_request(struct corral_client *c, const char *method, const cha
         if (rv == 0 || !fail_over)
             break;
     }
-    curl_slist_free_all(more);
+    c->cu->slist_free_all(more);
     if (rv != 0 && tried == c->n_endpoints && c->n_endpoints > 1)
         prefix_error(c, "no endpoint answered; the last: ");
     return rv;

@@ -26,12 +26,15 @@
  * when shorter), so that a dead host does not hold up failover. */
 #define CORRAL_CLIENT_CONNECT_TIMEOUT_MS 2000L
 
+struct corral_curl;
+
 struct corral_client {
     char *endpoints[CORRAL_CLIENT_ENDPOINTS_MAX]; /* "http://host:port", no trailing '/' */
     size_t n_endpoints;
     size_t current;  /* the endpoint that answered last; tried first */
     long timeout_ms; /* per HTTP exchange, redirects included */
     void *curl;      /* CURL *, reused across requests (keeps connections) */
+    const struct corral_curl *cu; /* libcurl, loaded on first use (curl_load.h) */
     char err[512];   /* why the last request failed, when it returned nonzero */
 };
 
