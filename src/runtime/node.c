@@ -73,6 +73,9 @@ struct corral_node {
     char cluster_addr[ADDR_MAX];
 
     uint64_t leader, term;
+    uint64_t synced_term, synced_vote; /* the hard state last made durable (worker) */
+    bool persisting;                   /* a ready batch is on the worker thread */
+    struct corral_storage_stats storage_stats; /* copied on the loop thread */
     uint64_t last_leader_contact_ms;
     bool stopping;
     int exit_code;
@@ -235,10 +238,11 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- the ready loop ---- */
 
-static int persist(struct corral_node *n, const struct corral_raft_ready *rd)
+static int persist(struct corral_node *n, const struct corral_raft_ready *rd, double *fsync_s)
 {
     int rv = 0;
     bool wrote = false;
+    *fsync_s = -1;
     if (rd->has_snapshot) {
         rv = corral_storage_save_snapshot(n->storage, &rd->snapshot, rd->snapshot_data);
         if (rv != 0)
@@ -250,12 +254,20 @@ static int persist(struct corral_node *n, const struct corral_raft_ready *rd)
     }
     if (rv == 0 && rd->has_hard_state) {
         rv = corral_storage_set_hard_state(n->storage, &rd->hard_state);
-        wrote = true;
+        /* The commit index is only a hint (raft.h): a batch that changes
+         * nothing but it is written without its own fsync and becomes
+         * durable with the next one. Term and vote always sync. */
+        wrote = wrote || rd->hard_state.term != n->synced_term ||
+                rd->hard_state.vote != n->synced_vote;
     }
     if (rv == 0 && wrote) {
         uint64_t t0 = uv_hrtime();
         rv = corral_storage_sync(n->storage);
-        corral_hist_observe(&n->fsync_hist, (double)(uv_hrtime() - t0) / 1e9);
+        *fsync_s = (double)(uv_hrtime() - t0) / 1e9;
+        if (rv == 0 && rd->has_hard_state) {
+            n->synced_term = rd->hard_state.term;
+            n->synced_vote = rd->hard_state.vote;
+        }
     }
     return rv;
 }
@@ -398,51 +410,96 @@ static void send_msgs(struct corral_node *n, const struct corral_raft_ready *rd,
             corral_transport_send(n->transport, &rd->msgs[i]);
 }
 
-/* One ready batch; returns 0 or a fatal error. */
-static int process_one(struct corral_node *n)
-{
+/* One ready batch in flight: its WAL write and fsync run on a libuv
+ * worker thread while the loop goes on serving HTTP and stepping messages
+ * into the core (raft.h allows events between _ready and _advance; the
+ * storage is touched by one thread at a time, as storage.h requires). */
+struct persist_job {
+    uv_work_t work;
+    struct corral_node *node;
     struct corral_raft_ready rd;
-    corral_raft_ready(n->raft, &rd);
+    int rv;
+    double fsync_s; /* < 0: no fsync in this batch */
+};
+
+static void persist_work(uv_work_t *w)
+{
+    struct persist_job *job = w->data;
+    job->rv = persist(job->node, &job->rd, &job->fsync_s);
+}
+
+static void drain_ready(struct corral_node *n);
+
+/* The rest of the batch, back on the loop thread once it is durable. */
+static int finish_batch(struct corral_node *n, struct corral_raft_ready *rd)
+{
+    send_msgs(n, rd, false);
+    note_leader(n, rd);
+    int rv = rd->has_snapshot ? load_snapshot(n, rd) : 0;
+    for (uint32_t i = 0; rv == 0 && i < rd->n_committed; i++)
+        rv = apply_entry(n, &rd->committed[i]);
+    if (rv != 0) {
+        corral_log(CORRAL_LOG_ERROR, "applying to the store failed: %s; stopping",
+                   corral_strerror(rv));
+        return rv;
+    }
+    handle_reads(n, rd);
+    release_reads(n);
+    corral_raft_advance(n->raft, rd);
+    return 0;
+}
+
+static void persist_done(uv_work_t *w, int status)
+{
+    struct persist_job *job = w->data;
+    struct corral_node *n = job->node;
+    int rv = status != 0 ? CORRAL_EIO : job->rv;
+    n->persisting = false;
+    if (job->fsync_s >= 0)
+        corral_hist_observe(&n->fsync_hist, job->fsync_s);
+    corral_storage_stats(n->storage, &n->storage_stats);
+    if (rv != 0)
+        corral_log(CORRAL_LOG_ERROR, "writing the WAL failed: %s; stopping",
+                   corral_strerror(rv));
+    else if (!n->stopping)
+        rv = finish_batch(n, &job->rd);
+    corral_raft_ready_free(&job->rd);
+    corral_free(job);
+    if (rv != 0) {
+        node_stop(n, 1);
+        return;
+    }
+    if (!n->stopping)
+        maybe_snapshot(n);
+    drain_ready(n);
+}
+
+static void drain_ready(struct corral_node *n)
+{
+    if (n->stopping || n->persisting || !corral_raft_has_ready(n->raft))
+        return;
+    struct persist_job *job = corral_calloc(1, sizeof(*job));
+    if (job == NULL) {
+        corral_log(CORRAL_LOG_ERROR, "out of memory for a ready batch; stopping");
+        node_stop(n, 1);
+        return;
+    }
+    job->node = n;
+    job->work.data = job;
+    corral_raft_ready(n->raft, &job->rd);
     /* A leader may send its appends before its own fsync (thesis section
      * 10.2.1): the core counts the leader's own copy toward a commit only
      * once persisted (advance), so the leader's disk write and the
      * followers' overlap instead of adding up. Everything else (votes,
      * acknowledgements) goes out only after the fsync. */
-    send_msgs(n, &rd, true);
-    int rv = persist(n, &rd);
-    if (rv != 0) {
-        corral_log(CORRAL_LOG_ERROR, "writing the WAL failed: %s; stopping",
-                   corral_strerror(rv));
-        corral_raft_ready_free(&rd);
-        return rv;
-    }
-    send_msgs(n, &rd, false);
-    note_leader(n, &rd);
-    if (rd.has_snapshot)
-        rv = load_snapshot(n, &rd);
-    for (uint32_t i = 0; rv == 0 && i < rd.n_committed; i++)
-        rv = apply_entry(n, &rd.committed[i]);
-    if (rv != 0) {
-        corral_log(CORRAL_LOG_ERROR, "applying to the store failed: %s; stopping",
-                   corral_strerror(rv));
-        corral_raft_ready_free(&rd);
-        return rv;
-    }
-    handle_reads(n, &rd);
-    release_reads(n);
-    corral_raft_advance(n->raft, &rd);
-    corral_raft_ready_free(&rd);
-    maybe_snapshot(n);
-    return 0;
-}
-
-static void drain_ready(struct corral_node *n)
-{
-    while (!n->stopping && corral_raft_has_ready(n->raft)) {
-        if (process_one(n) != 0) {
-            node_stop(n, 1);
-            return;
-        }
+    send_msgs(n, &job->rd, true);
+    n->persisting = true;
+    if (uv_queue_work(&n->loop, &job->work, persist_work, persist_done) != 0) {
+        n->persisting = false;
+        corral_raft_ready_free(&job->rd);
+        corral_free(job);
+        corral_log(CORRAL_LOG_ERROR, "cannot queue the WAL write; stopping");
+        node_stop(n, 1);
     }
 }
 
@@ -729,8 +786,7 @@ void corral_node_metrics(struct corral_node *n, struct corral_sbuf *o)
 {
     struct corral_raft_status s;
     corral_raft_status(n->raft, &s);
-    struct corral_storage_stats ss;
-    corral_storage_stats(n->storage, &ss);
+    struct corral_storage_stats ss = n->storage_stats;
     metric(o, "corral_term", "gauge", "Current Raft term.", s.term);
     metric(o, "corral_is_leader", "gauge", "1 when this node is the leader.",
            s.role == CORRAL_RAFT_LEADER);
@@ -822,6 +878,8 @@ static int start_core(struct corral_node *n, struct corral_storage_state *st)
         }
         n->snapshot_index = st->snap.index;
     }
+    n->synced_term = st->hs.term;
+    n->synced_vote = st->hs.vote;
     struct corral_raft_config rc;
     corral_raft_config_default(&rc, n->cfg.id);
     rc.election_timeout_ms = n->cfg.election_timeout_ms;

@@ -51,16 +51,20 @@ def expect_refusal(node, file_name):
     assert after == before, "the data directory changed"
 
 
-@pytest.mark.parametrize("damage", ["append-garbage", "truncate"])
+# What a crash in the middle of a write leaves after the last durable
+# record: part of a record, or a zero-filled block. (Cutting into a record
+# that was already fsynced and acknowledged would be a disk losing
+# acknowledged data, not a torn write: Raft assumes that never happens.)
+@pytest.mark.parametrize("damage", ["append-garbage", "zero-block"])
 def test_torn_wal_tail_is_cut_and_node_rejoins(cluster, damage):
     node = crashed_follower(cluster, 20)
     seg = os.path.join(node.data_dir, node.wal_segments()[-1])
     size = os.path.getsize(seg)
     assert size > 16, seg
-    if damage == "truncate":
-        os.truncate(seg, size - 3)  # the last record loses its end
-    else:
-        with open(seg, "ab") as f:  # half a record, as a crash mid-write leaves it
+    with open(seg, "ab") as f:
+        if damage == "zero-block":
+            f.write(bytes(4096))
+        else:  # half a record
             f.write(b"\x2a\x00\x00\x00\x17\xc3garbage")
     node.start()
     wait_until("the node to serve /health",
