@@ -409,18 +409,34 @@ static void send_msgs(struct corral_node *n, const struct corral_raft_ready *rd,
 }
 
 /* The rest of a batch once it is durable: send, apply, answer, advance. */
-static int finish_batch(struct corral_node *n, struct corral_raft_ready *rd)
+static int apply_committed(struct corral_node *n, struct corral_raft_ready *rd)
 {
-    send_msgs(n, rd, false);
-    note_leader(n, rd);
     int rv = rd->has_snapshot ? load_snapshot(n, rd) : 0;
     for (uint32_t i = 0; rv == 0 && i < rd->n_committed; i++)
         rv = apply_entry(n, &rd->committed[i]);
-    if (rv != 0) {
+    if (rv != 0)
         corral_log(CORRAL_LOG_ERROR, "applying to the store failed: %s; stopping",
                    corral_strerror(rv));
+    return rv;
+}
+
+/* Committed entries that were all durable here before this batch (below
+ * its first new entry, no snapshot) may be applied, and their writers
+ * answered, before the batch's fsync rather than after it. */
+static bool committed_already_durable(const struct corral_raft_ready *rd)
+{
+    return !rd->has_snapshot && rd->n_committed > 0 &&
+           (rd->n_entries == 0 ||
+            rd->committed[rd->n_committed - 1].index < rd->entries[0].index);
+}
+
+static int finish_batch(struct corral_node *n, struct corral_raft_ready *rd, bool applied)
+{
+    send_msgs(n, rd, false);
+    note_leader(n, rd);
+    int rv = applied ? 0 : apply_committed(n, rd);
+    if (rv != 0)
         return rv;
-    }
     handle_reads(n, rd);
     release_reads(n);
     corral_raft_advance(n->raft, rd);
@@ -440,15 +456,18 @@ static int process_one(struct corral_node *n)
      * followers' overlap instead of adding up. Everything else (votes,
      * acknowledgements) goes out only after the fsync. */
     send_msgs(n, &rd, true);
+    bool early = committed_already_durable(&rd);
+    int rv = early ? apply_committed(n, &rd) : 0;
     double fsync_s = -1;
-    int rv = persist(n, &rd, &fsync_s);
+    if (rv == 0)
+        rv = persist(n, &rd, &fsync_s);
     if (fsync_s >= 0)
         corral_hist_observe(&n->fsync_hist, fsync_s);
     if (rv != 0)
         corral_log(CORRAL_LOG_ERROR, "writing the WAL failed: %s; stopping",
                    corral_strerror(rv));
     else
-        rv = finish_batch(n, &rd);
+        rv = finish_batch(n, &rd, early);
     corral_raft_ready_free(&rd);
     if (rv == 0)
         maybe_snapshot(n);
