@@ -12,6 +12,8 @@
 #include "corral.h"
 #include "util/mem.h"
 
+#define HTTP_POOL_BYTES (16u << 10)
+
 struct corral_http {
     uv_loop_t *loop;
     struct MHD_Daemon *mhd;
@@ -291,6 +293,10 @@ static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uin
         flags, port, NULL, NULL, on_access, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(h->limits.max_connections + 64),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->limits.idle_timeout_s,
+        /* MHD zeroes a connection's memory pool for every request: 16 KiB
+         * (headers, the read buffer) instead of the default 32 KiB halves
+         * that cost, which was about 5% of a leader's CPU under load. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
         on_connection, h, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
 }
