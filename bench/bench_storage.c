@@ -1,7 +1,8 @@
 /* The storage write path: appends of 100-byte entries with one sync per
  * batch of 1, 16 and 64 entries (group commit), on a fresh data directory
  * under /tmp (or $TMPDIR). Prints entries/s and syncs/s per batch size.
- * --quick runs fewer entries. */
+ * --quick runs fewer entries; --json-out FILE also writes one JSON line per
+ * batch size. */
 #define _XOPEN_SOURCE 700 /* nftw, mkdtemp */
 #include <ftw.h>
 #include <stdio.h>
@@ -32,7 +33,8 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 }
 
 /* Appends n entries in batches of batch, syncing after each. */
-static int run(const char *dir, uint32_t batch, uint32_t n, struct corral_rbuf *payload)
+static int run(const char *dir, uint32_t batch, uint32_t n, struct corral_rbuf *payload,
+               FILE *json)
 {
     static const struct corral_storage_ident id = {.node_id = 1, .cluster_id = 1};
     struct corral_storage *s;
@@ -62,12 +64,32 @@ static int run(const char *dir, uint32_t batch, uint32_t n, struct corral_rbuf *
         return rv;
     }
     printf("%5u %8u %14.0f %10.0f\n", batch, n, n / dt, (double)stats.syncs / dt);
+    if (json != NULL)
+        fprintf(json,
+                "{\"bench\":\"storage\",\"batch\":%u,\"entries\":%u,\"entry_bytes\":%d,"
+                "\"entries_per_s\":%.0f,\"syncs_per_s\":%.0f}\n",
+                batch, n, ENTRY_BYTES, n / dt, (double)stats.syncs / dt);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    uint32_t n = argc > 1 && strcmp(argv[1], "--quick") == 0 ? 1024 : 16384;
+    uint32_t n = 16384;
+    FILE *json = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            n = 1024;
+        } else if (strcmp(argv[i], "--json-out") == 0 && i + 1 < argc) {
+            json = fopen(argv[++i], "w");
+            if (json == NULL) {
+                perror(argv[i]);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: bench-storage [--quick] [--json-out FILE]\n");
+            return 2;
+        }
+    }
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     static const uint32_t batches[] = {1, 16, 64};
     struct corral_rbuf *payload = corral_rbuf_new(NULL, ENTRY_BYTES);
@@ -84,9 +106,11 @@ int main(int argc, char **argv)
             rv = 1;
             break;
         }
-        rv = run(dir, batches[i], n, payload);
+        rv = run(dir, batches[i], n, payload, json);
         nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     }
     corral_rbuf_unref(payload);
+    if (json != NULL)
+        fclose(json);
     return rv == 0 ? 0 : 1;
 }

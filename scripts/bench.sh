@@ -9,7 +9,7 @@ mkdir -p bench/results
 echo "machine: $(uname -srm), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 for b in "$build"/bench/bench-*; do
-  [ -x "$b" ] || continue
+  [ -f "$b" ] && [ -x "$b" ] || continue
   echo
   echo "== $(basename "$b")"
   "$b" --json-out "bench/results/$(basename "$b").jsonl"
