@@ -1,28 +1,5 @@
 #!/usr/bin/env bash
-# Installs what `make bench` needs beyond the build (scripts/deps.sh): the
-# Debian 12 etcd-server package, the baseline of the cluster benchmark.
-# As root it runs apt-get; otherwise it prints the exact command and fails.
-set -euo pipefail
-
-pkgs=(etcd-server)
-
-missing=()
-for p in "${pkgs[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$p")
-  fi
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-cmd="apt-get install -y --no-install-recommends ${missing[*]}"
-if [ "$(id -u)" -ne 0 ]; then
-  echo "corral: missing Debian packages for the benchmarks: ${missing[*]}" >&2
-  echo "corral: run as root:  apt-get update && $cmd" >&2
-  exit 1
-fi
-echo "corral: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-if ! $cmd >/dev/null; then
-  apt-get update >/dev/null
-  $cmd >/dev/null
-fi
+# Installs what `make bench` needs beyond the build: the Debian 12
+# etcd-server package, the baseline of the cluster benchmark. As root it
+# runs apt-get; otherwise it prints the exact command and fails.
+exec "$(dirname "$0")/deps.sh" etcd-server

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages corral's build and tests need, when missing.
+# Installs the Debian 12 packages corral's build and tests need, when missing
+# (or the packages given as arguments: scripts/bench-deps.sh names etcd).
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 
 pkgs=(gcc make meson ninja-build pkg-config libcmocka-dev libuv1-dev
       libjansson-dev libmicrohttpd-dev libinih-dev libcurl4-openssl-dev
       python3 python3-pytest)
+[ $# -gt 0 ] && pkgs=("$@")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,29 +1,13 @@
 /* /v1/kv: the config store. See docs/api.md. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "corral.h"
+#include "util/parse.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
-
-/* A strict unsigned decimal: digits only, no sign, no overflow. */
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    if (s == NULL || *s == '\0' || strlen(s) > 20)
-        return false;
-    for (const char *c = s; *c; c++)
-        if (*c < '0' || *c > '9')
-            return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, NULL, 10);
-    if (errno != 0)
-        return false;
-    *out = v;
-    return true;
-}
 
 static bool flag_set(struct corral_http_request *req, const char *name)
 {
@@ -61,7 +45,7 @@ static void serve_list(struct corral_node *n, struct corral_http_request *req)
     const char *after = corral_http_arg(req, "after");
     const char *lim = corral_http_arg(req, "limit");
     uint64_t limit = LIST_LIMIT_DEFAULT;
-    if (lim != NULL && (!parse_u64(lim, &limit) || limit == 0 || limit > LIST_LIMIT_MAX)) {
+    if (lim != NULL && (!corral_parse_u64(lim, &limit) || limit == 0 || limit > LIST_LIMIT_MAX)) {
         api_error(req, 400, "bad_request", "limit must be an integer from 1 to 1000", NULL, NULL);
         return;
     }
@@ -168,7 +152,7 @@ static bool write_cmd(struct corral_http_request *req, bool del, struct corral_k
     *cmd = (struct corral_kv_cmd){.op = del ? CORRAL_KV_DEL : CORRAL_KV_PUT,
                                   .key = (const uint8_t *)key,
                                   .key_len = (uint32_t)strlen(key)};
-    if (cas != NULL && !parse_u64(cas, &cmd->cas)) {
+    if (cas != NULL && !corral_parse_u64(cas, &cmd->cas)) {
         api_error(req, 400, "bad_request", "cas must be an unsigned integer version", NULL, NULL);
         return false;
     }

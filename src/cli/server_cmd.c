@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "runtime/log.h"
 #include "runtime/node.h"
+#include "util/parse.h"
 
 #define DEFAULT_CLUSTER_PORT 8139
 #define DEFAULT_HTTP_PORT 8140
@@ -179,14 +180,8 @@ static int parse_flags(struct server_opts *o, int argc, char **argv)
 
 static bool parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
-    if (s[0] == '\0' || strlen(s) > 20)
-        return false;
-    for (const char *c = s; *c; c++)
-        if (*c < '0' || *c > '9')
-            return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, NULL, 10);
-    if (errno != 0 || v < lo || v > hi)
+    uint64_t v = 0;
+    if (!corral_parse_u64(s, &v) || v < lo || v > hi)
         return false;
     *out = v;
     return true;

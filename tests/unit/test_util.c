@@ -10,6 +10,7 @@
 #include "corral.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
+#include "util/parse.h"
 #include "util/rbuf.h"
 
 static void test_crc32c_vectors(void **state)
@@ -63,6 +64,25 @@ static void test_mem_fail_injection(void **state)
     corral_free(c);
 }
 
+static void test_parse_u64(void **state)
+{
+    (void)state;
+    uint64_t v = 7;
+    assert_true(corral_parse_u64("0", &v));
+    assert_int_equal(v, 0);
+    assert_true(corral_parse_u64("18446744073709551615", &v));
+    assert_true(v == UINT64_MAX);
+    assert_true(corral_parse_u64("000123", &v));
+    assert_int_equal(v, 123);
+    v = 7;
+    static const char *const bad[] = {"", "-1", "+1", " 1", "1 ", "0x10", "1e3", "12a",
+                                      "18446744073709551616", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(corral_parse_u64(bad[i], &v));
+    assert_false(corral_parse_u64(NULL, &v));
+    assert_int_equal(v, 7); /* untouched on failure */
+}
+
 static void test_strerror(void **state)
 {
     (void)state;
@@ -77,7 +97,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_vectors), cmocka_unit_test(test_crc32c_incremental),
         cmocka_unit_test(test_rbuf_refs),      cmocka_unit_test(test_mem_fail_injection),
-        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_strerror),       cmocka_unit_test(test_parse_u64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
