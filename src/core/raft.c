@@ -214,11 +214,20 @@ void raft_become_follower(struct corral_raft *r, uint64_t term, uint64_t leader)
     reset_election_timer(r);
 }
 
-static void send_votes(struct corral_raft *r, uint8_t type, uint64_t term, bool transfer)
+/* Asks every other voter (or, with only_refusers, those that have not
+ * granted yet) for a (pre-)vote. */
+static void send_votes_to(struct corral_raft *r, uint8_t type, uint64_t term, bool transfer,
+                          bool only_refusers)
 {
     for (uint32_t i = 0; i < r->conf.n_voters; i++) {
         if (r->conf.voters[i] == r->id)
             continue;
+        struct progress *pr = raft_progress(r, r->conf.voters[i]);
+        if (only_refusers) {
+            if (pr == NULL || pr->vote_granted)
+                continue;
+            pr->vote_answered = false; /* its next answer counts afresh */
+        }
         struct corral_raft_msg m = {.type = type,
                                     .to = r->conf.voters[i],
                                     .term = term,
@@ -227,6 +236,11 @@ static void send_votes(struct corral_raft *r, uint8_t type, uint64_t term, bool 
                                     .flags = transfer ? CORRAL_RAFT_FLAG_TRANSFER : 0};
         raft_send(r, &m);
     }
+}
+
+static void send_votes(struct corral_raft *r, uint8_t type, uint64_t term, bool transfer)
+{
+    send_votes_to(r, type, term, transfer, false);
 }
 
 static void become_leader(struct corral_raft *r);
@@ -300,8 +314,23 @@ static void campaign(struct corral_raft *r)
     r->leader = 0;
     reset_election_timer(r);
     reset_votes(r);
+    r->prevote_retry_ms = r->now_ms + r->cfg.heartbeat_ms;
     send_votes(r, CORRAL_RAFT_MSG_PREVOTE, r->term + 1, false);
     tally(r, r->id, true);
+}
+
+/* A pre-vote refused because the voter still heard from the old leader
+ * recently (in_lease) turns into a grant a few ms later, once that lease
+ * runs out; waiting a whole randomized election timeout to ask again made
+ * leader failover slow. A precandidate asks the voters that have not
+ * granted again every heartbeat interval. Pre-votes change no state, so
+ * asking again is harmless. */
+static void retry_prevotes(struct corral_raft *r)
+{
+    if (r->now_ms < r->prevote_retry_ms)
+        return;
+    r->prevote_retry_ms = r->now_ms + r->cfg.heartbeat_ms;
+    send_votes_to(r, CORRAL_RAFT_MSG_PREVOTE, r->term + 1, false, true);
 }
 
 static void become_leader(struct corral_raft *r)
@@ -362,6 +391,8 @@ void corral_raft_tick(struct corral_raft *r, uint64_t now_ms)
     if (r->role != CORRAL_RAFT_LEADER) {
         if (r->now_ms >= r->election_deadline_ms)
             campaign(r);
+        else if (r->role == CORRAL_RAFT_PRECANDIDATE)
+            retry_prevotes(r);
         return;
     }
     if (r->transfer_target != 0 && r->now_ms >= r->transfer_deadline_ms)

@@ -68,6 +68,7 @@ struct corral_raft {
     uint64_t now_ms;
     uint64_t rng;
     uint64_t election_deadline_ms;
+    uint64_t prevote_retry_ms; /* precandidate: when to ask refusers again */
     uint64_t heartbeat_deadline_ms;
     uint64_t quorum_check_ms;   /* leader: next check-quorum */
     uint64_t leader_contact_ms; /* follower: last message from a leader */
