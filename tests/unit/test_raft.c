@@ -376,6 +376,46 @@ static void test_without_prevote_rejoin_disrupts(void **state)
     fx_free(&f);
 }
 
+/* After a leader crash, the first follower to time out may be refused its
+ * pre-vote by a peer whose lease on the dead leader runs longer (it heard
+ * from the leader later). The precandidate asks again every heartbeat, so
+ * a leader follows within a few heartbeats of that lease ending instead of
+ * a whole election timeout later. */
+static uint32_t starved_leader, starved_node;
+
+static bool drop_leader_to_starved(const struct corral_raft_msg *m)
+{
+    return m->from == starved_leader && m->to == starved_node;
+}
+
+static void slow_elections(struct corral_raft_config *cfg)
+{
+    cfg->election_timeout_ms = 1000;
+}
+
+static void test_prevote_retried_when_lease_ends(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_init(&f, 3, slow_elections);
+    fx_run(&f, 2500);
+    uint32_t l = fx_leader(&f);
+    assert_true(l != 0);
+    starved_leader = l;
+    starved_node = l == 1 ? 2 : 1;
+    uint32_t other = 6 - l - starved_node;
+    f.drop = drop_leader_to_starved; /* its last contact: 900 ms before the crash */
+    fx_run(&f, 900);
+    f.down[l] = true;
+    fx_run(&f, 950); /* the other survivor's lease on l lasts 1000 ms more */
+    assert_int_equal(fx_leader(&f), 0);
+    assert_int_equal(fx_status(&f, starved_node).role, CORRAL_RAFT_PRECANDIDATE);
+    assert_int_equal(fx_status(&f, other).role, CORRAL_RAFT_FOLLOWER);
+    fx_run(&f, 50 + 2 * 50); /* the lease ends, and the next retry wins */
+    assert_int_equal(fx_leader(&f), starved_node);
+    fx_free(&f);
+}
+
 static void test_read_index(void **state)
 {
     (void)state;
@@ -592,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_figure8_no_commit_by_counting),
         cmocka_unit_test(test_isolated_leader_steps_down),
         cmocka_unit_test(test_prevote_rejoin_does_not_disrupt),
+        cmocka_unit_test(test_prevote_retried_when_lease_ends),
         cmocka_unit_test(test_without_prevote_rejoin_disrupts),
         cmocka_unit_test(test_read_index),
         cmocka_unit_test(test_leadership_transfer),
