@@ -158,13 +158,20 @@ static void pending_finish(struct corral_node *n, struct pending *p, int err,
     corral_free(p);
 }
 
-static void plist_fail_all(struct corral_node *n, struct plist *l, int err)
+/* Completes, with err, every pending of a by-index list up to index
+ * (UINT64_MAX: all of any list). */
+static void plist_finish_upto(struct corral_node *n, struct plist *l, uint64_t index, int err)
 {
-    while (l->head != NULL) {
+    while (l->head != NULL && l->head->index <= index) {
         struct pending *p = l->head;
         plist_remove(l, p);
         pending_finish(n, p, err, NULL);
     }
+}
+
+static void plist_fail_all(struct corral_node *n, struct plist *l, int err)
+{
+    plist_finish_upto(n, l, UINT64_MAX, err);
 }
 
 static void plist_expire(struct corral_node *n, struct plist *l, uint64_t now)
@@ -300,12 +307,7 @@ static int apply_entry(struct corral_node *n, const struct corral_raft_entry *e)
 
 static void release_reads(struct corral_node *n)
 {
-    uint64_t applied = corral_kv_applied(n->kv);
-    while (n->reads_apply.head != NULL && n->reads_apply.head->index <= applied) {
-        struct pending *p = n->reads_apply.head;
-        plist_remove(&n->reads_apply, p);
-        pending_finish(n, p, 0, NULL);
-    }
+    plist_finish_upto(n, &n->reads_apply, corral_kv_applied(n->kv), 0);
 }
 
 static void handle_reads(struct corral_node *n, const struct corral_raft_ready *rd)
@@ -336,11 +338,7 @@ static int load_snapshot(struct corral_node *n, const struct corral_raft_ready *
     n->snapshot_index = rd->snapshot.index;
     /* Writes the snapshot covers: their outcome is in the snapshot but not
      * which write did what; answer "unknown" rather than guess. */
-    while (n->writes.head != NULL && n->writes.head->index <= rd->snapshot.index) {
-        struct pending *p = n->writes.head;
-        plist_remove(&n->writes, p);
-        pending_finish(n, p, CORRAL_ETIMEDOUT, NULL);
-    }
+    plist_finish_upto(n, &n->writes, rd->snapshot.index, CORRAL_ETIMEDOUT);
     corral_log(CORRAL_LOG_INFO, "installed a snapshot at index %" PRIu64 " from the leader",
                rd->snapshot.index);
     return 0;
