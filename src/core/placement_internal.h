@@ -26,13 +26,25 @@ struct pl_members {
      * a map costs O(1) each; table_mask + 1 is a power of two >= 2n. */
     uint32_t *table;
     uint32_t table_mask;
+    /* When the ids are small (below 8n + 256, as with ids handed out in
+     * order), direct[id] is the index or NONE, for ids < direct_len: one
+     * load instead of a probe. NULL otherwise. */
+    uint32_t *direct;
+    uint32_t direct_len;
 };
 
 /* Validates and sorts the members and computes their shares. */
 int pl_members_init(struct pl_members *ms, const struct corral_placement_input *in);
 void pl_members_close(struct pl_members *ms);
-/* Index of a live member id, or NONE. */
-uint32_t pl_members_find(const struct pl_members *ms, uint32_t id);
+/* Index of a live member id, or NONE (the probing path of pl_members_find). */
+uint32_t pl_members_probe(const struct pl_members *ms, uint32_t id);
+
+static inline uint32_t pl_members_find(const struct pl_members *ms, uint32_t id)
+{
+    if (ms->direct != NULL)
+        return id < ms->direct_len ? ms->direct[id] : CORRAL_PLACEMENT_NONE;
+    return pl_members_probe(ms, id);
+}
 
 /* Targets within floor/ceil of each share: the spare ceilings go first to
  * members whose ceiling costs no move (kept >= ceiling), then to those
@@ -124,6 +136,11 @@ struct pl_ctx {
     struct pl_entry *entries;
     uint32_t entries_cap;
     uint64_t moves_extra;
+    /* While primaries are chosen: each member's led partitions as a doubly
+     * linked list (lead_head[m], lead_next[p], lead_prev[p]), kept in step
+     * with prim[] so searches need not scan every replica a member holds. */
+    uint32_t *lead_head; /* [n] */
+    uint32_t *lead_next, *lead_prev; /* [P] */
 };
 
 /* Index of member m in row p, or NONE. */
@@ -147,7 +164,8 @@ int pl_repair_hole(struct pl_ctx *c, uint32_t p);
 int pl_repair_surplus(struct pl_ctx *c, uint32_t m);
 /* Chooses the primaries (placement_primary.c). */
 int pl_primaries(struct pl_ctx *c);
-/* Writes the new map and its difference from the old one (placement_plan.c). */
-int pl_output(const struct pl_ctx *c, struct corral_placement_result *out);
+/* Writes the new map and its difference from the old one into out, whose
+ * arrays are sized for the shape of c (placement_plan.c). */
+void pl_output(const struct pl_ctx *c, struct corral_placement_result *out);
 
 #endif

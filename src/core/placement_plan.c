@@ -54,6 +54,8 @@ static void write_row(const struct pl_ctx *c, uint32_t p, uint32_t *row)
         for (uint32_t j = 0; j < c->count[p]; j++)
             if (c->fresh[base + j] == fresh && c->hold[base + j] != c->prim[p])
                 row[n++] = c->ms.id[c->hold[base + j]];
+    while (n < c->R)
+        row[n++] = NONE;
 }
 
 static void diff_row(const struct pl_ctx *c, uint32_t p, struct corral_placement_result *out)
@@ -91,19 +93,23 @@ static void diff_row(const struct pl_ctx *c, uint32_t p, struct corral_placement
     st->unplaced += c->reff - c->count[p];
 }
 
-int pl_output(const struct pl_ctx *c, struct corral_placement_result *out)
+void pl_output(const struct pl_ctx *c, struct corral_placement_result *out)
 {
-    int rv = corral_placement_map_init(&out->map, c->P, c->R);
-    if (rv != 0)
-        return rv;
-    size_t slots = (size_t)c->P * c->R;
-    out->moves = corral_malloc((c->recs + 1u) * sizeof(*out->moves));
-    out->primary_changes = corral_malloc(c->P * sizeof(*out->primary_changes));
-    out->drops = corral_malloc(slots * sizeof(*out->drops));
-    if (!out->moves || !out->primary_changes || !out->drops)
-        return CORRAL_ENOMEM;
+    const struct corral_placement_map *old = c->in->current;
     for (uint32_t p = 0; p < c->P; p++) {
-        write_row(c, p, &out->map.slots[(size_t)p * c->R]);
+        uint32_t *row = &out->map.slots[(size_t)p * c->R];
+        write_row(c, p, row);
+        /* Most rows are unchanged: no new copy, same holders in the same
+         * order, so nothing to diff. */
+        int changed = old == NULL;
+        const uint32_t *orow = old ? &old->slots[(size_t)p * c->R] : NULL;
+        for (uint32_t j = 0; j < c->R && !changed; j++)
+            changed = row[j] != orow[j] || (j < c->count[p] && c->fresh[(size_t)p * c->R + j]);
+        if (!changed) {
+            out->stats.under_replicated += c->count[p] < c->R;
+            out->stats.unplaced += c->reff - c->count[p];
+            continue;
+        }
         diff_row(c, p, out);
     }
     struct corral_placement_stats *st = &out->stats;
@@ -115,7 +121,6 @@ int pl_output(const struct pl_ctx *c, struct corral_placement_result *out)
     st->moves_extra = c->moves_extra;
     st->primary_changes = out->primary_changes_count;
     st->drops = out->drops_count;
-    return 0;
 }
 
 /* Plan. */

@@ -198,6 +198,17 @@ static int build_table(struct pl_members *ms)
             h = (h + 1) & ms->table_mask;
         ms->table[h] = i;
     }
+    /* ids are sorted: the last is the largest. */
+    uint64_t limit = 8ull * ms->n + 256;
+    if (ms->n > 0 && ms->id[ms->n - 1] < limit) {
+        ms->direct_len = ms->id[ms->n - 1] + 1;
+        ms->direct = corral_malloc(ms->direct_len * sizeof(*ms->direct));
+        if (ms->direct == NULL)
+            return CORRAL_ENOMEM;
+        memset(ms->direct, 0xff, ms->direct_len * sizeof(*ms->direct));
+        for (uint32_t i = 0; i < ms->n; i++)
+            ms->direct[ms->id[i]] = i;
+    }
     return 0;
 }
 
@@ -251,10 +262,11 @@ void pl_members_close(struct pl_members *ms)
     corral_free(ms->zone_size);
     corral_free(ms->share);
     corral_free(ms->table);
+    corral_free(ms->direct);
     memset(ms, 0, sizeof(*ms));
 }
 
-uint32_t pl_members_find(const struct pl_members *ms, uint32_t id)
+uint32_t pl_members_probe(const struct pl_members *ms, uint32_t id)
 {
     for (uint32_t h = (uint32_t)pl_mix(id) & ms->table_mask;; h = (h + 1) & ms->table_mask) {
         uint32_t i = ms->table[h];

@@ -219,12 +219,44 @@ static uint32_t best_holder(const struct pl_ctx *c, uint32_t p, uint32_t except,
     return best;
 }
 
+static void lead_unlink(struct pl_ctx *c, uint32_t p)
+{
+    uint32_t x = c->prim[p], nx = c->lead_next[p], pv = c->lead_prev[p];
+    if (pv == NONE)
+        c->lead_head[x] = nx;
+    else
+        c->lead_next[pv] = nx;
+    if (nx != NONE)
+        c->lead_prev[nx] = pv;
+}
+
+static void lead_link(struct pl_ctx *c, uint32_t p, uint32_t m)
+{
+    c->lead_prev[p] = NONE;
+    c->lead_next[p] = c->lead_head[m];
+    if (c->lead_head[m] != NONE)
+        c->lead_prev[c->lead_head[m]] = p;
+    c->lead_head[m] = p;
+}
+
+/* Builds the led lists from prim[], each in ascending partition order. */
+static void lead_build(struct pl_ctx *c)
+{
+    memset(c->lead_head, 0xff, c->ms.n * sizeof(uint32_t));
+    for (uint32_t p = c->P; p-- > 0;)
+        if (c->prim[p] != NONE)
+            lead_link(c, p, c->prim[p]);
+}
+
 static void set_primary(struct pl_ctx *c, uint32_t p, uint32_t m)
 {
-    if (c->prim[p] != NONE)
+    if (c->prim[p] != NONE) {
         c->phave[c->prim[p]]--;
+        lead_unlink(c, p);
+    }
     c->prim[p] = m;
     c->phave[m]++;
+    lead_link(c, p, m);
 }
 
 /* Search modes for primaries. */
@@ -273,11 +305,9 @@ static uint32_t primary_search(struct pl_ctx *c, uint32_t tail, int mode, uint32
             }
             c->m_seen[y] = c->stamp;
             c->m_via[y] = q;
-            for (uint32_t s = c->idx_start[y]; s < c->idx_start[y + 1]; s++) {
-                uint32_t p = c->idx_part[s];
-                if (c->prim[p] == y && c->p_seen[p] != c->stamp)
+            for (uint32_t p = c->lead_head[y]; p != NONE; p = c->lead_next[p])
+                if (c->p_seen[p] != c->stamp)
                     enqueue(c, &tail, p, y, 0);
-            }
         }
     }
     return NONE;
@@ -294,9 +324,8 @@ static int primary_repair(struct pl_ctx *c, uint32_t start, uint32_t p, int mode
         enqueue(c, &tail, p, NONE, REC_START);
     } else {
         c->m_seen[start] = c->stamp;
-        for (uint32_t s = c->idx_start[start]; s < c->idx_start[start + 1]; s++)
-            if (c->prim[c->idx_part[s]] == start)
-                enqueue(c, &tail, c->idx_part[s], start, REC_START);
+        for (uint32_t q = c->lead_head[start]; q != NONE; q = c->lead_next[q])
+            enqueue(c, &tail, q, start, REC_START);
     }
     uint32_t e = primary_search(c, tail, mode, &end);
     if (e == NONE)
@@ -355,11 +384,9 @@ static void lead_orphans(struct pl_ctx *c, int kept_only)
 
 static void shed_primaries(struct pl_ctx *c, uint32_t m)
 {
-    for (uint32_t s = c->idx_start[m]; s < c->idx_start[m + 1] && c->phave[m] > c->ptarget[m];
-         s++) {
-        uint32_t p = c->idx_part[s];
-        if (c->prim[p] != m)
-            continue;
+    for (uint32_t p = c->lead_head[m], next; p != NONE && c->phave[m] > c->ptarget[m];
+         p = next) {
+        next = c->lead_next[p];
         uint32_t y = best_holder(c, p, m, 1);
         if (y != NONE)
             set_primary(c, p, y);
@@ -431,6 +458,7 @@ static int raise_floor(struct pl_ctx *c, uint32_t y, uint32_t *queue, uint32_t *
 
 int pl_primaries(struct pl_ctx *c)
 {
+    lead_build(c);
     lead_orphans(c, 1);
     lead_orphans(c, 0);
     lead_leftovers(c);
