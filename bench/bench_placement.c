@@ -45,6 +45,9 @@ struct row {
 static FILE *json_out;
 /* --only-sticky: skip the baselines (profiling the engine). */
 static int only_sticky;
+/* --misses: print each random single-member event where the engine moved
+ * more than the bound (diagnosis). */
+static int print_misses;
 static uint64_t rng_state = 88172645463325252ull;
 
 static uint64_t rng(void)
@@ -464,6 +467,28 @@ static int deterministic(int algo, const struct params *pr, const struct event *
     return same;
 }
 
+/* The member that joined or left between two events, for --misses. */
+static void print_miss(const struct event *before, const struct event *after, uint32_t i,
+                       const struct row *r, uint64_t extra)
+{
+    uint32_t sizes[8] = {0};
+    for (uint32_t k = 0; k < after->n; k++)
+        sizes[after->members[k].zone % 8]++;
+    const struct event *big = after->n > before->n ? after : before;
+    const struct event *small = after->n > before->n ? before : after;
+    for (uint32_t k = 0; k < big->n; k++) {
+        int found = 0;
+        for (uint32_t j = 0; j < small->n && !found; j++)
+            found = small->members[j].id == big->members[k].id;
+        if (!found)
+            fprintf(stderr, "miss: event %u %s member zone %u weight %u; zone sizes %u %u %u %u %u; "
+                    "moves %llu LB %llu extra %llu\n", i, big == after ? "join" : "leave",
+                    big->members[k].zone, big->members[k].weight, sizes[0], sizes[1], sizes[2],
+                    sizes[3], sizes[4], (unsigned long long)r->moves, (unsigned long long)r->lb,
+                    (unsigned long long)extra);
+    }
+}
+
 static void run_algo(int algo, const struct params *pr, const struct event *ev, uint32_t count,
                      struct summary *s)
 {
@@ -519,6 +544,8 @@ static void run_algo(int algo, const struct params *pr, const struct event *ev, 
         if (ev[i].single && algo == STICKY) {
             s->random_singles++;
             s->random_singles_at_lb += r.moves == r.lb;
+            if (print_misses && r.moves != r.lb)
+                print_miss(&ev[i - 1], &ev[i], i, &r, st.res->stats.moves_extra);
         }
     }
     if (s->random_timed > 0)
@@ -588,6 +615,8 @@ int main(int argc, char **argv)
             pr = (struct params){4096, 3, 100, 50, 3, 42};
         } else if (strcmp(argv[i], "--json-out") == 0 && i + 1 < argc) {
             json_path = argv[++i];
+        } else if (strcmp(argv[i], "--misses") == 0) {
+            print_misses = 1;
         } else if (strcmp(argv[i], "--only-sticky") == 0) {
             only_sticky = 1;
         } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc &&
@@ -599,7 +628,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: bench-placement [--quick] [--json-out FILE] [--only-sticky]\n"
                             "       [--config 0-5 (zones 1,1,3,3,5,5; weights uniform, 1-4)]\n"
-                            "       [--random-events N]\n");
+                            "       [--random-events N] [--misses]\n");
             return 2;
         }
     }

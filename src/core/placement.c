@@ -99,7 +99,14 @@ void pl_rec_add(struct pl_ctx *c, uint32_t m, uint32_t p)
     c->rec_head[m] = r;
 }
 
-static void deficit_remove(struct pl_ctx *c, uint32_t m)
+void pl_deficit_add(struct pl_ctx *c, uint32_t m)
+{
+    uint32_t z = c->ms.zone[m];
+    c->def_pos[m] = c->def_start[z] + c->def_len[z]++;
+    c->def_list[c->def_pos[m]] = m;
+}
+
+void pl_deficit_remove(struct pl_ctx *c, uint32_t m)
 {
     uint32_t z = c->ms.zone[m];
     uint32_t last = c->def_list[c->def_start[z] + c->def_len[z] - 1];
@@ -114,7 +121,7 @@ void pl_gain(struct pl_ctx *c, uint32_t m)
 {
     assert(c->have[m] < c->target[m]);
     if (++c->have[m] == c->target[m])
-        deficit_remove(c, m);
+        pl_deficit_remove(c, m);
 }
 
 static void deficit_build(struct pl_ctx *c)
@@ -127,11 +134,8 @@ static void deficit_build(struct pl_ctx *c)
     }
     for (uint32_t m = 0; m < c->ms.n; m++) {
         c->def_pos[m] = NONE;
-        if (c->have[m] < c->target[m]) {
-            uint32_t z = c->ms.zone[m];
-            c->def_pos[m] = c->def_start[z] + c->def_len[z]++;
-            c->def_list[c->def_pos[m]] = m;
-        }
+        if (c->have[m] < c->target[m])
+            pl_deficit_add(c, m);
     }
 }
 
@@ -400,7 +404,7 @@ static void ctx_free_arrays(struct pl_ctx *c)
                       c->def_pos,   c->def_start, c->def_len,  c->idx_start, c->idx_part,
                       c->p_seen,    c->p_via,     c->p_rec,    c->queue,    c->m_seen,
                       c->m_via,     c->p_zones,   c->entries,  c->lead_head, c->lead_next,
-                      c->lead_prev};
+                      c->lead_prev, c->unv_list, c->unv_pos, c->opp};
     for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
         corral_free(arrays[i]);
     memset(c, 0, sizeof(*c));
@@ -418,7 +422,8 @@ static int ctx_alloc(struct pl_ctx *c, uint32_t P, uint32_t R, uint32_t n_cap)
     c->prim = corral_malloc(P * u);
     uint32_t **per_member[] = {&c->kept,     &c->pkept,  &c->target,   &c->ptarget, &c->have,
                                &c->phave,    &c->rec_head, &c->def_list, &c->def_pos,
-                               &c->m_seen,   &c->m_via,  &c->lead_head};
+                               &c->m_seen,   &c->m_via,  &c->lead_head, &c->unv_list,
+                               &c->unv_pos,  &c->opp};
     for (size_t i = 0; i < sizeof(per_member) / sizeof(per_member[0]); i++)
         *per_member[i] = corral_calloc(n, u);
     c->idx_start = corral_calloc(n + 1, u);

@@ -136,10 +136,23 @@ struct pl_ctx {
     struct pl_entry *entries;
     uint32_t entries_cap;
     uint64_t moves_extra;
+    /* Replica searches: the members not yet visited, per zone (same layout
+     * as def_list), so that a search state costs O(R + zones) plus the
+     * members it visits rather than a scan of every member. */
+    uint32_t *unv_list, *unv_pos; /* [n] */
+    uint32_t unv_start[CORRAL_PLACEMENT_ZONES_MAX], unv_len[CORRAL_PLACEMENT_ZONES_MAX];
+    /* Relaxed searches (see placement_repair.c): per zone, a member that
+     * can give up a spare ceiling (NONE if none), and whether the zone's
+     * targets may grow by one. */
+    uint32_t donor[CORRAL_PLACEMENT_ZONES_MAX];
+    uint8_t zone_grows[CORRAL_PLACEMENT_ZONES_MAX];
     /* While primaries are chosen: each member's led partitions as a doubly
      * linked list (lead_head[m], lead_next[p], lead_prev[p]), kept in step
      * with prim[] so searches need not scan every replica a member holds. */
     uint32_t *lead_head; /* [n] */
+    /* While partitions without primary are led: per member, how many of
+     * those still to be decided it could lead. */
+    uint32_t *opp; /* [n] */
     uint32_t *lead_next, *lead_prev; /* [P] */
 };
 
@@ -156,6 +169,10 @@ void pl_row_put(struct pl_ctx *c, uint32_t p, uint32_t m, uint32_t leaving);
 void pl_rec_add(struct pl_ctx *c, uint32_t m, uint32_t p);
 /* Replica deficit bookkeeping: m gained one replica. */
 void pl_gain(struct pl_ctx *c, uint32_t m);
+/* m's target rose above what it has: it joins its zone's deficit list. */
+void pl_deficit_add(struct pl_ctx *c, uint32_t m);
+/* m's target fell to what it has: it leaves its zone's deficit list. */
+void pl_deficit_remove(struct pl_ctx *c, uint32_t m);
 /* Builds the member -> partitions index from the rows. */
 void pl_index_build(struct pl_ctx *c);
 

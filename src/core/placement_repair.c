@@ -88,30 +88,134 @@ static int path_simple(const struct pl_ctx *c, uint32_t e)
     return 1;
 }
 
-/* Breadth-first search over the queued states for a member below target.
+/* The unvisited lists hold every member again. */
+static void unvisited_reset(struct pl_ctx *c)
+{
+    for (uint32_t z = 0, start = 0; z < c->ms.zones; z++) {
+        c->unv_start[z] = start;
+        c->unv_len[z] = 0;
+        start += c->ms.zone_size[z];
+    }
+    for (uint32_t m = 0; m < c->ms.n; m++) {
+        uint32_t z = c->ms.zone[m];
+        c->unv_pos[m] = c->unv_start[z] + c->unv_len[z]++;
+        c->unv_list[c->unv_pos[m]] = m;
+    }
+}
+
+static void unvisited_take(struct pl_ctx *c, uint32_t m)
+{
+    uint32_t z = c->ms.zone[m], pos = c->unv_pos[m];
+    uint32_t last = c->unv_list[c->unv_start[z] + --c->unv_len[z]];
+    c->unv_list[pos] = last;
+    c->unv_pos[last] = pos;
+}
+
+static uint32_t replica_floor(const struct pl_ctx *c, uint32_t m)
+{
+    return (uint32_t)pl_floor(c->ms.share[m].num, c->ms.share[m].den);
+}
+
+static uint32_t replica_ceil(const struct pl_ctx *c, uint32_t m)
+{
+    return (uint32_t)pl_ceil(c->ms.share[m].num, c->ms.share[m].den);
+}
+
+/* Targets are one balanced choice among many: any member may hold the
+ * ceiling of its share. A relaxed search may end at a member at its target
+ * but below its ceiling, which then takes the spare ceiling of a member
+ * that has not reached its own target (a donor): the targets still sum to
+ * the slots and the bound on moves is unchanged. Prepares, per zone, a
+ * donor (the one furthest from its target, then the lowest index) and
+ * whether the zone's targets may grow by one (a ceiling moving in from
+ * another zone) within its cap. */
+static int donors_prepare(struct pl_ctx *c)
+{
+    uint64_t sum[CORRAL_PLACEMENT_ZONES_MAX] = {0};
+    int any = 0;
+    for (uint32_t z = 0; z < c->ms.zones; z++)
+        c->donor[z] = NONE;
+    for (uint32_t m = 0; m < c->ms.n; m++) {
+        uint32_t z = c->ms.zone[m], d = c->donor[z];
+        sum[z] += c->target[m];
+        if (c->have[m] < c->target[m] && c->target[m] > replica_floor(c, m) &&
+            (d == NONE || c->target[m] - c->have[m] > c->target[d] - c->have[d])) {
+            c->donor[z] = m;
+            any = 1;
+        }
+    }
+    for (uint32_t z = 0; z < c->ms.zones; z++) {
+        uint32_t per = c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+        c->zone_grows[z] = sum[z] < (uint64_t)c->P * per;
+    }
+    return any;
+}
+
+/* A donor whose spare ceiling member y may take, or NONE. */
+static uint32_t donor_for(const struct pl_ctx *c, uint32_t y)
+{
+    uint32_t zy = c->ms.zone[y];
+    if (c->have[y] != c->target[y] || c->target[y] >= replica_ceil(c, y))
+        return NONE;
+    if (c->donor[zy] != NONE && c->donor[zy] != y)
+        return c->donor[zy];
+    if (!c->zone_grows[zy])
+        return NONE;
+    for (uint32_t z = 0; z < c->ms.zones; z++)
+        if (z != zy && c->donor[z] != NONE)
+            return c->donor[z];
+    return NONE;
+}
+
+/* Breadth-first search over the queued states for a member below target
+ * (or, relaxed, one that may take a spare ceiling). A state offers its
+ * slot to the unvisited members of every zone with room in its row.
  * Returns 0 with *end_member and *end_entry set, CORRAL_ENOTFOUND or
  * CORRAL_ENOMEM. */
-static int search(struct pl_ctx *c, uint32_t tail, int allow_kept, uint32_t *end_member,
-                  uint32_t *end_entry)
+static int search(struct pl_ctx *c, uint32_t tail, int allow_kept, int relaxed,
+                  uint32_t *end_member, uint32_t *end_entry)
 {
     for (uint32_t head = 0; head < tail; head++) {
         uint32_t q = c->entries[head].part, v = c->entries[head].via;
-        for (uint32_t y = 0; y < c->ms.n; y++) {
-            if (c->m_seen[y] == c->stamp || !pl_legal(c, q, y, v))
+        for (uint32_t z = 0; z < c->ms.zones; z++) {
+            if (c->unv_len[z] == 0 || pl_zone_count(c, q, z, v) >= c->ms.zone_cap)
                 continue;
-            if (c->have[y] < c->target[y]) {
-                if (!path_simple(c, head))
+            for (uint32_t i = 0; i < c->unv_len[z];) {
+                uint32_t y = c->unv_list[c->unv_start[z] + i];
+                if (pl_row_find(c, q, y) != NONE) {
+                    i++;
                     continue;
-                *end_member = y;
-                *end_entry = head;
-                return 0;
+                }
+                if (c->have[y] < c->target[y] || (relaxed && donor_for(c, y) != NONE)) {
+                    if (!path_simple(c, head)) {
+                        i++;
+                        continue;
+                    }
+                    *end_member = y;
+                    *end_entry = head;
+                    return 0;
+                }
+                unvisited_take(c, y);
+                int rv = expand_member(c, &tail, y, head, allow_kept);
+                if (rv != 0)
+                    return rv;
             }
-            int rv = expand_member(c, &tail, y, head, allow_kept);
-            if (rv != 0)
-                return rv;
         }
     }
     return CORRAL_ENOTFOUND;
+}
+
+/* Member e, found by a relaxed search, takes a donor's spare ceiling. */
+static void take_ceiling(struct pl_ctx *c, uint32_t e)
+{
+    if (c->have[e] < c->target[e])
+        return;
+    uint32_t d = donor_for(c, e);
+    assert(d != NONE);
+    if (--c->target[d] == c->have[d])
+        pl_deficit_remove(c, d);
+    c->target[e]++;
+    pl_deficit_add(c, e);
 }
 
 static void lose_primary(struct pl_ctx *c, uint32_t p, uint32_t m)
@@ -153,16 +257,24 @@ static void apply(struct pl_ctx *c, uint32_t e, uint32_t i)
     }
 }
 
+/* Searches in order of cost: re-routing new copies only, first to a member
+ * below target, then (relaxed) to one that may take a spare ceiling; only
+ * then through kept replicas, which costs an extra copy. */
 static int run(struct pl_ctx *c, uint32_t start, uint32_t p)
 {
-    for (int allow_kept = 0; allow_kept < 2; allow_kept++) {
+    for (int mode = 0; mode < 4; mode++) {
+        int allow_kept = mode >= 2, relaxed = mode & 1;
+        if (relaxed && !donors_prepare(c))
+            continue;
         bump(c);
+        unvisited_reset(c);
         uint32_t tail = 0, e = NONE, end = NONE;
         int rv = 0;
         if (start == NONE) {
             rv = push(c, &tail, p, NONE, REC_START, NONE);
         } else {
             c->m_seen[start] = c->stamp;
+            unvisited_take(c, start);
             for (uint32_t s = c->idx_start[start]; s < c->idx_start[start + 1] && rv == 0; s++) {
                 uint32_t q = c->idx_part[s], j = pl_row_find(c, q, start);
                 if (j != NONE && !c->fresh[(size_t)q * c->R + j])
@@ -170,8 +282,10 @@ static int run(struct pl_ctx *c, uint32_t start, uint32_t p)
             }
         }
         if (rv == 0)
-            rv = search(c, tail, allow_kept, &e, &end);
+            rv = search(c, tail, allow_kept, relaxed, &e, &end);
         if (rv == 0) {
+            if (relaxed)
+                take_ceiling(c, e);
             apply(c, e, end);
             return 0;
         }
@@ -194,25 +308,32 @@ int pl_repair_surplus(struct pl_ctx *c, uint32_t m)
 /* Primaries. */
 
 /* The best holder of p below its primary target: an in-sync (kept) replica
- * before a new copy, then the larger deficit, then the larger hash. */
+ * before a new copy; then, when opp is given, the holder whose remaining
+ * primary deficit is largest relative to the partitions it could still
+ * lead (one that must lead nearly all of them cannot wait); then the
+ * larger deficit, then the larger hash. */
 static uint32_t best_holder(const struct pl_ctx *c, uint32_t p, uint32_t except,
-                            int kept_only)
+                            int kept_only, const uint32_t *opp)
 {
-    uint32_t best = NONE, best_fresh = 0, best_def = 0;
+    uint32_t best = NONE, best_fresh = 0, best_def = 0, best_opp = 1;
     uint64_t best_hash = 0;
     for (uint32_t j = 0; j < c->count[p]; j++) {
         size_t s = (size_t)p * c->R + j;
         uint32_t y = c->hold[s];
         if (y == except || c->phave[y] >= c->ptarget[y] || (kept_only && c->fresh[s]))
             continue;
-        uint32_t def = c->ptarget[y] - c->phave[y];
+        uint32_t def = c->ptarget[y] - c->phave[y], o = opp ? opp[y] : 1;
         uint64_t h = pl_hash(p, c->ms.id[y], c->in->seed);
-        if (best == NONE || c->fresh[s] < best_fresh ||
-            (c->fresh[s] == best_fresh &&
-             (def > best_def || (def == best_def && h > best_hash)))) {
+        uint64_t mine = (uint64_t)def * best_opp, theirs = (uint64_t)best_def * o;
+        int better = best == NONE || c->fresh[s] < best_fresh;
+        if (!better && c->fresh[s] == best_fresh)
+            better = mine > theirs ||
+                     (mine == theirs && (def > best_def || (def == best_def && h > best_hash)));
+        if (better) {
             best = y;
             best_fresh = c->fresh[s];
             best_def = def;
+            best_opp = o;
             best_hash = h;
         }
     }
@@ -361,24 +482,45 @@ static int kept_search_useful(const struct pl_ctx *c)
     return 0;
 }
 
+/* Whether this pass leads row p: it has no primary and holders, and in the
+ * kept pass, its old primary is gone. A live old primary that sheds this
+ * replica serves until the hand-off, so there is no gap to avoid: its
+ * leadership may travel with the data to the new copy (second pass). */
+static int orphan_row(const struct pl_ctx *c, uint32_t p, int kept_only)
+{
+    const struct corral_placement_map *cur = c->in->current;
+    if (c->prim[p] != NONE || c->count[p] == 0)
+        return 0;
+    return !(kept_only && cur != NULL &&
+             pl_members_find(&c->ms, cur->slots[(size_t)p * c->R]) != NONE);
+}
+
+/* The holders of row p this pass may choose from lose one opportunity. */
+static void opp_count(struct pl_ctx *c, uint32_t p, int kept_only, uint32_t delta)
+{
+    for (uint32_t j = 0; j < c->count[p]; j++) {
+        size_t s = (size_t)p * c->R + j;
+        if (!(kept_only && c->fresh[s]))
+            c->opp[c->hold[s]] += delta;
+    }
+}
+
 static void lead_orphans(struct pl_ctx *c, int kept_only)
 {
     int search = !kept_only || kept_search_useful(c);
-    const struct corral_placement_map *cur = c->in->current;
+    memset(c->opp, 0, c->ms.n * sizeof(uint32_t));
+    for (uint32_t p = 0; p < c->P; p++)
+        if (orphan_row(c, p, kept_only))
+            opp_count(c, p, kept_only, 1);
     for (uint32_t p = 0; p < c->P; p++) {
-        if (c->prim[p] != NONE || c->count[p] == 0)
+        if (!orphan_row(c, p, kept_only))
             continue;
-        /* A live old primary that sheds this replica serves until the hand-
-         * off, so there is no gap to avoid: its leadership may travel with
-         * the data to the new copy (second pass). */
-        if (kept_only && cur != NULL && cur->slots[(size_t)p * c->R] != NONE &&
-            pl_members_find(&c->ms, cur->slots[(size_t)p * c->R]) != NONE)
-            continue;
-        uint32_t y = best_holder(c, p, NONE, kept_only);
+        uint32_t y = best_holder(c, p, NONE, kept_only, c->opp);
+        opp_count(c, p, kept_only, UINT32_MAX); /* wraps: minus one */
         if (y != NONE)
             set_primary(c, p, y);
         else if (search)
-            (void)primary_repair(c, NONE, p, kept_only ? PM_KEPT : 0);
+            (void)primary_repair(c, NONE, p, kept_only ? PM_KEPT | PM_RELAXED : PM_RELAXED);
     }
 }
 
@@ -387,7 +529,7 @@ static void shed_primaries(struct pl_ctx *c, uint32_t m)
     for (uint32_t p = c->lead_head[m], next; p != NONE && c->phave[m] > c->ptarget[m];
          p = next) {
         next = c->lead_next[p];
-        uint32_t y = best_holder(c, p, m, 1);
+        uint32_t y = best_holder(c, p, m, 1, NULL);
         if (y != NONE)
             set_primary(c, p, y);
     }
@@ -429,8 +571,10 @@ static uint32_t primary_floor(const struct pl_ctx *c, uint32_t m)
  * a primary, and shift primaryship one step along that path. The targets
  * chosen up front are only a preference; any member within floor/ceil is
  * balanced, and with that freedom such a path exists whenever a balanced
- * choice of primaries does. */
-static int raise_floor(struct pl_ctx *c, uint32_t y, uint32_t *queue, uint32_t *taker)
+ * choice of primaries does. With kept_only, every taker leads through an
+ * in-sync replica (no fresh primary). */
+static int raise_floor(struct pl_ctx *c, uint32_t y, uint32_t *queue, uint32_t *taker,
+                       int kept_only)
 {
     bump(c);
     uint32_t head = 0, tail = 0;
@@ -441,6 +585,8 @@ static int raise_floor(struct pl_ctx *c, uint32_t y, uint32_t *queue, uint32_t *
         for (uint32_t s = c->idx_start[u]; s < c->idx_start[u + 1]; s++) {
             uint32_t q = c->idx_part[s], x = c->prim[q];
             if (x == NONE || x == u || c->m_seen[x] == c->stamp)
+                continue;
+            if (kept_only && c->fresh[(size_t)q * c->R + pl_row_find(c, q, u)])
                 continue;
             c->m_seen[x] = c->stamp;
             c->m_via[x] = q;
@@ -472,10 +618,13 @@ int pl_primaries(struct pl_ctx *c)
         return CORRAL_ENOMEM;
     }
     for (uint32_t m = 0; m < c->ms.n; m++)
-        while (c->phave[m] < primary_floor(c, m) && raise_floor(c, m, queue, taker) == 0)
+        while (c->phave[m] < primary_floor(c, m) && (raise_floor(c, m, queue, taker, 1) == 0 ||
+                                                      raise_floor(c, m, queue, taker, 0) == 0))
             ;
     for (uint32_t m = 0; m < c->ms.n; m++)
-        while (c->phave[m] > primary_ceil(c, m) && primary_repair(c, m, NONE, PM_RELAXED) == 0)
+        while (c->phave[m] > primary_ceil(c, m) &&
+               (primary_repair(c, m, NONE, PM_KEPT | PM_RELAXED) == 0 ||
+                primary_repair(c, m, NONE, PM_RELAXED) == 0))
             ;
     corral_free(queue);
     corral_free(taker);
