@@ -182,43 +182,18 @@ static uint32_t build_trace(const struct params *pr, uint32_t zones, int weighte
 
 /* Measurement. */
 
-/* The fewest copies any balanced map needs from old: the engine's own
- * definition, computed from kept replicas and shares. */
-static uint64_t lower_bound(const struct corral_placement_input *in,
+/* The fewest copies any balanced map needs from old, by the engine's
+ * bound (per member, and per zone for copies the zone caps force). */
+static uint64_t lower_bound(struct corral_placement_engine *e,
+                            const struct corral_placement_input *in,
                             const struct corral_placement_map *old)
 {
-    struct pl_members ms;
-    if (pl_members_init(&ms, in) != 0)
+    struct corral_placement_input with_old = *in;
+    struct corral_placement_stats bounds;
+    with_old.current = old;
+    if (corral_placement_engine_bounds(e, &with_old, &bounds) != 0)
         abort();
-    uint32_t *kept = calloc(ms.n + 1, sizeof(*kept)), *zero = calloc(ms.n + 1, sizeof(*zero));
-    uint32_t *target = calloc(ms.n + 1, sizeof(*target));
-    if (!kept || !zero || !target)
-        abort();
-    for (uint32_t p = 0; old != NULL && p < in->partitions; p++) {
-        uint32_t got = 0, zc[CORRAL_PLACEMENT_ZONES_MAX] = {0}, seen[CORRAL_PLACEMENT_REPLICAS_MAX];
-        for (uint32_t j = 0; j < in->replicas && got < ms.replicas_eff; j++) {
-            uint32_t m = pl_members_find(&ms, old->slots[(size_t)p * in->replicas + j]), dup = 0;
-            if (old->slots[(size_t)p * in->replicas + j] == NONE || m == NONE)
-                continue;
-            for (uint32_t k = 0; k < got; k++)
-                dup |= seen[k] == m;
-            if (dup || zc[ms.zone[m]] >= ms.zone_cap)
-                continue;
-            zc[ms.zone[m]]++;
-            seen[got++] = m;
-            kept[m]++;
-        }
-    }
-    uint64_t lb = 0;
-    if (pl_replica_targets(&ms, in->partitions, in->seed, kept, zero, target) != 0)
-        abort();
-    for (uint32_t i = 0; i < ms.n; i++)
-        lb += target[i] > kept[i] ? target[i] - kept[i] : 0;
-    free(kept);
-    free(zero);
-    free(target);
-    pl_members_close(&ms);
-    return lb;
+    return bounds.moves_lower_bound;
 }
 
 static void diff(const uint32_t *old, const uint32_t *cur, uint32_t P, uint32_t R,
@@ -276,6 +251,7 @@ static void balance(const struct corral_placement_input *in, const struct corral
 struct algo_state {
     int algo;
     struct corral_placement_engine *engine; /* sticky: kept between events */
+    struct corral_placement_engine *bounds; /* for lower_bound() */
     const struct corral_placement_result *res;
     struct corral_placement_map map; /* current */
     int placed;
@@ -361,7 +337,7 @@ static struct row run_event(struct algo_state *st, const struct params *pr, cons
     struct corral_placement_map cur = {pr->partitions, pr->replicas, out};
     diff(st->placed ? st->map.slots : NULL, out, pr->partitions, pr->replicas, &r);
     if (measure_all) {
-        r.lb = lower_bound(&in, st->placed ? &st->map : NULL);
+        r.lb = lower_bound(st->bounds, &in, st->placed ? &st->map : NULL);
         balance(&in, &cur, &r);
     } else {
         r.rmin = r.pmin = 1e300;
@@ -496,7 +472,8 @@ static void run_algo(int algo, const struct params *pr, const struct event *ev, 
     size_t slots = (size_t)pr->partitions * pr->replicas;
     uint32_t *out = xmalloc(slots * sizeof(*out));
     if (corral_placement_map_init(&st.map, pr->partitions, pr->replicas) != 0 ||
-        bl_hrw_init(&st.hrw, pr->partitions) != 0 || corral_placement_engine_new(&st.engine) != 0)
+        bl_hrw_init(&st.hrw, pr->partitions) != 0 || corral_placement_engine_new(&st.engine) != 0 ||
+        corral_placement_engine_new(&st.bounds) != 0)
         abort();
     memset(s, 0, sizeof(*s));
     peak_reset();
@@ -555,6 +532,7 @@ static void run_algo(int algo, const struct params *pr, const struct event *ev, 
     corral_placement_map_close(&st.map);
     bl_hrw_free(&st.hrw);
     corral_placement_engine_free(st.engine);
+    corral_placement_engine_free(st.bounds);
     free(out);
 }
 

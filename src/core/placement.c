@@ -242,12 +242,41 @@ static void keep(struct pl_ctx *c)
     }
 }
 
-/* Fills empty slots, partitions in ascending order. A slot no member
- * below target may legally take goes to the repair search; if even that
- * fails it stays empty and is reported as unplaced. */
+/* Fills empty slots, the most constrained rows first (fewest zones with
+ * room: their copies can only go to a few zones, so they must not find
+ * those zones' deficits spent on rows that could have gone anywhere), then
+ * by partition. A slot no member below target may legally take goes to
+ * the repair search; if even that fails it stays empty and is reported as
+ * unplaced. */
+/* Rows with empty slots into c->order, by zones with room, then by
+ * partition (a counting sort). Returns how many. */
+static uint32_t hole_order(struct pl_ctx *c)
+{
+    uint32_t start[CORRAL_PLACEMENT_ZONES_MAX + 2] = {0}, n = 0;
+    for (uint32_t p = 0; p < c->P; p++) {
+        c->p_via[p] = NONE;
+        if (c->count[p] == c->reff)
+            continue;
+        uint32_t open = 0;
+        for (uint32_t z = 0; z < c->ms.zones; z++)
+            open += pl_zone_count(c, p, z, NONE) < c->ms.zone_cap;
+        c->p_via[p] = open;
+        start[open + 1]++;
+        n++;
+    }
+    for (uint32_t k = 1; k <= c->ms.zones + 1u; k++)
+        start[k] += start[k - 1];
+    for (uint32_t p = 0; p < c->P; p++)
+        if (c->p_via[p] != NONE)
+            c->order[start[c->p_via[p]]++] = p;
+    return n;
+}
+
 static int fill_holes(struct pl_ctx *c)
 {
-    for (uint32_t p = 0; p < c->P; p++) {
+    uint32_t rows = hole_order(c);
+    for (uint32_t i = 0; i < rows; i++) {
+        uint32_t p = c->order[i];
         while (c->count[p] < c->reff) {
             uint32_t m = pick(c, p, NONE);
             if (m == NONE) {
@@ -404,7 +433,7 @@ static void ctx_free_arrays(struct pl_ctx *c)
                       c->def_pos,   c->def_start, c->def_len,  c->idx_start, c->idx_part,
                       c->p_seen,    c->p_via,     c->p_rec,    c->queue,    c->m_seen,
                       c->m_via,     c->p_zones,   c->entries,  c->lead_head, c->lead_next,
-                      c->lead_prev, c->unv_list, c->unv_pos, c->opp};
+                      c->lead_prev, c->unv_list, c->unv_pos, c->opp,     c->order};
     for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
         corral_free(arrays[i]);
     memset(c, 0, sizeof(*c));
@@ -440,10 +469,11 @@ static int ctx_alloc(struct pl_ctx *c, uint32_t P, uint32_t R, uint32_t n_cap)
     c->p_zones = corral_malloc(P * sizeof(uint64_t));
     c->lead_next = corral_malloc(P * u);
     c->lead_prev = corral_malloc(P * u);
+    c->order = corral_malloc(P * u);
     int ok = c->hold && c->fresh && c->count && c->prim && c->idx_start && c->def_start &&
              c->def_len && c->rec_part && c->rec_member && c->rec_next && c->idx_part &&
              c->p_seen && c->p_via && c->p_rec && c->queue && c->p_zones && c->lead_next &&
-             c->lead_prev;
+             c->lead_prev && c->order;
     for (size_t i = 0; i < sizeof(per_member) / sizeof(per_member[0]); i++)
         ok = ok && *per_member[i] != NULL;
     if (!ok) {
@@ -525,30 +555,198 @@ static int result_prepare(struct corral_placement_engine *e)
     return 0;
 }
 
+/* Adds a row's forced copies to every zone set: with kept[Y] its kept
+ * members in Y and out[Y] what the zones outside Y can hold, it needs
+ * reff - out[Y] - kept[Y] new ones in Y. Sums over sets are built from
+ * the set without its lowest zone. */
+static void forced_sets(struct pl_ctx *c, const uint32_t *zc, const uint32_t *per, uint32_t all)
+{
+    uint32_t sets = 1u << c->ms.zones;
+    uint32_t kept[1u << PL_SUBSET_ZONES], inside[1u << PL_SUBSET_ZONES];
+    kept[0] = inside[0] = 0;
+    for (uint32_t y = 1; y < sets; y++) {
+        uint32_t low = (uint32_t)__builtin_ctz(y), rest = y & (y - 1);
+        kept[y] = kept[rest] + zc[low];
+        inside[y] = inside[rest] + per[low];
+        uint32_t out = all - inside[y];
+        if (c->reff > out + kept[y])
+            c->forced_set[y] += c->reff - out - kept[y];
+    }
+}
+
 /* Per member, how many empty slots it may legally fill: those in rows with
  * room in its zone, less those in rows it already holds. Stored in have[]
- * (free until the fill starts). */
+ * (free until the fill starts). Also counts the empty slots and, per zone,
+ * the copies they force into it: a row holds at most min(zone_cap, size)
+ * members of any zone, so it needs at least reff minus what the other
+ * zones can hold from zone z, less the kept members it has there. That
+ * holds for any valid map, whatever else it moves. */
 static void hole_room(struct pl_ctx *c)
 {
     uint64_t room[CORRAL_PLACEMENT_ZONES_MAX] = {0};
+    uint32_t per[CORRAL_PLACEMENT_ZONES_MAX], all = 0;
+    for (uint32_t z = 0; z < c->ms.zones; z++) {
+        per[z] = c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+        all += per[z];
+        c->forced[z] = 0;
+    }
+    c->holes = 0;
     memset(c->have, 0, c->ms.n * sizeof(uint32_t));
+    /* Sets only matter when something was kept (else every slot is a copy
+     * anyway) and while they are few. */
+    uint64_t any_kept = 0;
+    for (uint32_t m = 0; m < c->ms.n; m++)
+        any_kept += c->kept[m];
+    c->forced_set = NULL;
+    if (any_kept > 0 && c->ms.zones > 1 && c->ms.zones <= PL_SUBSET_ZONES) {
+        c->forced_set = c->forced_sets_buf;
+        memset(c->forced_set, 0, (sizeof(uint64_t) << c->ms.zones));
+    }
     for (uint32_t p = 0; p < c->P; p++) {
         if (c->count[p] == c->reff)
             continue;
         uint32_t zc[CORRAL_PLACEMENT_ZONES_MAX] = {0}, holes = c->reff - c->count[p];
         const uint32_t *row = &c->hold[(size_t)p * c->R];
+        c->holes += holes;
         for (uint32_t j = 0; j < c->count[p]; j++)
             zc[c->ms.zone[row[j]]]++;
-        for (uint32_t z = 0; z < c->ms.zones; z++)
+        for (uint32_t z = 0; z < c->ms.zones; z++) {
             if (zc[z] < c->ms.zone_cap)
                 room[z] += holes < c->ms.zone_cap - zc[z] ? holes : c->ms.zone_cap - zc[z];
+            /* reff <= all, so reff - (all - per[z]) <= per[z]. */
+            uint32_t need = c->reff + per[z] > all ? c->reff + per[z] - all : 0;
+            c->forced[z] += need > zc[z] ? need - zc[z] : 0;
+        }
         for (uint32_t j = 0; j < c->count[p]; j++)
             if (zc[c->ms.zone[row[j]]] < c->ms.zone_cap)
                 c->have[row[j]]++;
+        if (c->forced_set != NULL)
+            forced_sets(c, zc, per, all);
     }
     for (uint32_t m = 0; m < c->ms.n; m++) {
         uint64_t r = room[c->ms.zone[m]];
         c->have[m] = (uint32_t)(r > c->have[m] ? r - c->have[m] : 0);
+    }
+}
+
+static uint32_t share_floor(const struct pl_ctx *c, uint32_t m)
+{
+    return (uint32_t)pl_floor(c->ms.share[m].num, c->ms.share[m].den);
+}
+
+static uint32_t share_ceil(const struct pl_ctx *c, uint32_t m)
+{
+    return (uint32_t)pl_ceil(c->ms.share[m].num, c->ms.share[m].den);
+}
+
+/* Per zone: deficit (new copies its targets call for), targets and slot
+ * cap. */
+struct zone_sums {
+    uint64_t deficit[CORRAL_PLACEMENT_ZONES_MAX], target[CORRAL_PLACEMENT_ZONES_MAX];
+    uint64_t cap[CORRAL_PLACEMENT_ZONES_MAX];
+};
+
+static void zone_sums(const struct pl_ctx *c, struct zone_sums *zs)
+{
+    memset(zs, 0, sizeof(*zs));
+    for (uint32_t z = 0; z < c->ms.zones; z++) {
+        uint32_t per = c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+        zs->cap[z] = (uint64_t)c->P * per;
+    }
+    for (uint32_t m = 0; m < c->ms.n; m++) {
+        uint32_t z = c->ms.zone[m];
+        zs->target[z] += c->target[m];
+        zs->deficit[z] += c->target[m] > c->kept[m] ? c->target[m] - c->kept[m] : 0;
+    }
+}
+
+/* A demand: the zones of mask (bit z: zone z) must take at least `need`
+ * new copies between them. */
+struct demand {
+    uint64_t mask, need;
+};
+
+static uint64_t mask_sum(const uint64_t *per_zone, uint64_t mask)
+{
+    uint64_t sum = 0;
+    for (; mask != 0; mask &= mask - 1)
+        sum += per_zone[__builtin_ctzll(mask)];
+    return sum;
+}
+
+/* The demands worth checking: every zone set with forced copies, or the
+ * single zones when there are too many zones for sets. */
+static uint32_t demands(const struct pl_ctx *c, struct demand *out)
+{
+    uint32_t n = 0;
+    if (c->forced_set != NULL) {
+        for (uint32_t y = 1; y < 1u << c->ms.zones; y++)
+            if (c->forced_set[y] > 0)
+                out[n++] = (struct demand){y, c->forced_set[y]};
+        return n;
+    }
+    for (uint32_t z = 0; z < c->ms.zones; z++)
+        if (c->forced[z] > 0)
+            out[n++] = (struct demand){1ull << z, c->forced[z]};
+    return n;
+}
+
+/* The spare ceilings were given by member (kept replicas first), blind to
+ * which zones the empty slots need. Where a set of zones takes fewer new
+ * copies than are forced into it, move ceilings to its members from
+ * members of other zones, as long as no other demand falls short; each
+ * such move leaves the per-member bound unchanged (the receiver's ceiling
+ * costs a copy, the donor's saved one). */
+static void zone_targets(struct pl_ctx *c)
+{
+    struct zone_sums zs;
+    static const uint32_t max_demands = 1u << PL_SUBSET_ZONES;
+    struct demand dem[1u << PL_SUBSET_ZONES];
+    uint32_t nd = c->forced_set != NULL || c->ms.zones <= max_demands ? demands(c, dem) : 0;
+    zone_sums(c, &zs);
+    for (uint32_t moved = 0; moved < c->ms.n; moved++) {
+        /* The demand furthest short that some member can still help. */
+        uint32_t worst = NONE, y = NONE, d = NONE;
+        uint64_t short_by = 0;
+        for (uint32_t k = 0; k < nd; k++) {
+            uint64_t has = mask_sum(zs.deficit, dem[k].mask);
+            if (has < dem[k].need && dem[k].need - has > short_by) {
+                worst = k;
+                short_by = dem[k].need - has;
+            }
+        }
+        if (worst == NONE)
+            return;
+        uint64_t in = dem[worst].mask;
+        for (uint32_t m = 0; m < c->ms.n; m++) {
+            uint32_t z = c->ms.zone[m];
+            if ((in >> z & 1) && c->target[m] < share_ceil(c, m) && c->kept[m] <= c->target[m] &&
+                zs.target[z] < zs.cap[z] && (y == NONE || c->kept[m] > c->kept[y]))
+                y = m;
+        }
+        if (y == NONE)
+            return;
+        /* A donor's zone may lose one copy of deficit only where every
+         * demand counting it (and not the receiver's zone) has one spare. */
+        uint8_t ok[CORRAL_PLACEMENT_ZONES_MAX];
+        for (uint32_t z = 0; z < c->ms.zones; z++) {
+            ok[z] = !(in >> z & 1);
+            for (uint32_t k = 0; k < nd && ok[z]; k++)
+                if ((dem[k].mask >> z & 1) && !(dem[k].mask >> c->ms.zone[y] & 1))
+                    ok[z] = mask_sum(zs.deficit, dem[k].mask) > dem[k].need;
+        }
+        for (uint32_t m = 0; m < c->ms.n; m++)
+            if (ok[c->ms.zone[m]] && c->target[m] > c->kept[m] &&
+                c->target[m] > share_floor(c, m) && (d == NONE || c->kept[m] < c->kept[d]))
+                d = m;
+        if (d == NONE)
+            return;
+        c->target[y]++;
+        c->target[d]--;
+        zs.target[c->ms.zone[y]]++;
+        zs.deficit[c->ms.zone[y]]++;
+        zs.target[c->ms.zone[d]]--;
+        zs.deficit[c->ms.zone[d]]--;
     }
 }
 
@@ -564,14 +762,59 @@ static const uint32_t *orphan_room(struct pl_ctx *c)
     return c->phave;
 }
 
+/* The bounds on new copies and primary changes. Copies: the per-member
+ * bound (every member's target less what it kept), or, when larger, the
+ * zone bound: every empty slot needs a copy, and a zone whose members
+ * cannot take all the copies forced into it (its ceilings less its kept
+ * replicas) must drop kept replicas of its own to make room, each costing
+ * one more copy. Both hold for any balanced map, so the larger does. */
 static void lower_bounds(const struct pl_ctx *c, struct corral_placement_stats *st)
 {
+    uint64_t room[CORRAL_PLACEMENT_ZONES_MAX] = {0}, kept[CORRAL_PLACEMENT_ZONES_MAX] = {0};
+    uint64_t floors[CORRAL_PLACEMENT_ZONES_MAX] = {0}, all_floors = 0;
+    uint64_t member_lb = 0, zone_lb = c->holes, slots = (uint64_t)c->P * c->reff;
     for (uint32_t m = 0; m < c->ms.n; m++) {
+        uint32_t z = c->ms.zone[m];
         if (c->target[m] > c->kept[m])
-            st->moves_lower_bound += c->target[m] - c->kept[m];
+            member_lb += c->target[m] - c->kept[m];
         if (c->ptarget[m] > c->pkept[m])
             st->primary_lower_bound += c->ptarget[m] - c->pkept[m];
+        room[z] += share_ceil(c, m);
+        floors[z] += share_floor(c, m);
+        all_floors += share_floor(c, m);
+        kept[z] += c->kept[m];
     }
+    for (uint32_t z = 0; z < c->ms.zones; z++) {
+        /* A zone holds at most its members' ceilings, its cap, and what
+         * the other zones' floors leave of the slots. */
+        uint32_t per = c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+        uint64_t most = room[z], cap = (uint64_t)c->P * per;
+        uint64_t left = slots - (all_floors - floors[z]);
+        most = most < cap ? most : cap;
+        most = most < left ? most : left;
+        uint64_t free = most > kept[z] ? most - kept[z] : 0;
+        zone_lb += c->forced[z] > free ? c->forced[z] - free : 0;
+    }
+    /* A single set of zones can force more than the zones one by one. */
+    uint32_t sets = c->forced_set != NULL ? 1u << c->ms.zones : 0;
+    for (uint32_t y = 1; y < sets; y++) {
+        uint64_t r = 0, cap = 0, fl = 0, k = 0;
+        for (uint32_t z = 0; z < c->ms.zones; z++) {
+            if (!(y >> z & 1))
+                continue;
+            uint32_t per = c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+            r += room[z];
+            cap += (uint64_t)c->P * per;
+            fl += floors[z];
+            k += kept[z];
+        }
+        uint64_t most = r < cap ? r : cap, left = slots - (all_floors - fl);
+        most = most < left ? most : left;
+        uint64_t free = most > k ? most - k : 0;
+        if (c->forced_set[y] > free && c->holes + c->forced_set[y] - free > zone_lb)
+            zone_lb = c->holes + c->forced_set[y] - free;
+    }
+    st->moves_lower_bound = member_lb > zone_lb ? member_lb : zone_lb;
 }
 
 int corral_placement_engine_new(struct corral_placement_engine **out)
@@ -589,17 +832,27 @@ void corral_placement_engine_free(struct corral_placement_engine *e)
     corral_free(e);
 }
 
-static int run_phases(struct pl_ctx *c, struct corral_placement_result *out)
+/* Keep pass, targets and bounds: everything before the first copy. */
+static int plan_targets(struct pl_ctx *c, struct corral_placement_stats *st)
 {
     keep(c);
     hole_room(c);
     int rv = pl_replica_targets(&c->ms, c->P, c->in->seed, c->kept, c->have, c->target);
-    if (rv == 0)
-        rv = pl_primary_targets(&c->ms, c->P, c->in->seed, c->pkept, c->kept, c->target,
-                                orphan_room(c), c->ptarget);
     if (rv != 0)
         return rv;
-    lower_bounds(c, &out->stats);
+    zone_targets(c);
+    rv = pl_primary_targets(&c->ms, c->P, c->in->seed, c->pkept, c->kept, c->target,
+                            orphan_room(c), c->ptarget);
+    if (rv == 0)
+        lower_bounds(c, st);
+    return rv;
+}
+
+static int run_phases(struct pl_ctx *c, struct corral_placement_result *out)
+{
+    int rv = plan_targets(c, &out->stats);
+    if (rv != 0)
+        return rv;
     memcpy(c->have, c->kept, c->ms.n * sizeof(uint32_t));
     memcpy(c->phave, c->pkept, c->ms.n * sizeof(uint32_t));
     deficit_build(c);
@@ -624,6 +877,19 @@ int corral_placement_engine_compute(struct corral_placement_engine *e,
         return rv;
     if ((rv = result_prepare(e)) == 0 && (rv = run_phases(&e->c, &e->res)) == 0)
         *out = &e->res;
+    pl_members_close(&e->c.ms);
+    return rv;
+}
+
+int corral_placement_engine_bounds(struct corral_placement_engine *e,
+                                   const struct corral_placement_input *in,
+                                   struct corral_placement_stats *bounds)
+{
+    memset(bounds, 0, sizeof(*bounds));
+    int rv = ctx_init(e, in);
+    if (rv != 0)
+        return rv;
+    rv = plan_targets(&e->c, bounds);
     pl_members_close(&e->c.ms);
     return rv;
 }

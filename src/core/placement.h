@@ -108,7 +108,9 @@ struct corral_placement_stats {
     uint32_t zone_cap;            /* ceil(R / zones): replicas per zone per partition */
     uint32_t replicas_effective;  /* R, or fewer when members or zones are too few */
     uint64_t moves;               /* new copies, including extra ones */
-    uint64_t moves_lower_bound;   /* fewest new copies any balanced map needs */
+    uint64_t moves_lower_bound;   /* fewest new copies any balanced map needs (a bound:
+                                   * per member, and per zone for the copies the
+                                   * zone caps force; see docs/placement.md) */
     uint64_t moves_extra;         /* copies beyond the bound (two-hop re-routes) */
     uint64_t primary_changes;     /* partitions whose primary differs from before */
     uint64_t promotions;          /* ... won by an in-sync replica */
@@ -153,6 +155,12 @@ void corral_placement_engine_free(struct corral_placement_engine *e);
 int corral_placement_engine_compute(struct corral_placement_engine *e,
                                     const struct corral_placement_input *in,
                                     const struct corral_placement_result **out);
+/* Only the bounds of that computation: fills moves_lower_bound and
+ * primary_lower_bound of *bounds (the rest is zero), for judging any map,
+ * e.g. another algorithm's, as in->current against the members of in. */
+int corral_placement_engine_bounds(struct corral_placement_engine *e,
+                                   const struct corral_placement_input *in,
+                                   struct corral_placement_stats *bounds);
 
 /* A member's fair share of replica slots, num / den (den > 0): the P * R
  * slots are split over zones by weight, each zone capped at

@@ -10,6 +10,9 @@
 
 #define NONE CORRAL_PLACEMENT_NONE
 
+/* Zone sets are enumerated for the bound up to this many zones. */
+#define PL_SUBSET_ZONES 8u
+
 /* Live members sorted by id, so that nothing depends on input order. */
 struct pl_members {
     uint32_t n;
@@ -146,6 +149,17 @@ struct pl_ctx {
      * targets may grow by one. */
     uint32_t donor[CORRAL_PLACEMENT_ZONES_MAX];
     uint8_t zone_grows[CORRAL_PLACEMENT_ZONES_MAX];
+    /* Per zone, the new copies the empty slots force into it: a row can
+     * hold at most min(zone_cap, zone size) members of each other zone, so
+     * it needs the rest from this one (see zone_demand in placement.c). */
+    uint64_t forced[CORRAL_PLACEMENT_ZONES_MAX];
+    /* The same for every set of zones (bit z: zone z), when there are at
+     * most PL_SUBSET_ZONES zones: a row holds at most per_z members of
+     * each zone outside the set, so it needs the rest from inside it. */
+    uint64_t *forced_set; /* [1 << zones] or NULL */
+    uint64_t forced_sets_buf[1u << PL_SUBSET_ZONES];
+    uint64_t holes; /* empty slots after the keep pass */
+    uint32_t *order; /* [P] rows in the order the fill visits them */
     /* While primaries are chosen: each member's led partitions as a doubly
      * linked list (lead_head[m], lead_next[p], lead_prev[p]), kept in step
      * with prim[] so searches need not scan every replica a member holds. */
