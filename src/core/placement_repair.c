@@ -66,7 +66,8 @@ static int expand_member(struct pl_ctx *c, uint32_t *tail, uint32_t y, uint32_t 
     int rv = 0;
     c->m_seen[y] = c->stamp;
     for (uint32_t r = c->rec_head[y]; r != NONE && rv == 0; r = c->rec_next[r])
-        rv = push(c, tail, c->rec_part[r], y, r, from);
+        if (c->rec_part[r] != NONE)
+            rv = push(c, tail, c->rec_part[r], y, r, from);
     if (!allow_kept)
         return rv;
     for (uint32_t s = c->idx_start[y]; s < c->idx_start[y + 1] && rv == 0; s++) {
@@ -237,10 +238,12 @@ static void apply(struct pl_ctx *c, uint32_t e, uint32_t i)
         uint32_t q = en->part, v = en->via;
         assert(pl_legal(c, q, m, v));
         pl_row_put(c, q, m, v);
-        if (en->rec == REC_START) {
+        if (en->parent == NONE) {
             if (v != NONE) { /* a surplus member's replica */
                 c->have[v]--;
                 lose_primary(c, q, v);
+                if (en->rec != REC_START) /* its new copy: no longer held */
+                    c->rec_part[en->rec] = NONE;
             }
             return;
         }
@@ -280,6 +283,10 @@ static int run(struct pl_ctx *c, uint32_t start, uint32_t p)
                 if (j != NONE && !c->fresh[(size_t)q * c->R + j])
                     rv = push(c, &tail, q, start, REC_START, NONE);
             }
+            /* A longer path may have left it holding new copies only. */
+            for (uint32_t r = c->rec_head[start]; r != NONE && rv == 0; r = c->rec_next[r])
+                if (c->rec_part[r] != NONE)
+                    rv = push(c, &tail, c->rec_part[r], start, r, NONE);
         }
         if (rv == 0)
             rv = search(c, tail, allow_kept, relaxed, &e, &end);
