@@ -46,7 +46,7 @@ static FILE *json_out;
 /* --only-sticky: skip the baselines (profiling the engine). */
 static int only_sticky;
 /* --misses: print each random single-member event where the engine moved
- * more than the bound (diagnosis). */
+ * more than the bound or took over 10 ms (diagnosis). */
 static int print_misses;
 static uint64_t rng_state = 88172645463325252ull;
 
@@ -364,6 +364,9 @@ struct summary {
     uint64_t random_timed;     /* random events computed and timed */
     uint64_t all_moves, all_lb; /* over every computed random event */
     double random_ms_max;
+    /* Sticky: compute time of the random single-member events. */
+    double single_ms_p50, single_ms_p99, single_ms_max;
+    uint64_t single_over_10ms;
     long peak_kib;
     uint32_t hash;
     int deterministic;
@@ -405,12 +408,16 @@ static void json_row(uint32_t zones, int weighted, const char *algo, const char 
             (unsigned long long)r->viol, (unsigned long long)r->unbalanced, r->ms);
     if (s != NULL)
         fprintf(json_out,
+                ",\"single_member_ms_p50\":%.3f,\"single_member_ms_p99\":%.3f,"
+                "\"single_member_ms_max\":%.3f,\"single_member_over_10ms\":%llu"
                 ",\"events\":%u,\"random_moves_all\":%llu,\"random_lower_bound_all\":%llu,"
                 "\"random_events_timed\":%llu,"
                 "\"single_member_events\":%llu,\"single_member_at_lower_bound\":"
                 "%llu,\"events_outside_floor_ceil\":%llu,\"ms_max\":%.3f,\"peak_kib\":%ld,"
                 "\"output_crc32c\":\"%08x\",\"same_output_reversed_members\":%s",
-                s->named_n, (unsigned long long)s->all_moves, (unsigned long long)s->all_lb,
+                s->single_ms_p50, s->single_ms_p99, s->single_ms_max,
+                (unsigned long long)s->single_over_10ms, s->named_n,
+                (unsigned long long)s->all_moves, (unsigned long long)s->all_lb,
                 (unsigned long long)s->random_timed, (unsigned long long)s->random_singles,
                 (unsigned long long)s->random_singles_at_lb,
                 (unsigned long long)s->random_unbalanced_events, s->random_ms_max, s->peak_kib,
@@ -458,10 +465,10 @@ static void print_miss(const struct event *before, const struct event *after, ui
             found = small->members[j].id == big->members[k].id;
         if (!found)
             fprintf(stderr, "miss: event %u %s member zone %u weight %u; zone sizes %u %u %u %u %u; "
-                    "moves %llu LB %llu extra %llu\n", i, big == after ? "join" : "leave",
+                    "moves %llu LB %llu extra %llu, %.1f ms\n", i, big == after ? "join" : "leave",
                     big->members[k].zone, big->members[k].weight, sizes[0], sizes[1], sizes[2],
                     sizes[3], sizes[4], (unsigned long long)r->moves, (unsigned long long)r->lb,
-                    (unsigned long long)extra);
+                    (unsigned long long)extra, r->ms);
     }
 }
 
@@ -476,6 +483,8 @@ static void run_algo(int algo, const struct params *pr, const struct event *ev, 
         corral_placement_engine_new(&st.bounds) != 0)
         abort();
     memset(s, 0, sizeof(*s));
+    double *single_ms = xmalloc((count + 1) * sizeof(double));
+    uint32_t singles_timed = 0;
     peak_reset();
     long rss0 = status_kib("VmRSS");
     s->random.rmin = s->random.pmin = 1e300;
@@ -519,14 +528,23 @@ static void run_algo(int algo, const struct params *pr, const struct event *ev, 
         s->random_unbalanced_events += r.unbalanced > 0;
         s->random_measured += (uint64_t)measure;
         if (ev[i].single && algo == STICKY) {
+            single_ms[singles_timed++] = r.ms;
+            s->single_over_10ms += r.ms > 10;
             s->random_singles++;
             s->random_singles_at_lb += r.moves == r.lb;
-            if (print_misses && r.moves != r.lb)
+            if (print_misses && (r.moves != r.lb || r.ms > 10))
                 print_miss(&ev[i - 1], &ev[i], i, &r, st.res->stats.moves_extra);
         }
     }
     if (s->random_timed > 0)
         s->random.ms /= (double)s->random_timed;
+    if (singles_timed > 0) {
+        qsort(single_ms, singles_timed, sizeof(double), cmp_double);
+        s->single_ms_p50 = single_ms[singles_timed / 2];
+        s->single_ms_p99 = single_ms[(singles_timed * 99) / 100];
+        s->single_ms_max = single_ms[singles_timed - 1];
+    }
+    free(single_ms);
     s->peak_kib = status_kib("VmHWM") - rss0;
     s->hash = corral_crc32c(0, st.map.slots, slots * sizeof(uint32_t));
     corral_placement_map_close(&st.map);
@@ -574,6 +592,12 @@ static void run_config(FILE *out, const struct params *pr, uint32_t zones, int w
                (unsigned long long)sums[a].random_measured, sums[a].random_ms_max,
                (double)sums[a].peak_kib / 1024.0, sums[a].hash,
                sums[a].deterministic ? "same" : "DIFF");
+    if (pr->random_events > 0)
+        fprintf(out, "%-12s sticky, random single-member events: ms p50 %.2f, p99 %.2f, max %.2f; "
+                "%llu of %llu over 10 ms\n", "", sums[STICKY].single_ms_p50,
+                sums[STICKY].single_ms_p99, sums[STICKY].single_ms_max,
+                (unsigned long long)sums[STICKY].single_over_10ms,
+                (unsigned long long)sums[STICKY].random_singles);
     fflush(out);
     for (uint32_t i = 0; i < count; i++) {
         free(ev[i].members);

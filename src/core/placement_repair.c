@@ -168,6 +168,22 @@ static uint32_t donor_for(const struct pl_ctx *c, uint32_t y)
     return NONE;
 }
 
+/* A member below target that may take the slot of state k, or NONE. */
+static uint32_t deficit_taker(const struct pl_ctx *c, uint32_t k)
+{
+    uint32_t q = c->entries[k].part, v = c->entries[k].via;
+    for (uint32_t z = 0; z < c->ms.zones; z++) {
+        if (c->def_len[z] == 0 || pl_zone_count(c, q, z, v) >= c->ms.zone_cap)
+            continue;
+        for (uint32_t j = 0; j < c->def_len[z]; j++) {
+            uint32_t m = c->def_list[c->def_start[z] + j];
+            if (pl_row_find(c, q, m) == NONE)
+                return m;
+        }
+    }
+    return NONE;
+}
+
 /* Breadth-first search over the queued states for a member below target
  * (or, relaxed, one that may take a spare ceiling). A state offers its
  * slot to the unvisited members of every zone with room in its row.
@@ -197,9 +213,20 @@ static int search(struct pl_ctx *c, uint32_t tail, int allow_kept, int relaxed,
                     return 0;
                 }
                 unvisited_take(c, y);
+                uint32_t first = tail;
                 int rv = expand_member(c, &tail, y, head, allow_kept);
                 if (rv != 0)
                     return rv;
+                /* Test the new states at once: a member y offers hundreds
+                 * of kept replicas, and one of them usually ends a path. */
+                for (uint32_t k = first; k < tail; k++) {
+                    uint32_t d = deficit_taker(c, k);
+                    if (d != NONE && path_simple(c, k)) {
+                        *end_member = d;
+                        *end_entry = k;
+                        return 0;
+                    }
+                }
             }
         }
     }
