@@ -39,6 +39,7 @@ struct params {
 /* Measured numbers of one algorithm at one event. */
 struct row {
     double rmax, rmin, pmax, pmin, ms;
+    double ms_cold; /* sticky: corral_placement_compute(), allocating every call */
     uint64_t moves, lb, pchg, promo, fresh, viol, unbalanced;
 };
 
@@ -331,6 +332,21 @@ static struct row run_event(struct algo_state *st, const struct params *pr, cons
     finish(st, pr, out);
     qsort(times, done, sizeof(double), cmp_double);
     r.ms = times[done / 2];
+    if (st->algo == STICKY && runs > 1) {
+        /* The same computation without the engine's kept memory. */
+        struct corral_placement_input in = {pr->partitions, pr->replicas, pr->seed, e->members,
+                                            e->n, st->placed ? &st->map : NULL};
+        for (done = 0; done < runs; done++) {
+            struct corral_placement_result res;
+            double t0 = now_ms();
+            if (corral_placement_compute(&in, &res) != 0)
+                abort();
+            times[done] = now_ms() - t0;
+            corral_placement_result_close(&res);
+        }
+        qsort(times, done, sizeof(double), cmp_double);
+        r.ms_cold = times[done / 2];
+    }
     free(saved);
     struct corral_placement_input in = {pr->partitions, pr->replicas, pr->seed, e->members, e->n,
                                         NULL};
@@ -399,13 +415,13 @@ static void json_row(uint32_t zones, int weighted, const char *algo, const char 
             "\"lower_bound\":%llu,\"moves_over_lower_bound\":%.4f,\"lower_bound_own\":%llu,"
             "\"primary_changes\":%llu,"
             "\"promotions\":%llu,\"fresh_primaries\":%llu,\"violations\":%llu,"
-            "\"members_outside_floor_ceil\":%llu,\"ms\":%.3f",
+            "\"members_outside_floor_ceil\":%llu,\"ms\":%.3f,\"ms_cold\":%.3f",
             zones, weighted ? "1-4" : "uniform", algo, event, r->rmax, r->rmin, r->pmax, r->pmin,
             (unsigned long long)r->moves, (unsigned long long)lb,
             lb ? (double)r->moves / (double)lb : 1.0, (unsigned long long)r->lb,
             (unsigned long long)r->pchg,
             (unsigned long long)r->promo, (unsigned long long)r->fresh,
-            (unsigned long long)r->viol, (unsigned long long)r->unbalanced, r->ms);
+            (unsigned long long)r->viol, (unsigned long long)r->unbalanced, r->ms, r->ms_cold);
     if (s != NULL)
         fprintf(json_out,
                 ",\"single_member_ms_p50\":%.3f,\"single_member_ms_p99\":%.3f,"
@@ -575,6 +591,10 @@ static void run_config(FILE *out, const struct params *pr, uint32_t zones, int w
             json_row(zones, weighted, algo_names[a], sums[a].names[e], &sums[a].named[e], lb,
                      NULL);
         }
+    fprintf(out, "%-12s sticky ms without a kept engine (corral_placement_compute):", "");
+    for (uint32_t e = 0; e < sums[0].named_n; e++)
+        fprintf(out, " %s %.2f%s", sums[STICKY].names[e], sums[STICKY].named[e].ms_cold,
+                e + 1 < sums[0].named_n ? "," : "\n");
     char label[32];
     snprintf(label, sizeof(label), "random /10");
     for (int a = 0; a < algos && pr->random_events > 0; a++) {
