@@ -111,11 +111,11 @@ static struct corral_placement_member new_member(uint32_t zones, int weighted)
     return (struct corral_placement_member){id, id % zones, w};
 }
 
-static struct event snapshot(const char *name, const struct corral_placement_member *m,
-                             uint32_t n, const uint32_t *changed, uint32_t changed_n, int single)
+static struct event snapshot(const char *name, const struct corral_placement_member *m, uint32_t n,
+                             const uint32_t *changed, uint32_t changed_n, int single)
 {
-    struct event e = {name, xmalloc(n * sizeof(*m)), n, xmalloc(changed_n * sizeof(uint32_t)),
-                      changed_n, single};
+    struct event e = {
+        name, xmalloc(n * sizeof(*m)), n, xmalloc(changed_n * sizeof(uint32_t)), changed_n, single};
     memcpy(e.members, m, n * sizeof(*m));
     if (changed_n > 0)
         memcpy(e.changed, changed, changed_n * sizeof(uint32_t));
@@ -127,8 +127,7 @@ static void drop(struct corral_placement_member *m, uint32_t *n, uint32_t i)
     m[i] = m[--*n];
 }
 
-static uint32_t build_trace(const struct params *pr, uint32_t zones, int weighted,
-                            struct event *ev)
+static uint32_t build_trace(const struct params *pr, uint32_t zones, int weighted, struct event *ev)
 {
     uint32_t cap = pr->members * 2 + 16, n = 0, k = 0, nc = 0;
     struct corral_placement_member *m = xmalloc(cap * sizeof(*m));
@@ -197,8 +196,7 @@ static uint64_t lower_bound(struct corral_placement_engine *e,
     return bounds.moves_lower_bound;
 }
 
-static void diff(const uint32_t *old, const uint32_t *cur, uint32_t P, uint32_t R,
-                 struct row *r)
+static void diff(const uint32_t *old, const uint32_t *cur, uint32_t P, uint32_t R, struct row *r)
 {
     for (uint32_t p = 0; p < P; p++) {
         const uint32_t *o = old ? &old[(size_t)p * R] : NULL, *c = &cur[(size_t)p * R];
@@ -239,8 +237,8 @@ static void balance(const struct corral_placement_input *in, const struct corral
         r->pmax = y > r->pmax ? y : r->pmax;
         r->pmin = y < r->pmin ? y : r->pmin;
     }
-    r->viol = rep.unknown_holders + rep.duplicate_holders + rep.zone_violations +
-              rep.missing_replicas;
+    r->viol =
+        rep.unknown_holders + rep.duplicate_holders + rep.zone_violations + rep.missing_replicas;
     r->unbalanced = rep.replica_imbalance + rep.primary_imbalance;
     free(sh);
     free(rc);
@@ -276,8 +274,8 @@ static void compute(struct algo_state *st, const struct params *pr, const struct
     size_t slots = (size_t)pr->partitions * pr->replicas;
     if (st->algo == STICKY) {
         /* The map is copied out after the timed part (finish()). */
-        struct corral_placement_input in = {pr->partitions, pr->replicas, pr->seed, e->members,
-                                            e->n, st->placed ? &st->map : NULL};
+        struct corral_placement_input in = {
+            pr->partitions, pr->replicas, pr->seed, e->members, e->n, st->placed ? &st->map : NULL};
         if (corral_placement_engine_compute(st->engine, &in, &st->res) != 0)
             abort();
         (void)out;
@@ -334,8 +332,8 @@ static struct row run_event(struct algo_state *st, const struct params *pr, cons
     r.ms = times[done / 2];
     if (st->algo == STICKY && runs > 1) {
         /* The same computation without the engine's kept memory. */
-        struct corral_placement_input in = {pr->partitions, pr->replicas, pr->seed, e->members,
-                                            e->n, st->placed ? &st->map : NULL};
+        struct corral_placement_input in = {
+            pr->partitions, pr->replicas, pr->seed, e->members, e->n, st->placed ? &st->map : NULL};
         for (done = 0; done < runs; done++) {
             struct corral_placement_result res;
             double t0 = now_ms();
@@ -348,8 +346,8 @@ static struct row run_event(struct algo_state *st, const struct params *pr, cons
         r.ms_cold = times[done / 2];
     }
     free(saved);
-    struct corral_placement_input in = {pr->partitions, pr->replicas, pr->seed, e->members, e->n,
-                                        NULL};
+    struct corral_placement_input in = {pr->partitions, pr->replicas, pr->seed,
+                                        e->members,     e->n,         NULL};
     struct corral_placement_map cur = {pr->partitions, pr->replicas, out};
     diff(st->placed ? st->map.slots : NULL, out, pr->partitions, pr->replicas, &r);
     if (measure_all) {
@@ -375,9 +373,9 @@ struct summary {
     struct row named[NAMED_MAX];
     const char *names[NAMED_MAX];
     uint32_t named_n;
-    struct row random;  /* totals, extremes, mean time */
+    struct row random; /* totals, extremes, mean time */
     uint64_t random_singles, random_singles_at_lb, random_unbalanced_events, random_measured;
-    uint64_t random_timed;     /* random events computed and timed */
+    uint64_t random_timed;      /* random events computed and timed */
     uint64_t all_moves, all_lb; /* over every computed random event */
     double random_ms_max;
     /* Sticky: compute time of the random single-member events. */
@@ -392,15 +390,17 @@ struct summary {
  * a balanced map, so this is the fewest copies the event itself forces),
  * the same for every algorithm. Each algorithm's own bound (from its own,
  * possibly unbalanced, previous map to a balanced one) is in the JSON. */
-static void print_row(FILE *out, const char *event, const char *algo, const struct row *r, uint64_t lb)
+static void print_row(FILE *out, const char *event, const char *algo, const struct row *r,
+                      uint64_t lb)
 {
     double ratio = lb ? (double)r->moves / (double)lb : 1.0;
-    fprintf(out, "%-12s %-10s %6.3f %6.3f %6.3f %6.3f %9llu %9llu %7.2f %8llu %7llu %7llu %5llu %6llu "
-           "%9.2f\n",
-           event, algo, r->rmax, r->rmin, r->pmax, r->pmin, (unsigned long long)r->moves,
-           (unsigned long long)lb, ratio, (unsigned long long)r->pchg,
-           (unsigned long long)r->promo, (unsigned long long)r->fresh,
-           (unsigned long long)r->viol, (unsigned long long)r->unbalanced, r->ms);
+    fprintf(out,
+            "%-12s %-10s %6.3f %6.3f %6.3f %6.3f %9llu %9llu %7.2f %8llu %7llu %7llu %5llu %6llu "
+            "%9.2f\n",
+            event, algo, r->rmax, r->rmin, r->pmax, r->pmin, (unsigned long long)r->moves,
+            (unsigned long long)lb, ratio, (unsigned long long)r->pchg,
+            (unsigned long long)r->promo, (unsigned long long)r->fresh, (unsigned long long)r->viol,
+            (unsigned long long)r->unbalanced, r->ms);
 }
 
 static void json_row(uint32_t zones, int weighted, const char *algo, const char *event,
@@ -419,8 +419,7 @@ static void json_row(uint32_t zones, int weighted, const char *algo, const char 
             zones, weighted ? "1-4" : "uniform", algo, event, r->rmax, r->rmin, r->pmax, r->pmin,
             (unsigned long long)r->moves, (unsigned long long)lb,
             lb ? (double)r->moves / (double)lb : 1.0, (unsigned long long)r->lb,
-            (unsigned long long)r->pchg,
-            (unsigned long long)r->promo, (unsigned long long)r->fresh,
+            (unsigned long long)r->pchg, (unsigned long long)r->promo, (unsigned long long)r->fresh,
             (unsigned long long)r->viol, (unsigned long long)r->unbalanced, r->ms, r->ms_cold);
     if (s != NULL)
         fprintf(json_out,
@@ -480,10 +479,12 @@ static void print_miss(const struct event *before, const struct event *after, ui
         for (uint32_t j = 0; j < small->n && !found; j++)
             found = small->members[j].id == big->members[k].id;
         if (!found)
-            fprintf(stderr, "miss: event %u %s member zone %u weight %u; zone sizes %u %u %u %u %u; "
-                    "moves %llu LB %llu extra %llu, %.1f ms\n", i, big == after ? "join" : "leave",
-                    big->members[k].zone, big->members[k].weight, sizes[0], sizes[1], sizes[2],
-                    sizes[3], sizes[4], (unsigned long long)r->moves, (unsigned long long)r->lb,
+            fprintf(stderr,
+                    "miss: event %u %s member zone %u weight %u; zone sizes %u %u %u %u %u; "
+                    "moves %llu LB %llu extra %llu, %.1f ms\n",
+                    i, big == after ? "join" : "leave", big->members[k].zone,
+                    big->members[k].weight, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4],
+                    (unsigned long long)r->moves, (unsigned long long)r->lb,
                     (unsigned long long)extra, r->ms);
     }
 }
@@ -578,18 +579,17 @@ static void run_config(FILE *out, const struct params *pr, uint32_t zones, int w
     memset(sums, 0, ALGOS * sizeof(*sums));
     for (int a = 0; a < (only_sticky ? 1 : ALGOS); a++)
         run_algo(a, pr, ev, count, &sums[a]);
-    fprintf(out, "\nP=%u R=%u N=%u, zones=%u, weights %s\n", pr->partitions, pr->replicas, pr->members,
-           zones, weighted ? "1-4" : "uniform");
-    fprintf(out, "%-12s %-10s %6s %6s %6s %6s %9s %9s %7s %8s %7s %7s %5s %6s %9s\n", "event", "algo",
-           "r.max", "r.min", "p.max", "p.min", "moves", "LB", "mv/LB", "p.chg", "promo", "fresh",
-           "viol", "unbal", "ms");
+    fprintf(out, "\nP=%u R=%u N=%u, zones=%u, weights %s\n", pr->partitions, pr->replicas,
+            pr->members, zones, weighted ? "1-4" : "uniform");
+    fprintf(out, "%-12s %-10s %6s %6s %6s %6s %9s %9s %7s %8s %7s %7s %5s %6s %9s\n", "event",
+            "algo", "r.max", "r.min", "p.max", "p.min", "moves", "LB", "mv/LB", "p.chg", "promo",
+            "fresh", "viol", "unbal", "ms");
     int algos = only_sticky ? 1 : ALGOS;
     for (uint32_t e = 0; e < sums[0].named_n; e++)
         for (int a = 0; a < algos; a++) {
             uint64_t lb = sums[STICKY].named[e].lb;
             print_row(out, a == 0 ? sums[a].names[e] : "", algo_names[a], &sums[a].named[e], lb);
-            json_row(zones, weighted, algo_names[a], sums[a].names[e], &sums[a].named[e], lb,
-                     NULL);
+            json_row(zones, weighted, algo_names[a], sums[a].names[e], &sums[a].named[e], lb, NULL);
         }
     fprintf(out, "%-12s sticky ms without a kept engine (corral_placement_compute):", "");
     for (uint32_t e = 0; e < sums[0].named_n; e++)
@@ -603,20 +603,21 @@ static void run_config(FILE *out, const struct params *pr, uint32_t zones, int w
         json_row(zones, weighted, algo_names[a], "random", &sums[a].random, lb, &sums[a]);
     }
     fprintf(out, "%-12s %-10s %10s %10s %8s %10s %10s %6s\n", "", "algo", "single@LB", "unbal.ev",
-           "ms.max", "peak MiB", "crc32c", "det");
+            "ms.max", "peak MiB", "crc32c", "det");
     for (int a = 0; a < algos; a++)
         fprintf(out, "%-12s %-10s %4llu/%-5llu %4llu/%-5llu %8.2f %10.1f %10.8x %6s\n", "",
-               algo_names[a], (unsigned long long)sums[a].random_singles_at_lb,
-               (unsigned long long)sums[a].random_singles,
-               (unsigned long long)sums[a].random_unbalanced_events,
-               (unsigned long long)sums[a].random_measured, sums[a].random_ms_max,
-               (double)sums[a].peak_kib / 1024.0, sums[a].hash,
-               sums[a].deterministic ? "same" : "DIFF");
+                algo_names[a], (unsigned long long)sums[a].random_singles_at_lb,
+                (unsigned long long)sums[a].random_singles,
+                (unsigned long long)sums[a].random_unbalanced_events,
+                (unsigned long long)sums[a].random_measured, sums[a].random_ms_max,
+                (double)sums[a].peak_kib / 1024.0, sums[a].hash,
+                sums[a].deterministic ? "same" : "DIFF");
     if (pr->random_events > 0)
-        fprintf(out, "%-12s sticky, random single-member events: ms p50 %.2f, p99 %.2f, max %.2f; "
-                "%llu of %llu over 10 ms\n", "", sums[STICKY].single_ms_p50,
-                sums[STICKY].single_ms_p99, sums[STICKY].single_ms_max,
-                (unsigned long long)sums[STICKY].single_over_10ms,
+        fprintf(out,
+                "%-12s sticky, random single-member events: ms p50 %.2f, p99 %.2f, max %.2f; "
+                "%llu of %llu over 10 ms\n",
+                "", sums[STICKY].single_ms_p50, sums[STICKY].single_ms_p99,
+                sums[STICKY].single_ms_max, (unsigned long long)sums[STICKY].single_over_10ms,
                 (unsigned long long)sums[STICKY].random_singles);
     fflush(out);
     for (uint32_t i = 0; i < count; i++) {

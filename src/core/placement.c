@@ -306,8 +306,8 @@ static void fill_leftovers(struct pl_ctx *c)
             uint32_t best = NONE;
             for (uint32_t m = 0; m < c->ms.n; m++)
                 if (pl_legal(c, p, m, NONE) &&
-                    (best == NONE || (int64_t)c->have[m] - c->target[m] <
-                                         (int64_t)c->have[best] - c->target[best]))
+                    (best == NONE ||
+                     (int64_t)c->have[m] - c->target[m] < (int64_t)c->have[best] - c->target[best]))
                     best = m;
             if (best == NONE)
                 break;
@@ -427,13 +427,13 @@ struct corral_placement_engine {
 
 static void ctx_free_arrays(struct pl_ctx *c)
 {
-    void *arrays[] = {c->hold,      c->fresh,     c->count,    c->prim,     c->kept,
-                      c->pkept,     c->target,    c->ptarget,  c->have,     c->phave,
-                      c->rec_part,  c->rec_member, c->rec_next, c->rec_head, c->def_list,
-                      c->def_pos,   c->def_start, c->def_len,  c->idx_start, c->idx_part,
-                      c->p_seen,    c->p_via,     c->p_rec,    c->queue,    c->m_seen,
-                      c->m_via,     c->p_zones,   c->entries,  c->lead_head, c->lead_next,
-                      c->lead_prev, c->unv_list, c->unv_pos, c->opp,     c->order};
+    void *arrays[] = {c->hold,      c->fresh,      c->count,    c->prim,      c->kept,
+                      c->pkept,     c->target,     c->ptarget,  c->have,      c->phave,
+                      c->rec_part,  c->rec_member, c->rec_next, c->rec_head,  c->def_list,
+                      c->def_pos,   c->def_start,  c->def_len,  c->idx_start, c->idx_part,
+                      c->p_seen,    c->p_via,      c->p_rec,    c->queue,     c->m_seen,
+                      c->m_via,     c->p_zones,    c->entries,  c->lead_head, c->lead_next,
+                      c->lead_prev, c->unv_list,   c->unv_pos,  c->opp,       c->order};
     for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
         corral_free(arrays[i]);
     memset(c, 0, sizeof(*c));
@@ -449,10 +449,9 @@ static int ctx_alloc(struct pl_ctx *c, uint32_t P, uint32_t R, uint32_t n_cap)
     c->fresh = corral_malloc(slots);
     c->count = corral_malloc(P);
     c->prim = corral_malloc(P * u);
-    uint32_t **per_member[] = {&c->kept,     &c->pkept,  &c->target,   &c->ptarget, &c->have,
-                               &c->phave,    &c->rec_head, &c->def_list, &c->def_pos,
-                               &c->m_seen,   &c->m_via,  &c->lead_head, &c->unv_list,
-                               &c->unv_pos,  &c->opp};
+    uint32_t **per_member[] = {&c->kept,  &c->pkept,     &c->target,   &c->ptarget, &c->have,
+                               &c->phave, &c->rec_head,  &c->def_list, &c->def_pos, &c->m_seen,
+                               &c->m_via, &c->lead_head, &c->unv_list, &c->unv_pos, &c->opp};
     for (size_t i = 0; i < sizeof(per_member) / sizeof(per_member[0]); i++)
         *per_member[i] = corral_calloc(n, u);
     c->idx_start = corral_calloc(n + 1, u);
@@ -802,7 +801,8 @@ static void lower_bounds(const struct pl_ctx *c, struct corral_placement_stats *
         for (uint32_t z = 0; z < c->ms.zones; z++) {
             if (!(y >> z & 1))
                 continue;
-            uint32_t per = c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+            uint32_t per =
+                c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
             r += room[z];
             cap += (uint64_t)c->P * per;
             fl += floors[z];
@@ -841,8 +841,8 @@ static int plan_targets(struct pl_ctx *c, struct corral_placement_stats *st)
     if (rv != 0)
         return rv;
     zone_targets(c);
-    rv = pl_primary_targets(&c->ms, c->P, c->in->seed, c->pkept, c->kept, c->target,
-                            orphan_room(c), c->ptarget);
+    rv = pl_primary_targets(&c->ms, c->P, c->in->seed, c->pkept, c->kept, c->target, orphan_room(c),
+                            c->ptarget);
     if (rv == 0)
         lower_bounds(c, st);
     return rv;

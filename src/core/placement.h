@@ -61,9 +61,9 @@ int corral_placement_map_copy(struct corral_placement_map *dst,
 void corral_placement_map_close(struct corral_placement_map *map);
 
 struct corral_placement_input {
-    uint32_t partitions; /* P */
-    uint32_t replicas;   /* R, the wanted replicas per partition */
-    uint64_t seed;       /* only feeds tie-break hashes */
+    uint32_t partitions;                           /* P */
+    uint32_t replicas;                             /* R, the wanted replicas per partition */
+    uint64_t seed;                                 /* only feeds tie-break hashes */
     const struct corral_placement_member *members; /* any order */
     uint32_t members_count;
     /* The current map, with the same partitions and replicas, or NULL when
@@ -176,12 +176,12 @@ struct corral_placement_report {
     uint32_t replicas_effective;
     uint32_t zones;
     uint32_t zone_cap;
-    uint64_t unknown_holders;    /* slots naming a member that is not live */
-    uint64_t duplicate_holders;  /* a member twice in one row */
-    uint64_t zone_violations;    /* rows with more than zone_cap in one zone */
-    uint64_t missing_replicas;   /* slots short of replicas_effective */
-    uint64_t replica_imbalance;  /* members outside floor/ceil of their share */
-    uint64_t primary_imbalance;  /* same for primaries */
+    uint64_t unknown_holders;   /* slots naming a member that is not live */
+    uint64_t duplicate_holders; /* a member twice in one row */
+    uint64_t zone_violations;   /* rows with more than zone_cap in one zone */
+    uint64_t missing_replicas;  /* slots short of replicas_effective */
+    uint64_t replica_imbalance; /* members outside floor/ceil of their share */
+    uint64_t primary_imbalance; /* same for primaries */
 };
 
 /* Checks map against the members of in (in->current is ignored). The
@@ -191,8 +191,8 @@ struct corral_placement_report {
 int corral_placement_check(const struct corral_placement_input *in,
                            const struct corral_placement_map *map,
                            struct corral_placement_report *report,
-                           struct corral_placement_share *shares,
-                           uint32_t *replica_counts, uint32_t *primary_counts);
+                           struct corral_placement_share *shares, uint32_t *replica_counts,
+                           uint32_t *primary_counts);
 
 /* The safe order of work for a partition: copy first (the new replica
  * catches up), then hand the primary over, then drop surplus replicas. */

@@ -16,14 +16,14 @@
 /* Live members sorted by id, so that nothing depends on input order. */
 struct pl_members {
     uint32_t n;
-    uint32_t zones;        /* distinct zones */
-    uint32_t zone_cap;     /* ceil(R / zones) */
-    uint32_t replicas_eff; /* min(R, sum over zones of min(zone_cap, size)) */
-    uint32_t *id;          /* [n] ascending */
-    uint32_t *zone;        /* [n] zone index, zones numbered by ascending label */
-    uint32_t *weight;      /* [n] */
-    uint32_t *orig;        /* [n] index in the caller's array */
-    uint32_t *zone_size;   /* [zones] members per zone */
+    uint32_t zones;                       /* distinct zones */
+    uint32_t zone_cap;                    /* ceil(R / zones) */
+    uint32_t replicas_eff;                /* min(R, sum over zones of min(zone_cap, size)) */
+    uint32_t *id;                         /* [n] ascending */
+    uint32_t *zone;                       /* [n] zone index, zones numbered by ascending label */
+    uint32_t *weight;                     /* [n] */
+    uint32_t *orig;                       /* [n] index in the caller's array */
+    uint32_t *zone_size;                  /* [zones] members per zone */
     struct corral_placement_share *share; /* [n] replica share */
     /* Open-addressing table id -> index, so that looking up every slot of
      * a map costs O(1) each; table_mask + 1 is a power of two >= 2n. */
@@ -56,15 +56,14 @@ static inline uint32_t pl_members_find(const struct pl_members *ms, uint32_t id)
  * anyway), then by a hash of id and seed; a zone's total stays
  * within its cap. Primaries: the same on primaries kept, then members
  * holding more replicas of partitions whose primary is lost (orphans[i]:
- * they can take one over by promotion), then members that shed no replica (so that members shedding replicas are the ones
- * above their primary target, and leadership leaves with the data), and
- * never more primaries than replicas. */
+ * they can take one over by promotion), then members that shed no replica (so that members shedding
+ * replicas are the ones above their primary target, and leadership leaves with the data), and never
+ * more primaries than replicas. */
 int pl_replica_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
                        const uint32_t *kept, const uint32_t *hole_room, uint32_t *target);
 int pl_primary_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
                        const uint32_t *kept, const uint32_t *replica_kept,
-                       const uint32_t *replica_target, const uint32_t *orphans,
-                       uint32_t *target);
+                       const uint32_t *replica_target, const uint32_t *orphans, uint32_t *target);
 
 /* floor and ceil of a fraction. */
 static inline uint64_t pl_floor(uint64_t num, uint64_t den)
@@ -121,8 +120,8 @@ struct pl_ctx {
     uint32_t recs, recs_max;
     /* Members with a replica deficit, per zone, with positions for O(1)
      * removal. */
-    uint32_t *def_list; /* [n], zone z occupies def_start[z] .. + def_len[z] */
-    uint32_t *def_pos;  /* [n] */
+    uint32_t *def_list;            /* [n], zone z occupies def_start[z] .. + def_len[z] */
+    uint32_t *def_pos;             /* [n] */
     uint32_t *def_start, *def_len; /* [zones] */
     /* Member -> partitions index (CSR), rebuilt when needed. */
     uint32_t *idx_start; /* [n + 1] */
@@ -158,7 +157,7 @@ struct pl_ctx {
      * each zone outside the set, so it needs the rest from inside it. */
     uint64_t *forced_set; /* [1 << zones] or NULL */
     uint64_t forced_sets_buf[1u << PL_SUBSET_ZONES];
-    uint64_t holes; /* empty slots after the keep pass */
+    uint64_t holes;  /* empty slots after the keep pass */
     uint32_t *order; /* [P] rows in the order the fill visits them */
     /* While primaries are chosen: each member's led partitions as a doubly
      * linked list (lead_head[m], lead_next[p], lead_prev[p]), kept in step
@@ -166,7 +165,7 @@ struct pl_ctx {
     uint32_t *lead_head; /* [n] */
     /* While partitions without primary are led: per member, how many of
      * those still to be decided it could lead. */
-    uint32_t *opp; /* [n] */
+    uint32_t *opp;                   /* [n] */
     uint32_t *lead_next, *lead_prev; /* [P] */
 };
 

@@ -76,8 +76,8 @@ static void diff_row(const struct pl_ctx *c, uint32_t p, struct corral_placement
         if (!c->fresh[base + j])
             continue;
         uint32_t replaced = nrepl < ngone ? gone[nrepl++] : NONE;
-        out->moves[out->moves_count++] = (struct corral_placement_move){
-            p, c->ms.id[c->hold[base + j]], source, replaced};
+        out->moves[out->moves_count++] =
+            (struct corral_placement_move){p, c->ms.id[c->hold[base + j]], source, replaced};
     }
     if (c->prim[p] != NONE && row[0] != old_primary) {
         uint32_t j = pl_row_find(c, p, c->prim[p]);
@@ -145,8 +145,8 @@ int corral_placement_plan_init(struct corral_placement_plan *plan,
         if (k < res->drops_count && res->drops[k].partition < p)
             p = res->drops[k].partition;
         for (; i < res->moves_count && res->moves[i].partition == p; i++)
-            *out++ = (struct corral_placement_step){p, CORRAL_PLACEMENT_STEP_COPY,
-                                                    res->moves[i].to, res->moves[i].source};
+            *out++ = (struct corral_placement_step){p, CORRAL_PLACEMENT_STEP_COPY, res->moves[i].to,
+                                                    res->moves[i].source};
         for (; j < res->primary_changes_count && res->primary_changes[j].partition == p; j++)
             *out++ = (struct corral_placement_step){p, CORRAL_PLACEMENT_STEP_HANDOFF,
                                                     res->primary_changes[j].to,

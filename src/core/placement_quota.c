@@ -26,9 +26,8 @@ static int cmp_u32(const void *a, const void *b)
 
 static int validate(const struct corral_placement_input *in)
 {
-    if (in == NULL || in->partitions == 0 ||
-        in->partitions > CORRAL_PLACEMENT_PARTITIONS_MAX || in->replicas == 0 ||
-        in->replicas > CORRAL_PLACEMENT_REPLICAS_MAX ||
+    if (in == NULL || in->partitions == 0 || in->partitions > CORRAL_PLACEMENT_PARTITIONS_MAX ||
+        in->replicas == 0 || in->replicas > CORRAL_PLACEMENT_REPLICAS_MAX ||
         in->members_count > CORRAL_PLACEMENT_MEMBERS_MAX ||
         (in->members_count > 0 && in->members == NULL))
         return CORRAL_EINVAL;
@@ -45,8 +44,8 @@ static int sort_members(struct pl_members *ms, const struct corral_placement_inp
                         struct member_row *rows)
 {
     for (uint32_t i = 0; i < ms->n; i++)
-        rows[i] = (struct member_row){in->members[i].id, in->members[i].zone,
-                                      in->members[i].weight, i};
+        rows[i] =
+            (struct member_row){in->members[i].id, in->members[i].zone, in->members[i].weight, i};
     qsort(rows, ms->n, sizeof(*rows), cmp_member_row);
     for (uint32_t i = 1; i < ms->n; i++)
         if (rows[i].id == rows[i - 1].id)
@@ -91,8 +90,7 @@ static uint64_t zone_cap_slots(const struct pl_members *ms, uint32_t partitions,
 }
 
 /* Water-fills the zone shares: zone z gets a[z] / b[z] slots. */
-static void zone_shares(const struct pl_members *ms, uint32_t partitions, uint64_t *a,
-                        uint64_t *b)
+static void zone_shares(const struct pl_members *ms, uint32_t partitions, uint64_t *a, uint64_t *b)
 {
     uint64_t weight[CORRAL_PLACEMENT_ZONES_MAX] = {0};
     uint8_t capped[CORRAL_PLACEMENT_ZONES_MAX] = {0};
@@ -152,9 +150,9 @@ static void member_shares(struct pl_members *ms, uint32_t partitions, uint32_t z
         for (uint32_t i = 0; i < ms->n; i++) {
             if (ms->zone[i] != z)
                 continue;
-            ms->share[i] = capped[i] ? (struct corral_placement_share){partitions, 1}
-                                     : (struct corral_placement_share){left * ms->weight[i],
-                                                                       b * wr};
+            ms->share[i] = capped[i]
+                               ? (struct corral_placement_share){partitions, 1}
+                               : (struct corral_placement_share){left * ms->weight[i], b * wr};
         }
         return;
     }
@@ -275,7 +273,6 @@ uint32_t pl_members_probe(const struct pl_members *ms, uint32_t id)
     }
 }
 
-
 /* Ordering of candidates for a spare ceiling: higher prio first, then the
  * higher hash of (id, seed). */
 struct cand {
@@ -335,8 +332,7 @@ int pl_replica_targets(const struct pl_members *ms, uint32_t partitions, uint64_
         spare -= target[i];
         room[ms->zone[i]] -= target[i];
         if (s->num % s->den != 0)
-            cands[ncand++] = (struct cand){(int64_t)kept[i] - target[i],
-                                           hole_room[i],
+            cands[ncand++] = (struct cand){(int64_t)kept[i] - target[i], hole_room[i],
                                            pl_hash(ms->id[i], 0, seed), i};
     }
     spare = give_ceilings(ms, cands, ncand, spare, room, NULL, target);
@@ -348,8 +344,7 @@ int pl_replica_targets(const struct pl_members *ms, uint32_t partitions, uint64_
 
 int pl_primary_targets(const struct pl_members *ms, uint32_t partitions, uint64_t seed,
                        const uint32_t *kept, const uint32_t *replica_kept,
-                       const uint32_t *replica_target, const uint32_t *orphans,
-                       uint32_t *target)
+                       const uint32_t *replica_target, const uint32_t *orphans, uint32_t *target)
 {
     if (ms->n == 0)
         return 0;
@@ -367,10 +362,10 @@ int pl_primary_targets(const struct pl_members *ms, uint32_t partitions, uint64_
         target[i] = (uint32_t)pl_floor(ms->share[i].num, den);
         spare -= target[i];
         if (ms->share[i].num % den != 0)
-            cands[ncand++] = (struct cand){(int64_t)kept[i] - target[i],
-                                           (uint64_t)orphans[i] << 1 |
-                                               (replica_kept[i] <= replica_target[i]),
-                                           pl_hash(ms->id[i], 1, seed), i};
+            cands[ncand++] =
+                (struct cand){(int64_t)kept[i] - target[i],
+                              (uint64_t)orphans[i] << 1 | (replica_kept[i] <= replica_target[i]),
+                              pl_hash(ms->id[i], 1, seed), i};
     }
     /* A primary must sit on one of the member's replicas. */
     spare = give_ceilings(ms, cands, ncand, spare, NULL, replica_target, target);

@@ -346,8 +346,8 @@ int pl_repair_surplus(struct pl_ctx *c, uint32_t m)
  * primary deficit is largest relative to the partitions it could still
  * lead (one that must lead nearly all of them cannot wait); then the
  * larger deficit, then the larger hash. */
-static uint32_t best_holder(const struct pl_ctx *c, uint32_t p, uint32_t except,
-                            int kept_only, const uint32_t *opp)
+static uint32_t best_holder(const struct pl_ctx *c, uint32_t p, uint32_t except, int kept_only,
+                            const uint32_t *opp)
 {
     uint32_t best = NONE, best_fresh = 0, best_def = 0, best_opp = 1;
     uint64_t best_hash = 0;
@@ -560,8 +560,7 @@ static void lead_orphans(struct pl_ctx *c, int kept_only)
 
 static void shed_primaries(struct pl_ctx *c, uint32_t m)
 {
-    for (uint32_t p = c->lead_head[m], next; p != NONE && c->phave[m] > c->ptarget[m];
-         p = next) {
+    for (uint32_t p = c->lead_head[m], next; p != NONE && c->phave[m] > c->ptarget[m]; p = next) {
         next = c->lead_next[p];
         uint32_t y = best_holder(c, p, m, 1, NULL);
         if (y != NONE)
@@ -652,8 +651,8 @@ int pl_primaries(struct pl_ctx *c)
         return CORRAL_ENOMEM;
     }
     for (uint32_t m = 0; m < c->ms.n; m++)
-        while (c->phave[m] < primary_floor(c, m) && (raise_floor(c, m, queue, taker, 1) == 0 ||
-                                                      raise_floor(c, m, queue, taker, 0) == 0))
+        while (c->phave[m] < primary_floor(c, m) &&
+               (raise_floor(c, m, queue, taker, 1) == 0 || raise_floor(c, m, queue, taker, 0) == 0))
             ;
     for (uint32_t m = 0; m < c->ms.n; m++)
         while (c->phave[m] > primary_ceil(c, m) &&

@@ -65,8 +65,8 @@ static void remove_at(struct cluster *cl, uint32_t i)
 
 static struct corral_placement_input input_of(const struct cluster *cl)
 {
-    return (struct corral_placement_input){cl->partitions, cl->replicas, cl->seed, cl->members,
-                                           cl->n, cl->placed ? &cl->map : NULL};
+    return (struct corral_placement_input){
+        cl->partitions, cl->replicas, cl->seed, cl->members, cl->n, cl->placed ? &cl->map : NULL};
 }
 
 /* Context printed when a property fails. */
@@ -85,18 +85,17 @@ static void dump(void)
     print_error("P=%u R=%u seed=%llu members:", cl->partitions, cl->replicas,
                 (unsigned long long)cl->seed);
     for (uint32_t i = 0; i < cl->n; i++)
-        print_error(" %u/z%u/w%u", cl->members[i].id, cl->members[i].zone,
-                    cl->members[i].weight);
+        print_error(" %u/z%u/w%u", cl->members[i].id, cl->members[i].zone, cl->members[i].weight);
     print_error("\n");
 }
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            dump();                                                                        \
-            fail_msg("%s:%d: %s failed (seed %llu, event %u %s)", __FILE__, __LINE__,     \
-                     #cond, (unsigned long long)ctx_seed, ctx_event, ctx_kind);           \
-        }                                                                                  \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            dump();                                                                                \
+            fail_msg("%s:%d: %s failed (seed %llu, event %u %s)", __FILE__, __LINE__, #cond,       \
+                     (unsigned long long)ctx_seed, ctx_event, ctx_kind);                           \
+        }                                                                                          \
     } while (0)
 
 static uint64_t tally_capped_imbalance;
@@ -555,8 +554,8 @@ static void test_zone_forced_bound(void **state)
 /* Random event sequences. */
 
 enum { EV_JOIN, EV_LEAVE, EV_CRASH, EV_WEIGHT, EV_LOSE_ZONE, EV_ADD, EV_REMOVE, EV_KINDS };
-static const char *const ev_names[] = {"join", "leave", "crash", "weight",
-                                       "lose_zone", "add", "remove"};
+static const char *const ev_names[] = {"join",      "leave", "crash", "weight",
+                                       "lose_zone", "add",   "remove"};
 
 static uint32_t next_id;
 
