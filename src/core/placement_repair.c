@@ -444,25 +444,49 @@ static void move_ceiling(struct pl_ctx *c, uint32_t e)
     c->ptarget[e]++;
 }
 
+/* A holder of q, other than its primary and not yet visited, that may
+ * take q's primaryship and end the search, or NONE. */
+static uint32_t primary_taker(const struct pl_ctx *c, uint32_t q, int mode)
+{
+    for (uint32_t j = 0; j < c->count[q]; j++) {
+        uint32_t y = c->hold[(size_t)q * c->R + j];
+        if (y != c->prim[q] && c->m_seen[y] != c->stamp &&
+            !((mode & PM_KEPT) && c->fresh[(size_t)q * c->R + j]) && primary_below(c, y, mode))
+            return y;
+    }
+    return NONE;
+}
+
+/* Breadth-first over partitions: a holder of a queued partition either
+ * ends the search or is visited, queueing the partitions it leads. Each
+ * queued partition is tested at once: a member leads dozens, and testing
+ * only when they come out of the queue made a search queue tens of
+ * thousands of partitions before finding a taker one level down. */
 static uint32_t primary_search(struct pl_ctx *c, uint32_t tail, int mode, uint32_t *end)
 {
     int kept_only = mode & PM_KEPT;
     for (uint32_t head = 0; head < tail; head++) {
-        uint32_t q = c->queue[head];
+        uint32_t q = c->queue[head], t = primary_taker(c, q, mode);
+        if (t != NONE) {
+            *end = q;
+            return t;
+        }
         for (uint32_t j = 0; j < c->count[q]; j++) {
             uint32_t y = c->hold[(size_t)q * c->R + j];
             if (y == c->prim[q] || c->m_seen[y] == c->stamp ||
                 (kept_only && c->fresh[(size_t)q * c->R + j]))
                 continue;
-            if (primary_below(c, y, mode)) {
-                *end = q;
-                return y;
-            }
             c->m_seen[y] = c->stamp;
             c->m_via[y] = q;
-            for (uint32_t p = c->lead_head[y]; p != NONE; p = c->lead_next[p])
-                if (c->p_seen[p] != c->stamp)
-                    enqueue(c, &tail, p, y, 0);
+            for (uint32_t p = c->lead_head[y]; p != NONE; p = c->lead_next[p]) {
+                if (c->p_seen[p] == c->stamp)
+                    continue;
+                enqueue(c, &tail, p, y, 0);
+                if ((t = primary_taker(c, p, mode)) != NONE) {
+                    *end = p;
+                    return t;
+                }
+            }
         }
     }
     return NONE;
@@ -558,18 +582,24 @@ static void lead_orphans(struct pl_ctx *c, int kept_only)
     }
 }
 
+/* Member m leads more partitions than its target: hand some to holders
+ * below theirs. In-sync replicas first, directly, then along a path of
+ * in-sync replicas; only then new copies (a joining member holds nothing
+ * else), directly before along a path. */
 static void shed_primaries(struct pl_ctx *c, uint32_t m)
 {
-    for (uint32_t p = c->lead_head[m], next; p != NONE && c->phave[m] > c->ptarget[m]; p = next) {
-        next = c->lead_next[p];
-        uint32_t y = best_holder(c, p, m, 1, NULL);
-        if (y != NONE)
-            set_primary(c, p, y);
-    }
-    for (int kept_only = 1; kept_only >= 0; kept_only--)
+    for (int kept_only = 1; kept_only >= 0; kept_only--) {
+        for (uint32_t p = c->lead_head[m], next; p != NONE && c->phave[m] > c->ptarget[m];
+             p = next) {
+            next = c->lead_next[p];
+            uint32_t y = best_holder(c, p, m, kept_only, NULL);
+            if (y != NONE)
+                set_primary(c, p, y);
+        }
         while (c->phave[m] > c->ptarget[m] && (!kept_only || kept_search_useful(c)))
-            if (primary_repair(c, m, NONE, kept_only ? PM_KEPT : 0) != 0)
+            if (primary_repair(c, m, NONE, kept_only ? PM_KEPT | PM_RELAXED : PM_RELAXED) != 0)
                 break;
+    }
 }
 
 /* Last resort for a row still without primary (no path reaches a member
