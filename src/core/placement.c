@@ -205,6 +205,9 @@ static uint32_t pick(const struct pl_ctx *c, uint32_t p, uint32_t leaving)
 
 /* Keeps, per row, the live holders in order while they are distinct and
  * within the zone cap; the old primary stays primary if it is kept. */
+static uint32_t share_floor(const struct pl_ctx *c, uint32_t m);
+static uint32_t share_ceil(const struct pl_ctx *c, uint32_t m);
+
 static void keep(struct pl_ctx *c)
 {
     const struct corral_placement_map *cur = c->in->current;
@@ -227,6 +230,12 @@ static void keep(struct pl_ctx *c)
             for (uint32_t k = 0; k < n; k++) {
                 dup |= held[k] == m;
                 same_zone += zones[k] == z;
+            }
+            if (!dup && same_zone >= c->ms.zone_cap) {
+                /* Live, but its zone is full in this row (the zone cap
+                 * fell): keeping it instead of another would cost nothing. */
+                c->zdrop[m]++;
+                c->any_zdrop = 1;
             }
             if (dup || same_zone >= c->ms.zone_cap)
                 continue;
@@ -427,13 +436,13 @@ struct corral_placement_engine {
 
 static void ctx_free_arrays(struct pl_ctx *c)
 {
-    void *arrays[] = {c->hold,      c->fresh,      c->count,    c->prim,      c->kept,
-                      c->pkept,     c->target,     c->ptarget,  c->have,      c->phave,
-                      c->rec_part,  c->rec_member, c->rec_next, c->rec_head,  c->def_list,
-                      c->def_pos,   c->def_start,  c->def_len,  c->idx_start, c->idx_part,
-                      c->p_seen,    c->p_via,      c->p_rec,    c->queue,     c->m_seen,
-                      c->m_via,     c->p_zones,    c->entries,  c->lead_head, c->lead_next,
-                      c->lead_prev, c->unv_list,   c->unv_pos,  c->opp,       c->order};
+    void *arrays[] = {
+        c->hold,      c->fresh,    c->count,    c->prim,    c->kept,      c->pkept,
+        c->target,    c->ptarget,  c->have,     c->phave,   c->rec_part,  c->rec_member,
+        c->rec_next,  c->rec_head, c->def_list, c->def_pos, c->def_start, c->def_len,
+        c->idx_start, c->idx_part, c->p_seen,   c->p_via,   c->p_rec,     c->queue,
+        c->m_seen,    c->m_via,    c->p_zones,  c->entries, c->lead_head, c->lead_next,
+        c->lead_prev, c->unv_list, c->unv_pos,  c->opp,     c->order,     c->zdrop};
     for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
         corral_free(arrays[i]);
     memset(c, 0, sizeof(*c));
@@ -449,9 +458,10 @@ static int ctx_alloc(struct pl_ctx *c, uint32_t P, uint32_t R, uint32_t n_cap)
     c->fresh = corral_malloc(slots);
     c->count = corral_malloc(P);
     c->prim = corral_malloc(P * u);
-    uint32_t **per_member[] = {&c->kept,  &c->pkept,     &c->target,   &c->ptarget, &c->have,
-                               &c->phave, &c->rec_head,  &c->def_list, &c->def_pos, &c->m_seen,
-                               &c->m_via, &c->lead_head, &c->unv_list, &c->unv_pos, &c->opp};
+    uint32_t **per_member[] = {&c->kept,     &c->pkept,   &c->target,   &c->ptarget,
+                               &c->have,     &c->phave,   &c->rec_head, &c->def_list,
+                               &c->def_pos,  &c->m_seen,  &c->m_via,    &c->lead_head,
+                               &c->unv_list, &c->unv_pos, &c->opp,      &c->zdrop};
     for (size_t i = 0; i < sizeof(per_member) / sizeof(per_member[0]); i++)
         *per_member[i] = corral_calloc(n, u);
     c->idx_start = corral_calloc(n + 1, u);
@@ -523,6 +533,8 @@ static int ctx_init(struct corral_placement_engine *e, const struct corral_place
     memset(c->fresh, 0, (size_t)c->P * c->R);
     memset(c->kept, 0, e->n_cap * u);
     memset(c->pkept, 0, e->n_cap * u);
+    memset(c->zdrop, 0, e->n_cap * u);
+    c->any_zdrop = 0;
     memset(c->rec_head, 0xff, e->n_cap * u);
     return 0;
 }
@@ -570,6 +582,37 @@ static void forced_sets(struct pl_ctx *c, const uint32_t *zc, const uint32_t *pe
         uint32_t out = all - inside[y];
         if (c->reff > out + kept[y])
             c->forced_set[y] += c->reff - out - kept[y];
+    }
+}
+
+/* After the zone cap fell, the keep pass dropped, in rows with too many
+ * members of one zone, whichever came last. Where a dropped member is
+ * below its floor and a kept member of the same zone in that row above its
+ * ceiling, swap them: balance for free, instead of a copy later. The old
+ * primary always stays. */
+static void rebalance_kept(struct pl_ctx *c)
+{
+    const struct corral_placement_map *cur = c->in->current;
+    for (uint32_t p = 0; p < c->P; p++) {
+        const uint32_t *old = &cur->slots[(size_t)p * c->R];
+        uint32_t *held = &c->hold[(size_t)p * c->R];
+        for (uint32_t j = 0; j < c->R; j++) {
+            uint32_t d = pl_members_find(&c->ms, old[j]);
+            if (d == NONE || pl_row_find(c, p, d) != NONE || c->kept[d] >= share_floor(c, d))
+                continue;
+            for (uint32_t k = 0; k < c->count[p]; k++) {
+                uint32_t m = held[k];
+                if (m == d || m == c->prim[p] || c->ms.zone[m] != c->ms.zone[d] ||
+                    c->kept[m] <= share_ceil(c, m))
+                    continue;
+                held[k] = d;
+                c->kept[d]++;
+                c->kept[m]--;
+                c->zdrop[d]--;
+                c->zdrop[m]++;
+                break;
+            }
+        }
     }
 }
 
@@ -767,15 +810,28 @@ static const uint32_t *orphan_room(struct pl_ctx *c)
  * cannot take all the copies forced into it (its ceilings less its kept
  * replicas) must drop kept replicas of its own to make room, each costing
  * one more copy. Both hold for any balanced map, so the larger does. */
-static void lower_bounds(const struct pl_ctx *c, struct corral_placement_stats *st)
+static int lower_bounds(struct pl_ctx *c, struct corral_placement_stats *st)
 {
+    /* Where the keep pass chose which holders of a too-full zone stay, the
+     * per-member bound counts every live holder as keepable, with the
+     * targets that suit those counts best (opp and m_via are free here). */
+    const uint32_t *target = c->target, *kept_max = c->kept;
+    if (c->any_zdrop) {
+        for (uint32_t m = 0; m < c->ms.n; m++)
+            c->opp[m] = c->kept[m] + c->zdrop[m];
+        int rv = pl_replica_targets(&c->ms, c->P, c->in->seed, c->opp, c->have, c->m_via);
+        if (rv != 0)
+            return rv;
+        target = c->m_via;
+        kept_max = c->opp;
+    }
     uint64_t room[CORRAL_PLACEMENT_ZONES_MAX] = {0}, kept[CORRAL_PLACEMENT_ZONES_MAX] = {0};
     uint64_t floors[CORRAL_PLACEMENT_ZONES_MAX] = {0}, all_floors = 0;
     uint64_t member_lb = 0, zone_lb = c->holes, slots = (uint64_t)c->P * c->reff;
     for (uint32_t m = 0; m < c->ms.n; m++) {
         uint32_t z = c->ms.zone[m];
-        if (c->target[m] > c->kept[m])
-            member_lb += c->target[m] - c->kept[m];
+        if (target[m] > kept_max[m])
+            member_lb += target[m] - kept_max[m];
         if (c->ptarget[m] > c->pkept[m])
             st->primary_lower_bound += c->ptarget[m] - c->pkept[m];
         room[z] += share_ceil(c, m);
@@ -815,6 +871,7 @@ static void lower_bounds(const struct pl_ctx *c, struct corral_placement_stats *
             zone_lb = c->holes + c->forced_set[y] - free;
     }
     st->moves_lower_bound = member_lb > zone_lb ? member_lb : zone_lb;
+    return 0;
 }
 
 int corral_placement_engine_new(struct corral_placement_engine **out)
@@ -836,6 +893,8 @@ void corral_placement_engine_free(struct corral_placement_engine *e)
 static int plan_targets(struct pl_ctx *c, struct corral_placement_stats *st)
 {
     keep(c);
+    if (c->any_zdrop)
+        rebalance_kept(c);
     hole_room(c);
     int rv = pl_replica_targets(&c->ms, c->P, c->in->seed, c->kept, c->have, c->target);
     if (rv != 0)
@@ -844,8 +903,25 @@ static int plan_targets(struct pl_ctx *c, struct corral_placement_stats *st)
     rv = pl_primary_targets(&c->ms, c->P, c->in->seed, c->pkept, c->kept, c->target, orphan_room(c),
                             c->ptarget);
     if (rv == 0)
-        lower_bounds(c, st);
+        rv = lower_bounds(c, st);
     return rv;
+}
+
+/* A holder the keep pass dropped from a too-full zone may have been put
+ * back in its row (a member below target takes a slot there): it still has
+ * the data, so that slot is no new copy. */
+static void unmark_returning(struct pl_ctx *c)
+{
+    const struct corral_placement_map *cur = c->in->current;
+    for (uint32_t p = 0; p < c->P; p++) {
+        const uint32_t *old = &cur->slots[(size_t)p * c->R];
+        for (uint32_t j = 0; j < c->count[p]; j++) {
+            size_t s = (size_t)p * c->R + j;
+            for (uint32_t k = 0; k < c->R && c->fresh[s]; k++)
+                if (old[k] == c->ms.id[c->hold[s]])
+                    c->fresh[s] = 0;
+        }
+    }
 }
 
 static int run_phases(struct pl_ctx *c, struct corral_placement_result *out)
@@ -860,6 +936,8 @@ static int run_phases(struct pl_ctx *c, struct corral_placement_result *out)
     if ((rv = fill_holes(c)) != 0 || (rv = shed(c)) != 0)
         return rv;
     fill_leftovers(c);
+    if (c->any_zdrop)
+        unmark_returning(c);
     pl_index_build(c);
     if ((rv = pl_primaries(c)) != 0)
         return rv;

@@ -165,7 +165,11 @@ struct pl_ctx {
     uint32_t *lead_head; /* [n] */
     /* While partitions without primary are led: per member, how many of
      * those still to be decided it could lead. */
-    uint32_t *opp;                   /* [n] */
+    uint32_t *opp; /* [n] */
+    /* Per member, live replicas the keep pass dropped because their zone
+     * was full in the row (the zone cap fell); any_zdrop when there are. */
+    uint32_t *zdrop; /* [n] */
+    int any_zdrop;
     uint32_t *lead_next, *lead_prev; /* [P] */
 };
 
