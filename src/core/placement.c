@@ -205,8 +205,6 @@ static uint32_t pick(const struct pl_ctx *c, uint32_t p, uint32_t leaving)
 
 /* Keeps, per row, the live holders in order while they are distinct and
  * within the zone cap; the old primary stays primary if it is kept. */
-static uint32_t share_floor(const struct pl_ctx *c, uint32_t m);
-static uint32_t share_ceil(const struct pl_ctx *c, uint32_t m);
 
 static void keep(struct pl_ctx *c)
 {
@@ -598,12 +596,13 @@ static void rebalance_kept(struct pl_ctx *c)
         uint32_t *held = &c->hold[(size_t)p * c->R];
         for (uint32_t j = 0; j < c->R; j++) {
             uint32_t d = pl_members_find(&c->ms, old[j]);
-            if (d == NONE || pl_row_find(c, p, d) != NONE || c->kept[d] >= share_floor(c, d))
+            if (d == NONE || pl_row_find(c, p, d) != NONE ||
+                c->kept[d] >= pl_share_floor(&c->ms, d))
                 continue;
             for (uint32_t k = 0; k < c->count[p]; k++) {
                 uint32_t m = held[k];
                 if (m == d || m == c->prim[p] || c->ms.zone[m] != c->ms.zone[d] ||
-                    c->kept[m] <= share_ceil(c, m))
+                    c->kept[m] <= pl_share_ceil(&c->ms, m))
                     continue;
                 held[k] = d;
                 c->kept[d]++;
@@ -628,7 +627,7 @@ static void hole_room(struct pl_ctx *c)
     uint64_t room[CORRAL_PLACEMENT_ZONES_MAX] = {0};
     uint32_t per[CORRAL_PLACEMENT_ZONES_MAX], all = 0;
     for (uint32_t z = 0; z < c->ms.zones; z++) {
-        per[z] = c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+        per[z] = pl_zone_per(&c->ms, z);
         all += per[z];
         c->forced[z] = 0;
     }
@@ -671,16 +670,6 @@ static void hole_room(struct pl_ctx *c)
     }
 }
 
-static uint32_t share_floor(const struct pl_ctx *c, uint32_t m)
-{
-    return (uint32_t)pl_floor(c->ms.share[m].num, c->ms.share[m].den);
-}
-
-static uint32_t share_ceil(const struct pl_ctx *c, uint32_t m)
-{
-    return (uint32_t)pl_ceil(c->ms.share[m].num, c->ms.share[m].den);
-}
-
 /* Per zone: deficit (new copies its targets call for), targets and slot
  * cap. */
 struct zone_sums {
@@ -692,7 +681,7 @@ static void zone_sums(const struct pl_ctx *c, struct zone_sums *zs)
 {
     memset(zs, 0, sizeof(*zs));
     for (uint32_t z = 0; z < c->ms.zones; z++) {
-        uint32_t per = c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+        uint32_t per = pl_zone_per(&c->ms, z);
         zs->cap[z] = (uint64_t)c->P * per;
     }
     for (uint32_t m = 0; m < c->ms.n; m++) {
@@ -762,8 +751,9 @@ static void zone_targets(struct pl_ctx *c)
         uint64_t in = dem[worst].mask;
         for (uint32_t m = 0; m < c->ms.n; m++) {
             uint32_t z = c->ms.zone[m];
-            if ((in >> z & 1) && c->target[m] < share_ceil(c, m) && c->kept[m] <= c->target[m] &&
-                zs.target[z] < zs.cap[z] && (y == NONE || c->kept[m] > c->kept[y]))
+            if ((in >> z & 1) && c->target[m] < pl_share_ceil(&c->ms, m) &&
+                c->kept[m] <= c->target[m] && zs.target[z] < zs.cap[z] &&
+                (y == NONE || c->kept[m] > c->kept[y]))
                 y = m;
         }
         if (y == NONE)
@@ -779,7 +769,7 @@ static void zone_targets(struct pl_ctx *c)
         }
         for (uint32_t m = 0; m < c->ms.n; m++)
             if (ok[c->ms.zone[m]] && c->target[m] > c->kept[m] &&
-                c->target[m] > share_floor(c, m) && (d == NONE || c->kept[m] < c->kept[d]))
+                c->target[m] > pl_share_floor(&c->ms, m) && (d == NONE || c->kept[m] < c->kept[d]))
                 d = m;
         if (d == NONE)
             return;
@@ -834,15 +824,15 @@ static int lower_bounds(struct pl_ctx *c, struct corral_placement_stats *st)
             member_lb += target[m] - kept_max[m];
         if (c->ptarget[m] > c->pkept[m])
             st->primary_lower_bound += c->ptarget[m] - c->pkept[m];
-        room[z] += share_ceil(c, m);
-        floors[z] += share_floor(c, m);
-        all_floors += share_floor(c, m);
+        room[z] += pl_share_ceil(&c->ms, m);
+        floors[z] += pl_share_floor(&c->ms, m);
+        all_floors += pl_share_floor(&c->ms, m);
         kept[z] += c->kept[m];
     }
     for (uint32_t z = 0; z < c->ms.zones; z++) {
         /* A zone holds at most its members' ceilings, its cap, and what
          * the other zones' floors leave of the slots. */
-        uint32_t per = c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+        uint32_t per = pl_zone_per(&c->ms, z);
         uint64_t most = room[z], cap = (uint64_t)c->P * per;
         uint64_t left = slots - (all_floors - floors[z]);
         most = most < cap ? most : cap;
@@ -857,8 +847,7 @@ static int lower_bounds(struct pl_ctx *c, struct corral_placement_stats *st)
         for (uint32_t z = 0; z < c->ms.zones; z++) {
             if (!(y >> z & 1))
                 continue;
-            uint32_t per =
-                c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+            uint32_t per = pl_zone_per(&c->ms, z);
             r += room[z];
             cap += (uint64_t)c->P * per;
             fl += floors[z];

@@ -76,6 +76,23 @@ static inline uint64_t pl_ceil(uint64_t num, uint64_t den)
     return num / den + (num % den != 0);
 }
 
+/* How many members of zone z one partition may hold: min(zone_cap, size). */
+static inline uint32_t pl_zone_per(const struct pl_members *ms, uint32_t z)
+{
+    return ms->zone_cap < ms->zone_size[z] ? ms->zone_cap : ms->zone_size[z];
+}
+
+/* floor and ceil of member m's replica share. */
+static inline uint32_t pl_share_floor(const struct pl_members *ms, uint32_t m)
+{
+    return (uint32_t)pl_floor(ms->share[m].num, ms->share[m].den);
+}
+
+static inline uint32_t pl_share_ceil(const struct pl_members *ms, uint32_t m)
+{
+    return (uint32_t)pl_ceil(ms->share[m].num, ms->share[m].den);
+}
+
 /* The fixed tie-break hash: a splitmix64 finalizer over (a, b, seed). */
 static inline uint64_t pl_mix(uint64_t x)
 {

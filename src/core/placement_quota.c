@@ -85,7 +85,7 @@ static int exceeds(uint64_t x, uint64_t y1, uint64_t y2)
 
 static uint64_t zone_cap_slots(const struct pl_members *ms, uint32_t partitions, uint32_t z)
 {
-    uint32_t per = ms->zone_cap < ms->zone_size[z] ? ms->zone_cap : ms->zone_size[z];
+    uint32_t per = pl_zone_per(ms, z);
     return (uint64_t)partitions * per;
 }
 
@@ -176,7 +176,7 @@ static void effective_replicas(struct pl_members *ms, uint32_t replicas)
     ms->zone_cap = (replicas + ms->zones - 1) / ms->zones;
     uint32_t room = 0;
     for (uint32_t z = 0; z < ms->zones; z++)
-        room += ms->zone_cap < ms->zone_size[z] ? ms->zone_cap : ms->zone_size[z];
+        room += pl_zone_per(ms, z);
     ms->replicas_eff = room < replicas ? room : replicas;
 }
 

@@ -112,16 +112,6 @@ static void unvisited_take(struct pl_ctx *c, uint32_t m)
     c->unv_pos[last] = pos;
 }
 
-static uint32_t replica_floor(const struct pl_ctx *c, uint32_t m)
-{
-    return (uint32_t)pl_floor(c->ms.share[m].num, c->ms.share[m].den);
-}
-
-static uint32_t replica_ceil(const struct pl_ctx *c, uint32_t m)
-{
-    return (uint32_t)pl_ceil(c->ms.share[m].num, c->ms.share[m].den);
-}
-
 /* Targets are one balanced choice among many: any member may hold the
  * ceiling of its share. A relaxed search may end at a member at its target
  * but below its ceiling, which then takes the spare ceiling of a member
@@ -139,14 +129,14 @@ static int donors_prepare(struct pl_ctx *c)
     for (uint32_t m = 0; m < c->ms.n; m++) {
         uint32_t z = c->ms.zone[m], d = c->donor[z];
         sum[z] += c->target[m];
-        if (c->have[m] < c->target[m] && c->target[m] > replica_floor(c, m) &&
+        if (c->have[m] < c->target[m] && c->target[m] > pl_share_floor(&c->ms, m) &&
             (d == NONE || c->target[m] - c->have[m] > c->target[d] - c->have[d])) {
             c->donor[z] = m;
             any = 1;
         }
     }
     for (uint32_t z = 0; z < c->ms.zones; z++) {
-        uint32_t per = c->ms.zone_cap < c->ms.zone_size[z] ? c->ms.zone_cap : c->ms.zone_size[z];
+        uint32_t per = pl_zone_per(&c->ms, z);
         c->zone_grows[z] = sum[z] < (uint64_t)c->P * per;
     }
     return any;
@@ -156,7 +146,7 @@ static int donors_prepare(struct pl_ctx *c)
 static uint32_t donor_for(const struct pl_ctx *c, uint32_t y)
 {
     uint32_t zy = c->ms.zone[y];
-    if (c->have[y] != c->target[y] || c->target[y] >= replica_ceil(c, y))
+    if (c->have[y] != c->target[y] || c->target[y] >= pl_share_ceil(&c->ms, y))
         return NONE;
     if (c->donor[zy] != NONE && c->donor[zy] != y)
         return c->donor[zy];
