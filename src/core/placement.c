@@ -731,9 +731,8 @@ static uint32_t demands(const struct pl_ctx *c, struct demand *out)
 static void zone_targets(struct pl_ctx *c)
 {
     struct zone_sums zs;
-    static const uint32_t max_demands = 1u << PL_SUBSET_ZONES;
     struct demand dem[1u << PL_SUBSET_ZONES];
-    uint32_t nd = c->forced_set != NULL || c->ms.zones <= max_demands ? demands(c, dem) : 0;
+    uint32_t nd = demands(c, dem);
     zone_sums(c, &zs);
     for (uint32_t moved = 0; moved < c->ms.n; moved++) {
         /* The demand furthest short that some member can still help. */
@@ -816,8 +815,9 @@ static int lower_bounds(struct pl_ctx *c, struct corral_placement_stats *st)
         kept_max = c->opp;
     }
     uint64_t room[CORRAL_PLACEMENT_ZONES_MAX] = {0}, kept[CORRAL_PLACEMENT_ZONES_MAX] = {0};
-    uint64_t floors[CORRAL_PLACEMENT_ZONES_MAX] = {0}, all_floors = 0;
-    uint64_t member_lb = 0, zone_lb = c->holes, slots = (uint64_t)c->P * c->reff;
+    uint64_t floors[CORRAL_PLACEMENT_ZONES_MAX] = {0}, caps[CORRAL_PLACEMENT_ZONES_MAX];
+    uint64_t member_lb = 0, zone_lb = c->holes;
+    uint64_t all = c->ms.zones < 64 ? (1ull << c->ms.zones) - 1 : ~0ull;
     for (uint32_t m = 0; m < c->ms.n; m++) {
         uint32_t z = c->ms.zone[m];
         if (target[m] > kept_max[m])
@@ -826,38 +826,28 @@ static int lower_bounds(struct pl_ctx *c, struct corral_placement_stats *st)
             st->primary_lower_bound += c->ptarget[m] - c->pkept[m];
         room[z] += pl_share_ceil(&c->ms, m);
         floors[z] += pl_share_floor(&c->ms, m);
-        all_floors += pl_share_floor(&c->ms, m);
         kept[z] += c->kept[m];
     }
-    for (uint32_t z = 0; z < c->ms.zones; z++) {
-        /* A zone holds at most its members' ceilings, its cap, and what
-         * the other zones' floors leave of the slots. */
-        uint32_t per = pl_zone_per(&c->ms, z);
-        uint64_t most = room[z], cap = (uint64_t)c->P * per;
-        uint64_t left = slots - (all_floors - floors[z]);
+    for (uint32_t z = 0; z < c->ms.zones; z++)
+        caps[z] = (uint64_t)c->P * pl_zone_per(&c->ms, z);
+    /* The copies a set of zones can still take: it holds at most its
+     * members' ceilings, its caps, and what the other zones' floors leave
+     * of the slots; less what it keeps. The zones one by one, then (when
+     * counted) every set, which can force more than its zones alone. */
+    uint32_t sets = c->forced_set != NULL ? 1u << c->ms.zones : 0;
+    for (uint32_t k = 0; k < c->ms.zones + sets; k++) {
+        uint64_t y = k < c->ms.zones ? 1ull << k : k - c->ms.zones;
+        uint64_t forced = k < c->ms.zones ? c->forced[k] : c->forced_set[y];
+        uint64_t most = mask_sum(room, y), cap = mask_sum(caps, y);
+        uint64_t left = (uint64_t)c->P * c->reff - mask_sum(floors, all & ~y);
         most = most < cap ? most : cap;
         most = most < left ? most : left;
-        uint64_t free = most > kept[z] ? most - kept[z] : 0;
-        zone_lb += c->forced[z] > free ? c->forced[z] - free : 0;
-    }
-    /* A single set of zones can force more than the zones one by one. */
-    uint32_t sets = c->forced_set != NULL ? 1u << c->ms.zones : 0;
-    for (uint32_t y = 1; y < sets; y++) {
-        uint64_t r = 0, cap = 0, fl = 0, k = 0;
-        for (uint32_t z = 0; z < c->ms.zones; z++) {
-            if (!(y >> z & 1))
-                continue;
-            uint32_t per = pl_zone_per(&c->ms, z);
-            r += room[z];
-            cap += (uint64_t)c->P * per;
-            fl += floors[z];
-            k += kept[z];
-        }
-        uint64_t most = r < cap ? r : cap, left = slots - (all_floors - fl);
-        most = most < left ? most : left;
-        uint64_t free = most > k ? most - k : 0;
-        if (c->forced_set[y] > free && c->holes + c->forced_set[y] - free > zone_lb)
-            zone_lb = c->holes + c->forced_set[y] - free;
+        uint64_t has = mask_sum(kept, y), free = most > has ? most - has : 0;
+        uint64_t over = forced > free ? forced - free : 0;
+        if (k < c->ms.zones)
+            zone_lb += over; /* disjoint zones: their drops add up */
+        else if (c->holes + over > zone_lb)
+            zone_lb = c->holes + over;
     }
     st->moves_lower_bound = member_lb > zone_lb ? member_lb : zone_lb;
     return 0;
