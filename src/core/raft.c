@@ -659,6 +659,10 @@ void corral_raft_ready(struct corral_raft *r, struct corral_raft_ready *rd)
         rd->has_hard_state = true;
         rd->hard_state = hs;
     }
+    /* R3: term and vote must be on disk before any message that depends on
+     * them leaves; the commit index is a hint (safe to lose), so a batch
+     * that moves only it needs no fsync of its own. */
+    rd->must_sync = hs.term != r->hs_saved.term || hs.vote != r->hs_saved.vote;
     if (r->snap_pending) {
         rd->has_snapshot = true;
         rd->snapshot = r->snap;
@@ -669,6 +673,7 @@ void corral_raft_ready(struct corral_raft *r, struct corral_raft_ready *rd)
                                                UINT64_MAX, &rd->entries, &rd->n_entries) != 0) {
         rd->n_entries = 0;
     }
+    rd->must_sync = rd->must_sync || rd->has_snapshot || rd->n_entries > 0;
     ready_committed(r, rd);
     /* Messages may depend on the entries and hard state above; when those
      * could not be copied, hold the messages back too. */
@@ -728,6 +733,21 @@ void corral_raft_ready_free(struct corral_raft_ready *rd)
     memset(rd, 0, sizeof(*rd));
 }
 
+/* Leader only: the voters heard from within two election timeouts (the
+ * leader counts itself), and whether they make a quorum. */
+static void quorum_contact(const struct corral_raft *r, struct corral_raft_status *s)
+{
+    uint64_t window = 2u * (uint64_t)r->cfg.election_timeout_ms;
+    for (uint32_t i = 0; i < r->n_progress; i++) {
+        const struct progress *pr = &r->progress[i];
+        if (pr->learner)
+            continue;
+        if (pr->id == r->id || r->now_ms - pr->last_contact_ms <= window)
+            s->voters_in_contact++;
+    }
+    s->quorum_in_contact = s->voters_in_contact >= raft_quorum(r);
+}
+
 void corral_raft_status(const struct corral_raft *r, struct corral_raft_status *s)
 {
     memset(s, 0, sizeof(*s));
@@ -744,6 +764,8 @@ void corral_raft_status(const struct corral_raft *r, struct corral_raft_status *
     s->stable_index = r->log.stable;
     s->conf = r->conf;
     s->n_progress = r->n_progress;
+    if (r->role == CORRAL_RAFT_LEADER)
+        quorum_contact(r, s);
     for (uint32_t i = 0; i < r->n_progress; i++) {
         s->progress[i].id = r->progress[i].id;
         s->progress[i].match = r->progress[i].match;

@@ -206,6 +206,11 @@ void corral_raft_config_default(struct corral_raft_config *c, uint64_t id);
 
 /* The batch of actions. See the driving loop at the top. */
 struct corral_raft_ready {
+    /* The batch must be fsynced before it counts as persisted: it holds
+     * entries, a snapshot, or a new term or vote (R3). A batch that only
+     * moves the commit hint may be written without an fsync. */
+    bool must_sync;
+
     bool has_hard_state;
     struct corral_raft_hard_state hard_state;
 
@@ -318,6 +323,11 @@ struct corral_raft_status {
     uint64_t snapshot_index;
     uint64_t stable_index; /* persisted (last advance) */
     struct corral_raft_conf conf;
+    /* Leader only (0/false elsewhere): voters heard from within two
+     * election timeouts of the last tick, the leader included, and whether
+     * they make a quorum (what /health/ready reports). */
+    uint32_t voters_in_contact;
+    bool quorum_in_contact;
     uint32_t n_progress;
     struct {
         uint64_t id;

@@ -36,6 +36,8 @@ struct sim_params {
     uint32_t nemesis_permille;     /* isolate a leader the moment it is elected
                                       or its commit index moves */
     uint32_t conf_every_ms;        /* mean time between membership changes */
+    uint32_t fsync_crash_permille; /* a leader crashes inside its fsync, after
+                                      its early sends (raft_drive.h, D1) */
     uint32_t max_msg_entries;
     uint32_t snapshot_every; /* compact after this many applied entries */
     uint32_t snapshot_chunk_bytes;

@@ -3,6 +3,7 @@
  * changed, identical state machines at equal indexes; and at the end,
  * liveness after healing and linearizability of the client history. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +180,39 @@ static void check_committed(struct sim *s, struct sim_node *n, const struct corr
     }
 }
 
+/* True when node id's disk holds the entry (index, term), or a snapshot
+ * that covers index. */
+static bool disk_holds(const struct sim *s, uint64_t id, uint64_t index, uint64_t term)
+{
+    if (id == 0 || id > SIM_NODES_MAX)
+        return false;
+    const struct sim_disk *d = &s->nodes[id].disk;
+    if (index <= d->snap.index)
+        return d->snap.index > 0;
+    uint64_t k = index - d->snap.index - 1;
+    return k < d->n && d->e[k].index == index && d->e[k].term == term;
+}
+
+/* I2, checked where it is made: when a leader's commit index moves, the
+ * entry there is on the disks of a majority of its voters (its own copy
+ * counts only once its fsync completed: R1, D6). A driver or core that
+ * counts an unsynced copy fails here at once, with no crash needed. */
+static void check_commit_durable(struct sim *s, struct sim_node *n,
+                                 const struct corral_raft_status *st)
+{
+    const struct corral_raft_entry *e = corral_raft_entry_at(n->raft, st->commit);
+    if (e == NULL || st->commit <= n->seen_commit)
+        return;
+    uint32_t held = 0;
+    for (uint32_t i = 0; i < st->conf.n_voters; i++)
+        held += disk_holds(s, st->conf.voters[i], e->index, e->term);
+    if (held < st->conf.n_voters / 2 + 1)
+        sim_fail(s,
+                 "durability: leader %u commits %" PRIu64 " (term %" PRIu64
+                 ") held on %u of %u voters' disks",
+                 n->id, e->index, e->term, held, st->conf.n_voters);
+}
+
 void sim_check_node(struct sim *s, struct sim_node *n)
 {
     if (!n->up || s->res->violation)
@@ -209,6 +243,8 @@ void sim_check_node(struct sim *s, struct sim_node *n)
             return;
         }
     }
+    if (st.role == CORRAL_RAFT_LEADER)
+        check_commit_durable(s, n, &st);
     check_log_matching(s, n, &st, n->seen_commit > 0 ? n->seen_commit : st.first_index);
     check_committed(s, n, &st);
     bool committed = st.role == CORRAL_RAFT_LEADER && st.commit > n->seen_commit;
@@ -219,16 +255,48 @@ void sim_check_node(struct sim *s, struct sim_node *n)
 }
 
 /* State machine safety: every node has the same state after applying the
- * same index (compared through a hash of the whole key-value store). */
+ * same index, compared through a hash of the store's own snapshot bytes
+ * (which hold the applied index and a CRC, and are what a follower that
+ * falls behind receives). The store's internal invariants hold too. */
 void sim_check_applied(struct sim *s, struct sim_node *n, uint64_t index)
 {
     struct sim_check *c = check_of(s);
-    uint64_t h = sim_hash_bytes(n->kv, sizeof(n->kv), 0xcbf29ce484222325ull) | 1;
+    if (corral_kv_applied(n->kv) != index) {
+        sim_fail(s, "node %u: the store is at %" PRIu64 " after applying %" PRIu64, n->id,
+                 corral_kv_applied(n->kv), index);
+        return;
+    }
+    if (!corral_kv_check(n->kv)) {
+        sim_fail(s, "node %u: the store's invariants fail at %" PRIu64, n->id, index);
+        return;
+    }
+    struct corral_rbuf *snap = corral_kv_snapshot(n->kv);
+    if (snap == NULL)
+        abort();
+    uint64_t h = sim_hash_bytes(snap->data, snap->len, 0xcbf29ce484222325ull) | 1;
+    corral_rbuf_unref(snap);
     c->state_hash = grow(c->state_hash, &c->n_state, index, sizeof(uint64_t));
     if (c->state_hash[index] == 0)
         c->state_hash[index] = h;
     else if (c->state_hash[index] != h)
         sim_fail(s, "state machines differ at index %" PRIu64 " (node %u)", index, n->id);
+}
+
+/* A read returns the key's version; the bytes stored there must be the op
+ * id of the write that the store says made that version. */
+void sim_check_read(struct sim *s, struct sim_node *n, uint32_t key)
+{
+    char name[8];
+    int len = snprintf(name, sizeof(name), "k%u", key);
+    struct corral_kv_item it;
+    if (!corral_kv_get(n->kv, (const uint8_t *)name, (uint32_t)len, &it))
+        return;
+    uint64_t id = UINT64_MAX;
+    if (it.value_len == sizeof(id))
+        memcpy(&id, it.value, sizeof(id));
+    if (id >= s->n_ops || s->ops[id].key != key || s->ops[id].applied_version != it.version)
+        sim_fail(s, "node %u: key %u at version %" PRIu64 " holds bytes of no write there", n->id,
+                 key, it.version);
 }
 
 static void check_liveness(struct sim *s)

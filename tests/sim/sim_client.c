@@ -1,12 +1,89 @@
-/* Simulated clients of the key-value store and the commands they send
- * through Raft. Every operation is recorded (call and return times, what
- * it saw) for the linearizability check at the end of the run. */
+/* Simulated clients of the config store and the commands they send
+ * through Raft, encoded as the HTTP API encodes them (corral_kv_cmd).
+ * Every operation is recorded (call and return times, what it saw) for
+ * the linearizability check at the end of the run. The checker's "value"
+ * of a key is its version in the store: the log index of the write that
+ * made it, unique per write; the bytes a write stores are its op id, which
+ * every read checks against that version (sim_check_read). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "corral.h"
 #include "sim_impl.h"
 
 #define NO_OP UINT64_MAX
+
+/* (index, term) -> op id of every proposal: an entry is named by both
+ * (Log Matching), so any node applying it finds the op behind it. */
+struct sim_prop {
+    uint64_t index; /* 0 = empty */
+    uint64_t term;
+    uint64_t op;
+};
+
+struct sim_props {
+    uint64_t cap, used;
+    struct sim_prop *slot;
+};
+
+static struct sim_prop *props_slot(struct sim_props *t, uint64_t index, uint64_t term)
+{
+    uint64_t h = (index * 0x9e3779b97f4a7c15ull) ^ (term * 0xc2b2ae3d27d4eb4full);
+    for (uint64_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1))
+        if (t->slot[i].index == 0 || (t->slot[i].index == index && t->slot[i].term == term))
+            return &t->slot[i];
+}
+
+static void props_put(struct sim *s, uint64_t index, uint64_t term, uint64_t op)
+{
+    if (s->props == NULL && (s->props = calloc(1, sizeof(*s->props))) == NULL)
+        abort();
+    struct sim_props *t = s->props;
+    if (2 * (t->used + 1) > t->cap) {
+        struct sim_props old = *t;
+        t->cap = old.cap ? old.cap * 2 : 4096;
+        t->used = 0;
+        if ((t->slot = calloc(t->cap, sizeof(*t->slot))) == NULL)
+            abort();
+        for (uint64_t i = 0; i < old.cap; i++)
+            if (old.slot[i].index != 0)
+                *props_slot(t, old.slot[i].index, old.slot[i].term) = old.slot[i];
+        t->used = old.used;
+        free(old.slot);
+    }
+    struct sim_prop *sl = props_slot(t, index, term);
+    t->used += sl->index == 0;
+    *sl = (struct sim_prop){index, term, op};
+}
+
+static uint64_t props_get(const struct sim *s, uint64_t index, uint64_t term)
+{
+    if (s->props == NULL)
+        return NO_OP;
+    const struct sim_prop *sl = props_slot(s->props, index, term);
+    return sl->index == 0 ? NO_OP : sl->op;
+}
+
+void sim_clients_free(struct sim *s)
+{
+    if (s->props != NULL)
+        free(s->props->slot);
+    free(s->props);
+    s->props = NULL;
+}
+
+static uint32_t key_name(uint32_t key, uint8_t out[8])
+{
+    return (uint32_t)snprintf((char *)out, 8, "k%u", key);
+}
+
+uint64_t sim_kv_version(const struct sim_node *n, uint32_t key)
+{
+    uint8_t name[8];
+    struct corral_kv_item it;
+    return corral_kv_get(n->kv, name, key_name(key, name), &it) ? it.version : 0;
+}
 
 static uint64_t op_new(struct sim *s, uint32_t client)
 {
@@ -23,10 +100,12 @@ static uint64_t op_new(struct sim *s, uint32_t client)
     uint32_t r = (uint32_t)(sim_rand(s) % 100);
     op->kind = r < 40 ? LINCHECK_PUT : r < 80 ? LINCHECK_GET : r < 90 ? LINCHECK_CAS : LINCHECK_DEL;
     op->key = (uint32_t)(sim_rand(s) % s->p.n_keys);
-    if (op->kind == LINCHECK_PUT || op->kind == LINCHECK_CAS)
-        op->value = ++s->next_value;
-    if (op->kind == LINCHECK_CAS)
-        op->expect = sim_chance(s, 300) ? 0 : sim_between(s, 1, s->next_value);
+    /* A CAS mostly names the newest version any client saw, so that many
+     * succeed; sometimes "absent", sometimes one just before it. */
+    if (op->kind == LINCHECK_CAS) {
+        uint64_t v = s->last_version[op->key];
+        op->expect = sim_chance(s, 300) ? 0 : sim_chance(s, 800) || v < 2 ? v : v - 1;
+    }
     return s->n_ops++;
 }
 
@@ -82,15 +161,22 @@ void sim_client_reply(struct sim *s, uint64_t op, bool ok, uint64_t value, bool 
     sim_at(s, s->now_us + sim_between(s, s->p.delay_min_us, s->p.delay_max_us), ev);
 }
 
-uint64_t sim_command_encode(const struct sim_op *op, uint64_t id, uint8_t out[32])
+/* The op as the API would propose it: key "k<N>", the op id as the bytes
+ * of a PUT or CAS. */
+static struct corral_rbuf *command_encode(const struct sim_op *op, uint64_t id)
 {
-    memset(out, 0, 32);
-    memcpy(out, &id, 8);
-    out[8] = op->kind;
-    out[9] = (uint8_t)op->key;
-    memcpy(out + 10, &op->value, 8);
-    memcpy(out + 18, &op->expect, 8);
-    return 26;
+    uint8_t name[8], value[8];
+    memcpy(value, &id, sizeof(value));
+    struct corral_kv_cmd c = {.op = op->kind == LINCHECK_DEL ? CORRAL_KV_DEL : CORRAL_KV_PUT,
+                              .has_cas = op->kind == LINCHECK_CAS,
+                              .cas = op->expect,
+                              .key = name,
+                              .key_len = key_name(op->key, name)};
+    if (c.op == CORRAL_KV_PUT) {
+        c.value = value;
+        c.value_len = sizeof(value);
+    }
+    return corral_kv_cmd_encode(&c);
 }
 
 /* A request reaches a node: reads go through ReadIndex, writes through
@@ -115,11 +201,18 @@ static void node_receive(struct sim *s, uint32_t node, uint64_t id)
         p->read = true;
         rv = corral_raft_read_index(n->raft, id);
     } else {
-        uint8_t buf[32];
-        uint64_t len = sim_command_encode(op, id, buf);
-        struct corral_rbuf *data = corral_rbuf_new(buf, (uint32_t)len);
+        struct corral_rbuf *data = command_encode(op, id);
+        if (data == NULL)
+            abort();
         rv = corral_raft_propose(n->raft, data, &p->index);
         corral_rbuf_unref(data);
+        if (rv == 0) {
+            const struct corral_raft_entry *e = corral_raft_entry_at(n->raft, p->index);
+            p->term = e->term;
+            s->ops[id].index = p->index;
+            s->ops[id].term = p->term;
+            props_put(s, p->index, p->term, id);
+        }
     }
     if (rv != 0) {
         sim_client_reply(s, id, false, 0, false, (uint32_t)st.leader);
@@ -202,39 +295,32 @@ static void apply_conf(struct sim *s, struct sim_node *n, const struct corral_ra
         sim_node_crash(s, &s->nodes[node]);
 }
 
-/* Applies one committed entry to n's state machine and answers the client
- * whose proposal it is, if that client asked this node. */
-void sim_apply_command(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e)
+/* Records what a committed write did (once, at its first application
+ * anywhere) and answers its client if it asked this node. */
+static void record_write(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e,
+                         const struct corral_kv_result *res)
 {
-    if (e->type == CORRAL_RAFT_ENTRY_CONF) {
-        apply_conf(s, n, e);
-        return;
-    }
-    if (e->type != CORRAL_RAFT_ENTRY_NORMAL)
-        return;
-    if (e->data == NULL || e->data->len != 26) {
-        sim_fail(s, "node %u applies a malformed command at %llu", n->id,
+    uint64_t id = props_get(s, e->index, e->term);
+    if (id == NO_OP || res == NULL) {
+        sim_fail(s, "node %u applies an entry nobody proposed at %llu", n->id,
                  (unsigned long long)e->index);
         return;
     }
-    uint64_t id, value, expect;
-    memcpy(&id, e->data->data, 8);
-    uint8_t kind = e->data->data[8];
-    uint32_t key = e->data->data[9];
-    memcpy(&value, e->data->data + 10, 8);
-    memcpy(&expect, e->data->data + 18, 8);
-    bool cas_ok = false;
-    if (kind == LINCHECK_PUT)
-        n->kv[key] = value;
-    else if (kind == LINCHECK_DEL)
-        n->kv[key] = 0;
-    else if (kind == LINCHECK_CAS && n->kv[key] == expect) {
-        n->kv[key] = value;
-        cas_ok = true;
+    struct sim_op *op = &s->ops[id];
+    bool ok = res->status == CORRAL_KV_OK || (op->kind == LINCHECK_DEL &&
+                                              res->status == CORRAL_KV_NOT_FOUND);
+    if (!ok && !(op->kind == LINCHECK_CAS && res->status == CORRAL_KV_CAS_FAILED)) {
+        sim_fail(s, "node %u: the store refused op %llu at %llu: status %u", n->id,
+                 (unsigned long long)id, (unsigned long long)e->index, res->status);
+        return;
     }
-    if (id < s->n_ops && s->ops[id].applied_us == 0) {
-        s->ops[id].applied_us = s->now_us;
-        s->ops[id].applied_cas_ok = cas_ok;
+    if (op->applied_us == 0) {
+        op->applied_us = s->now_us;
+        op->applied_cas_ok = ok;
+        op->applied_version = e->index;
+        op->value = e->index; /* what the checker sees the write store */
+        if (ok && op->kind != LINCHECK_DEL)
+            s->last_version[op->key] = e->index;
     }
     for (uint32_t i = 0; i < n->n_pending; i++) {
         struct sim_pending *p = &n->pending[i];
@@ -242,9 +328,18 @@ void sim_apply_command(struct sim *s, struct sim_node *n, const struct corral_ra
             continue;
         /* Our proposal at this index was either committed, or replaced by
          * another leader's entry: then its outcome is unknown to us. */
-        if (p->op == id)
-            sim_client_reply(s, id, true, 0, cas_ok, 0);
+        if (p->term == e->term)
+            sim_client_reply(s, p->op, true, 0, ok, 0);
         n->pending[i] = n->pending[--n->n_pending];
         break;
     }
+}
+
+void sim_client_applied(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e,
+                        const struct corral_kv_result *res)
+{
+    if (e->type == CORRAL_RAFT_ENTRY_CONF)
+        apply_conf(s, n, e);
+    else if (e->type == CORRAL_RAFT_ENTRY_NORMAL)
+        record_write(s, n, e, res);
 }

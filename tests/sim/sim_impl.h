@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "core/kv.h"
+#include "core/raft_drive.h"
 #include "lincheck.h"
 #include "sim.h"
 
@@ -28,6 +30,7 @@ enum sim_event_type {
     EV_CLIENT_REPLY,
     EV_CLIENT_TIMEOUT,
     EV_CRASH,
+    EV_CRASH_NODE,
     EV_RESTART,
     EV_PARTITION,
     EV_PARTITION_END,
@@ -50,6 +53,10 @@ struct sim_event {
 /* What one node keeps on its simulated disk: survives crashes. */
 struct sim_disk {
     struct corral_raft_hard_state hs;
+    /* A hard state written without an fsync (D2): a crash keeps or loses
+     * it, by the seed, unless a synced batch made it durable first. */
+    bool hs_dirty;
+    struct corral_raft_hard_state hs_cache;
     struct corral_raft_snapshot_meta snap;
     struct corral_rbuf *snap_data;
     uint32_t n;
@@ -59,12 +66,16 @@ struct sim_disk {
 
 struct sim_pending {
     uint64_t index; /* log index of a proposal, or read index (0 = unknown) */
+    uint64_t term;  /* a proposal's term: (index, term) names its entry */
     uint64_t op;    /* op id */
     bool read;
     bool read_ready;
 };
 
+struct sim;
+
 struct sim_node {
+    struct sim *sim;
     uint32_t id;
     bool started; /* ever part of the run */
     bool up;
@@ -73,11 +84,11 @@ struct sim_node {
     uint32_t rate_permille;
     struct corral_raft *raft;
     struct sim_disk disk;
-    bool persisting;
-    struct corral_raft_ready rd;
-    /* The state machine: a tiny key-value store, lost on crash. */
-    uint64_t kv[SIM_KEYS_MAX];
-    uint64_t applied;
+    /* The production driver and state machine (src/core/raft_drive.c,
+     * src/core/kv.c); both are lost on a crash. */
+    struct corral_drive drive;
+    struct corral_kv *kv;
+    bool persisting; /* the driver's batch waits on an EV_PERSIST */
     uint32_t n_pending;
     struct sim_pending pending[SIM_PENDING_MAX];
     /* What the checks saw last of this incarnation. */
@@ -89,6 +100,8 @@ enum sim_op_status { OP_INFLIGHT = 0, OP_OK, OP_FAILED, OP_UNKNOWN };
 
 struct sim_op {
     uint32_t client;
+    uint64_t index; /* a write's entry once proposed: (index, term) */
+    uint64_t term;
     uint8_t kind; /* enum lincheck_kind */
     uint32_t key;
     uint64_t value;
@@ -100,6 +113,7 @@ struct sim_op {
     uint64_t return_us;
     uint64_t applied_us; /* first application anywhere, 0 = never */
     bool applied_cas_ok;
+    uint64_t applied_version; /* the key's version it produced (its index) */
 };
 
 struct sim_client {
@@ -129,7 +143,8 @@ struct sim {
     uint64_t n_ops;
     uint64_t cap_ops;
     struct sim_op *ops;
-    uint64_t next_value;
+    uint64_t last_version[SIM_KEYS_MAX]; /* seen by any client: CAS targets */
+    struct sim_props *props;             /* (index, term) -> op, sim_client.c */
     struct sim_check *check;
     uint64_t trace_next;
     char trace[SIM_TRACE_LINES][SIM_TRACE_LINE_BYTES];
@@ -145,6 +160,7 @@ void sim_print_trace(const struct sim *s, FILE *f, uint32_t lines);
 void sim_at(struct sim *s, uint64_t t_us, struct sim_event ev);
 void sim_net_send(struct sim *s, const struct corral_raft_msg *m);
 void sim_nemesis(struct sim *s, struct sim_node *n, bool elected, bool committed);
+void sim_nemesis_fsync(struct sim *s, struct sim_node *n, uint64_t fsync_us);
 
 /* sim_node.c */
 void sim_node_start_fresh(struct sim *s, struct sim_node *n);
@@ -161,14 +177,17 @@ bool sim_node_status(const struct sim_node *n, struct corral_raft_status *st);
 /* sim_client.c */
 void sim_clients_init(struct sim *s);
 void sim_client_event(struct sim *s, const struct sim_event *ev);
+void sim_clients_free(struct sim *s);
 void sim_client_reply(struct sim *s, uint64_t op, bool ok, uint64_t value, bool cas_ok,
                       uint32_t leader_hint);
-uint64_t sim_command_encode(const struct sim_op *op, uint64_t id, uint8_t out[32]);
-void sim_apply_command(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e);
+void sim_client_applied(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e,
+                        const struct corral_kv_result *res);
+uint64_t sim_kv_version(const struct sim_node *n, uint32_t key);
 
 /* sim_check.c */
 void sim_check_node(struct sim *s, struct sim_node *n);
 void sim_check_applied(struct sim *s, struct sim_node *n, uint64_t index);
+void sim_check_read(struct sim *s, struct sim_node *n, uint32_t key);
 void sim_check_end(struct sim *s);
 void sim_check_free(struct sim *s);
 uint64_t sim_hash_bytes(const void *data, size_t len, uint64_t h);

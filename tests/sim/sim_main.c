@@ -21,6 +21,10 @@
 /* Draws a run's plan from its seed. Several profiles, so that some seeds
  * hammer elections (small batches, leader crashes) and others exercise
  * snapshots and membership. */
+/* --churn: every seed takes the leader-churn branch below (the self-tests
+ * use it: the bugs they plant live there). */
+static bool force_churn;
+
 void sim_params_from_seed(struct sim_params *p, uint64_t seed)
 {
     uint64_t x = seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
@@ -50,7 +54,7 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
     p->restart_max_ms = 3000;
     p->partition_max_ms = 3000;
     p->leader_bias_permille = 400;
-    if (DRAW(0, 2) == 0) {
+    if (DRAW(0, 2) == 0 || force_churn) {
         /* Leader churn: three voters, one entry per append, leaders
          * isolated or killed while clients keep writing to them, so that
          * logs diverge across terms as in the paper's Figure 8. */
@@ -66,13 +70,14 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
         p->nemesis_permille = DRAW(50, 300);
         p->conf_every_ms = 0;
     }
+    p->fsync_crash_permille = DRAW(0, 1) ? DRAW(5, 100) : 0;
 #undef DRAW
 }
 
 static int usage(void)
 {
     fprintf(stderr, "usage: corral-sim [--seed S | --seeds N [--first F | --random]]\n"
-                    "                  [--verbose] [--expect-violation]\n");
+                    "                  [--verbose] [--churn] [--expect-violation]\n");
     return 2;
 }
 
@@ -104,6 +109,8 @@ int main(int argc, char **argv)
             random_seeds = true;
         } else if (strcmp(a, "--verbose") == 0) {
             verbose = true;
+        } else if (strcmp(a, "--churn") == 0) {
+            force_churn = true;
         } else if (strcmp(a, "--expect-violation") == 0) {
             expect = true;
         } else {

@@ -1,7 +1,7 @@
-/* One simulated node: the real Raft core driven exactly as the runtime
- * drives it (ready, persist, send, apply, advance), a disk that keeps only
- * what was persisted when the node crashes, and the key-value state
- * machine with its snapshots. */
+/* One simulated node: the real Raft core, driven by the production driver
+ * (src/core/raft_drive.c) into the production state machine
+ * (src/core/kv.c), over a disk that keeps only what was persisted when the
+ * node crashes, and whose fsyncs complete after the early sends. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,12 +84,23 @@ static void schedule_tick(struct sim *s, struct sim_node *n)
     sim_at(s, s->now_us + (uint64_t)SIM_TICK_MS * 1000 * 1000 / n->rate_permille, ev);
 }
 
-static void kv_restore(struct sim_node *n)
+static const struct corral_drive_io sim_io; /* the driver's callbacks, below */
+
+/* The store as the disk's snapshot left it, as the node does at start. */
+static bool kv_load(struct sim *s, struct sim_node *n)
 {
-    memset(n->kv, 0, sizeof(n->kv));
-    if (n->disk.snap_data != NULL && n->disk.snap_data->len == sizeof(n->kv))
-        memcpy(n->kv, n->disk.snap_data->data, sizeof(n->kv));
-    n->applied = n->disk.snap.index;
+    n->kv = corral_kv_new();
+    if (n->kv == NULL)
+        abort();
+    if (n->disk.snap.index == 0)
+        return true;
+    int rv = corral_kv_restore(n->kv, n->disk.snap_data);
+    if (rv != 0 || corral_kv_applied(n->kv) != n->disk.snap.index) {
+        sim_fail(s, "node %u: its snapshot at %llu does not load: %d", n->id,
+                 (unsigned long long)n->disk.snap.index, rv);
+        return false;
+    }
+    return true;
 }
 
 static void boot(struct sim *s, struct sim_node *n)
@@ -105,12 +116,18 @@ static void boot(struct sim *s, struct sim_node *n)
         sim_fail(s, "node %u cannot boot from its disk: %d", n->id, rv);
         return;
     }
+    if (!kv_load(s, n))
+        return;
+    struct corral_drive_io io = sim_io;
+    io.ud = n;
+    struct corral_drive_config dc = {.snapshot_every = s->p.snapshot_every,
+                                     .snapshot_keep = sim_between(s, 0, s->p.snapshot_every / 2)};
+    corral_drive_init(&n->drive, n->raft, n->kv, &io, &dc, n->disk.snap.index);
     n->up = true;
     n->persisting = false;
     n->n_pending = 0;
     n->seen_term = 0;
     n->seen_commit = 0;
-    kv_restore(n);
     corral_raft_tick(n->raft, local_ms(s, n));
     schedule_tick(s, n);
 }
@@ -145,16 +162,21 @@ void sim_node_restart(struct sim *s, struct sim_node *n)
               (unsigned long long)n->disk.snap.index);
 }
 
-/* The in-flight batch is lost, and with it anything not yet on disk. */
+/* The in-flight batch is lost, and with it anything not yet on disk; a
+ * hard state written without an fsync may or may not have made it. */
 void sim_node_crash(struct sim *s, struct sim_node *n)
 {
     if (!n->up)
         return;
-    if (n->persisting)
-        corral_raft_ready_free(&n->rd);
+    corral_drive_close(&n->drive);
     n->persisting = false;
+    if (n->disk.hs_dirty && sim_chance(s, 500))
+        n->disk.hs = n->disk.hs_cache;
+    n->disk.hs_dirty = false;
     corral_raft_free(n->raft);
     n->raft = NULL;
+    corral_kv_free(n->kv);
+    n->kv = NULL;
     n->up = false;
     n->incarnation++;
     n->n_pending = 0; /* their clients time out: outcome unknown */
@@ -191,20 +213,52 @@ uint32_t sim_leader(struct sim *s)
     return best;
 }
 
-/* ---- the ready loop ---- */
+/* ---- the ready loop: the production driver, with this host's io ---- */
 
-/* Starts persisting the next batch; it completes after the disk latency,
- * and only then are its messages sent. */
-void sim_node_flush(struct sim *s, struct sim_node *n)
+/* Writes a batch to the simulated disk, as storage does at its fsync. */
+static void disk_write_batch(struct sim *s, struct sim_node *n, const struct corral_raft_ready *rd)
 {
-    if (!n->up || n->persisting || !corral_raft_has_ready(n->raft))
-        return;
-    corral_raft_ready(n->raft, &n->rd);
+    if (rd->has_snapshot)
+        disk_snapshot(&n->disk, &rd->snapshot, rd->snapshot_data);
+    if (rd->n_entries > 0)
+        disk_truncate(&n->disk, rd->entries[0].index);
+    for (uint32_t i = 0; i < rd->n_entries; i++)
+        disk_append(s, &n->disk, &rd->entries[i]);
+    if (rd->has_hard_state)
+        n->disk.hs = rd->hard_state;
+    else if (n->disk.hs_dirty)
+        n->disk.hs = n->disk.hs_cache; /* the fsync covers the earlier write */
+    n->disk.hs_dirty = false;
+}
+
+/* A batch that must sync completes after the disk latency (the driver has
+ * sent its leader data messages already, D1); one that only moves the
+ * commit hint is written to the page cache at once (D2). */
+static int io_persist(void *ud, const struct corral_raft_ready *rd, bool must_sync, bool *done)
+{
+    struct sim_node *n = ud;
+    struct sim *s = n->sim;
+    if (!must_sync) {
+        if (rd->has_hard_state) {
+            n->disk.hs_cache = rd->hard_state;
+            n->disk.hs_dirty = true;
+        }
+        *done = true;
+        return 0;
+    }
     n->persisting = true;
-    bool io = n->rd.has_hard_state || n->rd.has_snapshot || n->rd.n_entries > 0;
-    uint64_t delay = io ? sim_between(s, s->p.disk_min_us, s->p.disk_max_us) : 0;
+    uint64_t delay = sim_between(s, s->p.disk_min_us, s->p.disk_max_us);
     struct sim_event ev = {.type = EV_PERSIST, .node = n->id, .a = n->incarnation};
     sim_at(s, s->now_us + delay, ev);
+    if (rd->role == CORRAL_RAFT_LEADER && rd->n_entries > 0)
+        sim_nemesis_fsync(s, n, delay);
+    return 0;
+}
+
+static void io_send(void *ud, const struct corral_raft_msg *m)
+{
+    struct sim_node *n = ud;
+    sim_net_send(n->sim, m);
 }
 
 static void pending_remove(struct sim_node *n, uint32_t i)
@@ -215,11 +269,13 @@ static void pending_remove(struct sim_node *n, uint32_t i)
 /* Serves the reads whose index has been applied. */
 static void serve_reads(struct sim *s, struct sim_node *n)
 {
+    uint64_t applied = corral_kv_applied(n->kv);
     for (uint32_t i = 0; i < n->n_pending;) {
         struct sim_pending *p = &n->pending[i];
-        if (p->read && p->read_ready && p->index <= n->applied) {
+        if (p->read && p->read_ready && p->index <= applied) {
             const struct sim_op *op = &s->ops[p->op];
-            sim_client_reply(s, p->op, true, n->kv[op->key], false, 0);
+            sim_check_read(s, n, op->key);
+            sim_client_reply(s, p->op, true, sim_kv_version(n, op->key), false, 0);
             pending_remove(n, i);
         } else {
             i++;
@@ -227,28 +283,24 @@ static void serve_reads(struct sim *s, struct sim_node *n)
     }
 }
 
-static void apply_batch(struct sim *s, struct sim_node *n, const struct corral_raft_ready *rd)
+static void io_applied(void *ud, const struct corral_raft_entry *e,
+                       const struct corral_kv_result *res)
 {
-    if (rd->has_snapshot) {
-        if (rd->snapshot_data == NULL || rd->snapshot_data->len != sizeof(n->kv)) {
-            sim_fail(s, "node %u got a snapshot of the wrong size", n->id);
-            return;
-        }
-        memcpy(n->kv, rd->snapshot_data->data, sizeof(n->kv));
-        n->applied = rd->snapshot.index;
-        sim_check_applied(s, n, n->applied);
-    }
-    for (uint32_t i = 0; i < rd->n_committed; i++) {
-        const struct corral_raft_entry *e = &rd->committed[i];
-        if (e->index != n->applied + 1) {
-            sim_fail(s, "node %u applies %llu after %llu", n->id, (unsigned long long)e->index,
-                     (unsigned long long)n->applied);
-            return;
-        }
-        sim_apply_command(s, n, e);
-        n->applied = e->index;
-        sim_check_applied(s, n, e->index);
-    }
+    struct sim_node *n = ud;
+    sim_client_applied(n->sim, n, e, res);
+    sim_check_applied(n->sim, n, e->index);
+}
+
+static void io_restored(void *ud, const struct corral_raft_snapshot_meta *meta)
+{
+    struct sim_node *n = ud;
+    sim_check_applied(n->sim, n, meta->index);
+}
+
+static void io_batch_done(void *ud, const struct corral_raft_ready *rd)
+{
+    struct sim_node *n = ud;
+    struct sim *s = n->sim;
     for (uint32_t i = 0; i < rd->n_reads; i++) {
         for (uint32_t j = 0; j < n->n_pending; j++) {
             struct sim_pending *p = &n->pending[j];
@@ -267,44 +319,43 @@ static void apply_batch(struct sim *s, struct sim_node *n, const struct corral_r
     serve_reads(s, n);
 }
 
-/* Takes a snapshot of the state machine now and then, so the log stays
- * short and slow followers need InstallSnapshot. */
-static void maybe_compact(struct sim *s, struct sim_node *n)
+static int io_save_snapshot(void *ud, const struct corral_raft_snapshot_meta *meta,
+                            struct corral_rbuf *data)
 {
-    if (n->applied < n->disk.snap.index + s->p.snapshot_every)
+    struct sim_node *n = ud;
+    disk_snapshot(&n->disk, meta, data);
+    return 0;
+}
+
+static const struct corral_drive_io sim_io = {
+    .persist = io_persist,
+    .send = io_send,
+    .applied = io_applied,
+    .restored = io_restored,
+    .batch_done = io_batch_done,
+    .save_snapshot = io_save_snapshot,
+};
+
+static void drive_result(struct sim *s, struct sim_node *n, int rv)
+{
+    if (rv != 0)
+        sim_fail(s, "node %u: the driver stopped: %d", n->id, rv);
+}
+
+void sim_node_flush(struct sim *s, struct sim_node *n)
+{
+    if (!n->up)
         return;
-    struct corral_rbuf *data = corral_rbuf_new(n->kv, sizeof(n->kv));
-    struct corral_raft_snapshot_meta meta;
-    uint64_t keep = sim_between(s, 0, s->p.snapshot_every / 2);
-    int rv = corral_raft_compact(n->raft, n->applied, data, keep, &meta);
-    if (rv == 0)
-        disk_snapshot(&n->disk, &meta, data);
-    corral_rbuf_unref(data);
+    drive_result(s, n, corral_drive_run(&n->drive));
 }
 
 void sim_node_persisted(struct sim *s, struct sim_node *n, uint32_t incarnation)
 {
     if (!n->up || n->incarnation != incarnation || !n->persisting)
         return;
-    struct corral_raft_ready *rd = &n->rd;
-    if (rd->has_snapshot)
-        disk_snapshot(&n->disk, &rd->snapshot, rd->snapshot_data);
-    if (rd->n_entries > 0)
-        disk_truncate(&n->disk, rd->entries[0].index);
-    for (uint32_t i = 0; i < rd->n_entries; i++)
-        disk_append(s, &n->disk, &rd->entries[i]);
-    if (rd->has_hard_state)
-        n->disk.hs = rd->hard_state;
-    for (uint32_t i = 0; i < rd->n_msgs; i++)
-        sim_net_send(s, &rd->msgs[i]);
-    apply_batch(s, n, rd);
-    if (!n->up)
-        return; /* removed while applying */
-    corral_raft_advance(n->raft, rd);
-    corral_raft_ready_free(rd);
     n->persisting = false;
-    maybe_compact(s, n);
-    sim_node_flush(s, n);
+    disk_write_batch(s, n, &n->drive.rd);
+    drive_result(s, n, corral_drive_persisted(&n->drive));
 }
 
 void sim_node_tick(struct sim *s, struct sim_node *n, uint32_t incarnation)

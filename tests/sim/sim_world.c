@@ -223,17 +223,32 @@ static void schedule(struct sim *s, uint8_t type, uint32_t mean_ms)
     sim_at(s, s->now_us + sim_between(s, 1000, 2ull * mean_ms * 1000), ev);
 }
 
+static void crash_and_restart(struct sim *s, uint32_t id)
+{
+    sim_node_crash(s, &s->nodes[id]);
+    struct sim_event ev = {.type = EV_RESTART, .node = id};
+    sim_at(s, s->now_us + sim_between(s, 10000, (uint64_t)s->p.restart_max_ms * 1000), ev);
+}
+
 static void crash_one(struct sim *s)
 {
     /* Aim at the leader often: leader churn is where Raft breaks. */
     uint32_t id = sim_chance(s, s->p.leader_bias_permille) ? sim_leader(s) : 0;
     if (id == 0)
         id = random_member(s, true);
-    if (id != 0) {
-        sim_node_crash(s, &s->nodes[id]);
-        struct sim_event ev = {.type = EV_RESTART, .node = id};
-        sim_at(s, s->now_us + sim_between(s, 10000, (uint64_t)s->p.restart_max_ms * 1000), ev);
-    }
+    if (id != 0)
+        crash_and_restart(s, id);
+}
+
+/* A leader's batch of new entries has gone out to the followers (D1) and
+ * its own fsync is under way: now and then the leader crashes before the
+ * fsync completes, losing its own copy. */
+void sim_nemesis_fsync(struct sim *s, struct sim_node *n, uint64_t fsync_us)
+{
+    if (s->healed || !sim_chance(s, s->p.fsync_crash_permille))
+        return;
+    struct sim_event ev = {.type = EV_CRASH_NODE, .node = n->id, .a = n->incarnation};
+    sim_at(s, s->now_us + sim_between(s, 0, fsync_us), ev);
 }
 
 /* The operator: add a learner (a fresh node), promote it, or remove a
@@ -313,6 +328,13 @@ static void dispatch(struct sim *s, const struct sim_event *ev)
             schedule(s, EV_CRASH, s->p.crash_every_ms);
         }
         break;
+    case EV_CRASH_NODE:
+        if (!s->healed && s->nodes[ev->node].up && s->nodes[ev->node].incarnation == ev->a &&
+            s->nodes[ev->node].persisting) {
+            sim_trace(s, "nemesis: node %u crashes during its fsync", ev->node);
+            crash_and_restart(s, ev->node);
+        }
+        break;
     case EV_RESTART:
         if (!s->healed && !s->nodes[ev->node].removed && !s->nodes[ev->node].up)
             sim_node_restart(s, &s->nodes[ev->node]);
@@ -351,6 +373,7 @@ static void world_init(struct sim *s, const struct sim_params *p, struct sim_res
     for (uint32_t i = 1; i <= SIM_NODES_MAX; i++) {
         struct sim_node *n = &s->nodes[i];
         n->id = i;
+        n->sim = s;
         /* Clock rate 1 +- drift: a node's ms pass at its own pace. */
         int64_t d = (int64_t)sim_between(s, 0, 2ull * p->drift_permille_max) -
                     (int64_t)p->drift_permille_max;
@@ -384,6 +407,7 @@ static void world_free(struct sim *s)
     for (uint32_t i = 1; i <= SIM_NODES_MAX; i++)
         sim_node_destroy(s, &s->nodes[i]);
     sim_check_free(s);
+    sim_clients_free(s);
     free(s->ops);
 }
 
@@ -397,7 +421,7 @@ static void dump_nodes(struct sim *s)
         fprintf(stderr, "node %u: %s term %llu leader %llu commit %llu applied %llu last %llu\n", i,
                 corral_raft_role_name(st.role), (unsigned long long)st.term,
                 (unsigned long long)st.leader, (unsigned long long)st.commit,
-                (unsigned long long)n->applied, (unsigned long long)st.last_index);
+                (unsigned long long)st.applied, (unsigned long long)st.last_index);
         for (uint32_t k = 0; k < st.n_progress && st.role == CORRAL_RAFT_LEADER; k++)
             fprintf(stderr, "  peer %llu match %llu next %llu\n",
                     (unsigned long long)st.progress[k].id, (unsigned long long)st.progress[k].match,
