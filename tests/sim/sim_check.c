@@ -213,6 +213,25 @@ static void check_commit_durable(struct sim *s, struct sim_node *n,
                  n->id, e->index, e->term, held, st->conf.n_voters);
 }
 
+/* Leader completeness (section 5.4): a newly elected leader's log holds
+ * the highest entry ever seen committed, so by Log Matching every
+ * committed entry. Checked at election, before the leader can overwrite
+ * anything, so a wrong commit shows even if nobody commits over it. */
+static void check_leader_complete(struct sim *s, struct sim_node *n,
+                                  const struct corral_raft_status *st)
+{
+    const struct sim_check *c = s->check;
+    uint64_t top = s->res->commits;
+    if (top == 0 || top <= st->snapshot_index || top >= c->n_committed)
+        return;
+    const struct corral_raft_entry *e = corral_raft_entry_at(n->raft, top);
+    if (e == NULL || e->term != c->committed_term[top])
+        sim_fail(s,
+                 "leader completeness: node %u leads term %" PRIu64 " without the entry committed"
+                 " at %" PRIu64 " (term %" PRIu64 ")",
+                 n->id, st->term, top, c->committed_term[top]);
+}
+
 void sim_check_node(struct sim *s, struct sim_node *n)
 {
     if (!n->up || s->res->violation)
@@ -237,6 +256,7 @@ void sim_check_node(struct sim *s, struct sim_node *n)
             s->res->elections++;
             sim_trace(s, "node %u leads term %" PRIu64 " (commit %" PRIu64 ", last %" PRIu64 ")",
                       n->id, st.term, st.commit, st.last_index);
+            check_leader_complete(s, n, &st);
         } else if (c->leader_of_term[st.term] != n->id) {
             sim_fail(s, "two leaders in term %" PRIu64 ": nodes %u and %u", st.term,
                      c->leader_of_term[st.term], n->id);

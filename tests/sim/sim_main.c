@@ -58,7 +58,7 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
         /* Leader churn: three voters, one entry per append, leaders
          * isolated or killed while clients keep writing to them, so that
          * logs diverge across terms as in the paper's Figure 8. */
-        p->n_voters = 3;
+        p->n_voters = force_churn && (seed & 1) ? 5 : 3;
         p->max_msg_entries = 1;
         p->delay_min_us = DRAW(1000, 5000);
         p->delay_max_us = p->delay_min_us + DRAW(0, 20000);
