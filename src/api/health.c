@@ -2,7 +2,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "api/api.h"
+#include "api/reply.h"
+#include "api/routes.h"
 
 void api_health(struct corral_node *n, struct corral_http_request *req)
 {

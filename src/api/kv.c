@@ -2,7 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api.h"
+#include "api/reply.h"
+#include "api/routes.h"
 #include "corral.h"
 #include "util/parse.h"
 
