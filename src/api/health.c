@@ -18,7 +18,7 @@ void api_ready(struct corral_node *n, struct corral_http_request *req)
     if (info.ready)
         api_json(req, 200, json_pack("{s:b}", "ready", 1));
     else
-        api_error(req, 503, "not_ready", info.not_ready_reason, info.leader_http, NULL);
+        api_error_ex(req, API_ERR_NOT_READY, info.not_ready_reason, info.leader_http, NULL);
 }
 
 static json_t *peers_json(struct corral_node *n, const struct corral_raft_status *s)
@@ -72,7 +72,7 @@ void api_metrics(struct corral_node *n, struct corral_http_request *req)
     corral_node_metrics(n, &out);
     if (out.oom) {
         corral_sbuf_free(&out);
-        api_error(req, 500, "internal", "out of memory", NULL, NULL);
+        api_error(req, API_ERR_OOM);
         return;
     }
     corral_http_respond(req, 200, "text/plain; version=0.0.4", out.p ? out.p : "", out.len, NULL,

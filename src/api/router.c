@@ -31,10 +31,10 @@ void corral_api_route(struct corral_node *n, struct corral_http_request *req)
         if (strcmp(path, routes[i].path) != 0)
             continue;
         if (!is_get(req))
-            api_error(req, 405, "method_not_allowed", "only GET is allowed here", NULL, NULL);
+            api_error(req, API_ERR_GET_ONLY);
         else
             routes[i].fn(n, req);
         return;
     }
-    api_error(req, 404, "not_found", "no such route", NULL, NULL);
+    api_error(req, API_ERR_NO_ROUTE);
 }
