@@ -45,35 +45,38 @@ static const struct {
     [API_ERR_INTERNAL] = {500, "internal", "internal error"},
 };
 
-void api_json(struct corral_http_request *req, unsigned status, json_t *body)
+/* The error body of e; message NULL takes the table's. */
+static json_t *error_json(enum api_err e, const char *message, const char *leader_http)
+{
+    return corral_http_error_json(errors[e].code, message ? message : errors[e].message,
+                                  leader_http);
+}
+
+/* Serializes body (stolen) compactly; NULL when there is none or no memory. */
+static char *dump(json_t *body)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    if (text == NULL) {
-        static const char oom[] =
-            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-        corral_http_respond(req, 500, "application/json", oom, sizeof(oom) - 1, NULL, NULL, NULL,
-                            NULL);
-        return;
-    }
-    size_t len = strlen(text);
-    const char *ra = status == 503 ? "Retry-After" : NULL;
-    corral_http_respond(req, status, "application/json", text, len, ra, ra ? "1" : NULL, NULL,
-                        NULL);
-    free(text);
+    return text;
 }
 
-/* The error object of e, with "leader" when leader_http is known. */
-static json_t *error_json(enum api_err e, const char *message, const char *leader_http)
+static void send_text(struct corral_http_request *req, unsigned status, const char *text,
+                      const char *header, const char *value)
 {
-    json_t *err = json_pack("{s:s, s:s}", "code", errors[e].code, "message",
-                            message ? message : errors[e].message);
-    if (err != NULL && leader_http != NULL) {
-        char url[300];
-        snprintf(url, sizeof(url), "http://%s", leader_http);
-        json_object_set_new(err, "leader", json_string(url));
+    corral_http_respond(req, status, "application/json", text ? text : "", text ? strlen(text) : 0,
+                        header, value, NULL, NULL);
+}
+
+void api_json(struct corral_http_request *req, unsigned status, json_t *body)
+{
+    char *text = dump(body);
+    if (text == NULL) { /* a body that did not build: its own small error usually does */
+        status = errors[API_ERR_OOM].status;
+        text = dump(error_json(API_ERR_OOM, NULL, NULL));
     }
-    return json_pack("{s:o*}", "error", err);
+    const char *ra = status == 503 ? "Retry-After" : NULL;
+    send_text(req, status, text, ra, ra ? "1" : NULL);
+    free(text);
 }
 
 void api_error_ex(struct corral_http_request *req, enum api_err e, const char *message,
@@ -107,12 +110,9 @@ void api_not_leader(struct corral_node *n, struct corral_http_request *req)
     }
     snprintf(location, sizeof(location), "http://%s%s%s%s", info.leader_http, path,
              query[0] ? "?" : "", query);
-    json_t *err = error_json(API_ERR_NOT_LEADER, NULL, info.leader_http);
-    char *text = err ? json_dumps(err, JSON_COMPACT) : NULL;
-    json_decref(err);
-    const char *body = text ? text : "";
-    corral_http_respond(req, errors[API_ERR_NOT_LEADER].status, "application/json", body,
-                        strlen(body), "Location", location, NULL, NULL);
+    /* Out of memory the body is empty: Location alone still redirects. */
+    char *text = dump(error_json(API_ERR_NOT_LEADER, NULL, info.leader_http));
+    send_text(req, errors[API_ERR_NOT_LEADER].status, text, "Location", location);
     free(text);
 }
 

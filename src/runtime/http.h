@@ -10,15 +10,17 @@
  * still waiting at shutdown are answered by the owner before
  * corral_http_stop (see corral_http_pending).
  *
- * Limits enforced here, each answered with the API's error shape:
- * body size (413, checked against Content-Length before reading), open
- * connections (503 busy), idle connections (closed after idle_timeout_s). */
+ * Limits enforced here, each answered in the error shape of
+ * corral_http_error_json: body size (413, checked against Content-Length
+ * before reading), open connections (503 busy), idle connections (closed
+ * after idle_timeout_s). */
 #ifndef CORRAL_RUNTIME_HTTP_H
 #define CORRAL_RUNTIME_HTTP_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 struct corral_http_limits {
@@ -70,6 +72,13 @@ void *corral_http_get_user(const struct corral_http_request *req);
 void corral_http_respond(struct corral_http_request *req, unsigned status, const char *ctype,
                          const char *body, size_t len, const char *h1, const char *v1,
                          const char *h2, const char *v2);
+
+/* The one shape of every error body, for the errors this server answers
+ * itself and for the API's (src/api builds on it):
+ * {"error":{"code":C,"message":M}}, with "leader":"http://L" inside the
+ * error when leader_http (L) is not NULL. The caller may add top-level
+ * members. NULL when out of memory. */
+json_t *corral_http_error_json(const char *code, const char *message, const char *leader_http);
 
 /* Counters for /metrics: responses by status code. */
 struct corral_http_stats {
