@@ -39,7 +39,6 @@ struct corral_http_request {
     bool suspended;
     struct MHD_Response *response; /* set by respond, queued by the access handler */
     unsigned status;
-    void *user;
 };
 
 void corral_http_limits_default(struct corral_http_limits *l)
@@ -84,7 +83,6 @@ void corral_http_respond(struct corral_http_request *req, unsigned status, const
     }
     req->response = resp; /* NULL: the access handler fails the connection */
     req->status = status;
-    req->user = NULL;
     count_status(req->http, status);
     if (req->suspended) {
         req->suspended = false;
@@ -461,16 +459,6 @@ const uint8_t *corral_http_body(const struct corral_http_request *req, size_t *l
 int corral_http_body_too_large(const struct corral_http_request *req)
 {
     return req->too_large;
-}
-
-void corral_http_set_user(struct corral_http_request *req, void *user)
-{
-    req->user = user;
-}
-
-void *corral_http_get_user(const struct corral_http_request *req)
-{
-    return req->user;
 }
 
 void corral_http_stats(const struct corral_http *h, struct corral_http_stats *s)

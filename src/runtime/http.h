@@ -6,9 +6,9 @@
  * handler answers with corral_http_respond, either before returning or
  * later (a write waiting for its Raft commit): a request not answered
  * when the handler returns is suspended in MHD, and resumed when the
- * answer comes. Every request must be answered exactly once; requests
- * still waiting at shutdown are answered by the owner before
- * corral_http_stop (see corral_http_pending).
+ * answer comes. Every request must be answered exactly once: the owner
+ * answers any still waiting before it calls corral_http_stop (the node,
+ * stopping, fails them with CORRAL_ESHUTDOWN).
  *
  * Limits enforced here, each answered in the error shape of
  * corral_http_error_json: body size (413, checked against Content-Length
@@ -61,10 +61,6 @@ int corral_http_escape(const char *in, char *out, size_t cap);
 const uint8_t *corral_http_body(const struct corral_http_request *req, size_t *len);
 /* true when the body exceeded max_body_bytes (the body is then empty). */
 int corral_http_body_too_large(const struct corral_http_request *req);
-
-/* A user pointer on the request (for the owner's pending tables). */
-void corral_http_set_user(struct corral_http_request *req, void *user);
-void *corral_http_get_user(const struct corral_http_request *req);
 
 /* Answers req: status, content type, body (copied), and up to two extra
  * headers (name/value pairs, NULL when unused). The request must not be
