@@ -1,4 +1,4 @@
-/* /health, /health/ready, /v1/status and /metrics. */
+/* /health, /health/ready and /v1/status. */
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -64,18 +64,4 @@ void api_status(struct corral_node *n, struct corral_http_request *req)
         (json_int_t)s.snapshot_index, "http_addr", info.http_addr, "cluster_addr",
         info.cluster_addr, "ready", info.ready, "peers", peers_json(n, &s));
     api_json(req, 200, body);
-}
-
-void api_metrics(struct corral_node *n, struct corral_http_request *req)
-{
-    struct corral_sbuf out = {0};
-    corral_node_metrics(n, &out);
-    if (out.oom) {
-        corral_sbuf_free(&out);
-        api_error(req, API_ERR_OOM);
-        return;
-    }
-    corral_http_respond(req, 200, "text/plain; version=0.0.4", out.p ? out.p : "", out.len, NULL,
-                        NULL, NULL, NULL);
-    corral_sbuf_free(&out);
 }

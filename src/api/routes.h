@@ -1,5 +1,6 @@
-/* The route handlers, one file per resource family (health.c: /health and
- * /metrics and /v1/status; kv.c: /v1/kv), dispatched by router.c. */
+/* The route handlers, one file per resource family (health.c: /health
+ * and /v1/status; metrics.c: /metrics; kv.c: /v1/kv), dispatched by
+ * router.c. */
 #ifndef CORRAL_API_ROUTES_H
 #define CORRAL_API_ROUTES_H
 
