@@ -1,19 +1,74 @@
 /* GET /metrics: the node's stats in the Prometheus text format (0.0.4).
  * The names are an interface (docs/api.md, dashboards): keep them. */
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 
 #include "api/reply.h"
 #include "api/routes.h"
 #include "runtime/metrics.h"
+#include "util/mem.h"
 
-static void metric(struct corral_sbuf *o, const char *name, const char *type, const char *help,
-                   uint64_t v)
+/* The text being built: a growable buffer. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom; /* an append failed; the text is truncated */
+};
+
+static void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 {
-    corral_sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type,
-                       name, v);
+    if (b->oom)
+        return;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = b->cap - b->len;
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = true;
+            return;
+        }
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len <= (size_t)n)
+            cap *= 2;
+        char *np = corral_realloc(b->p, cap);
+        if (np == NULL) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
 }
 
-static void node_metrics(const struct corral_node_stats *st, struct corral_sbuf *o)
+static void hist(struct sbuf *o, const char *name, const char *help, const struct corral_hist *h)
+{
+    sbuf_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < CORRAL_HIST_BUCKETS; i++) {
+        cum += h->counts[i];
+        sbuf_printf(o, "%s_bucket{le=\"%.4f\"} %llu\n", name, corral_hist_bound(i),
+                    (unsigned long long)cum);
+    }
+    sbuf_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+                (unsigned long long)h->count, name, h->sum, name, (unsigned long long)h->count);
+}
+
+static void metric(struct sbuf *o, const char *name, const char *type, const char *help, uint64_t v)
+{
+    sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
+}
+
+static void node_metrics(const struct corral_node_stats *st, struct sbuf *o)
 {
     metric(o, "corral_term", "gauge", "Current Raft term.", st->term);
     metric(o, "corral_is_leader", "gauge", "1 when this node is the leader.", st->is_leader);
@@ -35,41 +90,39 @@ static void node_metrics(const struct corral_node_stats *st, struct corral_sbuf 
     metric(o, "corral_wal_syncs_total", "counter", "WAL fsyncs.", st->wal_syncs);
     metric(o, "corral_wal_bytes_written_total", "counter", "Bytes written to the WAL.",
            st->wal_bytes_written);
-    corral_hist_write(&st->commit_latency, "corral_commit_latency_seconds",
-                      "Leader: from proposal to applied, per write.", o);
-    corral_hist_write(&st->fsync_latency, "corral_fsync_latency_seconds", "WAL fsync duration.", o);
+    hist(o, "corral_commit_latency_seconds", "Leader: from proposal to applied, per write.",
+         &st->commit_latency);
+    hist(o, "corral_fsync_latency_seconds", "WAL fsync duration.", &st->fsync_latency);
 }
 
-static void peer_metrics(const struct corral_node_stats *st, struct corral_sbuf *o)
+static void peer_metrics(const struct corral_node_stats *st, struct sbuf *o)
 {
-    corral_sbuf_printf(o, "# HELP corral_peer_replication_lag_entries Leader only: entries the "
-                          "peer lacks (last index - match index).\n"
-                          "# TYPE corral_peer_replication_lag_entries gauge\n");
+    sbuf_printf(o, "# HELP corral_peer_replication_lag_entries Leader only: entries the "
+                   "peer lacks (last index - match index).\n"
+                   "# TYPE corral_peer_replication_lag_entries gauge\n");
     for (uint32_t i = 0; i < st->n_lag; i++)
-        corral_sbuf_printf(
-            o, "corral_peer_replication_lag_entries{peer=\"%" PRIu64 "\"} %" PRIu64 "\n",
-            st->lag[i].peer, st->lag[i].entries);
-    corral_sbuf_printf(o, "# HELP corral_peer_connected 1 when the outbound connection to the "
-                          "peer is up.\n# TYPE corral_peer_connected gauge\n");
+        sbuf_printf(o, "corral_peer_replication_lag_entries{peer=\"%" PRIu64 "\"} %" PRIu64 "\n",
+                    st->lag[i].peer, st->lag[i].entries);
+    sbuf_printf(o, "# HELP corral_peer_connected 1 when the outbound connection to the "
+                   "peer is up.\n# TYPE corral_peer_connected gauge\n");
     for (uint32_t i = 0; i < st->n_peers; i++)
-        corral_sbuf_printf(o, "corral_peer_connected{peer=\"%" PRIu64 "\"} %d\n", st->peers[i].id,
-                           st->peers[i].connected ? 1 : 0);
-    corral_sbuf_printf(o, "# HELP corral_peer_dropped_messages_total Messages dropped for a "
-                          "full send queue or a disconnected peer.\n"
-                          "# TYPE corral_peer_dropped_messages_total counter\n");
+        sbuf_printf(o, "corral_peer_connected{peer=\"%" PRIu64 "\"} %d\n", st->peers[i].id,
+                    st->peers[i].connected ? 1 : 0);
+    sbuf_printf(o, "# HELP corral_peer_dropped_messages_total Messages dropped for a "
+                   "full send queue or a disconnected peer.\n"
+                   "# TYPE corral_peer_dropped_messages_total counter\n");
     for (uint32_t i = 0; i < st->n_peers; i++)
-        corral_sbuf_printf(o,
-                           "corral_peer_dropped_messages_total{peer=\"%" PRIu64 "\"} %" PRIu64 "\n",
-                           st->peers[i].id, st->peers[i].dropped_msgs);
+        sbuf_printf(o, "corral_peer_dropped_messages_total{peer=\"%" PRIu64 "\"} %" PRIu64 "\n",
+                    st->peers[i].id, st->peers[i].dropped_msgs);
 }
 
-static void http_metrics(const struct corral_http_stats *hs, struct corral_sbuf *o)
+static void http_metrics(const struct corral_http_stats *hs, struct sbuf *o)
 {
-    corral_sbuf_printf(o, "# HELP corral_http_requests_total HTTP responses by status code.\n"
-                          "# TYPE corral_http_requests_total counter\n");
+    sbuf_printf(o, "# HELP corral_http_requests_total HTTP responses by status code.\n"
+                   "# TYPE corral_http_requests_total counter\n");
     for (uint32_t i = 0; i < hs->n_codes; i++)
-        corral_sbuf_printf(o, "corral_http_requests_total{code=\"%u\"} %" PRIu64 "\n",
-                           hs->codes[i].code, hs->codes[i].count);
+        sbuf_printf(o, "corral_http_requests_total{code=\"%u\"} %" PRIu64 "\n", hs->codes[i].code,
+                    hs->codes[i].count);
     metric(o, "corral_http_open_connections", "gauge", "Open HTTP connections.",
            hs->open_connections);
 }
@@ -78,16 +131,16 @@ void api_metrics(struct corral_node *n, struct corral_http_request *req)
 {
     struct corral_node_stats st;
     corral_node_stats(n, &st);
-    struct corral_sbuf out = {0};
+    struct sbuf out = {0};
     node_metrics(&st, &out);
     peer_metrics(&st, &out);
     http_metrics(&st.http, &out);
     if (out.oom) {
-        corral_sbuf_free(&out);
+        corral_free(out.p);
         api_error(req, API_ERR_OOM);
         return;
     }
     corral_http_respond(req, 200, "text/plain; version=0.0.4", out.p ? out.p : "", out.len, NULL,
                         NULL, NULL, NULL);
-    corral_sbuf_free(&out);
+    corral_free(out.p);
 }
