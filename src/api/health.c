@@ -1,8 +1,9 @@
-/* /health, /health/ready, /v1/status and /metrics. */
+/* /health, /health/ready and /v1/status. */
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "api/api.h"
+#include "api/reply.h"
+#include "api/routes.h"
 
 void api_health(struct corral_node *n, struct corral_http_request *req)
 {
@@ -17,7 +18,7 @@ void api_ready(struct corral_node *n, struct corral_http_request *req)
     if (info.ready)
         api_json(req, 200, json_pack("{s:b}", "ready", 1));
     else
-        api_error(req, 503, "not_ready", info.not_ready_reason, info.leader_http, NULL);
+        api_error_ex(req, API_ERR_NOT_READY, info.not_ready_reason, info.leader_http, NULL);
 }
 
 static json_t *peers_json(struct corral_node *n, const struct corral_raft_status *s)
@@ -63,18 +64,4 @@ void api_status(struct corral_node *n, struct corral_http_request *req)
         (json_int_t)s.snapshot_index, "http_addr", info.http_addr, "cluster_addr",
         info.cluster_addr, "ready", info.ready, "peers", peers_json(n, &s));
     api_json(req, 200, body);
-}
-
-void api_metrics(struct corral_node *n, struct corral_http_request *req)
-{
-    struct corral_sbuf out = {0};
-    corral_node_metrics(n, &out);
-    if (out.oom) {
-        corral_sbuf_free(&out);
-        api_error(req, 500, "internal", "out of memory", NULL, NULL);
-        return;
-    }
-    corral_http_respond(req, 200, "text/plain; version=0.0.4", out.p ? out.p : "", out.len, NULL,
-                        NULL, NULL, NULL);
-    corral_sbuf_free(&out);
 }

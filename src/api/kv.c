@@ -2,7 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api.h"
+#include "api/reply.h"
+#include "api/routes.h"
 #include "corral.h"
 #include "util/parse.h"
 
@@ -29,12 +30,12 @@ static void serve_get(struct corral_node *n, struct corral_http_request *req)
     const char *key = corral_http_path(req) + strlen("/v1/kv/");
     struct corral_kv_item it;
     if (!corral_kv_get(corral_node_kv(n), (const uint8_t *)key, (uint32_t)strlen(key), &it)) {
-        api_error(req, 404, "not_found", "no such key", NULL, NULL);
+        api_error(req, API_ERR_NO_KEY);
         return;
     }
     json_t *body = item_json(&it);
     if (body == NULL)
-        api_error(req, 500, "internal", "the stored value is not valid UTF-8", NULL, NULL);
+        api_error(req, API_ERR_STORED_UTF8);
     else
         api_json(req, 200, body);
 }
@@ -46,12 +47,12 @@ static void serve_list(struct corral_node *n, struct corral_http_request *req)
     const char *lim = corral_http_arg(req, "limit");
     uint64_t limit = LIST_LIMIT_DEFAULT;
     if (lim != NULL && (!corral_parse_u64(lim, &limit) || limit == 0 || limit > LIST_LIMIT_MAX)) {
-        api_error(req, 400, "bad_request", "limit must be an integer from 1 to 1000", NULL, NULL);
+        api_error(req, API_ERR_BAD_LIMIT);
         return;
     }
     struct corral_kv_item *items = calloc(limit, sizeof(*items));
     if (items == NULL) {
-        api_error(req, 500, "internal", "out of memory", NULL, NULL);
+        api_error(req, API_ERR_OOM);
         return;
     }
     bool more = false;
@@ -77,7 +78,7 @@ static void on_read(void *ctx, int err)
 {
     struct read_ctx *rc = ctx;
     if (err != 0)
-        api_node_error(rc->node, rc->req, err);
+        api_node_error(rc->req, err);
     else if (rc->list)
         serve_list(rc->node, rc->req);
     else
@@ -96,14 +97,14 @@ static void kv_read(struct corral_node *n, struct corral_http_request *req, bool
     }
     struct read_ctx *rc = malloc(sizeof(*rc));
     if (rc == NULL) {
-        api_error(req, 500, "internal", "out of memory", NULL, NULL);
+        api_error(req, API_ERR_OOM);
         return;
     }
     *rc = (struct read_ctx){n, req, list};
     int rv = corral_node_read(n, on_read, rc);
     if (rv != 0) {
         free(rc);
-        api_node_error(n, req, rv);
+        api_node_error(req, rv);
     }
 }
 
@@ -121,7 +122,7 @@ static void on_write(void *ctx, int err, const struct corral_kv_result *res)
     struct corral_http_request *req = wc->req;
     const char *key = corral_http_path(req) + strlen("/v1/kv/");
     if (err != 0) {
-        api_node_error(wc->node, req, err);
+        api_node_error(req, err);
     } else if (res->status == CORRAL_KV_OK && wc->del) {
         api_json(req, 200,
                  json_pack("{s:s, s:b, s:I}", "key", key, "deleted", 1, "version",
@@ -129,15 +130,14 @@ static void on_write(void *ctx, int err, const struct corral_kv_result *res)
     } else if (res->status == CORRAL_KV_OK) {
         api_json(req, 200, json_pack("{s:s, s:I}", "key", key, "version", (json_int_t)res->version));
     } else if (res->status == CORRAL_KV_NOT_FOUND) {
-        api_error(req, 404, "not_found", "no such key", NULL, NULL);
+        api_error(req, API_ERR_NO_KEY);
     } else if (res->status == CORRAL_KV_CAS_FAILED) {
-        api_error(req, 409, "cas_failed", "the key's version does not match cas", NULL,
-                  json_pack("{s:I}", "version", (json_int_t)res->version));
+        api_error_ex(req, API_ERR_CAS_FAILED, NULL, NULL,
+                     json_pack("{s:I}", "version", (json_int_t)res->version));
     } else if (res->status == CORRAL_KV_FULL) {
-        api_error(req, 507, "store_full", "the store holds its maximum number of keys", NULL,
-                  NULL);
+        api_error(req, API_ERR_STORE_FULL);
     } else {
-        api_error(req, 500, "internal", "the command did not decode on apply", NULL, NULL);
+        api_error(req, API_ERR_APPLY);
     }
     free(wc);
 }
@@ -153,17 +153,17 @@ static bool write_cmd(struct corral_http_request *req, bool del, struct corral_k
                                   .key = (const uint8_t *)key,
                                   .key_len = (uint32_t)strlen(key)};
     if (cas != NULL && !corral_parse_u64(cas, &cmd->cas)) {
-        api_error(req, 400, "bad_request", "cas must be an unsigned integer version", NULL, NULL);
+        api_error(req, API_ERR_BAD_CAS);
         return false;
     }
     cmd->has_cas = cas != NULL;
     if (corral_http_body_too_large(req) || body_len > CORRAL_KV_VALUE_BYTES_MAX) {
-        api_error(req, 413, "too_large", "the value is over 256 KiB", NULL, NULL);
+        api_error(req, API_ERR_VALUE_TOO_LARGE);
         return false;
     }
     json_t *utf8 = json_stringn(body_len ? (const char *)body : "", body_len);
     if (utf8 == NULL) {
-        api_error(req, 400, "bad_request", "the value must be UTF-8 text", NULL, NULL);
+        api_error(req, API_ERR_VALUE_UTF8);
         return false;
     }
     json_decref(utf8);
@@ -181,7 +181,7 @@ static void kv_write(struct corral_node *n, struct corral_http_request *req, boo
         return;
     struct write_ctx *wc = malloc(sizeof(*wc));
     if (wc == NULL) {
-        api_error(req, 500, "internal", "out of memory", NULL, NULL);
+        api_error(req, API_ERR_OOM);
         return;
     }
     *wc = (struct write_ctx){n, req, del};
@@ -192,7 +192,7 @@ static void kv_write(struct corral_node *n, struct corral_http_request *req, boo
     if (rv == CORRAL_ENOTLEADER)
         api_not_leader(n, req);
     else
-        api_node_error(n, req, rv);
+        api_node_error(req, rv);
 }
 
 void api_kv(struct corral_node *n, struct corral_http_request *req, const char *path)
@@ -203,18 +203,18 @@ void api_kv(struct corral_node *n, struct corral_http_request *req, const char *
         if (get)
             kv_read(n, req, true);
         else
-            api_error(req, 405, "method_not_allowed", "the listing is GET only", NULL, NULL);
+            api_error(req, API_ERR_LIST_GET_ONLY);
         return;
     }
     const char *key = path + 1;
     size_t key_len = strlen(key);
     if (key_len > CORRAL_KV_KEY_BYTES_MAX) {
-        api_error(req, 413, "too_large", "the key is over 512 bytes", NULL, NULL);
+        api_error(req, API_ERR_KEY_TOO_LARGE);
         return;
     }
     json_t *utf8 = json_stringn(key, key_len);
     if (utf8 == NULL) {
-        api_error(req, 400, "bad_request", "the key must be UTF-8 text", NULL, NULL);
+        api_error(req, API_ERR_KEY_UTF8);
         return;
     }
     json_decref(utf8);
@@ -225,5 +225,5 @@ void api_kv(struct corral_node *n, struct corral_http_request *req, const char *
     else if (strcmp(method, "DELETE") == 0)
         kv_write(n, req, true);
     else
-        api_error(req, 405, "method_not_allowed", "use GET, PUT or DELETE", NULL, NULL);
+        api_error(req, API_ERR_KEY_METHOD);
 }

@@ -39,7 +39,6 @@ struct corral_http_request {
     bool suspended;
     struct MHD_Response *response; /* set by respond, queued by the access handler */
     unsigned status;
-    void *user;
 };
 
 void corral_http_limits_default(struct corral_http_limits *l)
@@ -84,7 +83,6 @@ void corral_http_respond(struct corral_http_request *req, unsigned status, const
     }
     req->response = resp; /* NULL: the access handler fails the connection */
     req->status = status;
-    req->user = NULL;
     count_status(req->http, status);
     if (req->suspended) {
         req->suspended = false;
@@ -96,16 +94,29 @@ void corral_http_respond(struct corral_http_request *req, unsigned status, const
     }
 }
 
+json_t *corral_http_error_json(const char *code, const char *message, const char *leader_http)
+{
+    json_t *err = json_pack("{s:s, s:s}", "code", code, "message", message);
+    if (err != NULL && leader_http != NULL) {
+        char url[300];
+        snprintf(url, sizeof(url), "http://%s", leader_http);
+        json_object_set_new(err, "leader", json_string(url));
+    }
+    return json_pack("{s:o*}", "error", err);
+}
+
 static void respond_error(struct corral_http_request *req, unsigned status, const char *code,
                           const char *message, bool close)
 {
-    char body[256];
-    int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
-                     code, message);
-    corral_http_respond(req, status, "application/json", body, (size_t)n,
+    json_t *err = corral_http_error_json(code, message, NULL);
+    char *body = err ? json_dumps(err, JSON_COMPACT) : NULL;
+    json_decref(err);
+    /* Out of memory the body is empty; the status and headers still say it. */
+    corral_http_respond(req, status, "application/json", body ? body : "", body ? strlen(body) : 0,
                         close ? MHD_HTTP_HEADER_CONNECTION : NULL, close ? "close" : NULL,
                         status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL,
                         status == 503 ? "1" : NULL);
+    free(body);
 }
 
 /* The first call of a request: headers only. Limits are checked here so a
@@ -448,16 +459,6 @@ const uint8_t *corral_http_body(const struct corral_http_request *req, size_t *l
 int corral_http_body_too_large(const struct corral_http_request *req)
 {
     return req->too_large;
-}
-
-void corral_http_set_user(struct corral_http_request *req, void *user)
-{
-    req->user = user;
-}
-
-void *corral_http_get_user(const struct corral_http_request *req)
-{
-    return req->user;
 }
 
 void corral_http_stats(const struct corral_http *h, struct corral_http_stats *s)

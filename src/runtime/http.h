@@ -6,19 +6,21 @@
  * handler answers with corral_http_respond, either before returning or
  * later (a write waiting for its Raft commit): a request not answered
  * when the handler returns is suspended in MHD, and resumed when the
- * answer comes. Every request must be answered exactly once; requests
- * still waiting at shutdown are answered by the owner before
- * corral_http_stop (see corral_http_pending).
+ * answer comes. Every request must be answered exactly once: the owner
+ * answers any still waiting before it calls corral_http_stop (the node,
+ * stopping, fails them with CORRAL_ESHUTDOWN).
  *
- * Limits enforced here, each answered with the API's error shape:
- * body size (413, checked against Content-Length before reading), open
- * connections (503 busy), idle connections (closed after idle_timeout_s). */
+ * Limits enforced here, each answered in the error shape of
+ * corral_http_error_json: body size (413, checked against Content-Length
+ * before reading), open connections (503 busy), idle connections (closed
+ * after idle_timeout_s). */
 #ifndef CORRAL_RUNTIME_HTTP_H
 #define CORRAL_RUNTIME_HTTP_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 struct corral_http_limits {
@@ -60,16 +62,19 @@ const uint8_t *corral_http_body(const struct corral_http_request *req, size_t *l
 /* true when the body exceeded max_body_bytes (the body is then empty). */
 int corral_http_body_too_large(const struct corral_http_request *req);
 
-/* A user pointer on the request (for the owner's pending tables). */
-void corral_http_set_user(struct corral_http_request *req, void *user);
-void *corral_http_get_user(const struct corral_http_request *req);
-
 /* Answers req: status, content type, body (copied), and up to two extra
  * headers (name/value pairs, NULL when unused). The request must not be
  * used after this call. */
 void corral_http_respond(struct corral_http_request *req, unsigned status, const char *ctype,
                          const char *body, size_t len, const char *h1, const char *v1,
                          const char *h2, const char *v2);
+
+/* The one shape of every error body, for the errors this server answers
+ * itself and for the API's (src/api builds on it):
+ * {"error":{"code":C,"message":M}}, with "leader":"http://L" inside the
+ * error when leader_http (L) is not NULL. The caller may add top-level
+ * members. NULL when out of memory. */
+json_t *corral_http_error_json(const char *code, const char *message, const char *leader_http);
 
 /* Counters for /metrics: responses by status code. */
 struct corral_http_stats {

@@ -709,88 +709,49 @@ uint32_t corral_node_peers(const struct corral_node *n, struct corral_node_peer_
     return k;
 }
 
-/* ---- metrics ---- */
+/* ---- stats ---- */
 
-static void metric(struct corral_sbuf *o, const char *name, const char *type, const char *help,
-                   uint64_t v)
+static void lag_stats(const struct corral_node *n, const struct corral_raft_status *s,
+                      struct corral_node_stats *st)
 {
-    corral_sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type,
-                       name, v);
-}
-
-static void peer_metrics(struct corral_node *n, const struct corral_raft_status *s,
-                         struct corral_sbuf *o)
-{
-    struct corral_node_peer_info pi[CORRAL_RAFT_NODES_MAX];
-    uint32_t np = corral_node_peers(n, pi, CORRAL_RAFT_NODES_MAX);
-    corral_sbuf_printf(o, "# HELP corral_peer_replication_lag_entries Leader only: entries the "
-                          "peer lacks (last index - match index).\n"
-                          "# TYPE corral_peer_replication_lag_entries gauge\n");
+    st->n_lag = 0;
     for (uint32_t i = 0; s->role == CORRAL_RAFT_LEADER && i < s->n_progress; i++) {
-        if (s->progress[i].id != n->cfg.id)
-            corral_sbuf_printf(o, "corral_peer_replication_lag_entries{peer=\"%" PRIu64
-                                  "\"} %" PRIu64 "\n",
-                               s->progress[i].id, s->last_index - s->progress[i].match);
+        if (s->progress[i].id == n->cfg.id)
+            continue;
+        st->lag[st->n_lag].peer = s->progress[i].id;
+        st->lag[st->n_lag].entries = s->last_index - s->progress[i].match;
+        st->n_lag++;
     }
-    corral_sbuf_printf(o, "# HELP corral_peer_connected 1 when the outbound connection to the "
-                          "peer is up.\n# TYPE corral_peer_connected gauge\n");
-    for (uint32_t i = 0; i < np; i++)
-        corral_sbuf_printf(o, "corral_peer_connected{peer=\"%" PRIu64 "\"} %d\n", pi[i].id,
-                           pi[i].connected ? 1 : 0);
-    corral_sbuf_printf(o, "# HELP corral_peer_dropped_messages_total Messages dropped for a "
-                          "full send queue or a disconnected peer.\n"
-                          "# TYPE corral_peer_dropped_messages_total counter\n");
-    for (uint32_t i = 0; i < np; i++)
-        corral_sbuf_printf(o, "corral_peer_dropped_messages_total{peer=\"%" PRIu64 "\"} %" PRIu64
-                              "\n",
-                           pi[i].id, pi[i].dropped_msgs);
 }
 
-static void http_metrics(struct corral_node *n, struct corral_sbuf *o)
-{
-    struct corral_http_stats hs;
-    if (n->http == NULL)
-        return;
-    corral_http_stats(n->http, &hs);
-    corral_sbuf_printf(o, "# HELP corral_http_requests_total HTTP responses by status code.\n"
-                          "# TYPE corral_http_requests_total counter\n");
-    for (uint32_t i = 0; i < hs.n_codes; i++)
-        corral_sbuf_printf(o, "corral_http_requests_total{code=\"%u\"} %" PRIu64 "\n",
-                           hs.codes[i].code, hs.codes[i].count);
-    metric(o, "corral_http_open_connections", "gauge", "Open HTTP connections.",
-           hs.open_connections);
-}
-
-void corral_node_metrics(struct corral_node *n, struct corral_sbuf *o)
+void corral_node_stats(const struct corral_node *n, struct corral_node_stats *st)
 {
     struct corral_raft_status s;
     corral_raft_status(n->raft, &s);
     struct corral_storage_stats ss;
     corral_storage_stats(n->storage, &ss);
-    metric(o, "corral_term", "gauge", "Current Raft term.", s.term);
-    metric(o, "corral_is_leader", "gauge", "1 when this node is the leader.",
-           s.role == CORRAL_RAFT_LEADER);
-    metric(o, "corral_leader_changes_total", "counter", "Leader changes seen by this node.",
-           n->leader_changes);
-    metric(o, "corral_proposals_total", "counter", "Writes proposed by this node as leader.",
-           n->proposals);
-    metric(o, "corral_proposals_failed_total", "counter",
-           "Writes that were lost, timed out or cut short.", n->proposals_failed);
-    metric(o, "corral_reads_total", "counter", "Linearizable reads served.", n->reads_served);
-    metric(o, "corral_commit_index", "gauge", "Raft commit index.", s.commit);
-    metric(o, "corral_applied_index", "gauge", "Index applied to the store.", s.applied);
-    metric(o, "corral_snapshot_index", "gauge", "Index of the latest snapshot.", n->snapshot_index);
-    metric(o, "corral_snapshots_total", "counter", "Snapshots taken by this node.", n->snapshots);
-    metric(o, "corral_kv_keys", "gauge", "Keys in the config store.", corral_kv_count(n->kv));
-    metric(o, "corral_pending_requests", "gauge", "Requests waiting on Raft.", n->n_pending);
-    metric(o, "corral_wal_syncs_total", "counter", "WAL fsyncs.", ss.syncs);
-    metric(o, "corral_wal_bytes_written_total", "counter", "Bytes written to the WAL.",
-           ss.bytes_written);
-    corral_hist_write(&n->commit_hist, "corral_commit_latency_seconds",
-                      "Leader: from proposal to applied, per write.", o);
-    corral_hist_write(&n->fsync_hist, "corral_fsync_latency_seconds", "WAL fsync duration.", o);
-    peer_metrics(n, &s, o);
-    http_metrics(n, o);
+    *st = (struct corral_node_stats){
+        .term = s.term,
+        .is_leader = s.role == CORRAL_RAFT_LEADER,
+        .leader_changes = n->leader_changes,
+        .proposals = n->proposals,
+        .proposals_failed = n->proposals_failed,
+        .reads_served = n->reads_served,
+        .commit_index = s.commit,
+        .applied_index = s.applied,
+        .snapshot_index = n->snapshot_index,
+        .snapshots = n->snapshots,
+        .kv_keys = corral_kv_count(n->kv),
+        .pending_requests = n->n_pending,
+        .wal_syncs = ss.syncs,
+        .wal_bytes_written = ss.bytes_written,
+        .commit_latency = n->commit_hist,
+        .fsync_latency = n->fsync_hist,
+    };
+    lag_stats(n, &s, st);
+    st->n_peers = corral_node_peers(n, st->peers, CORRAL_RAFT_NODES_MAX);
+    if (n->http != NULL)
+        corral_http_stats(n->http, &st->http);
 }
 
 /* ---- start ---- */

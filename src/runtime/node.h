@@ -99,7 +99,35 @@ struct corral_node_peer_info {
 uint32_t corral_node_peers(const struct corral_node *n, struct corral_node_peer_info *out,
                            uint32_t cap);
 
-/* Appends the Prometheus text of the node's metrics to out. */
-void corral_node_metrics(struct corral_node *n, struct corral_sbuf *out);
+/* The node's numbers for /metrics, one snapshot (src/api formats them).
+ * Counters count since the process started. */
+struct corral_node_stats {
+    uint64_t term;
+    bool is_leader;
+    uint64_t leader_changes;
+    uint64_t proposals;        /* writes proposed by this node as leader */
+    uint64_t proposals_failed; /* lost, timed out or cut short */
+    uint64_t reads_served;     /* linearizable reads */
+    uint64_t commit_index, applied_index;
+    uint64_t snapshot_index; /* of the latest snapshot */
+    uint64_t snapshots;      /* taken by this node */
+    uint64_t kv_keys;
+    uint64_t pending_requests; /* waiting on Raft */
+    uint64_t wal_syncs, wal_bytes_written;
+    struct corral_hist commit_latency; /* leader: proposal to applied, per write */
+    struct corral_hist fsync_latency;  /* one WAL fsync */
+    /* Leader only (n_lag 0 elsewhere): the entries each other node of
+     * the Raft progress lacks (last index - match index), in its order. */
+    uint32_t n_lag;
+    struct {
+        uint64_t peer;
+        uint64_t entries;
+    } lag[CORRAL_RAFT_NODES_MAX];
+    /* Every other configured node, as corral_node_peers gives them. */
+    uint32_t n_peers;
+    struct corral_node_peer_info peers[CORRAL_RAFT_NODES_MAX];
+    struct corral_http_stats http; /* zero while the server is not running */
+};
+void corral_node_stats(const struct corral_node *n, struct corral_node_stats *st);
 
 #endif

@@ -1,0 +1,60 @@
+/* The answers every route shares: JSON bodies built with jansson, and
+ * errors in the one shape of docs/api.md. Route files and the router
+ * include this; it includes none of them. */
+#ifndef CORRAL_API_REPLY_H
+#define CORRAL_API_REPLY_H
+
+#include <jansson.h>
+
+#include "runtime/http.h"
+#include "runtime/node.h"
+
+/* Every error the API answers. reply.c's table gives each its HTTP
+ * status, code (docs/api.md lists them) and message. */
+enum api_err {
+    API_ERR_NO_ROUTE,
+    API_ERR_NO_KEY,
+    API_ERR_GET_ONLY,
+    API_ERR_LIST_GET_ONLY,
+    API_ERR_KEY_METHOD,
+    API_ERR_BAD_LIMIT,
+    API_ERR_BAD_CAS,
+    API_ERR_KEY_UTF8,
+    API_ERR_VALUE_UTF8,
+    API_ERR_KEY_TOO_LARGE,
+    API_ERR_VALUE_TOO_LARGE,
+    API_ERR_PATH_TOO_LARGE,
+    API_ERR_TOO_LARGE,
+    API_ERR_CAS_FAILED,
+    API_ERR_STORE_FULL,
+    API_ERR_NOT_LEADER,
+    API_ERR_NOT_READY,
+    API_ERR_NO_LEADER,
+    API_ERR_LOST,
+    API_ERR_TIMEOUT,
+    API_ERR_BUSY,
+    API_ERR_SHUTTING_DOWN,
+    API_ERR_OOM,
+    API_ERR_STORED_UTF8,
+    API_ERR_APPLY,
+    API_ERR_INTERNAL,
+    API_ERR_COUNT
+};
+
+/* Answers with body (a reference is stolen) serialized compactly; 503s
+ * carry Retry-After: 1. */
+void api_json(struct corral_http_request *req, unsigned status, json_t *body);
+/* Answers e: {"error": {"code", "message"}} with the table's status. */
+void api_error(struct corral_http_request *req, enum api_err e);
+/* api_error with more: message replaces the table's (NULL keeps it),
+ * leader_http adds "leader", and extra's members (stolen, may be NULL)
+ * are merged into the top level (e.g. the current version of a failed
+ * compare-and-swap). */
+void api_error_ex(struct corral_http_request *req, enum api_err e, const char *message,
+                  const char *leader_http, json_t *extra);
+/* 503 no_leader, or 307 to the leader with the same path and query. */
+void api_not_leader(struct corral_node *n, struct corral_http_request *req);
+/* Answers a node error code (CORRAL_ETIMEDOUT, CORRAL_EBUSY, ...). */
+void api_node_error(struct corral_http_request *req, int err);
+
+#endif
