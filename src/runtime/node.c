@@ -1,6 +1,7 @@
 /* A coordinator node: see node.h for the loop. */
 #include "runtime/node.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,7 +10,9 @@
 #include <uv.h>
 
 #include "corral.h"
+#include "core/raft_drive.h"
 #include "runtime/log.h"
+#include "runtime/pending.h"
 #include "runtime/storage.h"
 #include "runtime/transport.h"
 #include "util/mem.h"
@@ -18,28 +21,6 @@
 #define SWEEP_MS 50
 #define SNAPSHOT_KEEP_MAX 5000
 #define ADDR_MAX (CORRAL_HOST_MAX + 8)
-
-enum pending_kind { PENDING_WRITE, PENDING_READ };
-
-/* A request waiting on Raft: a write until its index is applied, a read
- * until its ReadIndex is confirmed and then until that index is applied. */
-struct pending {
-    struct pending *prev, *next;
-    enum pending_kind kind;
-    uint64_t index; /* write: its entry; read: the confirmed read index */
-    uint64_t term;  /* write: the term it was proposed in */
-    uint64_t read_id;
-    uint64_t sent_ms; /* read: when the ReadIndex request last went out */
-    uint64_t deadline_ms;
-    uint64_t start_ns;
-    corral_node_write_cb wcb;
-    corral_node_read_cb rcb;
-    void *ctx;
-};
-
-struct plist {
-    struct pending *head, *tail;
-};
 
 struct peer {
     uint64_t id;
@@ -59,27 +40,21 @@ struct corral_node {
     struct corral_transport *transport;
     struct corral_http *http;
     struct corral_kv *kv;
+    struct corral_drive drive; /* the one ready/persist/send/apply order */
+    struct corral_pending_table pending;
 
-    struct plist writes;      /* by index */
-    struct plist reads;       /* waiting for ReadIndex, by id */
-    struct plist reads_apply; /* waiting for the store to apply, by index */
-    uint32_t n_pending;
-    uint64_t next_read_id;
-
-    uint64_t snapshot_index;
     uint32_t n_peers;
     struct peer peers[CORRAL_RAFT_NODES_MAX];
     char http_addr[ADDR_MAX];
     char cluster_addr[ADDR_MAX];
 
     uint64_t leader, term;
-    uint64_t synced_term, synced_vote; /* the hard state last made durable */
     uint64_t last_leader_contact_ms;
     bool stopping;
     int exit_code;
 
-    uint64_t leader_changes, proposals, proposals_failed, snapshots, reads_served;
-    struct corral_hist commit_hist, fsync_hist;
+    uint64_t leader_changes, proposals;
+    struct corral_hist fsync_hist;
 };
 
 static uint64_t now_ms(void)
@@ -93,111 +68,6 @@ static void format_addr(char *buf, size_t cap, const char *host, uint16_t port)
         snprintf(buf, cap, "[%s]:%u", host, port);
     else
         snprintf(buf, cap, "%s:%u", host, port);
-}
-
-/* ---- pending lists ---- */
-
-static void plist_remove(struct plist *l, struct pending *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        l->head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    else
-        l->tail = p->prev;
-    p->prev = p->next = NULL;
-}
-
-/* Inserts keeping the list sorted by index (usually at the tail). */
-static void plist_insert_sorted(struct plist *l, struct pending *p)
-{
-    struct pending *after = l->tail;
-    while (after != NULL && after->index > p->index)
-        after = after->prev;
-    p->prev = after;
-    p->next = after ? after->next : l->head;
-    if (p->next)
-        p->next->prev = p;
-    else
-        l->tail = p;
-    if (after)
-        after->next = p;
-    else
-        l->head = p;
-}
-
-static void plist_append(struct plist *l, struct pending *p)
-{
-    p->next = NULL;
-    p->prev = l->tail;
-    if (l->tail)
-        l->tail->next = p;
-    else
-        l->head = p;
-    l->tail = p;
-}
-
-/* Completes and frees p (already unlinked). */
-static void pending_finish(struct corral_node *n, struct pending *p, int err,
-                           const struct corral_kv_result *res)
-{
-    n->n_pending--;
-    if (p->kind == PENDING_WRITE) {
-        if (err == 0)
-            corral_hist_observe(&n->commit_hist, (double)(uv_hrtime() - p->start_ns) / 1e9);
-        else
-            n->proposals_failed++;
-        p->wcb(p->ctx, err, res);
-    } else {
-        if (err == 0)
-            n->reads_served++;
-        p->rcb(p->ctx, err);
-    }
-    corral_free(p);
-}
-
-/* Completes, with err, every pending of a by-index list up to index
- * (UINT64_MAX: all of any list). */
-static void plist_finish_upto(struct corral_node *n, struct plist *l, uint64_t index, int err)
-{
-    while (l->head != NULL && l->head->index <= index) {
-        struct pending *p = l->head;
-        plist_remove(l, p);
-        pending_finish(n, p, err, NULL);
-    }
-}
-
-static void plist_fail_all(struct corral_node *n, struct plist *l, int err)
-{
-    plist_finish_upto(n, l, UINT64_MAX, err);
-}
-
-static void plist_expire(struct corral_node *n, struct plist *l, uint64_t now)
-{
-    struct pending *p = l->head;
-    while (p != NULL) {
-        struct pending *next = p->next;
-        if (p->deadline_ms <= now) {
-            plist_remove(l, p);
-            pending_finish(n, p, CORRAL_ETIMEDOUT, NULL);
-        }
-        p = next;
-    }
-}
-
-static struct pending *pending_new(struct corral_node *n, enum pending_kind kind, void *ctx)
-{
-    struct pending *p = corral_calloc(1, sizeof(*p));
-    if (p == NULL)
-        return NULL;
-    p->kind = kind;
-    p->ctx = ctx;
-    p->start_ns = uv_hrtime();
-    p->deadline_ms = now_ms() + n->cfg.request_timeout_ms;
-    n->n_pending++;
-    return p;
 }
 
 /* ---- shutdown ---- */
@@ -219,9 +89,7 @@ static void node_stop(struct corral_node *n, int exit_code)
     n->stopping = true;
     n->exit_code = exit_code;
     corral_log(CORRAL_LOG_INFO, "shutting down");
-    plist_fail_all(n, &n->writes, CORRAL_ESHUTDOWN);
-    plist_fail_all(n, &n->reads, CORRAL_ESHUTDOWN);
-    plist_fail_all(n, &n->reads_apply, CORRAL_ESHUTDOWN);
+    corral_pending_fail_all(&n->pending, CORRAL_ESHUTDOWN);
     if (n->http != NULL)
         corral_http_stop(n->http);
     n->http = NULL;
@@ -241,244 +109,117 @@ static void on_signal(uv_signal_t *s, int signum)
     node_stop(s->data, 0);
 }
 
-/* ---- the ready loop ---- */
+/* ---- the ready loop: the driver (core/raft_drive.h) with the node's io ---- */
 
-static int persist(struct corral_node *n, const struct corral_raft_ready *rd, double *fsync_s)
+/* One batch, persisted on the loop thread before returning. (Handing the
+ * fsync to a libuv worker was measured: on 2 cores shared by three nodes
+ * it raised the write p99 from about 3 ms to about 10 ms for no
+ * throughput gain.) */
+static int io_persist(void *ud, const struct corral_raft_ready *rd, bool must_sync, bool *done)
 {
+    struct corral_node *n = ud;
     int rv = 0;
-    bool wrote = false;
-    *fsync_s = -1;
-    if (rd->has_snapshot) {
+    if (rd->has_snapshot)
         rv = corral_storage_save_snapshot(n->storage, &rd->snapshot, rd->snapshot_data);
-        if (rv != 0)
-            return rv;
-    }
-    if (rd->n_entries > 0) {
+    if (rv == 0 && rd->n_entries > 0)
         rv = corral_storage_append(n->storage, rd->entries, rd->n_entries);
-        wrote = true;
-    }
-    if (rv == 0 && rd->has_hard_state) {
+    if (rv == 0 && rd->has_hard_state)
         rv = corral_storage_set_hard_state(n->storage, &rd->hard_state);
-        /* The commit index is only a hint (raft.h): a batch that changes
-         * nothing but it is written without its own fsync and becomes
-         * durable with the next one. Term and vote always sync. */
-        wrote = wrote || rd->hard_state.term != n->synced_term ||
-                rd->hard_state.vote != n->synced_vote;
-    }
-    if (rv == 0 && wrote) {
+    if (rv == 0 && must_sync) {
         uint64_t t0 = uv_hrtime();
         rv = corral_storage_sync(n->storage);
-        *fsync_s = (double)(uv_hrtime() - t0) / 1e9;
-        if (rv == 0 && rd->has_hard_state) {
-            n->synced_term = rd->hard_state.term;
-            n->synced_vote = rd->hard_state.vote;
-        }
+        corral_hist_observe(&n->fsync_hist, (double)(uv_hrtime() - t0) / 1e9);
     }
+    if (rv != 0)
+        corral_log(CORRAL_LOG_ERROR, "writing the WAL failed: %s; stopping", corral_strerror(rv));
+    *done = true;
     return rv;
 }
 
-static void resolve_writes(struct corral_node *n, const struct corral_raft_entry *e,
-                           const struct corral_kv_result *res)
+static void io_send(void *ud, const struct corral_raft_msg *m)
 {
-    while (n->writes.head != NULL && n->writes.head->index <= e->index) {
-        struct pending *p = n->writes.head;
-        plist_remove(&n->writes, p);
-        bool ours = p->index == e->index && p->term == e->term &&
-                    e->type == CORRAL_RAFT_ENTRY_NORMAL;
-        pending_finish(n, p, ours ? 0 : CORRAL_ELOST, ours ? res : NULL);
-    }
+    struct corral_node *n = ud;
+    corral_transport_send(n->transport, m);
 }
 
-static int apply_entry(struct corral_node *n, const struct corral_raft_entry *e)
+static void io_applied(void *ud, const struct corral_raft_entry *e,
+                       const struct corral_kv_result *res)
 {
-    struct corral_kv_result res = {0};
-    if (e->index <= corral_kv_applied(n->kv))
-        return 0; /* covered by a snapshot already loaded */
-    if (e->type == CORRAL_RAFT_ENTRY_NORMAL && e->data != NULL) {
-        int rv = corral_kv_apply(n->kv, e->index, e->data, &res);
-        if (rv != 0)
-            return rv;
-    } else {
-        corral_kv_skip(n->kv, e->index);
-    }
-    resolve_writes(n, e, &res);
-    return 0;
+    struct corral_node *n = ud;
+    corral_pending_applied(&n->pending, e, res);
 }
 
-static void release_reads(struct corral_node *n)
+static void io_restored(void *ud, const struct corral_raft_snapshot_meta *meta)
 {
-    plist_finish_upto(n, &n->reads_apply, corral_kv_applied(n->kv), 0);
-}
-
-static void handle_reads(struct corral_node *n, const struct corral_raft_ready *rd)
-{
-    for (uint32_t i = 0; i < rd->n_reads; i++) {
-        const struct corral_raft_read *rr = &rd->reads[i];
-        struct pending *p = n->reads.head;
-        while (p != NULL && p->read_id != rr->id)
-            p = p->next;
-        if (p == NULL)
-            continue; /* timed out meanwhile */
-        plist_remove(&n->reads, p);
-        if (!rr->ok) {
-            pending_finish(n, p, CORRAL_ENOTLEADER, NULL);
-            continue;
-        }
-        p->index = rr->index;
-        plist_insert_sorted(&n->reads_apply, p);
-    }
-    release_reads(n);
-}
-
-static int load_snapshot(struct corral_node *n, const struct corral_raft_ready *rd)
-{
-    int rv = corral_kv_restore(n->kv, rd->snapshot_data);
-    if (rv != 0)
-        return rv;
-    n->snapshot_index = rd->snapshot.index;
+    struct corral_node *n = ud;
     /* Writes the snapshot covers: their outcome is in the snapshot but not
      * which write did what; answer "unknown" rather than guess. */
-    plist_finish_upto(n, &n->writes, rd->snapshot.index, CORRAL_ETIMEDOUT);
+    corral_pending_fail_writes_upto(&n->pending, meta->index, CORRAL_ETIMEDOUT);
     corral_log(CORRAL_LOG_INFO, "installed a snapshot at index %" PRIu64 " from the leader",
-               rd->snapshot.index);
-    return 0;
+               meta->index);
 }
 
 static void note_leader(struct corral_node *n, const struct corral_raft_ready *rd)
 {
-    if (rd->term != n->term || rd->leader != n->leader) {
-        if (rd->leader != n->leader) {
-            n->leader_changes++;
-            if (rd->leader != 0)
-                corral_log(CORRAL_LOG_INFO, "leader is node %" PRIu64 " (term %" PRIu64 ")%s",
-                           rd->leader, rd->term, rd->leader == n->cfg.id ? ", this node" : "");
-            else
-                corral_log(CORRAL_LOG_INFO, "no leader (term %" PRIu64 ")", rd->term);
-            n->last_leader_contact_ms = now_ms();
-        }
-        n->leader = rd->leader;
-        n->term = rd->term;
-    }
-}
-
-static void maybe_snapshot(struct corral_node *n)
-{
-    uint64_t applied = corral_kv_applied(n->kv);
-    if (n->cfg.snapshot_entries == 0 || applied < n->snapshot_index + n->cfg.snapshot_entries)
+    assert(rd->term >= n->term); /* terms never go back */
+    if (rd->term == n->term && rd->leader == n->leader)
         return;
-    struct corral_rbuf *data = corral_kv_snapshot(n->kv);
-    if (data == NULL) {
-        corral_log(CORRAL_LOG_WARN, "snapshot at %" PRIu64 ": out of memory", applied);
-        return;
+    if (rd->leader != n->leader) {
+        n->leader_changes++;
+        if (rd->leader != 0)
+            corral_log(CORRAL_LOG_INFO, "leader is node %" PRIu64 " (term %" PRIu64 ")%s",
+                       rd->leader, rd->term, rd->leader == n->cfg.id ? ", this node" : "");
+        else
+            corral_log(CORRAL_LOG_INFO, "no leader (term %" PRIu64 ")", rd->term);
+        n->last_leader_contact_ms = now_ms();
     }
-    struct corral_raft_snapshot_meta meta;
-    /* Keep some entries behind the snapshot so a follower a little behind
-     * catches up from the log rather than with a whole snapshot. */
-    uint64_t keep = n->cfg.snapshot_entries < SNAPSHOT_KEEP_MAX ? n->cfg.snapshot_entries
-                                                                 : SNAPSHOT_KEEP_MAX;
-    int rv = corral_raft_compact(n->raft, applied, data, keep, &meta);
-    if (rv == 0)
-        rv = corral_storage_save_snapshot(n->storage, &meta, data);
-    if (rv == 0 || rv == CORRAL_ECOMPACTED) {
-        n->snapshot_index = applied;
-        n->snapshots += rv == 0;
-        corral_log(CORRAL_LOG_DEBUG, "snapshot at index %" PRIu64 " (%u bytes)", applied,
-                   data->len);
-    } else {
-        corral_log(CORRAL_LOG_ERROR, "snapshot at %" PRIu64 " failed: %s", applied,
-                   corral_strerror(rv));
-        if (rv == CORRAL_EIO)
-            node_stop(n, 1);
-    }
-    corral_rbuf_unref(data);
+    n->leader = rd->leader;
+    n->term = rd->term;
 }
 
-static bool is_leader_data(const struct corral_raft_msg *m)
+static void io_batch_done(void *ud, const struct corral_raft_ready *rd)
 {
-    return m->type == CORRAL_RAFT_MSG_APPEND || m->type == CORRAL_RAFT_MSG_SNAPSHOT;
-}
-
-/* Sends the batch's leader data messages (early) or all the others. */
-static void send_msgs(struct corral_node *n, const struct corral_raft_ready *rd, bool early)
-{
-    for (uint32_t i = 0; i < rd->n_msgs; i++)
-        if (is_leader_data(&rd->msgs[i]) == early)
-            corral_transport_send(n->transport, &rd->msgs[i]);
-}
-
-/* The rest of a batch once it is durable: send, apply, answer, advance. */
-static int apply_committed(struct corral_node *n, struct corral_raft_ready *rd)
-{
-    int rv = rd->has_snapshot ? load_snapshot(n, rd) : 0;
-    for (uint32_t i = 0; rv == 0 && i < rd->n_committed; i++)
-        rv = apply_entry(n, &rd->committed[i]);
-    if (rv != 0)
-        corral_log(CORRAL_LOG_ERROR, "applying to the store failed: %s; stopping",
-                   corral_strerror(rv));
-    return rv;
-}
-
-/* Committed entries that were all durable here before this batch (below
- * its first new entry, no snapshot) may be applied, and their writers
- * answered, before the batch's fsync rather than after it. */
-static bool committed_already_durable(const struct corral_raft_ready *rd)
-{
-    return !rd->has_snapshot && rd->n_committed > 0 &&
-           (rd->n_entries == 0 ||
-            rd->committed[rd->n_committed - 1].index < rd->entries[0].index);
-}
-
-static int finish_batch(struct corral_node *n, struct corral_raft_ready *rd, bool applied)
-{
-    send_msgs(n, rd, false);
+    struct corral_node *n = ud;
     note_leader(n, rd);
-    int rv = applied ? 0 : apply_committed(n, rd);
-    if (rv != 0)
-        return rv;
-    handle_reads(n, rd);
-    release_reads(n);
-    corral_raft_advance(n->raft, rd);
-    return 0;
+    for (uint32_t i = 0; i < rd->n_reads; i++)
+        corral_pending_read_ready(&n->pending, &rd->reads[i]);
+    corral_pending_release_reads(&n->pending, corral_kv_applied(n->kv));
+    assert(corral_pending_check(&n->pending) || n->pending.count > 64);
 }
 
-/* One ready batch, persisted on the loop thread. (Handing the fsync to a
- * libuv worker was measured: on 2 cores shared by three nodes it raised
- * the write p99 from about 3 ms to about 10 ms for no throughput gain.) */
-static int process_one(struct corral_node *n)
+static int io_save_snapshot(void *ud, const struct corral_raft_snapshot_meta *meta,
+                            struct corral_rbuf *data)
 {
-    struct corral_raft_ready rd;
-    corral_raft_ready(n->raft, &rd);
-    /* A leader may send its appends before its own fsync (thesis section
-     * 10.2.1): the core counts the leader's own copy toward a commit only
-     * once persisted (advance), so the leader's disk write and the
-     * followers' overlap instead of adding up. Everything else (votes,
-     * acknowledgements) goes out only after the fsync. */
-    send_msgs(n, &rd, true);
-    bool early = committed_already_durable(&rd);
-    int rv = early ? apply_committed(n, &rd) : 0;
-    double fsync_s = -1;
+    struct corral_node *n = ud;
+    int rv = corral_storage_save_snapshot(n->storage, meta, data);
     if (rv == 0)
-        rv = persist(n, &rd, &fsync_s);
-    if (fsync_s >= 0)
-        corral_hist_observe(&n->fsync_hist, fsync_s);
-    if (rv != 0)
-        corral_log(CORRAL_LOG_ERROR, "writing the WAL failed: %s; stopping",
-                   corral_strerror(rv));
+        corral_log(CORRAL_LOG_DEBUG, "snapshot at index %" PRIu64 " (%u bytes)", meta->index,
+                   data->len);
     else
-        rv = finish_batch(n, &rd, early);
-    corral_raft_ready_free(&rd);
-    if (rv == 0)
-        maybe_snapshot(n);
+        corral_log(CORRAL_LOG_ERROR, "snapshot at %" PRIu64 " failed: %s", meta->index,
+                   corral_strerror(rv));
     return rv;
 }
+
+static const struct corral_drive_io node_io = {
+    .persist = io_persist,
+    .send = io_send,
+    .applied = io_applied,
+    .restored = io_restored,
+    .batch_done = io_batch_done,
+    .save_snapshot = io_save_snapshot,
+};
 
 static void drain_ready(struct corral_node *n)
 {
-    while (!n->stopping && corral_raft_has_ready(n->raft)) {
-        if (process_one(n) != 0) {
-            node_stop(n, 1);
-            return;
-        }
+    if (n->stopping)
+        return;
+    int rv = corral_drive_run(&n->drive);
+    if (rv != 0) {
+        if (rv != CORRAL_EIO)
+            corral_log(CORRAL_LOG_ERROR, "applying to the store failed: %s; stopping",
+                       corral_strerror(rv));
+        node_stop(n, 1);
     }
 }
 
@@ -494,30 +235,28 @@ static void on_tick(uv_timer_t *t)
     drain_ready(n);
 }
 
+static void ask_read(void *ud, uint64_t read_id)
+{
+    struct corral_node *n = ud;
+    corral_raft_read_index(n->raft, read_id); /* no leader: retried later */
+}
+
 /* A ReadIndex request or its answer travels once: the transport may drop
  * it (a connection not up yet, a full queue) and Raft does not resend it.
- * So an unanswered read asks again, with the same id, every two heartbeats;
- * a late duplicate answer finds no pending read and is ignored. */
+ * So an unanswered read asks again, with the same id, every two
+ * heartbeats. A leader's own reads ride its heartbeat rounds, which
+ * repeat. */
 static void retry_reads(struct corral_node *n, uint64_t now)
 {
-    uint64_t every = 2u * n->cfg.heartbeat_ms;
-    if (n->leader == n->cfg.id)
-        return; /* a leader's own reads ride its heartbeat rounds, which repeat */
-    for (struct pending *p = n->reads.head; p != NULL; p = p->next) {
-        if (now - p->sent_ms < every)
-            continue;
-        p->sent_ms = now;
-        corral_raft_read_index(n->raft, p->read_id); /* no leader: retried later */
-    }
+    if (n->leader != n->cfg.id)
+        corral_pending_retry_reads(&n->pending, now, 2u * n->cfg.heartbeat_ms, ask_read, n);
 }
 
 static void on_sweep(uv_timer_t *t)
 {
     struct corral_node *n = t->data;
     uint64_t now = now_ms();
-    plist_expire(n, &n->writes, now);
-    plist_expire(n, &n->reads, now);
-    plist_expire(n, &n->reads_apply, now);
+    corral_pending_expire(&n->pending, now);
     retry_reads(n, now);
     drain_ready(n);
 }
@@ -577,7 +316,7 @@ int corral_node_write(struct corral_node *n, const struct corral_kv_cmd *cmd,
 {
     if (n->stopping)
         return CORRAL_ESHUTDOWN;
-    if (n->n_pending >= n->cfg.max_pending)
+    if (n->pending.count >= n->cfg.max_pending)
         return CORRAL_EBUSY;
     struct corral_rbuf *data = corral_kv_cmd_encode(cmd);
     if (data == NULL)
@@ -588,35 +327,24 @@ int corral_node_write(struct corral_node *n, const struct corral_kv_cmd *cmd,
     if (rv != 0)
         return rv == CORRAL_EFULL ? CORRAL_EBUSY : rv;
     n->proposals++;
-    struct pending *p = pending_new(n, PENDING_WRITE, ctx);
-    if (p == NULL)
-        return CORRAL_ENOMEM; /* the entry may still commit; nobody waits for it */
     const struct corral_raft_entry *e = corral_raft_entry_at(n->raft, index);
-    p->index = index;
-    p->term = e != NULL ? e->term : 0;
-    p->wcb = cb;
-    plist_insert_sorted(&n->writes, p);
-    return 0;
+    /* On ENOMEM the entry may still commit; nobody waits for it. */
+    return corral_pending_add_write(&n->pending, index, e != NULL ? e->term : 0,
+                                    now_ms() + n->cfg.request_timeout_ms, cb, ctx);
 }
 
 int corral_node_read(struct corral_node *n, corral_node_read_cb cb, void *ctx)
 {
     if (n->stopping)
         return CORRAL_ESHUTDOWN;
-    if (n->n_pending >= n->cfg.max_pending)
+    if (n->pending.count >= n->cfg.max_pending)
         return CORRAL_EBUSY;
-    uint64_t id = ++n->next_read_id;
+    uint64_t id = corral_pending_next_read_id(&n->pending);
     int rv = corral_raft_read_index(n->raft, id);
     if (rv != 0)
         return rv;
-    struct pending *p = pending_new(n, PENDING_READ, ctx);
-    if (p == NULL)
-        return CORRAL_ENOMEM;
-    p->read_id = id;
-    p->sent_ms = now_ms();
-    p->rcb = cb;
-    plist_append(&n->reads, p);
-    return 0;
+    uint64_t now = now_ms();
+    return corral_pending_add_read(&n->pending, id, now, now + n->cfg.request_timeout_ms, cb, ctx);
 }
 
 const struct corral_kv *corral_node_kv(const struct corral_node *n)
@@ -654,14 +382,7 @@ static const char *not_ready(struct corral_node *n, const struct corral_raft_sta
     if (s->leader == 0)
         return "no leader known";
     if (s->role == CORRAL_RAFT_LEADER) {
-        uint32_t voters = s->conf.n_voters, contact = 0;
-        for (uint32_t i = 0; i < s->n_progress; i++) {
-            bool voter = corral_raft_conf_is_voter(&s->conf, s->progress[i].id);
-            if (voter && (s->progress[i].id == n->cfg.id ||
-                          now - s->progress[i].last_contact_ms <= window))
-                contact++;
-        }
-        if (contact < voters / 2 + 1)
+        if (!s->quorum_in_contact)
             return "the leader has no recent contact with a quorum";
     } else if (now - n->last_leader_contact_ms > window) {
         return "no recent contact with the leader";
@@ -735,17 +456,17 @@ void corral_node_stats(const struct corral_node *n, struct corral_node_stats *st
         .is_leader = s.role == CORRAL_RAFT_LEADER,
         .leader_changes = n->leader_changes,
         .proposals = n->proposals,
-        .proposals_failed = n->proposals_failed,
-        .reads_served = n->reads_served,
+        .proposals_failed = n->pending.writes_failed,
+        .reads_served = n->pending.reads_served,
         .commit_index = s.commit,
         .applied_index = s.applied,
-        .snapshot_index = n->snapshot_index,
-        .snapshots = n->snapshots,
+        .snapshot_index = n->drive.snapshot_index,
+        .snapshots = n->drive.stats.snapshots_taken,
         .kv_keys = corral_kv_count(n->kv),
-        .pending_requests = n->n_pending,
+        .pending_requests = n->pending.count,
         .wal_syncs = ss.syncs,
         .wal_bytes_written = ss.bytes_written,
-        .commit_latency = n->commit_hist,
+        .commit_latency = n->pending.commit_hist,
         .fsync_latency = n->fsync_hist,
     };
     lag_stats(n, &s, st);
@@ -812,15 +533,14 @@ static int start_core(struct corral_node *n, struct corral_storage_state *st)
         return CORRAL_ENOMEM;
     if (st->snap.index > 0) {
         int rv = corral_kv_restore(n->kv, st->snap_data);
+        if (rv == 0 && corral_kv_applied(n->kv) != st->snap.index)
+            rv = CORRAL_ECORRUPT; /* the store's bytes name another index */
         if (rv != 0) {
             corral_log(CORRAL_LOG_ERROR, "the snapshot at index %" PRIu64 " does not load: %s",
                        st->snap.index, corral_strerror(rv));
             return rv;
         }
-        n->snapshot_index = st->snap.index;
     }
-    n->synced_term = st->hs.term;
-    n->synced_vote = st->hs.vote;
     struct corral_raft_config rc;
     corral_raft_config_default(&rc, n->cfg.id);
     rc.election_timeout_ms = n->cfg.election_timeout_ms;
@@ -828,14 +548,24 @@ static int start_core(struct corral_node *n, struct corral_storage_state *st)
     rc.seed = n->cfg.id ^ uv_hrtime();
     int rv = corral_raft_new(&rc, &st->hs, &st->snap, st->snap_data, st->entries, st->n_entries,
                              &n->raft);
-    if (rv != 0)
+    if (rv != 0) {
         corral_log(CORRAL_LOG_ERROR, "cannot start Raft from the data dir: %s",
                    corral_strerror(rv));
-    else
-        corral_log(CORRAL_LOG_INFO,
-                   "recovered term %" PRIu64 ", snapshot %" PRIu64 ", %u log entries",
-                   st->hs.term, st->snap.index, st->n_entries);
-    return rv;
+        return rv;
+    }
+    struct corral_drive_io io = node_io;
+    io.ud = n;
+    /* Keep some entries behind a snapshot so a follower a little behind
+     * catches up from the log rather than with a whole snapshot. */
+    struct corral_drive_config dc = {
+        .snapshot_every = n->cfg.snapshot_entries,
+        .snapshot_keep = n->cfg.snapshot_entries < SNAPSHOT_KEEP_MAX ? n->cfg.snapshot_entries
+                                                                     : SNAPSHOT_KEEP_MAX};
+    corral_drive_init(&n->drive, n->raft, n->kv, &io, &dc, st->snap.index);
+    corral_pending_init(&n->pending);
+    corral_log(CORRAL_LOG_INFO, "recovered term %" PRIu64 ", snapshot %" PRIu64 ", %u log entries",
+               st->hs.term, st->snap.index, st->n_entries);
+    return 0;
 }
 
 static int start_network(struct corral_node *n)
@@ -901,6 +631,8 @@ static void init_peers(struct corral_node *n)
 
 static void node_free(struct corral_node *n, struct corral_storage_state *st)
 {
+    if (n->raft != NULL)
+        corral_drive_close(&n->drive);
     if (n->storage != NULL)
         corral_storage_close(n->storage);
     corral_raft_free(n->raft);

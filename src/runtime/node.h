@@ -3,11 +3,13 @@
  *
  * The loop: a 10 ms timer ticks the core; the transport steps messages
  * into it; HTTP handlers propose writes and ask for reads. After every
- * loop iteration (a uv_check) the node drains the core's ready batches:
- * it writes the batch to the WAL and fsyncs once (group commit: every
- * proposal that arrived since the last batch shares that fsync), then
- * sends the messages, applies committed entries to the store and answers
- * the requests they complete. */
+ * loop iteration (a uv_check) the node runs the driver (core/raft_drive.h),
+ * which owns the order of each ready batch: the leader's appends go out
+ * first, entries already durable are applied, the batch is written to the
+ * WAL with one fsync when it must sync (group commit: every proposal since
+ * the last batch shares it), then the other messages go out, the rest is
+ * applied and the requests it completes are answered (runtime/pending.h).
+ * The simulator runs the same driver. */
 #ifndef CORRAL_RUNTIME_NODE_H
 #define CORRAL_RUNTIME_NODE_H
 
