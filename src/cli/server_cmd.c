@@ -36,6 +36,8 @@ struct opt_def {
     const char *help;
 };
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define OPT(field, name, help) {name, offsetof(struct server_opts, field), sizeof(((struct server_opts *)0)->field), help}
 static const struct opt_def opt_defs[] = {
     OPT(id, "id", "this node's id: its 1-based position in --peers (default: found from --cluster-addr, or 1)"),
@@ -43,8 +45,8 @@ static const struct opt_def opt_defs[] = {
     OPT(cluster_addr, "cluster-addr", "HOST:PORT for Raft traffic (default 127.0.0.1:8139)"),
     OPT(http_addr, "http-addr", "HOST:PORT for the HTTP API (default 127.0.0.1:8140)"),
     OPT(peers, "peers", "HOST:PORT,... cluster addresses of all initial coordinators, this one included (default: none, a cluster of one)"),
-    OPT(election_timeout_ms, "election-timeout-ms", "base election timeout, randomized in [t, 2t) (default 300)"),
-    OPT(heartbeat_ms, "heartbeat-ms", "leader heartbeat interval (default 50)"),
+    OPT(election_timeout_ms, "election-timeout-ms", "base election timeout, randomized in [t, 2t) (default " STR(CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT) ")"),
+    OPT(heartbeat_ms, "heartbeat-ms", "leader heartbeat interval (default " STR(CORRAL_RAFT_HEARTBEAT_MS_DEFAULT) ")"),
     OPT(snapshot_entries, "snapshot-entries", "snapshot and compact the log every N applied entries (default 50000)"),
     OPT(request_timeout_ms, "request-timeout-ms", "HTTP requests waiting on Raft answer 503 after this (default 5000)"),
     OPT(max_connections, "max-connections", "open HTTP connections before 503 busy (default 1024)"),
@@ -323,8 +325,8 @@ static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
         uint64_t lo, hi, def;
         uint64_t v;
     } nums[] = {
-        {"election-timeout-ms", o->election_timeout_ms, 10, 60000, 300, 0},
-        {"heartbeat-ms", o->heartbeat_ms, 1, 30000, 50, 0},
+        {"election-timeout-ms", o->election_timeout_ms, 10, 60000, CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT, 0},
+        {"heartbeat-ms", o->heartbeat_ms, 1, 30000, CORRAL_RAFT_HEARTBEAT_MS_DEFAULT, 0},
         {"snapshot-entries", o->snapshot_entries, 0, 100000000, 50000, 0},
         {"request-timeout-ms", o->request_timeout_ms, 10, 600000, 5000, 0},
         {"max-connections", o->max_connections, 1, 100000, 1024, 0},

@@ -14,8 +14,8 @@ void corral_raft_config_default(struct corral_raft_config *c, uint64_t id)
 {
     memset(c, 0, sizeof(*c));
     c->id = id;
-    c->election_timeout_ms = 150;
-    c->heartbeat_ms = 50;
+    c->election_timeout_ms = CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT;
+    c->heartbeat_ms = CORRAL_RAFT_HEARTBEAT_MS_DEFAULT;
     c->seed = id;
     c->pre_vote = true;
     c->check_quorum = true;

@@ -200,8 +200,15 @@ struct corral_raft_config {
     uint32_t max_uncommitted; /* proposals refused past this many */
 };
 
-/* Fills c with the defaults (election 150 ms -> 150-300 ms randomized,
- * heartbeat 50 ms, pre-vote and check-quorum on). */
+/* The timing defaults, in one place: corral_raft_config_default uses them,
+ * and so do the flag defaults and help of `corral server run`. */
+#define CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT 300
+#define CORRAL_RAFT_HEARTBEAT_MS_DEFAULT 50
+
+/* Fills c with the defaults (election 300 ms -> 300-600 ms randomized,
+ * heartbeat 50 ms, pre-vote and check-quorum on). These are the product's
+ * defaults: `corral server run` takes its flag defaults from here, and the
+ * simulator runs them. */
 void corral_raft_config_default(struct corral_raft_config *c, uint64_t id);
 
 /* The batch of actions. See the driving loop at the top. */

@@ -39,6 +39,9 @@ static struct corral_raft_config fx_config(uint64_t id)
     struct corral_raft_config c;
     corral_raft_config_default(&c, id);
     c.seed = id * 7919;
+    /* The scenarios below are timed for a 150 ms base election timeout
+     * (the product default is CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT). */
+    c.election_timeout_ms = 150;
     return c;
 }
 
