@@ -12,6 +12,7 @@
 #include "corral.h"
 #include "core/codec.h"
 #include "runtime/storage_impl.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
 
@@ -99,9 +100,9 @@ static int roll(struct corral_storage *s, uint64_t first)
     uint8_t *p = record_begin(s, REC_SEGMENT_BYTES);
     if (p == NULL)
         return CORRAL_EIO;
-    put_u32(p, WAL_MAGIC);
-    put_u32(p + 4, CORRAL_STORAGE_FORMAT_VERSION);
-    put_u64(p + 8, first);
+    corral_put_le32(p, WAL_MAGIC);
+    corral_put_le32(p + 4, CORRAL_STORAGE_FORMAT_VERSION);
+    corral_put_le64(p + 8, first);
     record_end(s, REC_SEGMENT, REC_SEGMENT_BYTES);
     return 0;
 }
@@ -289,16 +290,16 @@ static int write_snapshot(struct corral_storage *s, const struct corral_raft_sna
                                                sizeof(head) - SNAP_HEADER_BYTES, &mlen);
     if (rv != 0)
         return rv;
-    put_u32(head, SNAP_MAGIC);
-    put_u32(head + 4, CORRAL_STORAGE_FORMAT_VERSION);
-    put_u32(head + 8, (uint32_t)mlen);
+    corral_put_le32(head, SNAP_MAGIC);
+    corral_put_le32(head + 4, CORRAL_STORAGE_FORMAT_VERSION);
+    corral_put_le32(head + 8, (uint32_t)mlen);
     uint32_t dlen = data != NULL ? data->len : 0;
     uint8_t dlen_bytes[4], crc_bytes[4];
-    put_u32(dlen_bytes, dlen);
+    corral_put_le32(dlen_bytes, dlen);
     uint32_t crc = corral_crc32c(0, head, SNAP_HEADER_BYTES + mlen);
     crc = corral_crc32c(crc, dlen_bytes, 4);
     crc = corral_crc32c(crc, data != NULL ? data->data : NULL, dlen);
-    put_u32(crc_bytes, crc);
+    corral_put_le32(crc_bytes, crc);
     struct piece pieces[] = {
         {head, SNAP_HEADER_BYTES + mlen},
         {dlen_bytes, 4},

@@ -13,46 +13,19 @@
 
 #include "corral.h"
 #include "runtime/storage_impl.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
 
-void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 void rec_seal(uint8_t *rec, uint8_t type, uint32_t len)
 {
-    put_u32(rec, len);
+    corral_put_le32(rec, len);
     rec[4] = type;
     rec[5] = rec[6] = rec[7] = 0;
     uint32_t hcrc = corral_crc32c(0, rec, 8);
-    put_u32(rec + 8, hcrc);
+    corral_put_le32(rec + 8, hcrc);
     uint32_t crc = corral_crc32c(hcrc, rec + REC_HEADER_BYTES, len);
-    put_u32(rec + REC_HEADER_BYTES + len, crc);
+    corral_put_le32(rec + REC_HEADER_BYTES + len, crc);
 }
 
 enum rec_status rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec *out)
@@ -60,10 +33,10 @@ enum rec_status rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec
     if (off > len || len - off < REC_HEADER_BYTES)
         return REC_INCOMPLETE;
     const uint8_t *h = buf + off;
-    uint32_t hcrc = get_u32(h + 8);
+    uint32_t hcrc = corral_get_le32(h + 8);
     if (corral_crc32c(0, h, 8) != hcrc)
         return REC_BAD;
-    uint32_t plen = get_u32(h);
+    uint32_t plen = corral_get_le32(h);
     uint8_t type = h[4];
     if (plen > REC_PAYLOAD_MAX || type < REC_SEGMENT || type > REC_HARD_STATE || h[5] != 0 ||
         h[6] != 0 || h[7] != 0)
@@ -71,7 +44,7 @@ enum rec_status rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec
     if (len - off - REC_HEADER_BYTES < (size_t)plen + REC_TRAILER_BYTES)
         return REC_INCOMPLETE;
     const uint8_t *payload = h + REC_HEADER_BYTES;
-    if (corral_crc32c(hcrc, payload, plen) != get_u32(payload + plen))
+    if (corral_crc32c(hcrc, payload, plen) != corral_get_le32(payload + plen))
         return REC_BAD;
     out->type = type;
     out->len = plen;

@@ -125,11 +125,6 @@ struct rec {
 void rec_seal(uint8_t *rec, uint8_t type, uint32_t len);
 enum rec_status rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec *out);
 
-void put_u32(uint8_t *p, uint32_t v);
-void put_u64(uint8_t *p, uint64_t v);
-uint32_t get_u32(const uint8_t *p);
-uint64_t get_u64(const uint8_t *p);
-
 /* Names: wal-<first>.log and snap-<index>.snap; the parsers accept exactly
  * that form (16 lowercase hex digits) and return false otherwise. */
 void wal_name(char out[NAME_BYTES], uint64_t first);

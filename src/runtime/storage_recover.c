@@ -17,6 +17,7 @@
 #include "corral.h"
 #include "core/codec.h"
 #include "runtime/storage_impl.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
 
@@ -127,11 +128,11 @@ static int scan_dir(struct loader *ld)
 static int create_meta(struct loader *ld, const struct corral_storage_ident *id)
 {
     uint8_t m[META_BYTES];
-    put_u32(m, META_MAGIC);
-    put_u32(m + 4, CORRAL_STORAGE_FORMAT_VERSION);
-    put_u64(m + 8, id->node_id);
-    put_u64(m + 16, id->cluster_id);
-    put_u32(m + 24, corral_crc32c(0, m, 24));
+    corral_put_le32(m, META_MAGIC);
+    corral_put_le32(m + 4, CORRAL_STORAGE_FORMAT_VERSION);
+    corral_put_le64(m + 8, id->node_id);
+    corral_put_le64(m + 16, id->cluster_id);
+    corral_put_le32(m + 24, corral_crc32c(0, m, 24));
     struct piece p = {m, sizeof(m)};
     if (file_write_atomic(ld->s->dir_fd, META_NAME, &p, 1) != 0)
         return fail(ld, CORRAL_EIO, META_NAME ": cannot write: %s", strerror(errno));
@@ -141,15 +142,15 @@ static int create_meta(struct loader *ld, const struct corral_storage_ident *id)
 static int check_meta_bytes(struct loader *ld, const uint8_t *m, size_t len,
                             const struct corral_storage_ident *id)
 {
-    if (len < 8 || get_u32(m) != META_MAGIC)
+    if (len < 8 || corral_get_le32(m) != META_MAGIC)
         return fail(ld, CORRAL_ECORRUPT, META_NAME ": not a corral meta file");
-    if (get_u32(m + 4) != CORRAL_STORAGE_FORMAT_VERSION)
+    if (corral_get_le32(m + 4) != CORRAL_STORAGE_FORMAT_VERSION)
         return fail(ld, CORRAL_EVERSION,
-                    META_NAME ": format version %" PRIu32 ", this build reads %d", get_u32(m + 4),
-                    CORRAL_STORAGE_FORMAT_VERSION);
-    if (len != META_BYTES || get_u32(m + 24) != corral_crc32c(0, m, 24))
+                    META_NAME ": format version %" PRIu32 ", this build reads %d",
+                    corral_get_le32(m + 4), CORRAL_STORAGE_FORMAT_VERSION);
+    if (len != META_BYTES || corral_get_le32(m + 24) != corral_crc32c(0, m, 24))
         return fail(ld, CORRAL_ECORRUPT, META_NAME ": checksum mismatch or wrong size");
-    uint64_t node = get_u64(m + 8), cluster = get_u64(m + 16);
+    uint64_t node = corral_get_le64(m + 8), cluster = corral_get_le64(m + 16);
     if (node != id->node_id || cluster != id->cluster_id)
         return fail(ld, CORRAL_EINVAL,
                     META_NAME ": belongs to node %" PRIu64 " of cluster %" PRIx64
@@ -173,19 +174,20 @@ static int check_meta(struct loader *ld, const struct corral_storage_ident *id)
 /* Checks a snapshot file's layout (see storage_impl.h) and decodes it. */
 static int parse_snapshot(struct loader *ld, const char *name, const uint8_t *b, size_t len)
 {
-    if (len < SNAP_HEADER_BYTES || get_u32(b) != SNAP_MAGIC)
+    if (len < SNAP_HEADER_BYTES || corral_get_le32(b) != SNAP_MAGIC)
         return fail(ld, CORRAL_ECORRUPT, "%s: not a corral snapshot", name);
-    if (get_u32(b + 4) != CORRAL_STORAGE_FORMAT_VERSION)
-        return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name, get_u32(b + 4));
-    if (len < SNAP_HEADER_BYTES + 8 || corral_crc32c(0, b, len - 4) != get_u32(b + len - 4))
+    if (corral_get_le32(b + 4) != CORRAL_STORAGE_FORMAT_VERSION)
+        return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name,
+                    corral_get_le32(b + 4));
+    if (len < SNAP_HEADER_BYTES + 8 || corral_crc32c(0, b, len - 4) != corral_get_le32(b + len - 4))
         return fail(ld, CORRAL_ECORRUPT, "%s: checksum mismatch", name);
-    size_t mlen = get_u32(b + 8);
+    size_t mlen = corral_get_le32(b + 8);
     if (mlen > len - SNAP_HEADER_BYTES - 8 ||
         corral_codec_snapshot_meta_decode(b + SNAP_HEADER_BYTES, mlen, &ld->st->snap) != 0)
         return fail(ld, CORRAL_ECORRUPT, "%s: bad snapshot meta at offset %d", name,
                     SNAP_HEADER_BYTES);
     const uint8_t *d = b + SNAP_HEADER_BYTES + mlen;
-    uint32_t dlen = get_u32(d);
+    uint32_t dlen = corral_get_le32(d);
     if ((size_t)dlen != len - SNAP_HEADER_BYTES - mlen - 8 || ld->st->snap.index != ld->snap)
         return fail(ld, CORRAL_ECORRUPT, "%s: data length or index does not match", name);
     ld->st->snap_data = corral_rbuf_new(d + 4, dlen);
@@ -290,13 +292,14 @@ static int take_hard_state(struct loader *ld, const char *name, const struct rec
 static int take_header(struct loader *ld, const char *name, const struct rec *r)
 {
     const uint8_t *p = r->payload;
-    if (r->type != REC_SEGMENT || r->len != REC_SEGMENT_BYTES || get_u32(p) != WAL_MAGIC)
+    if (r->type != REC_SEGMENT || r->len != REC_SEGMENT_BYTES || corral_get_le32(p) != WAL_MAGIC)
         return fail(ld, CORRAL_ECORRUPT, "%s: no segment header at offset 0", name);
-    if (get_u32(p + 4) != CORRAL_STORAGE_FORMAT_VERSION)
-        return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name, get_u32(p + 4));
-    if (get_u64(p + 8) != seg_last(ld->s)->first)
+    if (corral_get_le32(p + 4) != CORRAL_STORAGE_FORMAT_VERSION)
+        return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name,
+                    corral_get_le32(p + 4));
+    if (corral_get_le64(p + 8) != seg_last(ld->s)->first)
         return fail(ld, CORRAL_ECORRUPT, "%s: header names first index %" PRIu64, name,
-                    get_u64(p + 8));
+                    corral_get_le64(p + 8));
     return 0;
 }
 

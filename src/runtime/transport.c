@@ -18,6 +18,7 @@
 #include "corral.h"
 #include "core/codec.h"
 #include "runtime/transport_impl.h"
+#include "util/bytes.h"
 #include "util/mem.h"
 
 static void peer_dial(struct peer *p);
@@ -326,7 +327,7 @@ static int take_frame(struct conn *c, size_t *pos)
     size_t avail = c->rlen - *pos;
     if (avail < 4)
         return 0;
-    uint32_t len = get_u32(c->rbuf + *pos);
+    uint32_t len = corral_get_le32(c->rbuf + *pos);
     if (len > CORRAL_CODEC_MSG_BYTES_MAX) {
         transport_conn_fail(c, 1, "frame of %" PRIu32 " bytes exceeds the limit", len);
         return -1;
@@ -363,7 +364,7 @@ static int conn_reserve(struct conn *c)
 {
     size_t want = RBUF_BYTES;
     if (c->inbound && c->state == CONN_OPEN && c->rlen >= 4) {
-        size_t frame = 4 + (size_t)get_u32(c->rbuf);
+        size_t frame = 4 + (size_t)corral_get_le32(c->rbuf);
         if (frame > want)
             want = frame;
     }
@@ -621,7 +622,7 @@ int corral_transport_send(struct corral_transport *t, const struct corral_raft_m
     int rc = corral_codec_msg_encode(m, b + 4, size, &len);
     if (rc != 0)
         return rc; /* an empty new chunk stays as the tail, to be reused */
-    put_u32(b, (uint32_t)len);
+    corral_put_le32(b, (uint32_t)len);
     chunks_commit(&p->pending, 4 + len);
     flush_arm(t);
     return 0;
