@@ -42,7 +42,7 @@ static int flush(struct corral_storage *s)
     if (s->buf_len == 0)
         return 0;
     assert(s->fd >= 0);
-    int rv = check(s, file_write_all(s->fd, s->buf, s->buf_len));
+    int rv = check(s, storage_file_write_all(s->fd, s->buf, s->buf_len));
     if (rv != 0)
         return rv;
     s->bytes_written += s->buf_len;
@@ -64,9 +64,9 @@ static uint8_t *record_begin(struct corral_storage *s, size_t len)
 /* Seals the record begun last; returns its offset in the segment. */
 static uint64_t record_end(struct corral_storage *s, uint8_t type, size_t len)
 {
-    struct segment *seg = seg_last(s);
+    struct segment *seg = storage_seg_last(s);
     uint64_t off = seg->size;
-    rec_seal(s->buf + s->buf_len, type, (uint32_t)len);
+    storage_rec_seal(s->buf + s->buf_len, type, (uint32_t)len);
     s->buf_len += len + REC_OVERHEAD;
     seg->size += len + REC_OVERHEAD;
     return off;
@@ -78,19 +78,19 @@ static int roll(struct corral_storage *s, uint64_t first)
     if (s->fd >= 0) {
         int rv = flush(s);
         if (rv == 0 && s->dirty)
-            rv = check(s, file_datasync(s->fd));
+            rv = check(s, storage_file_datasync(s->fd));
         if (rv != 0)
             return rv;
-        file_close(&s->fd);
+        storage_file_close(&s->fd);
         s->dirty = false;
     }
     /* From here a failure leaves no segment open to write to. */
-    if (seg_push(s, first) != 0) {
+    if (storage_seg_push(s, first) != 0) {
         s->failed = true;
         return CORRAL_ENOMEM;
     }
     char name[NAME_BYTES];
-    wal_name(name, first);
+    storage_wal_name(name, first);
     s->fd = openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
     if (s->fd < 0) {
         s->n_segs--;
@@ -112,7 +112,7 @@ static int roll(struct corral_storage *s, uint64_t first)
  * snapshot beyond the log), or when it is full. */
 static int segment_for_entry(struct corral_storage *s, uint64_t index)
 {
-    struct segment *seg = seg_last(s);
+    struct segment *seg = storage_seg_last(s);
     if (seg != NULL && seg->first + seg->n == index &&
         (seg->n == 0 || seg->size < s->segment_bytes))
         return 0;
@@ -147,7 +147,7 @@ static int append_one(struct corral_storage *s, const struct corral_raft_entry *
     if (rv != 0)
         return rv;
     uint64_t off = record_end(s, REC_ENTRY, len);
-    rv = seg_add_entry(seg_last(s), off);
+    rv = storage_seg_add_entry(storage_seg_last(s), off);
     if (rv != 0) {
         s->failed = true; /* the record is written but not indexed */
         return rv;
@@ -172,16 +172,16 @@ static int drop_segments_after(struct corral_storage *s, uint32_t i)
 {
     if (s->n_segs == i + 1)
         return 0;
-    file_close(&s->fd);
+    storage_file_close(&s->fd);
     while (s->n_segs > i + 1) {
         char name[NAME_BYTES];
-        wal_name(name, seg_last(s)->first);
+        storage_wal_name(name, storage_seg_last(s)->first);
         if (unlinkat(s->dir_fd, name, 0) != 0)
             return check(s, CORRAL_EIO);
-        seg_free(seg_last(s));
+        storage_seg_free(storage_seg_last(s));
         s->n_segs--;
     }
-    return check(s, file_sync_dir(s->dir_fd));
+    return check(s, storage_file_sync_dir(s->dir_fd));
 }
 
 /* Cuts segment i at off and makes it the last segment, durably before
@@ -189,15 +189,15 @@ static int drop_segments_after(struct corral_storage *s, uint32_t i)
  * new records followed by stale ones. */
 static int cut_segment(struct corral_storage *s, uint32_t i, uint64_t off)
 {
-    file_close(&s->fd);
+    storage_file_close(&s->fd);
     char name[NAME_BYTES];
-    wal_name(name, s->segs[i].first);
+    storage_wal_name(name, s->segs[i].first);
     s->fd = openat(s->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (s->fd < 0 || ftruncate(s->fd, (off_t)off) != 0)
         return check(s, CORRAL_EIO);
     s->segs[i].size = off;
     s->dirty = false;
-    return check(s, file_datasync(s->fd));
+    return check(s, storage_file_datasync(s->fd));
 }
 
 /* Removes entries index and later (a new leader overwrote them). The hard
@@ -212,7 +212,7 @@ static int truncate_from(struct corral_storage *s, uint64_t index)
     if (rv != 0)
         return rv;
     if (s->hs_in_wal && (s->hs_seg > seg->first || (s->hs_seg == seg->first && s->hs_off >= off))) {
-        rv = check(s, checkpoint_hard_state(s));
+        rv = check(s, storage_checkpoint_hard_state(s));
         if (rv != 0)
             return rv;
         s->hs_in_wal = false;
@@ -257,7 +257,7 @@ int corral_storage_set_hard_state(struct corral_storage *s, const struct corral_
     if (rv != 0)
         return rv;
     s->hs_off = record_end(s, REC_HARD_STATE, CORRAL_CODEC_HARD_STATE_BYTES);
-    s->hs_seg = seg_last(s)->first;
+    s->hs_seg = storage_seg_last(s)->first;
     s->hs_in_wal = true;
     s->hs = *hs;
     return 0;
@@ -269,11 +269,11 @@ int corral_storage_sync(struct corral_storage *s)
         return CORRAL_EIO;
     int rv = flush(s);
     if (rv == 0 && s->dirty) {
-        rv = check(s, file_datasync(s->fd));
+        rv = check(s, storage_file_datasync(s->fd));
         s->dirty = rv != 0;
     }
     if (rv == 0 && s->dir_dirty) {
-        rv = check(s, file_sync_dir(s->dir_fd));
+        rv = check(s, storage_file_sync_dir(s->dir_fd));
         s->dir_dirty = rv != 0;
     }
     if (rv == 0)
@@ -307,8 +307,8 @@ static int write_snapshot(struct corral_storage *s, const struct corral_raft_sna
         {crc_bytes, 4},
     };
     char name[NAME_BYTES];
-    snap_name(name, meta->index);
-    return check(s, file_write_atomic(s->dir_fd, name, pieces, 4));
+    storage_snap_name(name, meta->index);
+    return check(s, storage_file_write_atomic(s->dir_fd, name, pieces, 4));
 }
 
 /* Deletes the first n segments; the hard state record goes to its own file
@@ -318,24 +318,24 @@ static int drop_first_segments(struct corral_storage *s, uint32_t n)
     if (n == 0)
         return 0;
     if (s->hs_in_wal && (n == s->n_segs || s->hs_seg < s->segs[n].first)) {
-        int rv = check(s, checkpoint_hard_state(s));
+        int rv = check(s, storage_checkpoint_hard_state(s));
         if (rv != 0)
             return rv;
         s->hs_in_wal = false;
     }
     if (n == s->n_segs) {
         s->buf_len = 0; /* it all belongs to segments being deleted */
-        file_close(&s->fd);
+        storage_file_close(&s->fd);
         s->dirty = false;
     }
     for (uint32_t i = 0; i < n; i++) {
         char name[NAME_BYTES];
-        wal_name(name, s->segs[i].first);
+        storage_wal_name(name, s->segs[i].first);
         if (unlinkat(s->dir_fd, name, 0) != 0)
             return check(s, CORRAL_EIO);
     }
     for (uint32_t i = 0; i < n; i++)
-        seg_free(&s->segs[i]);
+        storage_seg_free(&s->segs[i]);
     memmove(s->segs, s->segs + n, (s->n_segs - n) * sizeof(*s->segs));
     s->n_segs -= n;
     s->dir_dirty = true;
@@ -356,7 +356,7 @@ static int compact(struct corral_storage *s, uint64_t index)
     }
     int rv = drop_first_segments(s, n);
     if (rv == 0 && s->n_segs == 0)
-        rv = check(s, file_sync_dir(s->dir_fd));
+        rv = check(s, storage_file_sync_dir(s->dir_fd));
     return rv;
 }
 
@@ -375,7 +375,7 @@ int corral_storage_save_snapshot(struct corral_storage *s,
         return rv;
     if (s->snap_index != 0 && s->snap_index != meta->index) {
         char name[NAME_BYTES];
-        snap_name(name, s->snap_index);
+        storage_snap_name(name, s->snap_index);
         unlinkat(s->dir_fd, name, 0); /* a stale snapshot is ignored anyway */
         s->dir_dirty = true;
     }
@@ -410,12 +410,12 @@ void corral_storage_state_free(struct corral_storage_state *st)
 void storage_free(struct corral_storage *s)
 {
     for (uint32_t i = 0; i < s->n_segs; i++)
-        seg_free(&s->segs[i]);
+        storage_seg_free(&s->segs[i]);
     corral_free(s->segs);
     corral_free(s->buf);
-    file_close(&s->fd);
-    file_close(&s->lock_fd);
-    file_close(&s->dir_fd);
+    storage_file_close(&s->fd);
+    storage_file_close(&s->lock_fd);
+    storage_file_close(&s->dir_fd);
     corral_free(s);
 }
 

@@ -17,7 +17,7 @@
 #include "util/crc32c.h"
 #include "util/mem.h"
 
-void rec_seal(uint8_t *rec, uint8_t type, uint32_t len)
+void storage_rec_seal(uint8_t *rec, uint8_t type, uint32_t len)
 {
     corral_put_le32(rec, len);
     rec[4] = type;
@@ -28,7 +28,7 @@ void rec_seal(uint8_t *rec, uint8_t type, uint32_t len)
     corral_put_le32(rec + REC_HEADER_BYTES + len, crc);
 }
 
-enum rec_status rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec *out)
+enum rec_status storage_rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec *out)
 {
     if (off > len || len - off < REC_HEADER_BYTES)
         return REC_INCOMPLETE;
@@ -53,12 +53,12 @@ enum rec_status rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec
     return REC_OK;
 }
 
-void wal_name(char out[NAME_BYTES], uint64_t first)
+void storage_wal_name(char out[NAME_BYTES], uint64_t first)
 {
     snprintf(out, NAME_BYTES, "wal-%016" PRIx64 ".log", first);
 }
 
-void snap_name(char out[NAME_BYTES], uint64_t index)
+void storage_snap_name(char out[NAME_BYTES], uint64_t index)
 {
     snprintf(out, NAME_BYTES, "snap-%016" PRIx64 ".snap", index);
 }
@@ -86,17 +86,18 @@ static bool parse_name(const char *name, const char *prefix, const char *suffix,
     return true;
 }
 
-bool parse_wal_name(const char *name, uint64_t *first)
+bool storage_parse_wal_name(const char *name, uint64_t *first)
 {
     return parse_name(name, "wal-", ".log", first);
 }
 
-bool parse_snap_name(const char *name, uint64_t *index)
+bool storage_parse_snap_name(const char *name, uint64_t *index)
 {
     return parse_name(name, "snap-", ".snap", index);
 }
 
-bool hs_newer(const struct corral_raft_hard_state *a, const struct corral_raft_hard_state *b)
+bool storage_hs_newer(const struct corral_raft_hard_state *a,
+                      const struct corral_raft_hard_state *b)
 {
     if (a->term != b->term)
         return a->term > b->term;
@@ -105,7 +106,7 @@ bool hs_newer(const struct corral_raft_hard_state *a, const struct corral_raft_h
     return a->commit > b->commit;
 }
 
-int file_write_all(int fd, const void *buf, size_t len)
+int storage_file_write_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len > 0) {
@@ -120,7 +121,7 @@ int file_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-int file_datasync(int fd)
+int storage_file_datasync(int fd)
 {
     while (fdatasync(fd) != 0) {
         if (errno != EINTR)
@@ -129,7 +130,7 @@ int file_datasync(int fd)
     return 0;
 }
 
-int file_sync_dir(int dir_fd)
+int storage_file_sync_dir(int dir_fd)
 {
     while (fsync(dir_fd) != 0) {
         if (errno != EINTR)
@@ -138,7 +139,7 @@ int file_sync_dir(int dir_fd)
     return 0;
 }
 
-void file_close(int *fd)
+void storage_file_close(int *fd)
 {
     if (*fd >= 0)
         close(*fd); /* not retried: on Linux the descriptor is gone either way */
@@ -159,7 +160,7 @@ static int read_all(int fd, uint8_t *buf, size_t len)
     return 0;
 }
 
-int file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t *len)
+int storage_file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t *len)
 {
     *out = NULL;
     *len = 0;
@@ -176,7 +177,7 @@ int file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t 
         buf = corral_malloc(n);
         rv = buf == NULL ? CORRAL_ENOMEM : read_all(fd, buf, n);
     }
-    file_close(&fd);
+    storage_file_close(&fd);
     if (rv != 0) {
         corral_free(buf);
         return rv;
@@ -186,7 +187,7 @@ int file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t 
     return 0;
 }
 
-int file_write_atomic(int dir_fd, const char *name, const struct piece *pieces, size_t n)
+int storage_file_write_atomic(int dir_fd, const char *name, const struct piece *pieces, size_t n)
 {
     char tmp[NAME_BYTES + sizeof(TMP_SUFFIX)];
     if (snprintf(tmp, sizeof(tmp), "%s%s", name, TMP_SUFFIX) >= (int)sizeof(tmp))
@@ -196,22 +197,22 @@ int file_write_atomic(int dir_fd, const char *name, const struct piece *pieces, 
         return CORRAL_EIO;
     int rv = 0;
     for (size_t i = 0; i < n && rv == 0; i++)
-        rv = file_write_all(fd, pieces[i].p, pieces[i].len);
+        rv = storage_file_write_all(fd, pieces[i].p, pieces[i].len);
     while (rv == 0 && fsync(fd) != 0) {
         if (errno != EINTR)
             rv = CORRAL_EIO;
     }
-    file_close(&fd);
+    storage_file_close(&fd);
     if (rv == 0 && renameat(dir_fd, tmp, dir_fd, name) != 0)
         rv = CORRAL_EIO;
     if (rv != 0) {
         unlinkat(dir_fd, tmp, 0);
         return rv;
     }
-    return file_sync_dir(dir_fd);
+    return storage_file_sync_dir(dir_fd);
 }
 
-int file_lock(int dir_fd, const char *name, int *fd_out)
+int storage_file_lock(int dir_fd, const char *name, int *fd_out)
 {
     int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -221,14 +222,14 @@ int file_lock(int dir_fd, const char *name, int *fd_out)
         ;
     if (r != 0) {
         int rv = errno == EWOULDBLOCK ? CORRAL_EBUSY : CORRAL_EIO;
-        file_close(&fd);
+        storage_file_close(&fd);
         return rv;
     }
     *fd_out = fd;
     return 0;
 }
 
-int file_mkdirs(const char *path)
+int storage_file_mkdirs(const char *path)
 {
     char p[PATH_MAX];
     size_t n = strlen(path);
@@ -247,7 +248,7 @@ int file_mkdirs(const char *path)
     return 0;
 }
 
-int seg_push(struct corral_storage *s, uint64_t first)
+int storage_seg_push(struct corral_storage *s, uint64_t first)
 {
     if (s->n_segs == s->cap_segs) {
         uint32_t cap = s->cap_segs ? 2 * s->cap_segs : 8;
@@ -261,7 +262,7 @@ int seg_push(struct corral_storage *s, uint64_t first)
     return 0;
 }
 
-int seg_add_entry(struct segment *seg, uint64_t off)
+int storage_seg_add_entry(struct segment *seg, uint64_t off)
 {
     if (off > UINT32_MAX)
         return CORRAL_ETOOBIG;
@@ -277,18 +278,18 @@ int seg_add_entry(struct segment *seg, uint64_t off)
     return 0;
 }
 
-void seg_free(struct segment *seg)
+void storage_seg_free(struct segment *seg)
 {
     corral_free(seg->offs);
     *seg = (struct segment){0};
 }
 
-struct segment *seg_last(struct corral_storage *s)
+struct segment *storage_seg_last(struct corral_storage *s)
 {
     return s->n_segs > 0 ? &s->segs[s->n_segs - 1] : NULL;
 }
 
-int checkpoint_hard_state(struct corral_storage *s)
+int storage_checkpoint_hard_state(struct corral_storage *s)
 {
     uint8_t buf[CORRAL_CODEC_HARD_STATE_BYTES];
     size_t len;
@@ -296,7 +297,7 @@ int checkpoint_hard_state(struct corral_storage *s)
     if (rv != 0)
         return rv;
     struct piece p = {buf, len};
-    rv = file_write_atomic(s->dir_fd, HARD_STATE_NAME, &p, 1);
+    rv = storage_file_write_atomic(s->dir_fd, HARD_STATE_NAME, &p, 1);
     if (rv == 0)
         s->ckpt_hs = s->hs;
     return rv;

@@ -92,9 +92,9 @@ static int note_name(struct loader *ld, const char *name)
         ld->has_meta = true;
     else if (strcmp(name, HARD_STATE_NAME) == 0)
         ld->has_ckpt = true;
-    else if (parse_wal_name(name, &v))
+    else if (storage_parse_wal_name(name, &v))
         return note_wal(ld, v);
-    else if (parse_snap_name(name, &v) && (!ld->has_snap || v > ld->snap)) {
+    else if (storage_parse_snap_name(name, &v) && (!ld->has_snap || v > ld->snap)) {
         ld->has_snap = true;
         ld->snap = v;
     }
@@ -106,7 +106,7 @@ static int scan_dir(struct loader *ld)
     int fd = dup(ld->s->dir_fd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (d == NULL) {
-        file_close(&fd);
+        storage_file_close(&fd);
         return fail(ld, CORRAL_EIO, ": cannot list: %s", strerror(errno));
     }
     rewinddir(d);
@@ -134,7 +134,7 @@ static int create_meta(struct loader *ld, const struct corral_storage_ident *id)
     corral_put_le64(m + 16, id->cluster_id);
     corral_put_le32(m + 24, corral_crc32c(0, m, 24));
     struct piece p = {m, sizeof(m)};
-    if (file_write_atomic(ld->s->dir_fd, META_NAME, &p, 1) != 0)
+    if (storage_file_write_atomic(ld->s->dir_fd, META_NAME, &p, 1) != 0)
         return fail(ld, CORRAL_EIO, META_NAME ": cannot write: %s", strerror(errno));
     return 0;
 }
@@ -163,7 +163,7 @@ static int check_meta(struct loader *ld, const struct corral_storage_ident *id)
 {
     uint8_t *m;
     size_t len;
-    int rv = file_read(ld->s->dir_fd, META_NAME, META_FILE_BYTES_MAX, &m, &len);
+    int rv = storage_file_read(ld->s->dir_fd, META_NAME, META_FILE_BYTES_MAX, &m, &len);
     if (rv != 0)
         return file_error(ld, rv, META_NAME);
     rv = check_meta_bytes(ld, m, len, id);
@@ -201,10 +201,10 @@ static int load_snapshot(struct loader *ld)
     if (!ld->has_snap)
         return 0;
     char name[NAME_BYTES];
-    snap_name(name, ld->snap);
+    storage_snap_name(name, ld->snap);
     uint8_t *b;
     size_t len;
-    int rv = file_read(ld->s->dir_fd, name, SNAP_FILE_BYTES_MAX, &b, &len);
+    int rv = storage_file_read(ld->s->dir_fd, name, SNAP_FILE_BYTES_MAX, &b, &len);
     if (rv != 0)
         return file_error(ld, rv, name);
     rv = parse_snapshot(ld, name, b, len);
@@ -221,7 +221,7 @@ static int load_checkpoint(struct loader *ld)
         return 0;
     uint8_t *b;
     size_t len;
-    int rv = file_read(ld->s->dir_fd, HARD_STATE_NAME, META_FILE_BYTES_MAX, &b, &len);
+    int rv = storage_file_read(ld->s->dir_fd, HARD_STATE_NAME, META_FILE_BYTES_MAX, &b, &len);
     if (rv != 0)
         return file_error(ld, rv, HARD_STATE_NAME);
     rv = corral_codec_hard_state_decode(b, len, &ld->s->ckpt_hs);
@@ -254,7 +254,7 @@ static int keep_entry(struct loader *ld, struct corral_raft_entry *e)
 
 static int take_entry(struct loader *ld, const char *name, const struct rec *r, uint64_t off)
 {
-    struct segment *seg = seg_last(ld->s);
+    struct segment *seg = storage_seg_last(ld->s);
     struct corral_raft_entry e;
     int rv = corral_codec_entry_decode(r->payload, r->len, &e);
     if (rv != 0)
@@ -266,7 +266,7 @@ static int take_entry(struct loader *ld, const char *name, const struct rec *r, 
                     "%s: entry %" PRIu64 " at offset %" PRIu64 ", expected %" PRIu64, name, e.index,
                     off, seg->first + seg->n);
     }
-    rv = seg_add_entry(seg, off);
+    rv = storage_seg_add_entry(seg, off);
     if (rv == 0 && e.index > ld->snap)
         rv = keep_entry(ld, &e);
     else
@@ -284,7 +284,7 @@ static int take_hard_state(struct loader *ld, const char *name, const struct rec
         return fail(ld, rv == CORRAL_EVERSION ? rv : CORRAL_ECORRUPT,
                     "%s: bad hard state at offset %" PRIu64, name, off);
     s->hs_in_wal = true; /* the last record wins */
-    s->hs_seg = seg_last(s)->first;
+    s->hs_seg = storage_seg_last(s)->first;
     s->hs_off = off;
     return 0;
 }
@@ -297,7 +297,7 @@ static int take_header(struct loader *ld, const char *name, const struct rec *r)
     if (corral_get_le32(p + 4) != CORRAL_STORAGE_FORMAT_VERSION)
         return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name,
                     corral_get_le32(p + 4));
-    if (corral_get_le64(p + 8) != seg_last(ld->s)->first)
+    if (corral_get_le64(p + 8) != storage_seg_last(ld->s)->first)
         return fail(ld, CORRAL_ECORRUPT, "%s: header names first index %" PRIu64, name,
                     corral_get_le64(p + 8));
     return 0;
@@ -318,7 +318,7 @@ static bool valid_record_after(const uint8_t *b, size_t len, size_t from)
 {
     struct rec r;
     for (size_t off = from; off + REC_OVERHEAD <= len; off++) {
-        if (rec_parse(b, len, off, &r) == REC_OK)
+        if (storage_rec_parse(b, len, off, &r) == REC_OK)
             return true;
     }
     return false;
@@ -343,8 +343,8 @@ static int parse_segment(struct loader *ld, const char *name, const uint8_t *b, 
     size_t off = 0;
     struct rec r;
     while (off < len) {
-        if (rec_parse(b, len, off, &r) != REC_OK) {
-            seg_last(ld->s)->size = off;
+        if (storage_rec_parse(b, len, off, &r) != REC_OK) {
+            storage_seg_last(ld->s)->size = off;
             return bad_record(ld, name, b, len, off, last);
         }
         int rv = take_record(ld, name, &r, off);
@@ -356,7 +356,7 @@ static int parse_segment(struct loader *ld, const char *name, const uint8_t *b, 
         return fail(ld, CORRAL_ECORRUPT, "%s: empty segment", name);
     if (len == 0)
         ld->torn = true; /* a crash right after creating it; torn_at 0 */
-    seg_last(ld->s)->size = off;
+    storage_seg_last(ld->s)->size = off;
     return 0;
 }
 
@@ -364,7 +364,7 @@ static int parse_segment(struct loader *ld, const char *name, const uint8_t *b, 
  * the snapshot covers it (a crash while deleting covered segments). */
 static int check_order(struct loader *ld, const char *name, uint64_t first)
 {
-    struct segment *prev = seg_last(ld->s);
+    struct segment *prev = storage_seg_last(ld->s);
     uint64_t prev_last = prev != NULL ? prev->first + prev->n - 1 : 0;
     uint64_t floor = prev_last > ld->snap ? prev_last : ld->snap;
     if (first <= prev_last || first > floor + 1 || first == 0)
@@ -378,15 +378,15 @@ static int check_order(struct loader *ld, const char *name, uint64_t first)
 static int load_segment(struct loader *ld, uint32_t i)
 {
     char name[NAME_BYTES];
-    wal_name(name, ld->wal[i]);
+    storage_wal_name(name, ld->wal[i]);
     int rv = check_order(ld, name, ld->wal[i]);
     if (rv != 0)
         return rv;
-    if (seg_push(ld->s, ld->wal[i]) != 0)
+    if (storage_seg_push(ld->s, ld->wal[i]) != 0)
         return fail(ld, CORRAL_ENOMEM, "%s: out of memory", name);
     uint8_t *b;
     size_t len;
-    rv = file_read(ld->s->dir_fd, name, SEGMENT_FILE_BYTES_MAX, &b, &len);
+    rv = storage_file_read(ld->s->dir_fd, name, SEGMENT_FILE_BYTES_MAX, &b, &len);
     if (rv != 0)
         return file_error(ld, rv, name);
     rv = parse_segment(ld, name, b, len, i + 1 == ld->n_wal);
@@ -399,23 +399,23 @@ static int load_segment(struct loader *ld, uint32_t i)
 static int cut_torn_tail(struct loader *ld)
 {
     struct corral_storage *s = ld->s;
-    struct segment *seg = seg_last(s);
+    struct segment *seg = storage_seg_last(s);
     char name[NAME_BYTES];
-    wal_name(name, seg->first);
+    storage_wal_name(name, seg->first);
     int rv = 0;
     if (ld->torn_at == 0) {
         if (unlinkat(s->dir_fd, name, 0) != 0)
             rv = CORRAL_EIO;
-        seg_free(seg);
+        storage_seg_free(seg);
         s->n_segs--;
     } else {
         int fd = openat(s->dir_fd, name, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ftruncate(fd, (off_t)ld->torn_at) != 0 || file_datasync(fd) != 0)
+        if (fd < 0 || ftruncate(fd, (off_t)ld->torn_at) != 0 || storage_file_datasync(fd) != 0)
             rv = CORRAL_EIO;
-        file_close(&fd);
+        storage_file_close(&fd);
     }
     if (rv == 0)
-        rv = file_sync_dir(s->dir_fd);
+        rv = storage_file_sync_dir(s->dir_fd);
     if (rv != 0)
         return fail(ld, rv, "%s: cannot truncate the torn tail: %s", name, strerror(errno));
     return 0;
@@ -427,7 +427,7 @@ static void remove_stale(struct loader *ld)
     int fd = dup(ld->s->dir_fd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (d == NULL) {
-        file_close(&fd);
+        storage_file_close(&fd);
         return;
     }
     rewinddir(d);
@@ -439,7 +439,7 @@ static void remove_stale(struct loader *ld)
                    (strncmp(e->d_name, "snap-", 5) == 0 ||
                     strncmp(e->d_name, META_NAME, strlen(META_NAME)) == 0 ||
                     strncmp(e->d_name, HARD_STATE_NAME, strlen(HARD_STATE_NAME)) == 0);
-        bool old_snap = parse_snap_name(e->d_name, &v) && v < ld->snap;
+        bool old_snap = storage_parse_snap_name(e->d_name, &v) && v < ld->snap;
         if (tmp || old_snap)
             unlinkat(dirfd(d), e->d_name, 0);
     }
@@ -449,11 +449,11 @@ static void remove_stale(struct loader *ld)
 static int open_last_segment(struct loader *ld)
 {
     struct corral_storage *s = ld->s;
-    struct segment *seg = seg_last(s);
+    struct segment *seg = storage_seg_last(s);
     if (seg == NULL)
         return 0;
     char name[NAME_BYTES];
-    wal_name(name, seg->first);
+    storage_wal_name(name, seg->first);
     s->fd = openat(s->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (s->fd < 0)
         return fail(ld, CORRAL_EIO, "%s: cannot open: %s", name, strerror(errno));
@@ -489,12 +489,12 @@ static int load(struct loader *ld, const struct corral_storage_ident *id)
 static int open_dir(struct loader *ld)
 {
     struct corral_storage *s = ld->s;
-    if (file_mkdirs(ld->dir) != 0)
+    if (storage_file_mkdirs(ld->dir) != 0)
         return fail(ld, CORRAL_EIO, ": cannot create: %s", strerror(errno));
     s->dir_fd = open(ld->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dir_fd < 0)
         return fail(ld, CORRAL_EIO, ": cannot open: %s", strerror(errno));
-    int rv = file_lock(s->dir_fd, LOCK_NAME, &s->lock_fd);
+    int rv = storage_file_lock(s->dir_fd, LOCK_NAME, &s->lock_fd);
     if (rv == CORRAL_EBUSY)
         return fail(ld, CORRAL_EIO, LOCK_NAME ": locked by another process");
     if (rv != 0)
@@ -507,12 +507,12 @@ static void finish_state(struct loader *ld)
 {
     struct corral_storage *s = ld->s;
     struct corral_storage_state *st = ld->st;
-    if (hs_newer(&s->ckpt_hs, &s->hs)) {
+    if (storage_hs_newer(&s->ckpt_hs, &s->hs)) {
         s->hs = s->ckpt_hs;
         s->hs_in_wal = false;
     }
     st->hs = s->hs;
-    struct segment *seg = seg_last(s);
+    struct segment *seg = storage_seg_last(s);
     uint64_t wal_last = seg != NULL ? seg->first + seg->n - 1 : 0;
     s->last_index = wal_last > s->snap_index ? wal_last : s->snap_index;
     st->fresh = st->snap.index == 0 && st->n_entries == 0 && st->hs.term == 0 && st->hs.vote == 0 &&

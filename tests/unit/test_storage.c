@@ -301,7 +301,7 @@ static void refused(struct fixture *f, const struct corral_storage_ident *id, in
 
 static void wal(char *out, uint64_t first)
 {
-    wal_name(out, first);
+    storage_wal_name(out, first);
 }
 
 /* Tests. */
@@ -771,7 +771,7 @@ static void newer_version(void **state)
     corral_put_le32(seg + REC_HEADER_BYTES, WAL_MAGIC);
     corral_put_le32(seg + REC_HEADER_BYTES + 4, 9);
     corral_put_le64(seg + REC_HEADER_BYTES + 8, 1);
-    rec_seal(seg, REC_SEGMENT, REC_SEGMENT_BYTES);
+    storage_rec_seal(seg, REC_SEGMENT, REC_SEGMENT_BYTES);
     write_file(f, "wal-0000000000000001.log", seg, sizeof(seg));
     refused(f, &ident, CORRAL_EVERSION, "wal-0000000000000001.log: format version 9");
 }
