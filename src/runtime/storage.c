@@ -28,6 +28,27 @@ uint64_t storage_segment_bytes(void)
     return test_segment_bytes ? test_segment_bytes : CORRAL_STORAGE_SEGMENT_BYTES;
 }
 
+void storage_assert_consistent(const struct corral_storage *s)
+{
+#ifdef NDEBUG
+    (void)s;
+#else
+    if (s->failed)
+        return; /* the state of the files is unknown; s only answers EIO */
+    assert((s->fd >= 0) == (s->n_segs > 0) && s->n_segs <= s->cap_segs);
+    assert(s->buf_len <= WRITE_BUF_BYTES);
+    if (s->n_segs == 0) {
+        assert(s->buf_len == 0 && !s->hs_in_wal && s->last_index == s->snap_index);
+        return;
+    }
+    const struct segment *last = &s->segs[s->n_segs - 1];
+    uint64_t wal_last = last->first + last->n - 1;
+    assert(last->first > 0 && last->n <= last->cap && s->buf_len <= last->size);
+    assert(s->last_index == (wal_last > s->snap_index ? wal_last : s->snap_index));
+    assert(!s->hs_in_wal || (s->hs_seg >= s->segs[0].first && s->hs_seg <= last->first));
+#endif
+}
+
 /* Marks s failed on an I/O error: after a failed write or fsync the state
  * of the file is unknown, so nothing more is written through s. */
 static int check(struct corral_storage *s, int rv)
@@ -65,6 +86,8 @@ static uint8_t *record_begin(struct corral_storage *s, size_t len)
 static uint64_t record_end(struct corral_storage *s, uint8_t type, size_t len)
 {
     struct segment *seg = storage_seg_last(s);
+    /* record_begin made room for this len: the record is not cut short. */
+    assert(seg != NULL && len + REC_OVERHEAD <= WRITE_BUF_BYTES - s->buf_len);
     uint64_t off = seg->size;
     storage_rec_seal(s->buf + s->buf_len, type, (uint32_t)len);
     s->buf_len += len + REC_OVERHEAD;
@@ -116,7 +139,9 @@ static int segment_for_entry(struct corral_storage *s, uint64_t index)
     if (seg != NULL && seg->first + seg->n == index &&
         (seg->n == 0 || seg->size < s->segment_bytes))
         return 0;
-    return roll(s, index);
+    int rv = roll(s, index);
+    assert(rv != 0 || storage_seg_last(s)->first == index);
+    return rv;
 }
 
 /* What the encoder would refuse, checked before anything is written. */
@@ -146,12 +171,14 @@ static int append_one(struct corral_storage *s, const struct corral_raft_entry *
     rv = corral_codec_entry_encode(e, p, len, &n);
     if (rv != 0)
         return rv;
+    assert(n == len); /* the record's length field says len */
     uint64_t off = record_end(s, REC_ENTRY, len);
     rv = storage_seg_add_entry(storage_seg_last(s), off);
     if (rv != 0) {
         s->failed = true; /* the record is written but not indexed */
         return rv;
     }
+    assert(storage_seg_last(s)->first + storage_seg_last(s)->n - 1 == e->index);
     s->last_index = e->index;
     return 0;
 }
@@ -230,6 +257,7 @@ static int truncate_from(struct corral_storage *s, uint64_t index)
 int corral_storage_append(struct corral_storage *s, const struct corral_raft_entry *entries,
                           uint32_t n)
 {
+    storage_assert_consistent(s);
     if (s->failed)
         return CORRAL_EIO;
     if (n == 0)
@@ -246,6 +274,7 @@ int corral_storage_append(struct corral_storage *s, const struct corral_raft_ent
 
 int corral_storage_set_hard_state(struct corral_storage *s, const struct corral_raft_hard_state *hs)
 {
+    storage_assert_consistent(s);
     if (s->failed)
         return CORRAL_EIO;
     int rv = s->n_segs == 0 ? roll(s, s->last_index + 1) : 0;
@@ -256,6 +285,7 @@ int corral_storage_set_hard_state(struct corral_storage *s, const struct corral_
     rv = corral_codec_hard_state_encode(hs, p, CORRAL_CODEC_HARD_STATE_BYTES, &n);
     if (rv != 0)
         return rv;
+    assert(n == CORRAL_CODEC_HARD_STATE_BYTES); /* the record's length */
     s->hs_off = record_end(s, REC_HARD_STATE, CORRAL_CODEC_HARD_STATE_BYTES);
     s->hs_seg = storage_seg_last(s)->first;
     s->hs_in_wal = true;
@@ -265,6 +295,7 @@ int corral_storage_set_hard_state(struct corral_storage *s, const struct corral_
 
 int corral_storage_sync(struct corral_storage *s)
 {
+    storage_assert_consistent(s);
     if (s->failed)
         return CORRAL_EIO;
     int rv = flush(s);
@@ -364,6 +395,7 @@ int corral_storage_save_snapshot(struct corral_storage *s,
                                  const struct corral_raft_snapshot_meta *meta,
                                  struct corral_rbuf *data)
 {
+    storage_assert_consistent(s);
     if (s->failed)
         return CORRAL_EIO;
     if (meta->index == 0 || meta->index < s->snap_index)

@@ -1,6 +1,7 @@
 /* Storage helpers: the WAL record format, file names, and blocking file
  * operations that retry interrupted and short transfers. */
 #define _DEFAULT_SOURCE /* flock */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -17,8 +18,25 @@
 #include "util/crc32c.h"
 #include "util/mem.h"
 
+/* The REC_HEADER_BYTES at h: REC_OK with its type and payload length, or
+ * REC_BAD. */
+static enum rec_status header_parse(const uint8_t *h, uint8_t *type, uint32_t *plen)
+{
+    if (corral_crc32c(0, h, 8) != corral_get_le32(h + 8))
+        return REC_BAD;
+    *plen = corral_get_le32(h);
+    *type = h[4];
+    if (*plen > REC_PAYLOAD_MAX || *type < REC_SEGMENT || *type > REC_HARD_STATE || h[5] != 0 ||
+        h[6] != 0 || h[7] != 0)
+        return REC_BAD;
+    return REC_OK;
+}
+
 void storage_rec_seal(uint8_t *rec, uint8_t type, uint32_t len)
 {
+    /* A record recovery would refuse must never be written: it would stop
+     * the next start. Callers pass constants and encoder sizes. */
+    assert(type >= REC_SEGMENT && type <= REC_HARD_STATE && len <= REC_PAYLOAD_MAX);
     corral_put_le32(rec, len);
     rec[4] = type;
     rec[5] = rec[6] = rec[7] = 0;
@@ -26,6 +44,13 @@ void storage_rec_seal(uint8_t *rec, uint8_t type, uint32_t len)
     corral_put_le32(rec + 8, hcrc);
     uint32_t crc = corral_crc32c(hcrc, rec + REC_HEADER_BYTES, len);
     corral_put_le32(rec + REC_HEADER_BYTES + len, crc);
+#ifndef NDEBUG
+    /* The header parses back to what was sealed. Only the header: reading
+     * the payload again would double the checksum work of every write. */
+    uint8_t t;
+    uint32_t n;
+    assert(header_parse(rec, &t, &n) == REC_OK && t == type && n == len);
+#endif
 }
 
 enum rec_status storage_rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec *out)
@@ -33,23 +58,20 @@ enum rec_status storage_rec_parse(const uint8_t *buf, size_t len, size_t off, st
     if (off > len || len - off < REC_HEADER_BYTES)
         return REC_INCOMPLETE;
     const uint8_t *h = buf + off;
-    uint32_t hcrc = corral_get_le32(h + 8);
-    if (corral_crc32c(0, h, 8) != hcrc)
-        return REC_BAD;
-    uint32_t plen = corral_get_le32(h);
-    uint8_t type = h[4];
-    if (plen > REC_PAYLOAD_MAX || type < REC_SEGMENT || type > REC_HARD_STATE || h[5] != 0 ||
-        h[6] != 0 || h[7] != 0)
+    uint8_t type;
+    uint32_t plen;
+    if (header_parse(h, &type, &plen) != REC_OK)
         return REC_BAD;
     if (len - off - REC_HEADER_BYTES < (size_t)plen + REC_TRAILER_BYTES)
         return REC_INCOMPLETE;
     const uint8_t *payload = h + REC_HEADER_BYTES;
-    if (corral_crc32c(hcrc, payload, plen) != corral_get_le32(payload + plen))
+    if (corral_crc32c(corral_get_le32(h + 8), payload, plen) != corral_get_le32(payload + plen))
         return REC_BAD;
     out->type = type;
     out->len = plen;
     out->payload = payload;
     out->next = off + REC_OVERHEAD + plen;
+    assert(out->next <= len); /* whatever the bytes, never past the buffer */
     return REC_OK;
 }
 
@@ -266,6 +288,8 @@ int storage_seg_add_entry(struct segment *seg, uint64_t off)
 {
     if (off > UINT32_MAX)
         return CORRAL_ETOOBIG;
+    /* Entries are indexed in file order; truncate_from relies on it. */
+    assert(seg->n == 0 || off > seg->offs[seg->n - 1]);
     if (seg->n == seg->cap) {
         uint64_t cap = seg->cap ? 2 * seg->cap : 256;
         uint32_t *offs = corral_realloc(seg->offs, (size_t)cap * sizeof(*offs));

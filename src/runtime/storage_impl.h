@@ -172,6 +172,10 @@ struct segment *storage_seg_last(struct corral_storage *s);
 /* Encodes hs into HARD_STATE_NAME, durably. */
 int storage_checkpoint_hard_state(struct corral_storage *s);
 
+/* Asserts what holds between calls on s (the files, the segment array,
+ * the buffer and last_index agree), unless s has failed. O(1). */
+void storage_assert_consistent(const struct corral_storage *s);
+
 /* Closes the files and frees s, without a sync. */
 void storage_free(struct corral_storage *s);
 

@@ -4,6 +4,7 @@
  * removed). */
 #include "runtime/storage.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -236,6 +237,9 @@ static int load_checkpoint(struct loader *ld)
 static int keep_entry(struct loader *ld, struct corral_raft_entry *e)
 {
     struct corral_storage_state *st = ld->st;
+    /* check_order and take_entry refuse gaps, so what the caller gets
+     * continues the snapshot without one, whatever was on disk. */
+    assert(e->index == ld->snap + 1 + st->n_entries);
     if (st->n_entries == ld->cap_entries) {
         if (ld->cap_entries == UINT32_MAX)
             return CORRAL_ETOOBIG;
@@ -350,6 +354,7 @@ static int parse_segment(struct loader *ld, const char *name, const uint8_t *b, 
         int rv = take_record(ld, name, &r, off);
         if (rv != 0)
             return rv;
+        assert(r.next > off && r.next <= len);
         off = r.next;
     }
     if (len == 0 && !last)
@@ -550,6 +555,7 @@ int corral_storage_open(const char *dir, const struct corral_storage_ident *iden
         return rv;
     }
     finish_state(&ld);
+    storage_assert_consistent(s);
     *out = s;
     return 0;
 }
