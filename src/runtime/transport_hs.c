@@ -1,6 +1,7 @@
 /* The hello handshake of transport.h: the dialer's hello, the acceptor's
  * checks (cluster id, our node id, version) and its reply, and the
  * dialer's checks of that reply. A refusal is logged on both sides. */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,7 @@ static size_t hello_build(const struct corral_transport *t, uint64_t to, uint8_t
     corral_put_le16(b + 29, t->http_len);
     memcpy(b + HELLO_FIXED_BYTES, t->http_addr, t->http_len);
     size_t n = HELLO_FIXED_BYTES + (size_t)t->http_len;
+    assert(n + 4 <= HS_BYTES_MAX); /* start bounded http_len; c->hs_buf holds this */
     corral_put_le32(b + n, corral_crc32c(0, b, n));
     return n + 4;
 }
@@ -40,6 +42,7 @@ static size_t reply_build(const struct corral_transport *t, uint8_t status, uint
     corral_put_le16(b + 22, t->http_len);
     memcpy(b + REPLY_FIXED_BYTES, t->http_addr, t->http_len);
     size_t n = REPLY_FIXED_BYTES + (size_t)t->http_len;
+    assert(n + 4 <= HS_BYTES_MAX);
     corral_put_le32(b + n, corral_crc32c(0, b, n));
     return n + 4;
 }
@@ -104,6 +107,7 @@ static bool hs_crc_ok(const uint8_t *b, size_t len)
 static void hs_http(const uint8_t *b, size_t fixed, char *out)
 {
     size_t n = corral_get_le16(b + fixed - 2);
+    assert(n <= CORRAL_TRANSPORT_HTTP_ADDR_MAX); /* hs_frame refused longer */
     memcpy(out, b + fixed, n);
     out[n] = '\0';
 }
