@@ -10,7 +10,8 @@ TEST_SEEDS ?= 1000
 ASAN_SEEDS ?= 200
 SEEDS ?= 20000
 
-.PHONY: all deps build run test unit cluster purity sim-test asan bench sim fmt install clean
+.PHONY: all deps build run test unit cluster purity layers sim-test asan bench sim fmt fmt-check \
+	install clean
 
 all: build
 
@@ -33,11 +34,16 @@ build: deps $(BUILD)/build.ninja
 run: build
 	$(BUILD)/src/cli/corral server run
 
-test: build purity unit cluster sim-test asan
+test: build fmt-check purity layers unit cluster sim-test asan
 	@echo "make test: all passed"
 
 purity:
 	@scripts/check-core-purity.sh
+
+# No include from a lower layer of src/ to a higher one (util < core <
+# runtime < api < cli).
+layers:
+	@scripts/check-layers.sh
 
 unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
@@ -64,6 +70,10 @@ bench: build
 
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# Fails listing the files `make fmt` would change; changes nothing.
+fmt-check:
+	@scripts/check-fmt.sh
 
 install: build
 	meson install -C $(BUILD) --destdir "$(DESTDIR)"

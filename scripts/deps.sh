@@ -6,7 +6,7 @@ set -euo pipefail
 
 pkgs=(gcc make meson ninja-build pkg-config libcmocka-dev libuv1-dev
       libjansson-dev libmicrohttpd-dev libinih-dev libcurl4-openssl-dev
-      python3 python3-pytest)
+      python3 python3-pytest clang-format)
 [ $# -gt 0 ] && pkgs=("$@")
 
 missing=()

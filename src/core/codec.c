@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "corral.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
 #include "util/rbuf.h"
@@ -58,8 +59,7 @@ struct writer {
 static void put_le(struct writer *w, uint64_t v, size_t n)
 {
     assert(n <= w->end - w->pos);
-    for (size_t i = 0; i < n; i++)
-        w->buf[w->pos + i] = (uint8_t)(v >> (8 * i));
+    corral_put_le(w->buf + w->pos, v, n);
     w->pos += n;
 }
 
@@ -90,14 +90,12 @@ struct reader {
 
 static uint64_t get_le(struct reader *r, size_t n)
 {
-    uint64_t v = 0;
     if (n > r->end - r->pos) {
         r->err = CORRAL_ECORRUPT;
         r->pos = r->end;
         return 0;
     }
-    for (size_t i = 0; i < n; i++)
-        v |= (uint64_t)r->buf[r->pos + i] << (8 * i);
+    uint64_t v = corral_get_le(r->buf + r->pos, n);
     r->pos += n;
     return v;
 }

@@ -8,6 +8,7 @@
 
 #include "core/raft.h"
 #include "corral.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
 
@@ -51,8 +52,7 @@ struct corral_kv {
 
 static uint8_t *put_le(uint8_t *p, uint64_t v, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
+    corral_put_le(p, v, n);
     return p + n;
 }
 
@@ -73,9 +73,7 @@ static bool get_le(struct reader *r, size_t n, uint64_t *v)
 {
     if (r->left < n)
         return false;
-    *v = 0;
-    for (size_t i = 0; i < n; i++)
-        *v |= (uint64_t)r->p[i] << (8 * i);
+    *v = corral_get_le(r->p, n);
     r->p += n;
     r->left -= n;
     return true;

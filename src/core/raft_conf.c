@@ -4,6 +4,7 @@
 
 #include "corral.h"
 #include "core/raft.h"
+#include "util/bytes.h"
 
 static bool contains(const uint64_t *ids, uint32_t n, uint64_t id)
 {
@@ -24,14 +25,6 @@ static void remove_id(uint64_t *ids, uint32_t *n, uint64_t id)
     }
 }
 
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 bool corral_raft_conf_is_voter(const struct corral_raft_conf *c, uint64_t id)
 {
     return contains(c->voters, c->n_voters, id);
@@ -48,8 +41,7 @@ struct corral_rbuf *corral_raft_conf_change_encode(uint8_t op, uint64_t node)
     if (b == NULL)
         return NULL;
     b->data[0] = op;
-    for (int i = 0; i < 8; i++)
-        b->data[1 + i] = (uint8_t)(node >> (8 * i));
+    corral_put_le64(b->data + 1, node);
     return b;
 }
 
@@ -58,7 +50,7 @@ int corral_raft_conf_change_decode(const struct corral_rbuf *change, uint8_t *op
     if (change == NULL || change->len != CORRAL_RAFT_CONF_CHANGE_BYTES)
         return CORRAL_ECORRUPT;
     *op = change->data[0];
-    *node = get_u64(change->data + 1);
+    *node = corral_get_le64(change->data + 1);
     if (*op < CORRAL_RAFT_ADD_LEARNER || *op > CORRAL_RAFT_REMOVE || *node == 0)
         return CORRAL_ECORRUPT;
     return 0;
@@ -78,8 +70,7 @@ int corral_raft_bootstrap(const struct corral_raft_conf *conf, struct corral_raf
     b->data[2] = (uint8_t)conf->n_learners;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t id = i < conf->n_voters ? conf->voters[i] : conf->learners[i - conf->n_voters];
-        for (int k = 0; k < 8; k++)
-            b->data[3 + 8 * i + (uint32_t)k] = (uint8_t)(id >> (8 * k));
+        corral_put_le64(b->data + 3 + 8 * i, id);
     }
     entry->index = 1;
     entry->term = 1;
@@ -98,9 +89,9 @@ static int conf_set(struct corral_raft_conf *c, const struct corral_rbuf *b)
         b->len != 3 + 8 * (n.n_voters + n.n_learners))
         return CORRAL_ECORRUPT;
     for (uint32_t i = 0; i < n.n_voters; i++)
-        n.voters[i] = get_u64(b->data + 3 + 8 * i);
+        n.voters[i] = corral_get_le64(b->data + 3 + 8 * i);
     for (uint32_t i = 0; i < n.n_learners; i++)
-        n.learners[i] = get_u64(b->data + 3 + 8 * (n.n_voters + i));
+        n.learners[i] = corral_get_le64(b->data + 3 + 8 * (n.n_voters + i));
     if (!corral_raft_conf_valid(&n))
         return CORRAL_ECORRUPT;
     *c = n;

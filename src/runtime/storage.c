@@ -12,6 +12,7 @@
 #include "corral.h"
 #include "core/codec.h"
 #include "runtime/storage_impl.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
 
@@ -25,6 +26,27 @@ void corral_storage_set_segment_bytes_for_test(uint64_t bytes)
 uint64_t storage_segment_bytes(void)
 {
     return test_segment_bytes ? test_segment_bytes : CORRAL_STORAGE_SEGMENT_BYTES;
+}
+
+void storage_assert_consistent(const struct corral_storage *s)
+{
+#ifdef NDEBUG
+    (void)s;
+#else
+    if (s->failed)
+        return; /* the state of the files is unknown; s only answers EIO */
+    assert((s->fd >= 0) == (s->n_segs > 0) && s->n_segs <= s->cap_segs);
+    assert(s->buf_len <= WRITE_BUF_BYTES);
+    if (s->n_segs == 0) {
+        assert(s->buf_len == 0 && !s->hs_in_wal && s->last_index == s->snap_index);
+        return;
+    }
+    const struct segment *last = &s->segs[s->n_segs - 1];
+    uint64_t wal_last = last->first + last->n - 1;
+    assert(last->first > 0 && last->n <= last->cap && s->buf_len <= last->size);
+    assert(s->last_index == (wal_last > s->snap_index ? wal_last : s->snap_index));
+    assert(!s->hs_in_wal || (s->hs_seg >= s->segs[0].first && s->hs_seg <= last->first));
+#endif
 }
 
 /* Marks s failed on an I/O error: after a failed write or fsync the state
@@ -41,7 +63,7 @@ static int flush(struct corral_storage *s)
     if (s->buf_len == 0)
         return 0;
     assert(s->fd >= 0);
-    int rv = check(s, file_write_all(s->fd, s->buf, s->buf_len));
+    int rv = check(s, storage_file_write_all(s->fd, s->buf, s->buf_len));
     if (rv != 0)
         return rv;
     s->bytes_written += s->buf_len;
@@ -63,9 +85,11 @@ static uint8_t *record_begin(struct corral_storage *s, size_t len)
 /* Seals the record begun last; returns its offset in the segment. */
 static uint64_t record_end(struct corral_storage *s, uint8_t type, size_t len)
 {
-    struct segment *seg = seg_last(s);
+    struct segment *seg = storage_seg_last(s);
+    /* record_begin made room for this len: the record is not cut short. */
+    assert(seg != NULL && len + REC_OVERHEAD <= WRITE_BUF_BYTES - s->buf_len);
     uint64_t off = seg->size;
-    rec_seal(s->buf + s->buf_len, type, (uint32_t)len);
+    storage_rec_seal(s->buf + s->buf_len, type, (uint32_t)len);
     s->buf_len += len + REC_OVERHEAD;
     seg->size += len + REC_OVERHEAD;
     return off;
@@ -77,19 +101,19 @@ static int roll(struct corral_storage *s, uint64_t first)
     if (s->fd >= 0) {
         int rv = flush(s);
         if (rv == 0 && s->dirty)
-            rv = check(s, file_datasync(s->fd));
+            rv = check(s, storage_file_datasync(s->fd));
         if (rv != 0)
             return rv;
-        file_close(&s->fd);
+        storage_file_close(&s->fd);
         s->dirty = false;
     }
     /* From here a failure leaves no segment open to write to. */
-    if (seg_push(s, first) != 0) {
+    if (storage_seg_push(s, first) != 0) {
         s->failed = true;
         return CORRAL_ENOMEM;
     }
     char name[NAME_BYTES];
-    wal_name(name, first);
+    storage_wal_name(name, first);
     s->fd = openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
     if (s->fd < 0) {
         s->n_segs--;
@@ -99,9 +123,9 @@ static int roll(struct corral_storage *s, uint64_t first)
     uint8_t *p = record_begin(s, REC_SEGMENT_BYTES);
     if (p == NULL)
         return CORRAL_EIO;
-    put_u32(p, WAL_MAGIC);
-    put_u32(p + 4, CORRAL_STORAGE_FORMAT_VERSION);
-    put_u64(p + 8, first);
+    corral_put_le32(p, WAL_MAGIC);
+    corral_put_le32(p + 4, CORRAL_STORAGE_FORMAT_VERSION);
+    corral_put_le64(p + 8, first);
     record_end(s, REC_SEGMENT, REC_SEGMENT_BYTES);
     return 0;
 }
@@ -111,11 +135,13 @@ static int roll(struct corral_storage *s, uint64_t first)
  * snapshot beyond the log), or when it is full. */
 static int segment_for_entry(struct corral_storage *s, uint64_t index)
 {
-    struct segment *seg = seg_last(s);
+    struct segment *seg = storage_seg_last(s);
     if (seg != NULL && seg->first + seg->n == index &&
         (seg->n == 0 || seg->size < s->segment_bytes))
         return 0;
-    return roll(s, index);
+    int rv = roll(s, index);
+    assert(rv != 0 || storage_seg_last(s)->first == index);
+    return rv;
 }
 
 /* What the encoder would refuse, checked before anything is written. */
@@ -145,12 +171,14 @@ static int append_one(struct corral_storage *s, const struct corral_raft_entry *
     rv = corral_codec_entry_encode(e, p, len, &n);
     if (rv != 0)
         return rv;
+    assert(n == len); /* the record's length field says len */
     uint64_t off = record_end(s, REC_ENTRY, len);
-    rv = seg_add_entry(seg_last(s), off);
+    rv = storage_seg_add_entry(storage_seg_last(s), off);
     if (rv != 0) {
         s->failed = true; /* the record is written but not indexed */
         return rv;
     }
+    assert(storage_seg_last(s)->first + storage_seg_last(s)->n - 1 == e->index);
     s->last_index = e->index;
     return 0;
 }
@@ -171,16 +199,16 @@ static int drop_segments_after(struct corral_storage *s, uint32_t i)
 {
     if (s->n_segs == i + 1)
         return 0;
-    file_close(&s->fd);
+    storage_file_close(&s->fd);
     while (s->n_segs > i + 1) {
         char name[NAME_BYTES];
-        wal_name(name, seg_last(s)->first);
+        storage_wal_name(name, storage_seg_last(s)->first);
         if (unlinkat(s->dir_fd, name, 0) != 0)
             return check(s, CORRAL_EIO);
-        seg_free(seg_last(s));
+        storage_seg_free(storage_seg_last(s));
         s->n_segs--;
     }
-    return check(s, file_sync_dir(s->dir_fd));
+    return check(s, storage_file_sync_dir(s->dir_fd));
 }
 
 /* Cuts segment i at off and makes it the last segment, durably before
@@ -188,15 +216,15 @@ static int drop_segments_after(struct corral_storage *s, uint32_t i)
  * new records followed by stale ones. */
 static int cut_segment(struct corral_storage *s, uint32_t i, uint64_t off)
 {
-    file_close(&s->fd);
+    storage_file_close(&s->fd);
     char name[NAME_BYTES];
-    wal_name(name, s->segs[i].first);
+    storage_wal_name(name, s->segs[i].first);
     s->fd = openat(s->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (s->fd < 0 || ftruncate(s->fd, (off_t)off) != 0)
         return check(s, CORRAL_EIO);
     s->segs[i].size = off;
     s->dirty = false;
-    return check(s, file_datasync(s->fd));
+    return check(s, storage_file_datasync(s->fd));
 }
 
 /* Removes entries index and later (a new leader overwrote them). The hard
@@ -211,7 +239,7 @@ static int truncate_from(struct corral_storage *s, uint64_t index)
     if (rv != 0)
         return rv;
     if (s->hs_in_wal && (s->hs_seg > seg->first || (s->hs_seg == seg->first && s->hs_off >= off))) {
-        rv = check(s, checkpoint_hard_state(s));
+        rv = check(s, storage_checkpoint_hard_state(s));
         if (rv != 0)
             return rv;
         s->hs_in_wal = false;
@@ -229,6 +257,7 @@ static int truncate_from(struct corral_storage *s, uint64_t index)
 int corral_storage_append(struct corral_storage *s, const struct corral_raft_entry *entries,
                           uint32_t n)
 {
+    storage_assert_consistent(s);
     if (s->failed)
         return CORRAL_EIO;
     if (n == 0)
@@ -245,6 +274,7 @@ int corral_storage_append(struct corral_storage *s, const struct corral_raft_ent
 
 int corral_storage_set_hard_state(struct corral_storage *s, const struct corral_raft_hard_state *hs)
 {
+    storage_assert_consistent(s);
     if (s->failed)
         return CORRAL_EIO;
     int rv = s->n_segs == 0 ? roll(s, s->last_index + 1) : 0;
@@ -255,8 +285,9 @@ int corral_storage_set_hard_state(struct corral_storage *s, const struct corral_
     rv = corral_codec_hard_state_encode(hs, p, CORRAL_CODEC_HARD_STATE_BYTES, &n);
     if (rv != 0)
         return rv;
+    assert(n == CORRAL_CODEC_HARD_STATE_BYTES); /* the record's length */
     s->hs_off = record_end(s, REC_HARD_STATE, CORRAL_CODEC_HARD_STATE_BYTES);
-    s->hs_seg = seg_last(s)->first;
+    s->hs_seg = storage_seg_last(s)->first;
     s->hs_in_wal = true;
     s->hs = *hs;
     return 0;
@@ -264,15 +295,16 @@ int corral_storage_set_hard_state(struct corral_storage *s, const struct corral_
 
 int corral_storage_sync(struct corral_storage *s)
 {
+    storage_assert_consistent(s);
     if (s->failed)
         return CORRAL_EIO;
     int rv = flush(s);
     if (rv == 0 && s->dirty) {
-        rv = check(s, file_datasync(s->fd));
+        rv = check(s, storage_file_datasync(s->fd));
         s->dirty = rv != 0;
     }
     if (rv == 0 && s->dir_dirty) {
-        rv = check(s, file_sync_dir(s->dir_fd));
+        rv = check(s, storage_file_sync_dir(s->dir_fd));
         s->dir_dirty = rv != 0;
     }
     if (rv == 0)
@@ -289,16 +321,16 @@ static int write_snapshot(struct corral_storage *s, const struct corral_raft_sna
                                                sizeof(head) - SNAP_HEADER_BYTES, &mlen);
     if (rv != 0)
         return rv;
-    put_u32(head, SNAP_MAGIC);
-    put_u32(head + 4, CORRAL_STORAGE_FORMAT_VERSION);
-    put_u32(head + 8, (uint32_t)mlen);
+    corral_put_le32(head, SNAP_MAGIC);
+    corral_put_le32(head + 4, CORRAL_STORAGE_FORMAT_VERSION);
+    corral_put_le32(head + 8, (uint32_t)mlen);
     uint32_t dlen = data != NULL ? data->len : 0;
     uint8_t dlen_bytes[4], crc_bytes[4];
-    put_u32(dlen_bytes, dlen);
+    corral_put_le32(dlen_bytes, dlen);
     uint32_t crc = corral_crc32c(0, head, SNAP_HEADER_BYTES + mlen);
     crc = corral_crc32c(crc, dlen_bytes, 4);
     crc = corral_crc32c(crc, data != NULL ? data->data : NULL, dlen);
-    put_u32(crc_bytes, crc);
+    corral_put_le32(crc_bytes, crc);
     struct piece pieces[] = {
         {head, SNAP_HEADER_BYTES + mlen},
         {dlen_bytes, 4},
@@ -306,8 +338,8 @@ static int write_snapshot(struct corral_storage *s, const struct corral_raft_sna
         {crc_bytes, 4},
     };
     char name[NAME_BYTES];
-    snap_name(name, meta->index);
-    return check(s, file_write_atomic(s->dir_fd, name, pieces, 4));
+    storage_snap_name(name, meta->index);
+    return check(s, storage_file_write_atomic(s->dir_fd, name, pieces, 4));
 }
 
 /* Deletes the first n segments; the hard state record goes to its own file
@@ -317,24 +349,24 @@ static int drop_first_segments(struct corral_storage *s, uint32_t n)
     if (n == 0)
         return 0;
     if (s->hs_in_wal && (n == s->n_segs || s->hs_seg < s->segs[n].first)) {
-        int rv = check(s, checkpoint_hard_state(s));
+        int rv = check(s, storage_checkpoint_hard_state(s));
         if (rv != 0)
             return rv;
         s->hs_in_wal = false;
     }
     if (n == s->n_segs) {
         s->buf_len = 0; /* it all belongs to segments being deleted */
-        file_close(&s->fd);
+        storage_file_close(&s->fd);
         s->dirty = false;
     }
     for (uint32_t i = 0; i < n; i++) {
         char name[NAME_BYTES];
-        wal_name(name, s->segs[i].first);
+        storage_wal_name(name, s->segs[i].first);
         if (unlinkat(s->dir_fd, name, 0) != 0)
             return check(s, CORRAL_EIO);
     }
     for (uint32_t i = 0; i < n; i++)
-        seg_free(&s->segs[i]);
+        storage_seg_free(&s->segs[i]);
     memmove(s->segs, s->segs + n, (s->n_segs - n) * sizeof(*s->segs));
     s->n_segs -= n;
     s->dir_dirty = true;
@@ -355,7 +387,7 @@ static int compact(struct corral_storage *s, uint64_t index)
     }
     int rv = drop_first_segments(s, n);
     if (rv == 0 && s->n_segs == 0)
-        rv = check(s, file_sync_dir(s->dir_fd));
+        rv = check(s, storage_file_sync_dir(s->dir_fd));
     return rv;
 }
 
@@ -363,6 +395,7 @@ int corral_storage_save_snapshot(struct corral_storage *s,
                                  const struct corral_raft_snapshot_meta *meta,
                                  struct corral_rbuf *data)
 {
+    storage_assert_consistent(s);
     if (s->failed)
         return CORRAL_EIO;
     if (meta->index == 0 || meta->index < s->snap_index)
@@ -374,7 +407,7 @@ int corral_storage_save_snapshot(struct corral_storage *s,
         return rv;
     if (s->snap_index != 0 && s->snap_index != meta->index) {
         char name[NAME_BYTES];
-        snap_name(name, s->snap_index);
+        storage_snap_name(name, s->snap_index);
         unlinkat(s->dir_fd, name, 0); /* a stale snapshot is ignored anyway */
         s->dir_dirty = true;
     }
@@ -409,12 +442,12 @@ void corral_storage_state_free(struct corral_storage_state *st)
 void storage_free(struct corral_storage *s)
 {
     for (uint32_t i = 0; i < s->n_segs; i++)
-        seg_free(&s->segs[i]);
+        storage_seg_free(&s->segs[i]);
     corral_free(s->segs);
     corral_free(s->buf);
-    file_close(&s->fd);
-    file_close(&s->lock_fd);
-    file_close(&s->dir_fd);
+    storage_file_close(&s->fd);
+    storage_file_close(&s->lock_fd);
+    storage_file_close(&s->dir_fd);
     corral_free(s);
 }
 

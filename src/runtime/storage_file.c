@@ -1,6 +1,7 @@
 /* Storage helpers: the WAL record format, file names, and blocking file
  * operations that retry interrupted and short transfers. */
 #define _DEFAULT_SOURCE /* flock */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,79 +14,73 @@
 
 #include "corral.h"
 #include "runtime/storage_impl.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
 
-void put_u32(uint8_t *p, uint32_t v)
+/* The REC_HEADER_BYTES at h: REC_OK with its type and payload length, or
+ * REC_BAD. */
+static enum rec_status header_parse(const uint8_t *h, uint8_t *type, uint32_t *plen)
 {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
+    if (corral_crc32c(0, h, 8) != corral_get_le32(h + 8))
+        return REC_BAD;
+    *plen = corral_get_le32(h);
+    *type = h[4];
+    if (*plen > REC_PAYLOAD_MAX || *type < REC_SEGMENT || *type > REC_HARD_STATE || h[5] != 0 ||
+        h[6] != 0 || h[7] != 0)
+        return REC_BAD;
+    return REC_OK;
 }
 
-void put_u64(uint8_t *p, uint64_t v)
+void storage_rec_seal(uint8_t *rec, uint8_t type, uint32_t len)
 {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-void rec_seal(uint8_t *rec, uint8_t type, uint32_t len)
-{
-    put_u32(rec, len);
+    /* A record recovery would refuse must never be written: it would stop
+     * the next start. Callers pass constants and encoder sizes. */
+    assert(type >= REC_SEGMENT && type <= REC_HARD_STATE && len <= REC_PAYLOAD_MAX);
+    corral_put_le32(rec, len);
     rec[4] = type;
     rec[5] = rec[6] = rec[7] = 0;
     uint32_t hcrc = corral_crc32c(0, rec, 8);
-    put_u32(rec + 8, hcrc);
+    corral_put_le32(rec + 8, hcrc);
     uint32_t crc = corral_crc32c(hcrc, rec + REC_HEADER_BYTES, len);
-    put_u32(rec + REC_HEADER_BYTES + len, crc);
+    corral_put_le32(rec + REC_HEADER_BYTES + len, crc);
+#ifndef NDEBUG
+    /* The header parses back to what was sealed. Only the header: reading
+     * the payload again would double the checksum work of every write. */
+    uint8_t t;
+    uint32_t n;
+    assert(header_parse(rec, &t, &n) == REC_OK && t == type && n == len);
+#endif
 }
 
-enum rec_status rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec *out)
+enum rec_status storage_rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec *out)
 {
     if (off > len || len - off < REC_HEADER_BYTES)
         return REC_INCOMPLETE;
     const uint8_t *h = buf + off;
-    uint32_t hcrc = get_u32(h + 8);
-    if (corral_crc32c(0, h, 8) != hcrc)
-        return REC_BAD;
-    uint32_t plen = get_u32(h);
-    uint8_t type = h[4];
-    if (plen > REC_PAYLOAD_MAX || type < REC_SEGMENT || type > REC_HARD_STATE || h[5] != 0 ||
-        h[6] != 0 || h[7] != 0)
+    uint8_t type;
+    uint32_t plen;
+    if (header_parse(h, &type, &plen) != REC_OK)
         return REC_BAD;
     if (len - off - REC_HEADER_BYTES < (size_t)plen + REC_TRAILER_BYTES)
         return REC_INCOMPLETE;
     const uint8_t *payload = h + REC_HEADER_BYTES;
-    if (corral_crc32c(hcrc, payload, plen) != get_u32(payload + plen))
+    if (corral_crc32c(corral_get_le32(h + 8), payload, plen) != corral_get_le32(payload + plen))
         return REC_BAD;
     out->type = type;
     out->len = plen;
     out->payload = payload;
     out->next = off + REC_OVERHEAD + plen;
+    assert(out->next <= len); /* whatever the bytes, never past the buffer */
     return REC_OK;
 }
 
-void wal_name(char out[NAME_BYTES], uint64_t first)
+void storage_wal_name(char out[NAME_BYTES], uint64_t first)
 {
     snprintf(out, NAME_BYTES, "wal-%016" PRIx64 ".log", first);
 }
 
-void snap_name(char out[NAME_BYTES], uint64_t index)
+void storage_snap_name(char out[NAME_BYTES], uint64_t index)
 {
     snprintf(out, NAME_BYTES, "snap-%016" PRIx64 ".snap", index);
 }
@@ -113,17 +108,18 @@ static bool parse_name(const char *name, const char *prefix, const char *suffix,
     return true;
 }
 
-bool parse_wal_name(const char *name, uint64_t *first)
+bool storage_parse_wal_name(const char *name, uint64_t *first)
 {
     return parse_name(name, "wal-", ".log", first);
 }
 
-bool parse_snap_name(const char *name, uint64_t *index)
+bool storage_parse_snap_name(const char *name, uint64_t *index)
 {
     return parse_name(name, "snap-", ".snap", index);
 }
 
-bool hs_newer(const struct corral_raft_hard_state *a, const struct corral_raft_hard_state *b)
+bool storage_hs_newer(const struct corral_raft_hard_state *a,
+                      const struct corral_raft_hard_state *b)
 {
     if (a->term != b->term)
         return a->term > b->term;
@@ -132,7 +128,7 @@ bool hs_newer(const struct corral_raft_hard_state *a, const struct corral_raft_h
     return a->commit > b->commit;
 }
 
-int file_write_all(int fd, const void *buf, size_t len)
+int storage_file_write_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len > 0) {
@@ -147,7 +143,7 @@ int file_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-int file_datasync(int fd)
+int storage_file_datasync(int fd)
 {
     while (fdatasync(fd) != 0) {
         if (errno != EINTR)
@@ -156,7 +152,7 @@ int file_datasync(int fd)
     return 0;
 }
 
-int file_sync_dir(int dir_fd)
+int storage_file_sync_dir(int dir_fd)
 {
     while (fsync(dir_fd) != 0) {
         if (errno != EINTR)
@@ -165,7 +161,7 @@ int file_sync_dir(int dir_fd)
     return 0;
 }
 
-void file_close(int *fd)
+void storage_file_close(int *fd)
 {
     if (*fd >= 0)
         close(*fd); /* not retried: on Linux the descriptor is gone either way */
@@ -186,7 +182,7 @@ static int read_all(int fd, uint8_t *buf, size_t len)
     return 0;
 }
 
-int file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t *len)
+int storage_file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t *len)
 {
     *out = NULL;
     *len = 0;
@@ -203,7 +199,7 @@ int file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t 
         buf = corral_malloc(n);
         rv = buf == NULL ? CORRAL_ENOMEM : read_all(fd, buf, n);
     }
-    file_close(&fd);
+    storage_file_close(&fd);
     if (rv != 0) {
         corral_free(buf);
         return rv;
@@ -213,7 +209,7 @@ int file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t 
     return 0;
 }
 
-int file_write_atomic(int dir_fd, const char *name, const struct piece *pieces, size_t n)
+int storage_file_write_atomic(int dir_fd, const char *name, const struct piece *pieces, size_t n)
 {
     char tmp[NAME_BYTES + sizeof(TMP_SUFFIX)];
     if (snprintf(tmp, sizeof(tmp), "%s%s", name, TMP_SUFFIX) >= (int)sizeof(tmp))
@@ -223,22 +219,22 @@ int file_write_atomic(int dir_fd, const char *name, const struct piece *pieces, 
         return CORRAL_EIO;
     int rv = 0;
     for (size_t i = 0; i < n && rv == 0; i++)
-        rv = file_write_all(fd, pieces[i].p, pieces[i].len);
+        rv = storage_file_write_all(fd, pieces[i].p, pieces[i].len);
     while (rv == 0 && fsync(fd) != 0) {
         if (errno != EINTR)
             rv = CORRAL_EIO;
     }
-    file_close(&fd);
+    storage_file_close(&fd);
     if (rv == 0 && renameat(dir_fd, tmp, dir_fd, name) != 0)
         rv = CORRAL_EIO;
     if (rv != 0) {
         unlinkat(dir_fd, tmp, 0);
         return rv;
     }
-    return file_sync_dir(dir_fd);
+    return storage_file_sync_dir(dir_fd);
 }
 
-int file_lock(int dir_fd, const char *name, int *fd_out)
+int storage_file_lock(int dir_fd, const char *name, int *fd_out)
 {
     int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -248,14 +244,14 @@ int file_lock(int dir_fd, const char *name, int *fd_out)
         ;
     if (r != 0) {
         int rv = errno == EWOULDBLOCK ? CORRAL_EBUSY : CORRAL_EIO;
-        file_close(&fd);
+        storage_file_close(&fd);
         return rv;
     }
     *fd_out = fd;
     return 0;
 }
 
-int file_mkdirs(const char *path)
+int storage_file_mkdirs(const char *path)
 {
     char p[PATH_MAX];
     size_t n = strlen(path);
@@ -274,7 +270,7 @@ int file_mkdirs(const char *path)
     return 0;
 }
 
-int seg_push(struct corral_storage *s, uint64_t first)
+int storage_seg_push(struct corral_storage *s, uint64_t first)
 {
     if (s->n_segs == s->cap_segs) {
         uint32_t cap = s->cap_segs ? 2 * s->cap_segs : 8;
@@ -288,10 +284,12 @@ int seg_push(struct corral_storage *s, uint64_t first)
     return 0;
 }
 
-int seg_add_entry(struct segment *seg, uint64_t off)
+int storage_seg_add_entry(struct segment *seg, uint64_t off)
 {
     if (off > UINT32_MAX)
         return CORRAL_ETOOBIG;
+    /* Entries are indexed in file order; truncate_from relies on it. */
+    assert(seg->n == 0 || off > seg->offs[seg->n - 1]);
     if (seg->n == seg->cap) {
         uint64_t cap = seg->cap ? 2 * seg->cap : 256;
         uint32_t *offs = corral_realloc(seg->offs, (size_t)cap * sizeof(*offs));
@@ -304,18 +302,18 @@ int seg_add_entry(struct segment *seg, uint64_t off)
     return 0;
 }
 
-void seg_free(struct segment *seg)
+void storage_seg_free(struct segment *seg)
 {
     corral_free(seg->offs);
     *seg = (struct segment){0};
 }
 
-struct segment *seg_last(struct corral_storage *s)
+struct segment *storage_seg_last(struct corral_storage *s)
 {
     return s->n_segs > 0 ? &s->segs[s->n_segs - 1] : NULL;
 }
 
-int checkpoint_hard_state(struct corral_storage *s)
+int storage_checkpoint_hard_state(struct corral_storage *s)
 {
     uint8_t buf[CORRAL_CODEC_HARD_STATE_BYTES];
     size_t len;
@@ -323,7 +321,7 @@ int checkpoint_hard_state(struct corral_storage *s)
     if (rv != 0)
         return rv;
     struct piece p = {buf, len};
-    rv = file_write_atomic(s->dir_fd, HARD_STATE_NAME, &p, 1);
+    rv = storage_file_write_atomic(s->dir_fd, HARD_STATE_NAME, &p, 1);
     if (rv == 0)
         s->ckpt_hs = s->hs;
     return rv;

@@ -1,7 +1,8 @@
-/* Internals shared by the storage files: the on-disk layouts, the storage
- * object, and the file and record helpers (storage_file.c). storage.c holds
- * the write path, storage_recover.c opening and recovery. Nothing outside
- * src/runtime/storage*.c includes this. */
+/* Internals of the storage files, included by nothing else but their unit
+ * test: the on-disk layouts, the storage object, and the file and record
+ * helpers of storage_file.c (prefixed storage_: they link with everything
+ * else). storage.c holds the write path, storage_recover.c opening and
+ * recovery. */
 #ifndef CORRAL_RUNTIME_STORAGE_IMPL_H
 #define CORRAL_RUNTIME_STORAGE_IMPL_H
 
@@ -112,9 +113,10 @@ struct corral_storage {
     uint64_t bytes_written;
 };
 
-/* Records. rec_seal writes the header and trailer around len payload
- * bytes already at rec + REC_HEADER_BYTES. rec_parse checks the record at
- * buf[off..len) and sets its type, payload and the offset after it. */
+/* Records. storage_rec_seal writes the header and trailer around len
+ * payload bytes already at rec + REC_HEADER_BYTES. storage_rec_parse
+ * checks the record at buf[off..len) and sets its type, payload and the
+ * offset after it. */
 enum rec_status { REC_OK, REC_INCOMPLETE, REC_BAD };
 struct rec {
     uint8_t type;
@@ -122,24 +124,20 @@ struct rec {
     const uint8_t *payload;
     size_t next;
 };
-void rec_seal(uint8_t *rec, uint8_t type, uint32_t len);
-enum rec_status rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec *out);
-
-void put_u32(uint8_t *p, uint32_t v);
-void put_u64(uint8_t *p, uint64_t v);
-uint32_t get_u32(const uint8_t *p);
-uint64_t get_u64(const uint8_t *p);
+void storage_rec_seal(uint8_t *rec, uint8_t type, uint32_t len);
+enum rec_status storage_rec_parse(const uint8_t *buf, size_t len, size_t off, struct rec *out);
 
 /* Names: wal-<first>.log and snap-<index>.snap; the parsers accept exactly
  * that form (16 lowercase hex digits) and return false otherwise. */
-void wal_name(char out[NAME_BYTES], uint64_t first);
-void snap_name(char out[NAME_BYTES], uint64_t index);
-bool parse_wal_name(const char *name, uint64_t *first);
-bool parse_snap_name(const char *name, uint64_t *index);
+void storage_wal_name(char out[NAME_BYTES], uint64_t first);
+void storage_snap_name(char out[NAME_BYTES], uint64_t index);
+bool storage_parse_wal_name(const char *name, uint64_t *first);
+bool storage_parse_snap_name(const char *name, uint64_t *index);
 
 /* True when a is later than b: hard state only moves forward (a term
  * never decreases, a vote is cast once per term, commit only grows). */
-bool hs_newer(const struct corral_raft_hard_state *a, const struct corral_raft_hard_state *b);
+bool storage_hs_newer(const struct corral_raft_hard_state *a,
+                      const struct corral_raft_hard_state *b);
 
 /* Files, relative to the directory dir_fd. All retry EINTR and short
  * transfers and answer 0 or CORRAL_EIO (with errno kept). */
@@ -147,31 +145,36 @@ struct piece {
     const void *p;
     size_t len;
 };
-int file_write_all(int fd, const void *buf, size_t len);
-int file_datasync(int fd);
-int file_sync_dir(int dir_fd);
+int storage_file_write_all(int fd, const void *buf, size_t len);
+int storage_file_datasync(int fd);
+int storage_file_sync_dir(int dir_fd);
 /* Reads all of name into a corral_malloc'ed buffer (NULL when empty).
  * CORRAL_ETOOBIG when larger than max, CORRAL_ENOTFOUND when missing. */
-int file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t *len);
+int storage_file_read(int dir_fd, const char *name, uint64_t max, uint8_t **out, size_t *len);
 /* Writes the pieces to name.tmp, fsyncs, renames over name and fsyncs the
  * directory: the file is then durably either old or new. */
-int file_write_atomic(int dir_fd, const char *name, const struct piece *pieces, size_t n);
+int storage_file_write_atomic(int dir_fd, const char *name, const struct piece *pieces, size_t n);
 /* Opens (creating) name and takes an exclusive flock without waiting:
  * CORRAL_EBUSY when another open file description holds it. */
-int file_lock(int dir_fd, const char *name, int *fd_out);
+int storage_file_lock(int dir_fd, const char *name, int *fd_out);
 /* mkdir -p. */
-int file_mkdirs(const char *path);
-void file_close(int *fd);
+int storage_file_mkdirs(const char *path);
+void storage_file_close(int *fd);
 
-/* The segment array. seg_push appends an empty segment; seg_add_entry
- * records the offset of its next entry. CORRAL_ENOMEM on failure. */
-int seg_push(struct corral_storage *s, uint64_t first);
-int seg_add_entry(struct segment *seg, uint64_t off);
-void seg_free(struct segment *seg);
-struct segment *seg_last(struct corral_storage *s);
+/* The segment array. storage_seg_push appends an empty segment;
+ * storage_seg_add_entry records the offset of its next entry.
+ * CORRAL_ENOMEM on failure. */
+int storage_seg_push(struct corral_storage *s, uint64_t first);
+int storage_seg_add_entry(struct segment *seg, uint64_t off);
+void storage_seg_free(struct segment *seg);
+struct segment *storage_seg_last(struct corral_storage *s);
 
 /* Encodes hs into HARD_STATE_NAME, durably. */
-int checkpoint_hard_state(struct corral_storage *s);
+int storage_checkpoint_hard_state(struct corral_storage *s);
+
+/* Asserts what holds between calls on s (the files, the segment array,
+ * the buffer and last_index agree), unless s has failed. O(1). */
+void storage_assert_consistent(const struct corral_storage *s);
 
 /* Closes the files and frees s, without a sync. */
 void storage_free(struct corral_storage *s);

@@ -4,6 +4,7 @@
  * removed). */
 #include "runtime/storage.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include "corral.h"
 #include "core/codec.h"
 #include "runtime/storage_impl.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
 
@@ -91,9 +93,9 @@ static int note_name(struct loader *ld, const char *name)
         ld->has_meta = true;
     else if (strcmp(name, HARD_STATE_NAME) == 0)
         ld->has_ckpt = true;
-    else if (parse_wal_name(name, &v))
+    else if (storage_parse_wal_name(name, &v))
         return note_wal(ld, v);
-    else if (parse_snap_name(name, &v) && (!ld->has_snap || v > ld->snap)) {
+    else if (storage_parse_snap_name(name, &v) && (!ld->has_snap || v > ld->snap)) {
         ld->has_snap = true;
         ld->snap = v;
     }
@@ -105,7 +107,7 @@ static int scan_dir(struct loader *ld)
     int fd = dup(ld->s->dir_fd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (d == NULL) {
-        file_close(&fd);
+        storage_file_close(&fd);
         return fail(ld, CORRAL_EIO, ": cannot list: %s", strerror(errno));
     }
     rewinddir(d);
@@ -127,13 +129,13 @@ static int scan_dir(struct loader *ld)
 static int create_meta(struct loader *ld, const struct corral_storage_ident *id)
 {
     uint8_t m[META_BYTES];
-    put_u32(m, META_MAGIC);
-    put_u32(m + 4, CORRAL_STORAGE_FORMAT_VERSION);
-    put_u64(m + 8, id->node_id);
-    put_u64(m + 16, id->cluster_id);
-    put_u32(m + 24, corral_crc32c(0, m, 24));
+    corral_put_le32(m, META_MAGIC);
+    corral_put_le32(m + 4, CORRAL_STORAGE_FORMAT_VERSION);
+    corral_put_le64(m + 8, id->node_id);
+    corral_put_le64(m + 16, id->cluster_id);
+    corral_put_le32(m + 24, corral_crc32c(0, m, 24));
     struct piece p = {m, sizeof(m)};
-    if (file_write_atomic(ld->s->dir_fd, META_NAME, &p, 1) != 0)
+    if (storage_file_write_atomic(ld->s->dir_fd, META_NAME, &p, 1) != 0)
         return fail(ld, CORRAL_EIO, META_NAME ": cannot write: %s", strerror(errno));
     return 0;
 }
@@ -141,15 +143,15 @@ static int create_meta(struct loader *ld, const struct corral_storage_ident *id)
 static int check_meta_bytes(struct loader *ld, const uint8_t *m, size_t len,
                             const struct corral_storage_ident *id)
 {
-    if (len < 8 || get_u32(m) != META_MAGIC)
+    if (len < 8 || corral_get_le32(m) != META_MAGIC)
         return fail(ld, CORRAL_ECORRUPT, META_NAME ": not a corral meta file");
-    if (get_u32(m + 4) != CORRAL_STORAGE_FORMAT_VERSION)
+    if (corral_get_le32(m + 4) != CORRAL_STORAGE_FORMAT_VERSION)
         return fail(ld, CORRAL_EVERSION,
-                    META_NAME ": format version %" PRIu32 ", this build reads %d", get_u32(m + 4),
-                    CORRAL_STORAGE_FORMAT_VERSION);
-    if (len != META_BYTES || get_u32(m + 24) != corral_crc32c(0, m, 24))
+                    META_NAME ": format version %" PRIu32 ", this build reads %d",
+                    corral_get_le32(m + 4), CORRAL_STORAGE_FORMAT_VERSION);
+    if (len != META_BYTES || corral_get_le32(m + 24) != corral_crc32c(0, m, 24))
         return fail(ld, CORRAL_ECORRUPT, META_NAME ": checksum mismatch or wrong size");
-    uint64_t node = get_u64(m + 8), cluster = get_u64(m + 16);
+    uint64_t node = corral_get_le64(m + 8), cluster = corral_get_le64(m + 16);
     if (node != id->node_id || cluster != id->cluster_id)
         return fail(ld, CORRAL_EINVAL,
                     META_NAME ": belongs to node %" PRIu64 " of cluster %" PRIx64
@@ -162,7 +164,7 @@ static int check_meta(struct loader *ld, const struct corral_storage_ident *id)
 {
     uint8_t *m;
     size_t len;
-    int rv = file_read(ld->s->dir_fd, META_NAME, META_FILE_BYTES_MAX, &m, &len);
+    int rv = storage_file_read(ld->s->dir_fd, META_NAME, META_FILE_BYTES_MAX, &m, &len);
     if (rv != 0)
         return file_error(ld, rv, META_NAME);
     rv = check_meta_bytes(ld, m, len, id);
@@ -173,19 +175,20 @@ static int check_meta(struct loader *ld, const struct corral_storage_ident *id)
 /* Checks a snapshot file's layout (see storage_impl.h) and decodes it. */
 static int parse_snapshot(struct loader *ld, const char *name, const uint8_t *b, size_t len)
 {
-    if (len < SNAP_HEADER_BYTES || get_u32(b) != SNAP_MAGIC)
+    if (len < SNAP_HEADER_BYTES || corral_get_le32(b) != SNAP_MAGIC)
         return fail(ld, CORRAL_ECORRUPT, "%s: not a corral snapshot", name);
-    if (get_u32(b + 4) != CORRAL_STORAGE_FORMAT_VERSION)
-        return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name, get_u32(b + 4));
-    if (len < SNAP_HEADER_BYTES + 8 || corral_crc32c(0, b, len - 4) != get_u32(b + len - 4))
+    if (corral_get_le32(b + 4) != CORRAL_STORAGE_FORMAT_VERSION)
+        return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name,
+                    corral_get_le32(b + 4));
+    if (len < SNAP_HEADER_BYTES + 8 || corral_crc32c(0, b, len - 4) != corral_get_le32(b + len - 4))
         return fail(ld, CORRAL_ECORRUPT, "%s: checksum mismatch", name);
-    size_t mlen = get_u32(b + 8);
+    size_t mlen = corral_get_le32(b + 8);
     if (mlen > len - SNAP_HEADER_BYTES - 8 ||
         corral_codec_snapshot_meta_decode(b + SNAP_HEADER_BYTES, mlen, &ld->st->snap) != 0)
         return fail(ld, CORRAL_ECORRUPT, "%s: bad snapshot meta at offset %d", name,
                     SNAP_HEADER_BYTES);
     const uint8_t *d = b + SNAP_HEADER_BYTES + mlen;
-    uint32_t dlen = get_u32(d);
+    uint32_t dlen = corral_get_le32(d);
     if ((size_t)dlen != len - SNAP_HEADER_BYTES - mlen - 8 || ld->st->snap.index != ld->snap)
         return fail(ld, CORRAL_ECORRUPT, "%s: data length or index does not match", name);
     ld->st->snap_data = corral_rbuf_new(d + 4, dlen);
@@ -199,10 +202,10 @@ static int load_snapshot(struct loader *ld)
     if (!ld->has_snap)
         return 0;
     char name[NAME_BYTES];
-    snap_name(name, ld->snap);
+    storage_snap_name(name, ld->snap);
     uint8_t *b;
     size_t len;
-    int rv = file_read(ld->s->dir_fd, name, SNAP_FILE_BYTES_MAX, &b, &len);
+    int rv = storage_file_read(ld->s->dir_fd, name, SNAP_FILE_BYTES_MAX, &b, &len);
     if (rv != 0)
         return file_error(ld, rv, name);
     rv = parse_snapshot(ld, name, b, len);
@@ -219,7 +222,7 @@ static int load_checkpoint(struct loader *ld)
         return 0;
     uint8_t *b;
     size_t len;
-    int rv = file_read(ld->s->dir_fd, HARD_STATE_NAME, META_FILE_BYTES_MAX, &b, &len);
+    int rv = storage_file_read(ld->s->dir_fd, HARD_STATE_NAME, META_FILE_BYTES_MAX, &b, &len);
     if (rv != 0)
         return file_error(ld, rv, HARD_STATE_NAME);
     rv = corral_codec_hard_state_decode(b, len, &ld->s->ckpt_hs);
@@ -234,6 +237,9 @@ static int load_checkpoint(struct loader *ld)
 static int keep_entry(struct loader *ld, struct corral_raft_entry *e)
 {
     struct corral_storage_state *st = ld->st;
+    /* check_order and take_entry refuse gaps, so what the caller gets
+     * continues the snapshot without one, whatever was on disk. */
+    assert(e->index == ld->snap + 1 + st->n_entries);
     if (st->n_entries == ld->cap_entries) {
         if (ld->cap_entries == UINT32_MAX)
             return CORRAL_ETOOBIG;
@@ -252,7 +258,7 @@ static int keep_entry(struct loader *ld, struct corral_raft_entry *e)
 
 static int take_entry(struct loader *ld, const char *name, const struct rec *r, uint64_t off)
 {
-    struct segment *seg = seg_last(ld->s);
+    struct segment *seg = storage_seg_last(ld->s);
     struct corral_raft_entry e;
     int rv = corral_codec_entry_decode(r->payload, r->len, &e);
     if (rv != 0)
@@ -264,7 +270,7 @@ static int take_entry(struct loader *ld, const char *name, const struct rec *r, 
                     "%s: entry %" PRIu64 " at offset %" PRIu64 ", expected %" PRIu64, name, e.index,
                     off, seg->first + seg->n);
     }
-    rv = seg_add_entry(seg, off);
+    rv = storage_seg_add_entry(seg, off);
     if (rv == 0 && e.index > ld->snap)
         rv = keep_entry(ld, &e);
     else
@@ -282,7 +288,7 @@ static int take_hard_state(struct loader *ld, const char *name, const struct rec
         return fail(ld, rv == CORRAL_EVERSION ? rv : CORRAL_ECORRUPT,
                     "%s: bad hard state at offset %" PRIu64, name, off);
     s->hs_in_wal = true; /* the last record wins */
-    s->hs_seg = seg_last(s)->first;
+    s->hs_seg = storage_seg_last(s)->first;
     s->hs_off = off;
     return 0;
 }
@@ -290,13 +296,14 @@ static int take_hard_state(struct loader *ld, const char *name, const struct rec
 static int take_header(struct loader *ld, const char *name, const struct rec *r)
 {
     const uint8_t *p = r->payload;
-    if (r->type != REC_SEGMENT || r->len != REC_SEGMENT_BYTES || get_u32(p) != WAL_MAGIC)
+    if (r->type != REC_SEGMENT || r->len != REC_SEGMENT_BYTES || corral_get_le32(p) != WAL_MAGIC)
         return fail(ld, CORRAL_ECORRUPT, "%s: no segment header at offset 0", name);
-    if (get_u32(p + 4) != CORRAL_STORAGE_FORMAT_VERSION)
-        return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name, get_u32(p + 4));
-    if (get_u64(p + 8) != seg_last(ld->s)->first)
+    if (corral_get_le32(p + 4) != CORRAL_STORAGE_FORMAT_VERSION)
+        return fail(ld, CORRAL_EVERSION, "%s: format version %" PRIu32, name,
+                    corral_get_le32(p + 4));
+    if (corral_get_le64(p + 8) != storage_seg_last(ld->s)->first)
         return fail(ld, CORRAL_ECORRUPT, "%s: header names first index %" PRIu64, name,
-                    get_u64(p + 8));
+                    corral_get_le64(p + 8));
     return 0;
 }
 
@@ -315,7 +322,7 @@ static bool valid_record_after(const uint8_t *b, size_t len, size_t from)
 {
     struct rec r;
     for (size_t off = from; off + REC_OVERHEAD <= len; off++) {
-        if (rec_parse(b, len, off, &r) == REC_OK)
+        if (storage_rec_parse(b, len, off, &r) == REC_OK)
             return true;
     }
     return false;
@@ -340,20 +347,21 @@ static int parse_segment(struct loader *ld, const char *name, const uint8_t *b, 
     size_t off = 0;
     struct rec r;
     while (off < len) {
-        if (rec_parse(b, len, off, &r) != REC_OK) {
-            seg_last(ld->s)->size = off;
+        if (storage_rec_parse(b, len, off, &r) != REC_OK) {
+            storage_seg_last(ld->s)->size = off;
             return bad_record(ld, name, b, len, off, last);
         }
         int rv = take_record(ld, name, &r, off);
         if (rv != 0)
             return rv;
+        assert(r.next > off && r.next <= len);
         off = r.next;
     }
     if (len == 0 && !last)
         return fail(ld, CORRAL_ECORRUPT, "%s: empty segment", name);
     if (len == 0)
         ld->torn = true; /* a crash right after creating it; torn_at 0 */
-    seg_last(ld->s)->size = off;
+    storage_seg_last(ld->s)->size = off;
     return 0;
 }
 
@@ -361,7 +369,7 @@ static int parse_segment(struct loader *ld, const char *name, const uint8_t *b, 
  * the snapshot covers it (a crash while deleting covered segments). */
 static int check_order(struct loader *ld, const char *name, uint64_t first)
 {
-    struct segment *prev = seg_last(ld->s);
+    struct segment *prev = storage_seg_last(ld->s);
     uint64_t prev_last = prev != NULL ? prev->first + prev->n - 1 : 0;
     uint64_t floor = prev_last > ld->snap ? prev_last : ld->snap;
     if (first <= prev_last || first > floor + 1 || first == 0)
@@ -375,15 +383,15 @@ static int check_order(struct loader *ld, const char *name, uint64_t first)
 static int load_segment(struct loader *ld, uint32_t i)
 {
     char name[NAME_BYTES];
-    wal_name(name, ld->wal[i]);
+    storage_wal_name(name, ld->wal[i]);
     int rv = check_order(ld, name, ld->wal[i]);
     if (rv != 0)
         return rv;
-    if (seg_push(ld->s, ld->wal[i]) != 0)
+    if (storage_seg_push(ld->s, ld->wal[i]) != 0)
         return fail(ld, CORRAL_ENOMEM, "%s: out of memory", name);
     uint8_t *b;
     size_t len;
-    rv = file_read(ld->s->dir_fd, name, SEGMENT_FILE_BYTES_MAX, &b, &len);
+    rv = storage_file_read(ld->s->dir_fd, name, SEGMENT_FILE_BYTES_MAX, &b, &len);
     if (rv != 0)
         return file_error(ld, rv, name);
     rv = parse_segment(ld, name, b, len, i + 1 == ld->n_wal);
@@ -396,23 +404,23 @@ static int load_segment(struct loader *ld, uint32_t i)
 static int cut_torn_tail(struct loader *ld)
 {
     struct corral_storage *s = ld->s;
-    struct segment *seg = seg_last(s);
+    struct segment *seg = storage_seg_last(s);
     char name[NAME_BYTES];
-    wal_name(name, seg->first);
+    storage_wal_name(name, seg->first);
     int rv = 0;
     if (ld->torn_at == 0) {
         if (unlinkat(s->dir_fd, name, 0) != 0)
             rv = CORRAL_EIO;
-        seg_free(seg);
+        storage_seg_free(seg);
         s->n_segs--;
     } else {
         int fd = openat(s->dir_fd, name, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ftruncate(fd, (off_t)ld->torn_at) != 0 || file_datasync(fd) != 0)
+        if (fd < 0 || ftruncate(fd, (off_t)ld->torn_at) != 0 || storage_file_datasync(fd) != 0)
             rv = CORRAL_EIO;
-        file_close(&fd);
+        storage_file_close(&fd);
     }
     if (rv == 0)
-        rv = file_sync_dir(s->dir_fd);
+        rv = storage_file_sync_dir(s->dir_fd);
     if (rv != 0)
         return fail(ld, rv, "%s: cannot truncate the torn tail: %s", name, strerror(errno));
     return 0;
@@ -424,7 +432,7 @@ static void remove_stale(struct loader *ld)
     int fd = dup(ld->s->dir_fd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (d == NULL) {
-        file_close(&fd);
+        storage_file_close(&fd);
         return;
     }
     rewinddir(d);
@@ -436,7 +444,7 @@ static void remove_stale(struct loader *ld)
                    (strncmp(e->d_name, "snap-", 5) == 0 ||
                     strncmp(e->d_name, META_NAME, strlen(META_NAME)) == 0 ||
                     strncmp(e->d_name, HARD_STATE_NAME, strlen(HARD_STATE_NAME)) == 0);
-        bool old_snap = parse_snap_name(e->d_name, &v) && v < ld->snap;
+        bool old_snap = storage_parse_snap_name(e->d_name, &v) && v < ld->snap;
         if (tmp || old_snap)
             unlinkat(dirfd(d), e->d_name, 0);
     }
@@ -446,11 +454,11 @@ static void remove_stale(struct loader *ld)
 static int open_last_segment(struct loader *ld)
 {
     struct corral_storage *s = ld->s;
-    struct segment *seg = seg_last(s);
+    struct segment *seg = storage_seg_last(s);
     if (seg == NULL)
         return 0;
     char name[NAME_BYTES];
-    wal_name(name, seg->first);
+    storage_wal_name(name, seg->first);
     s->fd = openat(s->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (s->fd < 0)
         return fail(ld, CORRAL_EIO, "%s: cannot open: %s", name, strerror(errno));
@@ -486,12 +494,12 @@ static int load(struct loader *ld, const struct corral_storage_ident *id)
 static int open_dir(struct loader *ld)
 {
     struct corral_storage *s = ld->s;
-    if (file_mkdirs(ld->dir) != 0)
+    if (storage_file_mkdirs(ld->dir) != 0)
         return fail(ld, CORRAL_EIO, ": cannot create: %s", strerror(errno));
     s->dir_fd = open(ld->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dir_fd < 0)
         return fail(ld, CORRAL_EIO, ": cannot open: %s", strerror(errno));
-    int rv = file_lock(s->dir_fd, LOCK_NAME, &s->lock_fd);
+    int rv = storage_file_lock(s->dir_fd, LOCK_NAME, &s->lock_fd);
     if (rv == CORRAL_EBUSY)
         return fail(ld, CORRAL_EIO, LOCK_NAME ": locked by another process");
     if (rv != 0)
@@ -504,12 +512,12 @@ static void finish_state(struct loader *ld)
 {
     struct corral_storage *s = ld->s;
     struct corral_storage_state *st = ld->st;
-    if (hs_newer(&s->ckpt_hs, &s->hs)) {
+    if (storage_hs_newer(&s->ckpt_hs, &s->hs)) {
         s->hs = s->ckpt_hs;
         s->hs_in_wal = false;
     }
     st->hs = s->hs;
-    struct segment *seg = seg_last(s);
+    struct segment *seg = storage_seg_last(s);
     uint64_t wal_last = seg != NULL ? seg->first + seg->n - 1 : 0;
     s->last_index = wal_last > s->snap_index ? wal_last : s->snap_index;
     st->fresh = st->snap.index == 0 && st->n_entries == 0 && st->hs.term == 0 && st->hs.vote == 0 &&
@@ -547,6 +555,7 @@ int corral_storage_open(const char *dir, const struct corral_storage_ident *iden
         return rv;
     }
     finish_state(&ld);
+    storage_assert_consistent(s);
     *out = s;
     return 0;
 }

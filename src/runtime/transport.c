@@ -10,6 +10,7 @@
 #include "runtime/transport.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "corral.h"
 #include "core/codec.h"
 #include "runtime/transport_impl.h"
+#include "util/bytes.h"
 #include "util/mem.h"
 
 static void peer_dial(struct peer *p);
@@ -79,6 +81,28 @@ static void addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
 
 /* ---- chunks: the send queue ---- */
 
+/* The counters of l against its chunks. They decide the queue bound and
+ * the sent/dropped stats, so a drift would go unnoticed otherwise. A walk:
+ * only where l is short (in flight: WRITE_BUFS_MAX chunks) or the call
+ * rare (a dropped queue, the once-a-second sweep). */
+static void chunks_assert_sums(const struct chunk_list *l)
+{
+#ifndef NDEBUG
+    size_t bytes = 0;
+    uint64_t msgs = 0;
+    const struct chunk *last = NULL;
+    for (const struct chunk *k = l->head; k != NULL; k = k->next) {
+        assert(k->len <= k->cap && (k->len == 0) == (k->msgs == 0));
+        bytes += k->len;
+        msgs += k->msgs;
+        last = k;
+    }
+    assert(last == l->tail && bytes == l->bytes && msgs == l->msgs);
+#else
+    (void)l;
+#endif
+}
+
 static void chunks_free(struct chunk_list *l)
 {
     struct chunk *k = l->head;
@@ -115,6 +139,7 @@ static uint8_t *chunks_reserve(struct chunk_list *l, size_t frame)
 
 static void chunks_commit(struct chunk_list *l, size_t frame)
 {
+    assert(l->tail != NULL && frame <= l->tail->cap - l->tail->len);
     l->tail->len += frame;
     l->tail->msgs++;
     l->bytes += frame;
@@ -124,17 +149,21 @@ static void chunks_commit(struct chunk_list *l, size_t frame)
 static struct chunk *chunks_pop(struct chunk_list *l)
 {
     struct chunk *k = l->head;
+    assert(k != NULL && k->len <= l->bytes && k->msgs <= l->msgs);
     l->head = k->next;
     if (l->head == NULL)
         l->tail = NULL;
     k->next = NULL;
     l->bytes -= k->len;
     l->msgs -= k->msgs;
+    /* O(1) half of chunks_assert_sums: an emptied list counts nothing. */
+    assert(l->head != NULL || (l->bytes == 0 && l->msgs == 0));
     return k;
 }
 
 static void chunks_push(struct chunk_list *l, struct chunk *k)
 {
+    assert(k->next == NULL && (l->head == NULL) == (l->tail == NULL));
     if (l->tail != NULL)
         l->tail->next = k;
     else
@@ -230,6 +259,7 @@ static int peer_fail_level(struct peer *p)
 
 static void peer_drop_pending(struct peer *p)
 {
+    chunks_assert_sums(&p->pending);
     p->st.dropped_msgs += p->pending.msgs;
     chunks_free(&p->pending);
 }
@@ -326,7 +356,7 @@ static int take_frame(struct conn *c, size_t *pos)
     size_t avail = c->rlen - *pos;
     if (avail < 4)
         return 0;
-    uint32_t len = get_u32(c->rbuf + *pos);
+    uint32_t len = corral_get_le32(c->rbuf + *pos);
     if (len > CORRAL_CODEC_MSG_BYTES_MAX) {
         transport_conn_fail(c, 1, "frame of %" PRIu32 " bytes exceeds the limit", len);
         return -1;
@@ -346,6 +376,7 @@ static int take_frame(struct conn *c, size_t *pos)
         return -1;
     }
     *pos += 4 + (size_t)len;
+    assert(*pos <= c->rlen);
     struct peer *p = transport_peer_find(t, c->peer_id);
     if (p != NULL) {
         p->st.recv_msgs++;
@@ -363,7 +394,7 @@ static int conn_reserve(struct conn *c)
 {
     size_t want = RBUF_BYTES;
     if (c->inbound && c->state == CONN_OPEN && c->rlen >= 4) {
-        size_t frame = 4 + (size_t)get_u32(c->rbuf);
+        size_t frame = 4 + (size_t)corral_get_le32(c->rbuf);
         if (frame > want)
             want = frame;
     }
@@ -374,6 +405,7 @@ static int conn_reserve(struct conn *c)
         return want > c->rcap ? CORRAL_ENOMEM : 0;
     c->rbuf = b;
     c->rcap = want;
+    assert(c->rlen <= c->rcap);
     return 0;
 }
 
@@ -394,6 +426,7 @@ static void conn_process(struct conn *c)
     }
     if (c->state == CONN_CLOSING)
         return;
+    assert(pos <= c->rlen);
     memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
     c->rlen -= pos;
     if (conn_reserve(c) != 0)
@@ -406,6 +439,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     /* conn_reserve leaves room for at least the rest of the current frame,
      * so this is never empty while a frame is incomplete. */
+    assert(c->rlen < c->rcap);
     *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
@@ -424,6 +458,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->rlen += (size_t)nread;
+    assert(c->rlen <= c->rcap); /* libuv filled at most what alloc_cb gave */
     conn_process(c);
 }
 
@@ -507,10 +542,45 @@ static void peer_dial(struct peer *p)
         transport_conn_fail(c, peer_fail_level(p), "connect failed: %s", uv_strerror(rc));
 }
 
+/* Every handle is counted once: the three of t, a timer per peer, a socket
+ * per connection. Otherwise stop would free t early or never. O(1). */
+static void assert_handles(const struct corral_transport *t)
+{
+    assert(t->stopping || t->handles == 3 + t->n_peers + t->n_conns);
+    (void)t;
+}
+
+/* The lists against their counters and each other: a walk over the
+ * connections (CONNS_MAX and the one being refused) and the peers' queues,
+ * so only once a second. */
+static void assert_lists(const struct corral_transport *t)
+{
+#ifndef NDEBUG
+    uint32_t n = 0;
+    for (const struct conn *c = t->conns; c != NULL; c = c->next) {
+        assert(c->next == NULL || c->next->prev == c);
+        assert(c->peer == NULL || (!c->inbound && c->peer->out == c));
+        assert(c->writing == (c->inflight.head != NULL));
+        n++;
+    }
+    assert(n == t->n_conns);
+    for (uint32_t i = 0; i < t->n_peers; i++) {
+        const struct peer *p = t->peers[i];
+        assert(p->out == NULL || p->out->peer == p);
+        assert(p->st.connected || p->pending.head == NULL);
+        chunks_assert_sums(&p->pending);
+    }
+#else
+    (void)t;
+#endif
+}
+
 /* Closes connections stuck before the end of their handshake. */
 static void sweep_cb(uv_timer_t *timer)
 {
     struct corral_transport *t = timer->data;
+    assert_handles(t);
+    assert_lists(t);
     uint64_t now = uv_now(t->loop);
     struct conn *c = t->conns;
     while (c != NULL) {
@@ -531,6 +601,7 @@ static void write_cb(uv_write_t *req, int status);
 static void peer_flush(struct peer *p)
 {
     struct conn *c = p->out;
+    assert(c == NULL || c->writing == (c->inflight.head != NULL));
     if (c == NULL || c->state != CONN_OPEN || c->writing || p->pending.head == NULL)
         return;
     unsigned n = 0;
@@ -554,6 +625,7 @@ static void flush_cb(uv_prepare_t *prep)
     struct corral_transport *t = prep->data;
     uv_prepare_stop(prep);
     t->flush_armed = false;
+    assert_handles(t);
     for (uint32_t i = 0; i < t->n_peers; i++)
         peer_flush(t->peers[i]);
 }
@@ -572,6 +644,7 @@ static void write_cb(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
     struct peer *p = c->peer;
+    chunks_assert_sums(&c->inflight); /* at most WRITE_BUFS_MAX chunks */
     uint64_t msgs = c->inflight.msgs, bytes = c->inflight.bytes;
     c->writing = false;
     chunks_free(&c->inflight);
@@ -608,6 +681,10 @@ int corral_transport_send(struct corral_transport *t, const struct corral_raft_m
     if (size > CORRAL_CODEC_MSG_BYTES_MAX)
         return CORRAL_ETOOBIG;
     size_t frame = 4 + size;
+    /* Only a connection past its handshake has a queue (conn_detach drops
+     * it), so a message is never queued where it cannot go. */
+    assert(p->st.connected == (p->out != NULL && p->out->state == CONN_OPEN));
+    assert(p->st.connected || p->pending.head == NULL);
     if (!p->st.connected || peer_queued(p) + frame > t->queue_max_bytes) {
         p->st.dropped_msgs++;
         return CORRAL_EFULL;
@@ -620,9 +697,11 @@ int corral_transport_send(struct corral_transport *t, const struct corral_raft_m
     size_t len = 0;
     int rc = corral_codec_msg_encode(m, b + 4, size, &len);
     if (rc != 0)
-        return rc; /* an empty new chunk stays as the tail, to be reused */
-    put_u32(b, (uint32_t)len);
+        return rc;       /* an empty new chunk stays as the tail, to be reused */
+    assert(len == size); /* the frame is what was reserved and bounded */
+    corral_put_le32(b, (uint32_t)len);
     chunks_commit(&p->pending, 4 + len);
+    assert(peer_queued(p) <= t->queue_max_bytes);
     flush_arm(t);
     return 0;
 }

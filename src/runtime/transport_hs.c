@@ -1,11 +1,13 @@
 /* The hello handshake of transport.h: the dialer's hello, the acceptor's
  * checks (cluster id, our node id, version) and its reply, and the
  * dialer's checks of that reply. A refusal is logged on both sides. */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "runtime/transport_impl.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 
 enum hello_status {
@@ -19,13 +21,14 @@ static size_t hello_build(const struct corral_transport *t, uint64_t to, uint8_t
 {
     memcpy(b, "CRLH", 4);
     b[4] = CORRAL_TRANSPORT_VERSION;
-    put_u64(b + 5, t->cluster_id);
-    put_u64(b + 13, t->node_id);
-    put_u64(b + 21, to);
-    put_u16(b + 29, t->http_len);
+    corral_put_le64(b + 5, t->cluster_id);
+    corral_put_le64(b + 13, t->node_id);
+    corral_put_le64(b + 21, to);
+    corral_put_le16(b + 29, t->http_len);
     memcpy(b + HELLO_FIXED_BYTES, t->http_addr, t->http_len);
     size_t n = HELLO_FIXED_BYTES + (size_t)t->http_len;
-    put_u32(b + n, corral_crc32c(0, b, n));
+    assert(n + 4 <= HS_BYTES_MAX); /* start bounded http_len; c->hs_buf holds this */
+    corral_put_le32(b + n, corral_crc32c(0, b, n));
     return n + 4;
 }
 
@@ -34,12 +37,13 @@ static size_t reply_build(const struct corral_transport *t, uint8_t status, uint
     memcpy(b, "CRLR", 4);
     b[4] = CORRAL_TRANSPORT_VERSION;
     b[5] = status;
-    put_u64(b + 6, t->cluster_id);
-    put_u64(b + 14, t->node_id);
-    put_u16(b + 22, t->http_len);
+    corral_put_le64(b + 6, t->cluster_id);
+    corral_put_le64(b + 14, t->node_id);
+    corral_put_le16(b + 22, t->http_len);
     memcpy(b + REPLY_FIXED_BYTES, t->http_addr, t->http_len);
     size_t n = REPLY_FIXED_BYTES + (size_t)t->http_len;
-    put_u32(b + n, corral_crc32c(0, b, n));
+    assert(n + 4 <= HS_BYTES_MAX);
+    corral_put_le32(b + n, corral_crc32c(0, b, n));
     return n + 4;
 }
 
@@ -88,7 +92,7 @@ static int hs_frame(const uint8_t *b, size_t avail, const char *magic, size_t fi
         return -1;
     if (avail < fixed)
         return 1;
-    size_t http_len = get_u16(b + fixed - 2);
+    size_t http_len = corral_get_le16(b + fixed - 2);
     if (http_len > CORRAL_TRANSPORT_HTTP_ADDR_MAX)
         return -1;
     *len = fixed + http_len + 4;
@@ -97,12 +101,13 @@ static int hs_frame(const uint8_t *b, size_t avail, const char *magic, size_t fi
 
 static bool hs_crc_ok(const uint8_t *b, size_t len)
 {
-    return corral_crc32c(0, b, len - 4) == get_u32(b + len - 4);
+    return corral_crc32c(0, b, len - 4) == corral_get_le32(b + len - 4);
 }
 
 static void hs_http(const uint8_t *b, size_t fixed, char *out)
 {
-    size_t n = get_u16(b + fixed - 2);
+    size_t n = corral_get_le16(b + fixed - 2);
+    assert(n <= CORRAL_TRANSPORT_HTTP_ADDR_MAX); /* hs_frame refused longer */
     memcpy(out, b + fixed, n);
     out[n] = '\0';
 }
@@ -124,8 +129,8 @@ static void hello_accept(struct conn *c, const uint8_t *b)
 {
     struct corral_transport *t = c->t;
     char detail[128];
-    uint64_t cluster = get_u64(b + 5), to = get_u64(b + 21);
-    c->peer_id = get_u64(b + 13);
+    uint64_t cluster = corral_get_le64(b + 5), to = corral_get_le64(b + 21);
+    c->peer_id = corral_get_le64(b + 13);
     if (cluster != t->cluster_id) {
         snprintf(detail, sizeof(detail), "it is in cluster %" PRIx64 ", we are in %" PRIx64,
                  cluster, t->cluster_id);
@@ -178,7 +183,7 @@ static void reply_accept(struct conn *c, const uint8_t *b)
     struct peer *p = c->peer;
     struct corral_transport *t = c->t;
     uint8_t status = b[5];
-    uint64_t cluster = get_u64(b + 6), id = get_u64(b + 14);
+    uint64_t cluster = corral_get_le64(b + 6), id = corral_get_le64(b + 14);
     if (status != HELLO_OK) {
         p->st.refused++;
         transport_conn_fail(c, 1, "refused our hello: %s", hello_status_name(status));

@@ -124,46 +124,6 @@ struct corral_transport {
     void *closed_ud;
 };
 
-/* Little-endian integers of the wire format. */
-static inline void put_u16(uint8_t *b, uint16_t v)
-{
-    b[0] = (uint8_t)v;
-    b[1] = (uint8_t)(v >> 8);
-}
-
-static inline void put_u32(uint8_t *b, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void put_u64(uint8_t *b, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint16_t get_u16(const uint8_t *b)
-{
-    return (uint16_t)(b[0] | (b[1] << 8));
-}
-
-static inline uint32_t get_u32(const uint8_t *b)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)b[i] << (8 * i);
-    return v;
-}
-
-static inline uint64_t get_u64(const uint8_t *b)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)b[i] << (8 * i);
-    return v;
-}
-
 /* Shared helpers (transport.c). */
 __attribute__((format(printf, 3, 4))) void transport_log(struct corral_transport *t, int level,
                                                          const char *fmt, ...);

@@ -22,6 +22,7 @@
 #include "corral.h"
 #include "runtime/storage.h"
 #include "runtime/storage_impl.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/rbuf.h"
 
@@ -300,7 +301,7 @@ static void refused(struct fixture *f, const struct corral_storage_ident *id, in
 
 static void wal(char *out, uint64_t first)
 {
-    wal_name(out, first);
+    storage_wal_name(out, first);
 }
 
 /* Tests. */
@@ -755,22 +756,22 @@ static void newer_version(void **state)
     reopen(f);
     close_storage(f);
     uint8_t m[META_BYTES];
-    put_u32(m, META_MAGIC);
-    put_u32(m + 4, CORRAL_STORAGE_FORMAT_VERSION + 1);
-    put_u64(m + 8, ident.node_id);
-    put_u64(m + 16, ident.cluster_id);
-    put_u32(m + 24, corral_crc32c(0, m, 24));
+    corral_put_le32(m, META_MAGIC);
+    corral_put_le32(m + 4, CORRAL_STORAGE_FORMAT_VERSION + 1);
+    corral_put_le64(m + 8, ident.node_id);
+    corral_put_le64(m + 16, ident.cluster_id);
+    corral_put_le32(m + 24, corral_crc32c(0, m, 24));
     write_file(f, "meta", m, sizeof(m));
     refused(f, &ident, CORRAL_EVERSION, "format version 2");
     /* A newer segment is refused as well. */
-    put_u32(m + 4, CORRAL_STORAGE_FORMAT_VERSION);
-    put_u32(m + 24, corral_crc32c(0, m, 24));
+    corral_put_le32(m + 4, CORRAL_STORAGE_FORMAT_VERSION);
+    corral_put_le32(m + 24, corral_crc32c(0, m, 24));
     write_file(f, "meta", m, sizeof(m));
     uint8_t seg[REC_OVERHEAD + REC_SEGMENT_BYTES];
-    put_u32(seg + REC_HEADER_BYTES, WAL_MAGIC);
-    put_u32(seg + REC_HEADER_BYTES + 4, 9);
-    put_u64(seg + REC_HEADER_BYTES + 8, 1);
-    rec_seal(seg, REC_SEGMENT, REC_SEGMENT_BYTES);
+    corral_put_le32(seg + REC_HEADER_BYTES, WAL_MAGIC);
+    corral_put_le32(seg + REC_HEADER_BYTES + 4, 9);
+    corral_put_le64(seg + REC_HEADER_BYTES + 8, 1);
+    storage_rec_seal(seg, REC_SEGMENT, REC_SEGMENT_BYTES);
     write_file(f, "wal-0000000000000001.log", seg, sizeof(seg));
     refused(f, &ident, CORRAL_EVERSION, "wal-0000000000000001.log: format version 9");
 }
