@@ -33,8 +33,7 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 }
 
 /* Appends n entries in batches of batch, syncing after each. */
-static int run(const char *dir, uint32_t batch, uint32_t n, struct corral_rbuf *payload,
-               FILE *json)
+static int run(const char *dir, uint32_t batch, uint32_t n, struct corral_rbuf *payload, FILE *json)
 {
     static const struct corral_storage_ident id = {.node_id = 1, .cluster_id = 1};
     struct corral_storage *s;

@@ -181,10 +181,10 @@ void bl_hrw_update(struct bl_hrw *h, const struct bl_cluster *c, const uint32_t 
         int dirty = full;
         for (uint32_t j = 0; j < c->replicas && !dirty; j++)
             dirty = row[j] == CORRAL_PLACEMENT_NONE ? (j < reff)
-                                                     : (row[j] > max_id || live[row[j]] != 1);
+                                                    : (row[j] > max_id || live[row[j]] != 1);
         for (uint32_t i = 0; i < changed_n && !dirty; i++)
-            dirty = live[changed[i]] && score(p, changed[i], weight_of[changed[i]]) >
-                                            h->min_score[p];
+            dirty =
+                live[changed[i]] && score(p, changed[i], weight_of[changed[i]]) > h->min_score[p];
         if (dirty)
             hrw_row(h, c, reff, cap, p, scores, slots);
     }

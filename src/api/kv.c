@@ -128,7 +128,8 @@ static void on_write(void *ctx, int err, const struct corral_kv_result *res)
                  json_pack("{s:s, s:b, s:I}", "key", key, "deleted", 1, "version",
                            (json_int_t)res->version));
     } else if (res->status == CORRAL_KV_OK) {
-        api_json(req, 200, json_pack("{s:s, s:I}", "key", key, "version", (json_int_t)res->version));
+        api_json(req, 200,
+                 json_pack("{s:s, s:I}", "key", key, "version", (json_int_t)res->version));
     } else if (res->status == CORRAL_KV_NOT_FOUND) {
         api_error(req, API_ERR_NO_KEY);
     } else if (res->status == CORRAL_KV_CAS_FAILED) {

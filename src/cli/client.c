@@ -123,7 +123,8 @@ int corral_client_init(struct corral_client *c, const char *endpoints, long time
         corral_client_close(c);
         return CORRAL_EIO;
     }
-    if (c->cu->global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (c->curl = c->cu->easy_init()) == NULL) {
+    if (c->cu->global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+        (c->curl = c->cu->easy_init()) == NULL) {
         corral_client_close(c);
         snprintf(c->err, sizeof(c->err), "cannot initialize libcurl");
         return CORRAL_ENOMEM;

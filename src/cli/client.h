@@ -31,11 +31,11 @@ struct corral_curl;
 struct corral_client {
     char *endpoints[CORRAL_CLIENT_ENDPOINTS_MAX]; /* "http://host:port", no trailing '/' */
     size_t n_endpoints;
-    size_t current;  /* the endpoint that answered last; tried first */
-    long timeout_ms; /* per HTTP exchange, redirects included */
-    void *curl;      /* CURL *, reused across requests (keeps connections) */
+    size_t current;               /* the endpoint that answered last; tried first */
+    long timeout_ms;              /* per HTTP exchange, redirects included */
+    void *curl;                   /* CURL *, reused across requests (keeps connections) */
     const struct corral_curl *cu; /* libcurl, loaded on first use (curl_load.h) */
-    char err[512];   /* why the last request failed, when it returned nonzero */
+    char err[512];                /* why the last request failed, when it returned nonzero */
 };
 
 /* One HTTP answer. Owned by the caller once filled; free with

@@ -38,8 +38,8 @@ struct state {
     size_t zones_n;
 };
 
-__attribute__((format(printf, 2, 3))) static int input_error(const char *where,
-                                                              const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int input_error(const char *where, const char *fmt,
+                                                             ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -142,8 +142,9 @@ static int add_member(struct state *st, const json_t *m, const char *where)
 static int remove_member(struct state *st, const json_t *obj, const char *key, const char *where)
 {
     uint64_t id;
-    int rv = obj == NULL ? 0 : get_uint(obj, key, 0, (long long)CORRAL_PLACEMENT_NONE - 1, -1,
-                                        where, &id);
+    int rv = obj == NULL
+                 ? 0
+                 : get_uint(obj, key, 0, (long long)CORRAL_PLACEMENT_NONE - 1, -1, where, &id);
     if (rv != 0)
         return rv;
     long i = find_member(st, (uint32_t)id);
@@ -153,8 +154,8 @@ static int remove_member(struct state *st, const json_t *obj, const char *key, c
     return 0;
 }
 
-static int for_each_member(struct state *st, const json_t *ev, const char *key,
-                           const char *where, int add)
+static int for_each_member(struct state *st, const json_t *ev, const char *key, const char *where,
+                           int add)
 {
     const json_t *arr = json_object_get(ev, key);
     if (!json_is_array(arr))
@@ -265,8 +266,7 @@ static int measure(const struct state *st, const struct corral_placement_input *
         b->pmin = p < b->pmin ? p : b->pmin;
     }
     b->violations = b->rep.unknown_holders + b->rep.duplicate_holders + b->rep.zone_violations +
-                    b->rep.missing_replicas + b->rep.replica_imbalance +
-                    b->rep.primary_imbalance;
+                    b->rep.missing_replicas + b->rep.replica_imbalance + b->rep.primary_imbalance;
     free(sh);
     free(rc);
     free(pc);
@@ -289,9 +289,9 @@ static void print_row(size_t i, const char *type, const struct corral_placement_
                "%7llu %8llu %5llu\n",
                i, type, s->members, s->zones, s->replicas_effective, b->rmax, b->rmin, b->pmax,
                b->pmin, (unsigned long long)s->moves, (unsigned long long)s->moves_lower_bound,
-               ratio, (unsigned long long)s->primary_changes,
-               (unsigned long long)s->promotions, (unsigned long long)s->fresh_primaries,
-               (unsigned long long)s->primary_lower_bound, (unsigned long long)b->violations);
+               ratio, (unsigned long long)s->primary_changes, (unsigned long long)s->promotions,
+               (unsigned long long)s->fresh_primaries, (unsigned long long)s->primary_lower_bound,
+               (unsigned long long)b->violations);
         return;
     }
     printf("{\"event\":%zu,\"type\":\"%s\",\"members\":%u,\"zones\":%u,\"replicas_effective\":%u,"
@@ -303,8 +303,8 @@ static void print_row(size_t i, const char *type, const struct corral_placement_
            "\"under_replicated\":%llu,\"lost\":%llu,\"violations\":{\"unknown\":%llu,"
            "\"duplicate\":%llu,\"zone\":%llu,\"missing\":%llu,\"replica_balance\":%llu,"
            "\"primary_balance\":%llu}}\n",
-           i, type, s->members, s->zones, s->replicas_effective, b->rmax, b->rmin, b->pmax,
-           b->pmin, (unsigned long long)s->moves, (unsigned long long)s->moves_lower_bound, ratio,
+           i, type, s->members, s->zones, s->replicas_effective, b->rmax, b->rmin, b->pmax, b->pmin,
+           (unsigned long long)s->moves, (unsigned long long)s->moves_lower_bound, ratio,
            (unsigned long long)s->moves_extra, (unsigned long long)s->primary_changes,
            (unsigned long long)s->promotions, (unsigned long long)s->fresh_primaries,
            (unsigned long long)s->primary_lower_bound, (unsigned long long)s->drops,
@@ -319,8 +319,8 @@ static void print_row(size_t i, const char *type, const struct corral_placement_
  * makes it the current map. */
 static int place(struct state *st, size_t i, const char *type, int json)
 {
-    struct corral_placement_input in = {st->partitions, st->replicas, st->seed, st->members,
-                                        st->n, st->placed ? &st->map : NULL};
+    struct corral_placement_input in = {st->partitions, st->replicas, st->seed,
+                                        st->members,    st->n,        st->placed ? &st->map : NULL};
     struct corral_placement_result res;
     struct balance b;
     int rv = corral_placement_compute(&in, &res);
@@ -344,7 +344,8 @@ static int place(struct state *st, size_t i, const char *type, int json)
 static json_t *load(const char *path)
 {
     json_error_t err;
-    json_t *root = strcmp(path, "-") == 0 ? json_loadf(stdin, 0, &err) : json_load_file(path, 0, &err);
+    json_t *root =
+        strcmp(path, "-") == 0 ? json_loadf(stdin, 0, &err) : json_load_file(path, 0, &err);
     if (root == NULL) {
         if (err.line < 1)
             fprintf(stderr, PROG ": %s: %s\n", path, err.text);
@@ -379,18 +380,17 @@ static int read_cluster(struct state *st, const json_t *root, const char *path)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: corral placement [--json] [--events FILE] CLUSTER.json\n"
-            "\n"
-            "Replays membership events against a cluster description and prints, per\n"
-            "event, the balance, moves against their lower bound, primary changes and\n"
-            "violations of the resulting placement. FILE and CLUSTER may be '-' (stdin).\n"
-            "The events come from CLUSTER's \"events\" array unless --events names a\n"
-            "file holding a JSON array of events. See docs/cli.md for the format.\n"
-            "\n"
-            "  --json         one JSON object per event instead of a table\n"
-            "  --events FILE  read the events from FILE\n"
-            "  --help         this text\n");
+    fprintf(out, "usage: corral placement [--json] [--events FILE] CLUSTER.json\n"
+                 "\n"
+                 "Replays membership events against a cluster description and prints, per\n"
+                 "event, the balance, moves against their lower bound, primary changes and\n"
+                 "violations of the resulting placement. FILE and CLUSTER may be '-' (stdin).\n"
+                 "The events come from CLUSTER's \"events\" array unless --events names a\n"
+                 "file holding a JSON array of events. See docs/cli.md for the format.\n"
+                 "\n"
+                 "  --json         one JSON object per event instead of a table\n"
+                 "  --events FILE  read the events from FILE\n"
+                 "  --help         this text\n");
 }
 
 static int run(struct state *st, const json_t *cluster, const char *path, const json_t *events,
@@ -485,8 +485,7 @@ int corral_cmd_placement(int argc, char **argv)
     st.members = malloc((CORRAL_PLACEMENT_MEMBERS_MAX + 1) * sizeof(*st.members));
     int rv = CORRAL_EXIT_FAILURE;
     if (st.members != NULL)
-        rv = run(&st, cluster, path,
-                 events_root ? events_root : json_object_get(cluster, "events"),
+        rv = run(&st, cluster, path, events_root ? events_root : json_object_get(cluster, "events"),
                  events_root ? events_path : path, json);
     corral_placement_map_close(&st.map);
     for (size_t i = 0; i < st.zones_n; i++)

@@ -38,17 +38,30 @@ struct opt_def {
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
-#define OPT(field, name, help) {name, offsetof(struct server_opts, field), sizeof(((struct server_opts *)0)->field), help}
+#define OPT(field, name, help)                                                                     \
+    {                                                                                              \
+        name, offsetof(struct server_opts, field), sizeof(((struct server_opts *)0)->field), help  \
+    }
 static const struct opt_def opt_defs[] = {
-    OPT(id, "id", "this node's id: its 1-based position in --peers (default: found from --cluster-addr, or 1)"),
-    OPT(data_dir, "data-dir", "where the WAL, snapshots and meta file live (default ./corral-data)"),
+    OPT(id, "id",
+        "this node's id: its 1-based position in --peers (default: found from --cluster-addr, or "
+        "1)"),
+    OPT(data_dir, "data-dir",
+        "where the WAL, snapshots and meta file live (default ./corral-data)"),
     OPT(cluster_addr, "cluster-addr", "HOST:PORT for Raft traffic (default 127.0.0.1:8139)"),
     OPT(http_addr, "http-addr", "HOST:PORT for the HTTP API (default 127.0.0.1:8140)"),
-    OPT(peers, "peers", "HOST:PORT,... cluster addresses of all initial coordinators, this one included (default: none, a cluster of one)"),
-    OPT(election_timeout_ms, "election-timeout-ms", "base election timeout, randomized in [t, 2t) (default " STR(CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT) ")"),
-    OPT(heartbeat_ms, "heartbeat-ms", "leader heartbeat interval (default " STR(CORRAL_RAFT_HEARTBEAT_MS_DEFAULT) ")"),
-    OPT(snapshot_entries, "snapshot-entries", "snapshot and compact the log every N applied entries (default 50000)"),
-    OPT(request_timeout_ms, "request-timeout-ms", "HTTP requests waiting on Raft answer 503 after this (default 5000)"),
+    OPT(peers, "peers",
+        "HOST:PORT,... cluster addresses of all initial coordinators, this one included (default: "
+        "none, a cluster of one)"),
+    OPT(election_timeout_ms, "election-timeout-ms",
+        "base election timeout, randomized in [t, 2t) (default " STR(
+            CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT) ")"),
+    OPT(heartbeat_ms, "heartbeat-ms",
+        "leader heartbeat interval (default " STR(CORRAL_RAFT_HEARTBEAT_MS_DEFAULT) ")"),
+    OPT(snapshot_entries, "snapshot-entries",
+        "snapshot and compact the log every N applied entries (default 50000)"),
+    OPT(request_timeout_ms, "request-timeout-ms",
+        "HTTP requests waiting on Raft answer 503 after this (default 5000)"),
     OPT(max_connections, "max-connections", "open HTTP connections before 503 busy (default 1024)"),
     OPT(log_level, "log-level", "error, warn, info or debug (default info)"),
 };
@@ -325,7 +338,8 @@ static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
         uint64_t lo, hi, def;
         uint64_t v;
     } nums[] = {
-        {"election-timeout-ms", o->election_timeout_ms, 10, 60000, CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT, 0},
+        {"election-timeout-ms", o->election_timeout_ms, 10, 60000,
+         CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT, 0},
         {"heartbeat-ms", o->heartbeat_ms, 1, 30000, CORRAL_RAFT_HEARTBEAT_MS_DEFAULT, 0},
         {"snapshot-entries", o->snapshot_entries, 0, 100000000, 50000, 0},
         {"request-timeout-ms", o->request_timeout_ms, 10, 600000, 5000, 0},
@@ -335,9 +349,9 @@ static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
         nums[i].v = nums[i].def;
         if (nums[i].text[0] != '\0' &&
             !parse_uint(nums[i].text, nums[i].lo, nums[i].hi, &nums[i].v)) {
-            snprintf(o->err, sizeof(o->err), "--%s: '%s' is not a number from %" PRIu64
-                                             " to %" PRIu64,
-                     nums[i].name, nums[i].text, nums[i].lo, nums[i].hi);
+            snprintf(o->err, sizeof(o->err),
+                     "--%s: '%s' is not a number from %" PRIu64 " to %" PRIu64, nums[i].name,
+                     nums[i].text, nums[i].lo, nums[i].hi);
             return false;
         }
     }
@@ -347,8 +361,9 @@ static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
     c->request_timeout_ms = (uint32_t)nums[3].v;
     c->http.max_connections = (uint32_t)nums[4].v;
     if (c->heartbeat_ms >= c->election_timeout_ms) {
-        snprintf(o->err, sizeof(o->err), "--heartbeat-ms (%u) must be below "
-                                         "--election-timeout-ms (%u)",
+        snprintf(o->err, sizeof(o->err),
+                 "--heartbeat-ms (%u) must be below "
+                 "--election-timeout-ms (%u)",
                  c->heartbeat_ms, c->election_timeout_ms);
         return false;
     }
@@ -369,14 +384,18 @@ static bool build_config(struct server_opts *o, struct corral_node_config *c, in
     }
     if (!parse_addr(o->cluster_addr[0] ? o->cluster_addr : "127.0.0.1", DEFAULT_CLUSTER_PORT,
                     c->cluster_host, sizeof(c->cluster_host), &c->cluster_port)) {
-        snprintf(o->err, sizeof(o->err), "--cluster-addr: '%s' is not HOST:PORT with a numeric "
-                                         "address", o->cluster_addr);
+        snprintf(o->err, sizeof(o->err),
+                 "--cluster-addr: '%s' is not HOST:PORT with a numeric "
+                 "address",
+                 o->cluster_addr);
         return false;
     }
-    if (!parse_addr(o->http_addr[0] ? o->http_addr : "127.0.0.1", DEFAULT_HTTP_PORT,
-                    c->http_host, sizeof(c->http_host), &c->http_port)) {
-        snprintf(o->err, sizeof(o->err), "--http-addr: '%s' is not HOST:PORT with a numeric "
-                                         "address", o->http_addr);
+    if (!parse_addr(o->http_addr[0] ? o->http_addr : "127.0.0.1", DEFAULT_HTTP_PORT, c->http_host,
+                    sizeof(c->http_host), &c->http_port)) {
+        snprintf(o->err, sizeof(o->err),
+                 "--http-addr: '%s' is not HOST:PORT with a numeric "
+                 "address",
+                 o->http_addr);
         return false;
     }
     if (!parse_numbers(o, c) || !parse_peers(o, c) || !resolve_id(o, c, o->cluster_addr[0]))

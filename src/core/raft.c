@@ -622,10 +622,9 @@ bool corral_raft_has_ready(const struct corral_raft *r)
     if (r->ready_inflight)
         return false;
     return r->n_out > 0 || r->snap_pending || r->append_pending ||
-           r->log.stable < raft_log_last_index(&r->log) ||
-           r->hs_saved.term != r->term || r->hs_saved.vote != r->vote ||
-           r->hs_saved.commit != r->commit || r->applied < r->commit || r->n_reads_out > 0 ||
-           r->read_round_pending;
+           r->log.stable < raft_log_last_index(&r->log) || r->hs_saved.term != r->term ||
+           r->hs_saved.vote != r->vote || r->hs_saved.commit != r->commit ||
+           r->applied < r->commit || r->n_reads_out > 0 || r->read_round_pending;
 }
 
 static void ready_committed(struct corral_raft *r, struct corral_raft_ready *rd)

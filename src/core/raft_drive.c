@@ -41,8 +41,7 @@ static void send_msgs(struct corral_drive *d, bool early)
 static bool committed_already_durable(const struct corral_raft_ready *rd)
 {
     return !rd->has_snapshot && rd->n_committed > 0 &&
-           (rd->n_entries == 0 ||
-            rd->committed[rd->n_committed - 1].index < rd->entries[0].index);
+           (rd->n_entries == 0 || rd->committed[rd->n_committed - 1].index < rd->entries[0].index);
 }
 
 /* D5: one entry, through the store. */

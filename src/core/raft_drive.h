@@ -75,7 +75,8 @@ struct corral_drive_io {
     void (*send)(void *ud, const struct corral_raft_msg *m);
     /* Entry e was applied to the store; res is the store's result for a
      * NORMAL entry with a payload, NULL for no-op and conf entries. */
-    void (*applied)(void *ud, const struct corral_raft_entry *e, const struct corral_kv_result *res);
+    void (*applied)(void *ud, const struct corral_raft_entry *e,
+                    const struct corral_kv_result *res);
     /* A snapshot from the leader replaced the store (D4). May be NULL. */
     void (*restored)(void *ud, const struct corral_raft_snapshot_meta *meta);
     /* The batch is applied: rd->reads and the soft state are the host's. */

@@ -135,8 +135,8 @@ static struct corral_http_request *request_new(struct corral_http *h, struct MHD
         respond_error(req, 503, "busy", "too many open connections", true);
         return req;
     }
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL && strtoull(cl, NULL, 10) > h->limits.max_body_bytes) {
         req->too_large = true;
         respond_error(req, 413, "too_large", "request body over the limit", true);
@@ -181,9 +181,8 @@ static enum MHD_Result queue_response(struct corral_http_request *req)
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct corral_http *h = cls;
@@ -307,9 +306,9 @@ static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uin
         /* MHD zeroes a connection's memory pool for every request: 16 KiB
          * (headers, the read buffer) instead of the default 32 KiB halves
          * that cost, which was about 5% of a leader's CPU under load. */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, h, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
 }
 
 int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
@@ -325,8 +324,8 @@ int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
     h->ud = ud;
     h->mhd = start_mhd(h, host, port);
     if (h->mhd == NULL) {
-        snprintf(err, errlen, "cannot listen for HTTP on %s:%u (address in use or invalid)",
-                 host, port);
+        snprintf(err, errlen, "cannot listen for HTTP on %s:%u (address in use or invalid)", host,
+                 port);
         corral_free(h);
         return CORRAL_EIO;
     }

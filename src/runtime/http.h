@@ -24,9 +24,9 @@
 #include <uv.h>
 
 struct corral_http_limits {
-    size_t max_body_bytes;      /* default 256 KiB + 1 KiB */
-    uint32_t max_connections;   /* default 1024 */
-    uint32_t idle_timeout_s;    /* default 60 */
+    size_t max_body_bytes;    /* default 256 KiB + 1 KiB */
+    uint32_t max_connections; /* default 1024 */
+    uint32_t idle_timeout_s;  /* default 60 */
 };
 void corral_http_limits_default(struct corral_http_limits *l);
 

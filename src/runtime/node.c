@@ -410,15 +410,15 @@ uint32_t corral_node_peers(const struct corral_node *n, struct corral_node_peer_
                            uint32_t cap)
 {
     struct corral_transport_peer_stats st[CORRAL_RAFT_NODES_MAX];
-    uint32_t ns = n->transport ? corral_transport_stats(n->transport, st, CORRAL_RAFT_NODES_MAX)
-                               : 0;
+    uint32_t ns =
+        n->transport ? corral_transport_stats(n->transport, st, CORRAL_RAFT_NODES_MAX) : 0;
     uint32_t k = 0;
     for (uint32_t i = 0; i < n->n_peers && k < cap; i++) {
         const struct peer *p = &n->peers[i];
         if (p->id == n->cfg.id)
             continue;
-        out[k] = (struct corral_node_peer_info){.id = p->id, .cluster_addr = p->cluster_addr,
-                                                .http = p->http[0] ? p->http : NULL};
+        out[k] = (struct corral_node_peer_info){
+            .id = p->id, .cluster_addr = p->cluster_addr, .http = p->http[0] ? p->http : NULL};
         for (uint32_t j = 0; j < ns && j < CORRAL_RAFT_NODES_MAX; j++) {
             if (st[j].id == p->id) {
                 out[k].connected = st[j].connected;
@@ -557,10 +557,10 @@ static int start_core(struct corral_node *n, struct corral_storage_state *st)
     io.ud = n;
     /* Keep some entries behind a snapshot so a follower a little behind
      * catches up from the log rather than with a whole snapshot. */
-    struct corral_drive_config dc = {
-        .snapshot_every = n->cfg.snapshot_entries,
-        .snapshot_keep = n->cfg.snapshot_entries < SNAPSHOT_KEEP_MAX ? n->cfg.snapshot_entries
-                                                                     : SNAPSHOT_KEEP_MAX};
+    struct corral_drive_config dc = {.snapshot_every = n->cfg.snapshot_entries,
+                                     .snapshot_keep = n->cfg.snapshot_entries < SNAPSHOT_KEEP_MAX
+                                                          ? n->cfg.snapshot_entries
+                                                          : SNAPSHOT_KEEP_MAX};
     corral_drive_init(&n->drive, n->raft, n->kv, &io, &dc, st->snap.index);
     corral_pending_init(&n->pending);
     corral_log(CORRAL_LOG_INFO, "recovered term %" PRIu64 ", snapshot %" PRIu64 ", %u log entries",
@@ -588,8 +588,8 @@ static int start_network(struct corral_node *n)
         if (p->id != n->cfg.id)
             corral_transport_add_peer(n->transport, p->id, p->host, p->port);
     }
-    rv = corral_http_start(&n->loop, n->cfg.http_host, n->cfg.http_port, &n->cfg.http, on_http,
-                           n, &n->http, err, sizeof(err));
+    rv = corral_http_start(&n->loop, n->cfg.http_host, n->cfg.http_port, &n->cfg.http, on_http, n,
+                           &n->http, err, sizeof(err));
     if (rv != 0)
         corral_log(CORRAL_LOG_ERROR, "%s", err);
     return rv;
@@ -613,8 +613,7 @@ static void start_timers(struct corral_node *n)
 static void init_peers(struct corral_node *n)
 {
     format_addr(n->http_addr, sizeof(n->http_addr), n->cfg.http_host, n->cfg.http_port);
-    format_addr(n->cluster_addr, sizeof(n->cluster_addr), n->cfg.cluster_host,
-                n->cfg.cluster_port);
+    format_addr(n->cluster_addr, sizeof(n->cluster_addr), n->cfg.cluster_host, n->cfg.cluster_port);
     n->n_peers = n->cfg.n_peers;
     for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
         n->peers[i].id = n->cfg.peers[i].id;
@@ -624,8 +623,7 @@ static void init_peers(struct corral_node *n)
     if (n->n_peers == 0) { /* a cluster of one */
         n->n_peers = 1;
         n->peers[0].id = n->cfg.id;
-        snprintf(n->peers[0].cluster_addr, sizeof(n->peers[0].cluster_addr), "%s",
-                 n->cluster_addr);
+        snprintf(n->peers[0].cluster_addr, sizeof(n->peers[0].cluster_addr), "%s", n->cluster_addr);
     }
 }
 

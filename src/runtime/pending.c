@@ -220,9 +220,8 @@ void corral_pending_expire(struct corral_pending_table *t, uint64_t now_ms)
     expire_list(t, &t->reads_apply, now_ms);
 }
 
-void corral_pending_retry_reads(struct corral_pending_table *t, uint64_t now_ms,
-                                uint64_t every_ms, void (*ask)(void *ud, uint64_t read_id),
-                                void *ud)
+void corral_pending_retry_reads(struct corral_pending_table *t, uint64_t now_ms, uint64_t every_ms,
+                                void (*ask)(void *ud, uint64_t read_id), void *ud)
 {
     for (struct corral_pending *p = t->reads.head; p != NULL; p = p->next) {
         if (now_ms - p->sent_ms < every_ms)

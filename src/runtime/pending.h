@@ -75,9 +75,8 @@ void corral_pending_expire(struct corral_pending_table *t, uint64_t now_ms);
  * unanswered after every_ms are asked again through ask(ud, read_id),
  * with the same id (a late duplicate answer finds nothing and is
  * ignored). */
-void corral_pending_retry_reads(struct corral_pending_table *t, uint64_t now_ms,
-                                uint64_t every_ms, void (*ask)(void *ud, uint64_t read_id),
-                                void *ud);
+void corral_pending_retry_reads(struct corral_pending_table *t, uint64_t now_ms, uint64_t every_ms,
+                                void (*ask)(void *ud, uint64_t read_id), void *ud);
 
 /* P1-P3; O(n): for tests and debug builds. */
 bool corral_pending_check(const struct corral_pending_table *t);

@@ -182,8 +182,7 @@ static bool cache_grow(struct cache *c)
 
 /* Adds (lin, state) unless present. set_hash is the Zobrist hash of lin.
  * Returns 1 if added, 0 if already seen, -1 if out of memory. */
-static int cache_add(struct cache *c, const uint64_t *lin, uint64_t set_hash,
-                     uint64_t state)
+static int cache_add(struct cache *c, const uint64_t *lin, uint64_t set_hash, uint64_t state)
 {
     if (!cache_grow(c)) {
         return -1;
@@ -199,7 +198,7 @@ static int cache_add(struct cache *c, const uint64_t *lin, uint64_t set_hash,
             return 0;
         }
     }
-    c->entries[c->count] = (struct centry){ .hash = h, .state = state };
+    c->entries[c->count] = (struct centry){.hash = h, .state = state};
     memcpy(&c->bits[c->count * c->words], lin, bytes);
     c->slots[i] = (uint32_t)c->count + 1;
     c->count++;
@@ -228,16 +227,16 @@ static void build_list(struct keycheck *kc)
     for (uint32_t i = 0; i < (uint32_t)n; i++) {
         const struct lincheck_op *op = &kc->ops[kc->idx[i]];
         /* A pending return sorts last: the op may take effect at any time. */
-        kc->events[2 * i] = (struct event){ op->call_ms, i, false };
-        kc->events[2 * i + 1] = (struct event){ kc->ret_ms[i], i, true };
+        kc->events[2 * i] = (struct event){op->call_ms, i, false};
+        kc->events[2 * i + 1] = (struct event){kc->ret_ms[i], i, true};
     }
     qsort(kc->events, 2 * n, sizeof(kc->events[0]), event_cmp);
     struct node *nodes = kc->nodes;
-    nodes[0] = (struct node){ .prev = NULL, .next = n > 0 ? &nodes[1] : NULL };
+    nodes[0] = (struct node){.prev = NULL, .next = n > 0 ? &nodes[1] : NULL};
     for (size_t p = 1; p <= 2 * n; p++) {
-        nodes[p] = (struct node){ .prev = &nodes[p - 1],
-                                  .next = p < 2 * n ? &nodes[p + 1] : NULL,
-                                  .op = kc->events[p - 1].op };
+        nodes[p] = (struct node){.prev = &nodes[p - 1],
+                                 .next = p < 2 * n ? &nodes[p + 1] : NULL,
+                                 .op = kc->events[p - 1].op};
         if (kc->events[p - 1].is_return) {
             kc->ret_node[nodes[p].op] = (uint32_t)p;
         }
@@ -283,8 +282,8 @@ static void note_dead_end(struct keycheck *kc, size_t depth, uint32_t op, uint64
 
 /* Tries to linearize the op whose call node is entry next. Returns 1 if it
  * was (lin/state/hash updated, op lifted), 0 if not, -1 if out of memory. */
-static int try_linearize(struct keycheck *kc, struct node *entry, uint64_t *state,
-                         uint64_t *hash, size_t depth)
+static int try_linearize(struct keycheck *kc, struct node *entry, uint64_t *state, uint64_t *hash,
+                         size_t depth)
 {
     uint32_t op = entry->op;
     uint64_t next;
@@ -297,7 +296,7 @@ static int try_linearize(struct keycheck *kc, struct node *entry, uint64_t *stat
         kc->lin[op / 64] &= ~((uint64_t)1 << (op % 64));
         return added;
     }
-    kc->stack[depth] = (struct frame){ .call = entry, .state = *state };
+    kc->stack[depth] = (struct frame){.call = entry, .state = *state};
     *state = next;
     *hash ^= kc->zobrist[op];
     lift(entry);
@@ -368,18 +367,17 @@ static int describe_op(char *buf, size_t len, const struct lincheck_op *op)
     buf += off;
     switch (op->kind) {
     case LINCHECK_PUT:
-        return snprintf(buf, len, "PUT %" PRIu64 " [%" PRIu64 ", %s] ms", op->value,
-                        op->call_ms, ret);
+        return snprintf(buf, len, "PUT %" PRIu64 " [%" PRIu64 ", %s] ms", op->value, op->call_ms,
+                        ret);
     case LINCHECK_GET:
-        return snprintf(buf, len, "GET -> %" PRIu64 " [%" PRIu64 ", %s] ms", op->value,
-                        op->call_ms, ret);
+        return snprintf(buf, len, "GET -> %" PRIu64 " [%" PRIu64 ", %s] ms", op->value, op->call_ms,
+                        ret);
     case LINCHECK_DEL:
         return snprintf(buf, len, "DEL [%" PRIu64 ", %s] ms", op->call_ms, ret);
     default:
         return snprintf(buf, len, "CAS %" PRIu64 " -> %" PRIu64 " %s [%" PRIu64 ", %s] ms",
                         op->expect, op->value,
-                        is_pending(op) ? "(outcome unknown)"
-                                       : (op->cas_ok ? "ok" : "failed"),
+                        is_pending(op) ? "(outcome unknown)" : (op->cas_ok ? "ok" : "failed"),
                         op->call_ms, ret);
     }
 }
@@ -392,11 +390,11 @@ static void explain(const struct keycheck *kc, enum lincheck_result r, uint32_t 
     }
     if (r == LINCHECK_UNKNOWN) {
         if (kc->oom) {
-            snprintf(why, why_len, "key %" PRIu32 ": memo cache out of memory (%zu ops)",
-                     key, kc->n);
+            snprintf(why, why_len, "key %" PRIu32 ": memo cache out of memory (%zu ops)", key,
+                     kc->n);
         } else {
-            snprintf(why, why_len, "key %" PRIu32 ": step budget %" PRIu64
-                     " exhausted (%zu ops)", key, step_budget, kc->n);
+            snprintf(why, why_len, "key %" PRIu32 ": step budget %" PRIu64 " exhausted (%zu ops)",
+                     key, step_budget, kc->n);
         }
         return;
     }
@@ -453,8 +451,7 @@ static void drop_unobserved_pending(struct keycheck *kc)
         bool blind = is_pending(op) && op->kind != LINCHECK_GET;
         bool cas_after = any_failed_cas && failed_cas_return_ms >= op->call_ms;
         uint64_t v = op->kind == LINCHECK_DEL ? 0 : op->value;
-        if (!blind || cas_after ||
-            bsearch(&v, kc->observed, n_obs, sizeof(v), u64_cmp) != NULL) {
+        if (!blind || cas_after || bsearch(&v, kc->observed, n_obs, sizeof(v), u64_cmp) != NULL) {
             kc->idx[kept++] = kc->idx[i];
         }
     }
@@ -476,8 +473,8 @@ static void bound_observed_pending(struct keycheck *kc, uint32_t p)
     uint64_t bound_ms = LINCHECK_PENDING;
     for (size_t i = 0; i < kc->n; i++) {
         const struct lincheck_op *op = &kc->ops[kc->idx[i]];
-        bool writes_v = (op->kind == LINCHECK_PUT || op->kind == LINCHECK_CAS) &&
-                        op->value == w->value;
+        bool writes_v =
+            (op->kind == LINCHECK_PUT || op->kind == LINCHECK_CAS) && op->value == w->value;
         if (writes_v && i != p) {
             return; /* another writer could explain the observation */
         }
@@ -532,8 +529,7 @@ static bool keycheck_init(struct keycheck *kc, const struct lincheck_op *ops, si
     kc->ret_ms = malloc(m * sizeof(*kc->ret_ms));
     kc->zobrist = zobrist;
     if (zobrist == NULL || kc->events == NULL || kc->nodes == NULL || kc->stack == NULL ||
-        kc->lin == NULL || kc->ret_node == NULL || kc->observed == NULL ||
-        kc->ret_ms == NULL) {
+        kc->lin == NULL || kc->ret_node == NULL || kc->observed == NULL || kc->ret_ms == NULL) {
         return false;
     }
     for (size_t i = 0; i < m; i++) {
@@ -590,7 +586,7 @@ static size_t group_by_key(const struct lincheck_op *ops, size_t n, struct keyed
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (!(ops[i].kind == LINCHECK_GET && is_pending(&ops[i]))) {
-            out[m++] = (struct keyed){ ops[i].key, (uint32_t)i };
+            out[m++] = (struct keyed){ops[i].key, (uint32_t)i};
         }
     }
     qsort(out, m, sizeof(out[0]), keyed_cmp);
@@ -604,9 +600,9 @@ static size_t group_by_key(const struct lincheck_op *ops, size_t n, struct keyed
 }
 
 /* Runs check_key on each key's run of `keyed`, violations first. */
-static enum lincheck_result check_groups(struct keycheck *kc, const struct keyed *keyed,
-                                         size_t m, uint32_t *idx, uint64_t step_budget,
-                                         char *why, size_t why_len)
+static enum lincheck_result check_groups(struct keycheck *kc, const struct keyed *keyed, size_t m,
+                                         uint32_t *idx, uint64_t step_budget, char *why,
+                                         size_t why_len)
 {
     enum lincheck_result result = LINCHECK_OK;
     for (size_t a = 0, b = 0; a < m; a = b) {
@@ -627,8 +623,8 @@ static enum lincheck_result check_groups(struct keycheck *kc, const struct keyed
     return result;
 }
 
-enum lincheck_result lincheck_check(const struct lincheck_op *ops, size_t n,
-                                    uint64_t step_budget, char *why, size_t why_len)
+enum lincheck_result lincheck_check(const struct lincheck_op *ops, size_t n, uint64_t step_budget,
+                                    char *why, size_t why_len)
 {
     if (why != NULL && why_len > 0) {
         why[0] = '\0';

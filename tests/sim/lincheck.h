@@ -23,12 +23,12 @@ enum lincheck_kind {
  * A.return_ms < B.call_ms. A simulator with coarse clocks therefore never
  * gets a false violation from a tie. */
 struct lincheck_op {
-    uint32_t client;    /* only used in explanations */
-    uint8_t kind;       /* enum lincheck_kind */
+    uint32_t client; /* only used in explanations */
+    uint8_t kind;    /* enum lincheck_kind */
     uint32_t key;
-    uint64_t value;     /* PUT/CAS: value written; GET: value read (0 = absent) */
-    uint64_t expect;    /* CAS: expected current value (0 = absent) */
-    bool cas_ok;        /* CAS: the outcome the client observed (ignored if pending) */
+    uint64_t value;  /* PUT/CAS: value written; GET: value read (0 = absent) */
+    uint64_t expect; /* CAS: expected current value (0 = absent) */
+    bool cas_ok;     /* CAS: the outcome the client observed (ignored if pending) */
     uint64_t call_ms;
     uint64_t return_ms; /* LINCHECK_PENDING when the outcome is unknown (timeout,
                            crash): the op may or may not have taken effect, at
@@ -72,8 +72,8 @@ enum lincheck_result {
  * exponential in the pending ops the checker cannot prune (see
  * drop_unobserved_pending and bound_observed_pending in lincheck.c), so a hot
  * key with dozens of unobserved pending writes plus failed CASes can end
- * UNKNOWN rather than VIOLATION. Callers should treat UNKNOWN as a failure. A violation on any key wins over UNKNOWN on
- * another; keys are checked in ascending order and the first violating key is
+ * UNKNOWN rather than VIOLATION. Callers should treat UNKNOWN as a failure. A violation on any key
+ * wins over UNKNOWN on another; keys are checked in ascending order and the first violating key is
  * reported.
  *
  * why (may be NULL) receives a one-line explanation, truncated to why_len:
@@ -83,7 +83,7 @@ enum lincheck_result {
  * UNKNOWN or INVALID the reason; on OK an empty string.
  *
  * The checker allocates and frees its own memory; ops is only read. */
-enum lincheck_result lincheck_check(const struct lincheck_op *ops, size_t n,
-                                    uint64_t step_budget, char *why, size_t why_len);
+enum lincheck_result lincheck_check(const struct lincheck_op *ops, size_t n, uint64_t step_budget,
+                                    char *why, size_t why_len);
 
 #endif

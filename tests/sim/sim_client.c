@@ -307,8 +307,8 @@ static void record_write(struct sim *s, struct sim_node *n, const struct corral_
         return;
     }
     struct sim_op *op = &s->ops[id];
-    bool ok = res->status == CORRAL_KV_OK || (op->kind == LINCHECK_DEL &&
-                                              res->status == CORRAL_KV_NOT_FOUND);
+    bool ok = res->status == CORRAL_KV_OK ||
+              (op->kind == LINCHECK_DEL && res->status == CORRAL_KV_NOT_FOUND);
     if (!ok && !(op->kind == LINCHECK_CAS && res->status == CORRAL_KV_CAS_FAILED)) {
         sim_fail(s, "node %u: the store refused op %llu at %llu: status %u", n->id,
                  (unsigned long long)id, (unsigned long long)e->index, res->status);

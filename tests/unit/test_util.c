@@ -75,8 +75,16 @@ static void test_parse_u64(void **state)
     assert_true(corral_parse_u64("000123", &v));
     assert_int_equal(v, 123);
     v = 7;
-    static const char *const bad[] = {"", "-1", "+1", " 1", "1 ", "0x10", "1e3", "12a",
-                                      "18446744073709551616", "99999999999999999999"};
+    static const char *const bad[] = {"",
+                                      "-1",
+                                      "+1",
+                                      " 1",
+                                      "1 ",
+                                      "0x10",
+                                      "1e3",
+                                      "12a",
+                                      "18446744073709551616",
+                                      "99999999999999999999"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_false(corral_parse_u64(bad[i], &v));
     assert_false(corral_parse_u64(NULL, &v));
