@@ -143,15 +143,19 @@ void sim_net_send(struct sim *s, const struct corral_raft_msg *m)
             b = malloc(len);
             memcpy(b, buf, len);
         }
-        struct sim_event ev = {.type = EV_DELIVER, .node = to, .ptr = b, .len = len};
+        struct sim_event ev = {.type = EV_DELIVER, .node = to, .a = from, .ptr = b, .len = len};
         sim_at(s, s->now_us + sim_between(s, s->p.delay_min_us, s->p.delay_max_us), ev);
     }
 }
 
+/* A link cut while a message is in flight loses it: a partition acts at
+ * delivery as well as at sending. (Leaders send appends before their
+ * fsync, D1, so a nemesis that isolates a leader right after a step
+ * would otherwise always be too late for that step's appends.) */
 static void deliver(struct sim *s, const struct sim_event *ev)
 {
     struct sim_node *n = &s->nodes[ev->node];
-    if (n->up) {
+    if (n->up && !s->blocked[ev->a][ev->node]) {
         struct corral_raft_msg m;
         int rv = corral_codec_msg_decode(ev->ptr, ev->len, &m);
         if (rv != 0) {
