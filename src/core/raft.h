@@ -7,21 +7,43 @@
  * The shape follows etcd/raft; the rules follow the Raft paper (Ongaro and
  * Ousterhout 2014) and Ongaro's thesis, cited by section where applied.
  *
- * Driving it (the runtime and the simulator both do exactly this):
+ * Driving it: the node and the simulator do not call _ready/_advance
+ * themselves; both run the one driver in core/raft_drive.h, which owns the
+ * order (early sends, persistence, applying, advancing; its invariants are
+ * D1-D7). In outline:
  *
  *     corral_raft_tick / _step / _propose / ...      any number of times
  *     if (corral_raft_has_ready(r)) {
  *         corral_raft_ready(r, &rd);
- *         persist rd.snapshot, then rd.entries, then rd.hard_state (fsync);
- *         send rd.msgs;                       (only after the fsync)
+ *         send rd's AppendEntries/InstallSnapshot  (may precede the fsync)
+ *         persist rd.snapshot, rd.entries, rd.hard_state; fsync if rd.must_sync
+ *         send the other messages               (only after the fsync)
  *         apply rd.committed, serve rd.reads once applied;
- *         corral_raft_advance(r, &rd);        (the persistence completion)
+ *         corral_raft_advance(r, &rd);          (the persistence completion)
  *         corral_raft_ready_free(&rd);
  *     }
  *
- * Events may keep arriving between _ready and _advance (the fsync may take
- * a while); _ready is not called again until _advance. A crash before
- * _advance loses that batch, which is safe: nothing in it was sent.
+ * The core's side of the contract (tests, the driver and assertions cite
+ * these numbers):
+ *
+ * R1  A leader counts its own copy of an entry toward a commit only once
+ *     the batch that held it was advanced (persisted); a follower's
+ *     acknowledgement of entries travels in the batch that holds them, so
+ *     it leaves only once they are durable (D1). Together: committed means
+ *     on a majority's disks (DESIGN I2). This is what lets the leader send
+ *     its appends before its own fsync (thesis section 10.2.1).
+ * R2  The term and the commit index never decrease; applied <= commit.
+ * R3  rd.must_sync is set when the batch holds entries, a snapshot, or a
+ *     term or vote different from the last batch's. Term and vote must be
+ *     durable before any message of the batch that depends on them leaves;
+ *     the commit index is a hint, safe to lose (a restarted node learns it
+ *     again), so a batch that moves only it needs no fsync of its own.
+ * R4  One batch at a time: _ready is not called again before _advance;
+ *     events may keep arriving in between (the fsync may take a while). A
+ *     crash before _advance loses the batch, which is safe by R1: only
+ *     leader data left early, and the core never counted it.
+ * R5  An entry commits by counting replicas only if it is of the current
+ *     term (section 5.4.2, Figure 8); earlier entries commit with it.
  *
  * Ownership: every pointer in a ready batch is owned by the batch (entry
  * payloads are reference-counted and shared, never mutated) and stays valid

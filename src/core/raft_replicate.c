@@ -140,17 +140,21 @@ void raft_commit_to(struct corral_raft *r, uint64_t index)
         r->commit = index;
 }
 
-/* The commit rule (section 5.4.2, Figure 8): the highest index on a
- * majority of voters commits only if its entry is of the current term;
- * earlier entries then commit with it. The broken variant, built only for
+/* The commit rule (section 5.4.2, Figure 8; raft.h R5): the highest index
+ * on a majority of voters commits only if its entry is of the current
+ * term; earlier entries then commit with it. The leader's own match is
+ * its stable index (R1). The broken variant, built only for
  * the simulator's self-test, counts replicas of old-term entries too. */
 bool raft_maybe_commit(struct corral_raft *r)
 {
     uint64_t m[CORRAL_RAFT_NODES_MAX];
     uint32_t n = 0;
-    for (uint32_t i = 0; i < r->n_progress; i++)
+    for (uint32_t i = 0; i < r->n_progress; i++) {
+        /* R1: the leader's own match is never past what it persisted. */
+        assert(r->progress[i].id != r->id || r->progress[i].match <= r->log.stable);
         if (!r->progress[i].learner)
             m[n++] = r->progress[i].match;
+    }
     if (n == 0)
         return false;
     for (uint32_t i = 1; i < n; i++) /* insertion sort, descending */
@@ -167,7 +171,7 @@ bool raft_maybe_commit(struct corral_raft *r)
     if (term != r->term)
         return false;
 #endif
-    r->commit = index;
+    r->commit = index; /* R2: only grows (index > commit above) */
     raft_leader_committed(r);
     return true;
 }
