@@ -134,7 +134,14 @@ int corral_kv_cmd_decode(const struct corral_rbuf *buf, struct corral_kv_cmd *ou
 {
     if (buf == NULL)
         return CORRAL_EINVAL;
-    struct reader r = {buf->data, buf->len};
+    return corral_kv_cmd_decode_bytes(buf->data, buf->len, out);
+}
+
+int corral_kv_cmd_decode_bytes(const uint8_t *data, size_t len, struct corral_kv_cmd *out)
+{
+    if (data == NULL && len > 0)
+        return CORRAL_EINVAL;
+    struct reader r = {data, len};
     uint64_t version, op, flags, cas;
     struct corral_kv_cmd c = {0};
     if (!get_le(&r, 1, &version) || version != CMD_VERSION)

@@ -67,6 +67,9 @@ struct corral_rbuf *corral_kv_cmd_encode(const struct corral_kv_cmd *c);
 /* Decodes a payload; the key and value point into buf. CORRAL_EINVAL on
  * anything malformed. */
 int corral_kv_cmd_decode(const struct corral_rbuf *buf, struct corral_kv_cmd *out);
+/* The same over len bytes at data, for a command framed inside another
+ * payload (core/state.h); the key and value point into data. */
+int corral_kv_cmd_decode_bytes(const uint8_t *data, size_t len, struct corral_kv_cmd *out);
 
 enum corral_kv_status {
     CORRAL_KV_OK = 0,

@@ -14,14 +14,21 @@
  * Invariants (corral_state_check verifies them; tests cite them):
  * S1  Member names and resource names are unique; ids are unique and below
  *     their next_*_id counters.
- * S2  Per partition: at most `replicas` replicas, on distinct members that
+ * S2  Per partition: at most CORRAL_STATE_REPLICAS_MAX replicas (adds stop
+ *     at the resource's R, but R may be lowered below a partition's count:
+ *     the controller then drops the surplus), on distinct members that
  *     exist and are not `left`; the primary, when set, is one of them and
- *     in sync.
+ *     in sync. A member's replica count is the number of partitions it
+ *     holds a replica of.
  * S3  A partition's epoch is the epoch of its last grant (0: never
  *     granted); it never decreases; a new grant takes last_epoch + 1, and
- *     last_epoch >= every partition's epoch.
+ *     last_epoch >= every partition's epoch. So no two partitions hold the
+ *     same nonzero epoch, and a partition with a primary has epoch >= 1.
  * S4  releasing is set only while a primary is set.
  * S5  total partitions over all resources <= CORRAL_STATE_PARTITIONS_MAX.
+ * Besides: 1 <= joined_index <= changed_index <= assign_index <= applied
+ * for members (created_index for resources), and the store's applied
+ * index is the state's (non-KV commands and skips mark it applied too).
  *
  * Commands (corral_state_cmd_encode / _decode). Every command is checked
  * against the state first and either applied whole or rejected with a
@@ -34,8 +41,16 @@
  *
  * A payload whose first byte is 1 is a config store command in the
  * layout of core/kv.h (what the WAL held before this state machine
- * existed): it is applied to the store unchanged. Bodies per type are
- * described at enum corral_state_cmd_type; strings are u16 len + bytes.
+ * existed): it is applied to the store unchanged (one that does not
+ * decode reports KV_DONE with kv.status CORRAL_KV_BAD_COMMAND, as the
+ * store alone did). Bodies per type are described at enum
+ * corral_state_cmd_type; strings are u16 len + bytes. The decoder checks
+ * every length against its limit and the buffer, every field against its
+ * rule (names [a-z0-9._-]{1,64}; addr 1..260 bytes of printable ASCII
+ * without the space; zone 0..64 chars of the name alphabet; role, status,
+ * op codes known; weight 1..1000; P 1..65,536; R 1..7), wants the input
+ * consumed exactly, and is canonical: whatever decodes re-encodes to the
+ * same bytes. A command that does not decode is applied as BAD_COMMAND.
  *
  * Ownership: the state owns everything it holds; pointers returned by the
  * accessors are borrowed and valid until the next apply or restore. */
@@ -68,7 +83,7 @@
  * - META_BYTES_MAX: a small JSON object (version, host); the API checks it
  *   is JSON, the state only bounds it.
  * - OPS_MAX: partition operations in one command, so one Raft entry stays
- *   far below CORRAL_RAFT_ENTRY_BYTES_MAX (a 21-byte op: 4096 ops < 90 KiB). */
+ *   far below CORRAL_RAFT_ENTRY_BYTES_MAX (a 17-byte op: 4096 ops < 70 KiB). */
 #define CORRAL_STATE_MEMBERS_MAX 4096u
 #define CORRAL_STATE_RESOURCES_MAX 1024u
 #define CORRAL_STATE_PARTITIONS_PER_RESOURCE_MAX 65536u
@@ -142,50 +157,78 @@ struct corral_state_resource {
 enum corral_state_cmd_type {
     /* body: str name, u8 role, str addr, str zone, u16 weight, u16 meta_len,
      * meta. A new name creates a member (id = next_member_id, status
-     * active); a known name updates role, addr, zone, weight and meta and
-     * sets a dead or left member active again (a rejoin: same id). */
+     * active, joined_index = index); refused FULL at MEMBERS_MAX members
+     * or when the ids run out. A known name updates role, addr, zone,
+     * weight and meta and sets a dead or left member active again (a
+     * rejoin: same id; a draining one stays draining). A put that changes
+     * nothing is OK and moves no index. result.id: the member's id. */
     CORRAL_STATE_MEMBER_PUT = 1,
-    /* body: u32 member, u8 status. Any status change but to LEFT, which is
-     * refused while the member holds a replica. */
+    /* body: u32 member, u8 status. NOT_FOUND for an unknown member. Any
+     * change is allowed but to LEFT while the member holds a replica
+     * (CONFLICT: drop them first). Its own status again: OK, no change.
+     * DEAD does not take its primaries away: the controller CLEARs them. */
     CORRAL_STATE_MEMBER_STATUS = 2,
-    /* body: u32 member. Refused while it holds a replica. */
+    /* body: u32 member. NOT_FOUND, or CONFLICT while it holds a replica (in
+     * any status). Its id is never given out again; its name is free. */
     CORRAL_STATE_MEMBER_DELETE = 3,
-    /* body: str name, u32 partitions, u8 replicas. Creates the resource
-     * (every partition empty); for a known name only the replica count may
-     * change (partitions must equal the existing P). */
+    /* body: str name, u32 partitions, u8 replicas. A new name creates the
+     * resource (id = next_resource_id, every partition empty, epoch 0);
+     * refused FULL at RESOURCES_MAX, when the total would pass
+     * PARTITIONS_MAX, or when the ids run out. For a known name only R may
+     * change: a different P is CONFLICT; the same R is OK, no change; a
+     * lower R than some partition's replica count is allowed (see S2).
+     * result.id: the resource's id. */
     CORRAL_STATE_RESOURCE_PUT = 4,
-    /* body: u32 resource. Deletes it and its whole map. */
+    /* body: u32 resource. NOT_FOUND, or deletes it and its whole map (even
+     * with primaries set: their holders learn it from the watch), and its
+     * P leaves the total. last_epoch stays, so a resource created again
+     * under the name gets a new id and only ever newer epochs. */
     CORRAL_STATE_RESOURCE_DELETE = 5,
-    /* body: u32 resource, u32 n_ops, n_ops x { u32 partition, u8 op, u32
-     * member, u64 epoch }, partitions in non-decreasing order. Applied in
-     * order; the command is refused whole if any op is invalid at its turn. */
+    /* body: u32 resource, u32 n_ops (1..OPS_MAX), n_ops x { u32 partition,
+     * u8 op, u32 member, u64 epoch }, partitions in non-decreasing order
+     * (so each partition's ops are contiguous; the decoder refuses
+     * otherwise). NOT_FOUND for an unknown resource. Applied in order, all
+     * or nothing: every op is validated at its turn against a scratch copy
+     * of its partition as the ops before it left it, and the epoch counter
+     * likewise; the first invalid op refuses the whole command (result.op:
+     * its index). The rules per op are at enum corral_partition_op. */
     CORRAL_STATE_PARTITION_OPS = 6,
-    /* body: the config store command (core/kv.h layout). */
+    /* body: the config store command (core/kv.h layout), which must decode.
+     * Applied by corral_kv_apply: status KV_DONE, result.kv. */
     CORRAL_STATE_KV = 7,
 };
 #define CORRAL_STATE_CMD_TYPE_MAX 7
 
-/* Partition operations, the safe steps of docs/partitions.md. `epoch` is
- * the partition's current epoch as the proposer saw it (a compare-and-set:
- * a stale controller's op is refused), except where noted. */
+/* Partition operations, the safe steps of docs/partitions.md. For every
+ * op, in this order: partition < P (else NOT_FOUND), member exists (else
+ * NOT_FOUND), and `epoch` equals the partition's current epoch as the
+ * proposer saw it (a compare-and-set: a stale controller's op is refused,
+ * CONFLICT). Then the op's own rules below, each a CONFLICT when broken. */
 enum corral_partition_op {
-    /* A new replica on member (not already a replica, not dead or left,
-     * room below R), appended as copying. */
+    /* A new replica on member, appended as copying: member not already a
+     * replica, member ACTIVE (a draining, dead or left member gets no new
+     * replicas), fewer than R replicas. Any role. */
     CORRAL_OP_ADD_COPYING = 1,
     /* The same, appended in sync: only for a partition never granted
      * (epoch 0), which has no data to copy. */
     CORRAL_OP_ADD_IN_SYNC = 2,
-    /* member's copying replica reports in sync. */
+    /* member's copying replica reports in sync: member has a replica, it is
+     * copying, and member is not DEAD (its claim is not trusted until it
+     * is active again). */
     CORRAL_OP_MARK_IN_SYNC = 3,
-    /* member's replica goes; never the primary. */
+    /* member's replica goes (in any status: the way off a dead member);
+     * never the primary's (CLEAR first). Later replicas keep their order. */
     CORRAL_OP_DROP = 4,
-    /* No primary set: member, an in-sync replica, becomes primary with
-     * epoch last_epoch + 1 (remove before assign). */
+    /* No primary set: member, an in-sync replica and ACTIVE (a draining
+     * member gets no new primaries), becomes primary with epoch
+     * last_epoch + 1 (remove before assign). FULL if last_epoch is
+     * UINT64_MAX. */
     CORRAL_OP_GRANT = 5,
-    /* The primary (== member) is asked to release: releasing = true. */
+    /* The primary (== member) is asked to release: releasing = true.
+     * Refused when it is already releasing. */
     CORRAL_OP_RELEASE = 6,
     /* The primary (== member) released, or its lease certainly expired, or
-     * it was declared dead: no primary; the epoch stays. */
+     * it was declared dead: no primary, releasing cleared; the epoch stays. */
     CORRAL_OP_CLEAR = 7,
 };
 #define CORRAL_PARTITION_OP_MAX 7
@@ -217,7 +260,7 @@ struct corral_state_cmd {
     uint32_t partitions;                    /* RESOURCE_PUT */
     uint8_t replicas;                       /* RESOURCE_PUT */
     uint32_t n_ops;                         /* PARTITION_OPS */
-    const struct corral_partition_opv *ops; /* encode: the caller's array */
+    const struct corral_partition_opv *ops; /* encode: the caller's array (or NULL: ops_bytes) */
     const uint8_t *ops_bytes;               /* decode: the raw ops, read with _op_at */
     struct corral_kv_cmd kv;                /* KV */
 };
@@ -229,7 +272,8 @@ struct corral_rbuf *corral_state_cmd_encode(const struct corral_state_cmd *c);
 /* CORRAL_EINVAL/CORRAL_ECORRUPT/CORRAL_EVERSION on anything malformed. A
  * version-1 payload decodes as type KV. */
 int corral_state_cmd_decode(const struct corral_rbuf *buf, struct corral_state_cmd *out);
-/* The i-th op of a decoded PARTITION_OPS command. */
+/* The i-th op (i < n_ops) of a PARTITION_OPS command: from ops when set,
+ * else from the decoded ops_bytes. */
 void corral_state_cmd_op_at(const struct corral_state_cmd *c, uint32_t i,
                             struct corral_partition_opv *op);
 
@@ -245,7 +289,7 @@ enum corral_state_status {
 struct corral_state_result {
     uint8_t status;     /* enum corral_state_status */
     uint32_t id;        /* MEMBER_PUT, RESOURCE_PUT: the id */
-    uint32_t op;        /* CONFLICT in PARTITION_OPS: the index of the refused op */
+    uint32_t op;        /* PARTITION_OPS refused at an op: that op's index */
     const char *detail; /* static text saying what was refused, "" when OK */
     struct corral_kv_result kv;
 };
@@ -291,17 +335,30 @@ uint64_t corral_state_partitions_total(const struct corral_state *st);
 /* True when name is 1..64 chars of [a-z0-9._-] (members, resources). */
 bool corral_state_name_valid(const char *name, uint32_t len);
 
-/* S1-S5 and the store's own check; O(size): tests and the simulator. */
+/* S1-S5, the rest listed with them, and the store's own check; O(size
+ * log size), and it allocates (false when out of memory): tests and the
+ * simulator. */
 bool corral_state_check(const struct corral_state *st);
 
-/* Snapshot: u8 version (1), u64 applied, u64 assign_index, u64 last_epoch,
- * u32 next_member_id, u32 next_resource_id, the members, the resources
- * with their maps, the config store's snapshot bytes, u32 CRC32C. Equal
- * states give equal bytes; restore validates everything (S1-S5, limits,
- * lengths, CRC) before replacing the state (unchanged on error:
- * CORRAL_ECORRUPT, CORRAL_EVERSION, CORRAL_ENOMEM). A version-1 config
- * store snapshot (core/kv.h) restores as a state with no members or
- * resources, so data dirs from before this state machine still load. */
+/* Snapshot: u8 version (2), u64 applied, u64 assign_index, u64 last_epoch,
+ * u32 next_member_id, u32 next_resource_id,
+ *     u32 n_members, n_members x { u32 id, u8 role, u8 status, u16 weight,
+ *         u64 joined_index, u64 changed_index, str name, str addr,
+ *         str zone, str meta } in increasing id order,
+ *     u32 n_resources, n_resources x { u32 id, u32 partitions, u8
+ *         replicas, u64 created_index, u64 changed_index, str name,
+ *         partitions x { u64 epoch, u32 primary, u8 releasing (0/1), u8
+ *         n_replicas, n_replicas x { u32 member, u8 state } } } in
+ *         increasing id order,
+ *     u32 kv_len, the config store's snapshot (kv_len bytes),
+ * u32 CRC32C of every byte before it. Equal states give equal bytes;
+ * restore validates everything (CRC, limits, lengths, exact length, the
+ * order of ids, every invariant above, the store's own snapshot) before
+ * replacing the state (unchanged on error: CORRAL_ECORRUPT,
+ * CORRAL_EVERSION, CORRAL_ENOMEM). A version-1 config store snapshot
+ * (core/kv.h) restores as a state with no members or resources, so data
+ * dirs from before this state machine still load. The store's bytes are
+ * copied once each way (at most CORRAL_KV_SNAPSHOT_BYTES_MAX). */
 struct corral_rbuf *corral_state_snapshot(const struct corral_state *st);
 int corral_state_restore(struct corral_state *st, const struct corral_rbuf *snap);
 
