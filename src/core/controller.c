@@ -47,14 +47,16 @@ int corral_controller_new(const struct corral_controller_config *cfg,
     c->hash = corral_calloc(CTL_HASH_SIZE, sizeof(*c->hash));
     c->hosts = corral_calloc(CORRAL_STATE_MEMBERS_MAX, sizeof(*c->hosts));
     c->zones = corral_calloc(CORRAL_STATE_MEMBERS_MAX, sizeof(*c->zones));
+    c->zone_hash = corral_calloc(CTL_HASH_SIZE, sizeof(*c->zone_hash));
+    c->zone_rank = corral_calloc(CORRAL_STATE_MEMBERS_MAX, sizeof(*c->zone_rank));
     c->res = corral_calloc(CORRAL_STATE_RESOURCES_MAX, sizeof(*c->res));
     c->res_next = corral_calloc(CORRAL_STATE_RESOURCES_MAX, sizeof(*c->res_next));
     c->deaths = corral_calloc(CORRAL_STATE_MEMBERS_MAX, sizeof(*c->deaths));
     c->cmds = corral_calloc(cfg->commands_max, sizeof(*c->cmds));
     c->ops = corral_calloc((size_t)cfg->commands_max * cfg->ops_per_command_max, sizeof(*c->ops));
     if (c->members == NULL || c->hash == NULL || c->hosts == NULL || c->zones == NULL ||
-        c->res == NULL || c->res_next == NULL || c->deaths == NULL || c->cmds == NULL ||
-        c->ops == NULL) {
+        c->zone_hash == NULL || c->zone_rank == NULL || c->res == NULL || c->res_next == NULL ||
+        c->deaths == NULL || c->cmds == NULL || c->ops == NULL) {
         corral_controller_free(c);
         return CORRAL_ENOMEM;
     }
@@ -72,6 +74,8 @@ void corral_controller_free(struct corral_controller *c)
     corral_free(c->hash);
     corral_free(c->hosts);
     corral_free(c->zones);
+    corral_free(c->zone_hash);
+    corral_free(c->zone_rank);
     corral_free(c->res);
     corral_free(c->res_next);
     corral_free(c->deaths);
@@ -146,20 +150,22 @@ int corral_controller_evaluate(struct corral_controller *c, const struct corral_
     uint32_t n = c->n_res;
     for (uint32_t i = 0; i < n && rv == 0; i++)
         rv = ctl_target_update(c, c->res[i], corral_state_resource_at(st, i), false);
-    for (uint32_t i = 0; i < n && rv == 0; i++) {
-        struct ctl_resource *r = c->res[i];
-        ctl_prescan(c, r, corral_state_resource_at(st, i));
-        /* At a target the engine has not confirmed: ask it again now. */
-        if (r->quiet && !r->fixed)
-            rv = ctl_target_update(c, r, corral_state_resource_at(st, i), true);
-    }
     if (rv != 0)
         return rv;
-    for (uint32_t i = 0; i < n; i++)
-        ctl_pass_failover(c, c->res[i], corral_state_resource_at(st, i));
+    /* From here on nothing fails: what is proposed is marked in flight. */
+    bool refined[CORRAL_STATE_RESOURCES_MAX];
+    for (uint32_t i = 0; i < n; i++) {
+        struct ctl_resource *r = c->res[i];
+        const struct corral_state_resource *sr = corral_state_resource_at(st, i);
+        ctl_scan(c, r, sr);
+        /* At a target the engine has not confirmed: ask it again now (on
+         * ENOMEM, next time: the old target stands). */
+        refined[i] = r->quiet && !r->fixed && ctl_target_update(c, r, sr, true) == 0;
+    }
     deaths_propose(c, lv);
     for (uint32_t i = 0; i < n; i++)
-        ctl_pass_moves(c, c->res[i], corral_state_resource_at(st, i));
+        if (c->res[i]->target != NULL) /* NULL: a refinement ran out of memory */
+            ctl_pass_moves(c, c->res[i], corral_state_resource_at(st, i), refined[i]);
     for (uint32_t i = 0; i < n; i++)
         c->stats.in_flight += c->res[i]->n_pending;
     out->n_cmds = c->n_cmds;

@@ -20,6 +20,12 @@ _Static_assert(CORRAL_STATE_WEIGHT_MAX <= CORRAL_PLACEMENT_WEIGHT_MAX, "weight a
 _Static_assert(CORRAL_CONTROLLER_GROUP_OPS_MAX >= 2u * CORRAL_STATE_REPLICAS_MAX + 2u,
                "a partition's group does not fit");
 
+/* A distinct zone string of the hosts, in order of first appearance. */
+struct zone_rank {
+    const char *name;
+    uint32_t first;
+};
+
 /* One member as this evaluation sees it. */
 struct ctl_member {
     uint32_t id;
@@ -31,7 +37,7 @@ struct ctl_member {
     bool out;           /* settled and lease over: its primaryship may be cleared (C3) */
     bool death_pending; /* a MEMBER_STATUS dead for it is in flight */
     uint32_t copies;    /* copying replicas on it, applied or in flight (C5) */
-    uint32_t replicas;  /* replicas it holds */
+    uint32_t replicas;  /* replicas it holds, counted only when count_replicas */
 };
 
 /* The last proposal for a partition not yet seen applied (C6): its last
@@ -56,6 +62,8 @@ struct ctl_resource {
     struct corral_placement_map input; /* the current map handed to the engine */
     struct ctl_pending *pending;       /* partitions of them */
     uint32_t n_pending;
+    uint32_t *todo; /* what the moves pass looks at (ctl_scan): room for partitions */
+    uint32_t n_todo;
 };
 
 /* A MEMBER_STATUS dead in flight. */
@@ -73,9 +81,12 @@ struct corral_controller {
     uint32_t *hash; /* CTL_HASH_SIZE slots: member index + 1, 0 empty */
     struct corral_placement_member *hosts;
     uint32_t n_hosts;
-    const char **zones; /* distinct zone strings of the hosts, sorted */
-    uint64_t hosts_key; /* hash of the hosts (id, zone, weight) */
+    struct zone_rank *zones; /* distinct zone strings of the hosts */
+    uint16_t *zone_hash;     /* CTL_HASH_SIZE slots: zone index + 1, 0 empty */
+    uint32_t *zone_rank;     /* zone index (first appearance) -> number */
+    uint64_t hosts_key;      /* hash of the hosts (id, zone, weight) */
     bool settled;
+    bool count_replicas; /* a never-heard member may be declared dead: count replicas */
     uint64_t now_ms;
     uint32_t copies_total; /* copying replicas in the cluster, applied or in flight */
 
@@ -121,12 +132,12 @@ void ctl_resources_free(struct corral_controller *c);
 /* controller_step.c: what one partition needs next. */
 int ctl_row_find(const struct corral_state_partition *ps, uint32_t member);
 bool ctl_pending_done(const struct ctl_pending *rec, const struct corral_state_partition *ps);
-void ctl_prescan(struct corral_controller *c, struct ctl_resource *r,
-                 const struct corral_state_resource *sr);
-void ctl_pass_failover(struct corral_controller *c, struct ctl_resource *r,
-                       const struct corral_state_resource *sr);
+void ctl_scan(struct corral_controller *c, struct ctl_resource *r,
+              const struct corral_state_resource *sr);
+/* all: every partition (the target changed after the scan), else the
+ * scan's list. */
 void ctl_pass_moves(struct corral_controller *c, struct ctl_resource *r,
-                    const struct corral_state_resource *sr);
+                    const struct corral_state_resource *sr, bool all);
 void ctl_pending_set(struct ctl_pending *rec, uint64_t epoch, const struct ctl_group *g,
                      uint64_t deadline_ms);
 uint32_t ctl_grant_choose(const struct corral_state_partition *ps, const uint32_t *t, uint32_t tn,

@@ -202,38 +202,26 @@ static bool at_target(const struct corral_state_partition *ps, const uint32_t *t
 
 /* Failover (C3, C9): a primary whose lease is certainly over is cleared and
  * an in-sync replica promoted in the same command; a partition that had a
- * primary and has none gets one. */
-static void failover_one(struct corral_controller *c, struct ctl_resource *r,
-                         const struct corral_state_resource *sr, uint32_t p)
+ * primary and has none gets one. Returns whether it proposed anything. */
+static bool failover_one(struct corral_controller *c, struct ctl_resource *r,
+                         const struct corral_state_partition *ps, uint32_t p, const uint32_t *t,
+                         uint32_t tn)
 {
-    const struct corral_state_partition *ps = &sr->parts[p];
-    const uint32_t *t = &r->target->map.slots[(size_t)p * r->replicas];
-    uint32_t tn = target_len(t, r->replicas);
     struct ctl_group g = {0};
     if (ps->primary != CORRAL_STATE_NONE) {
         if (tn > 0 && ps->primary == t[0]) /* a target member is a host: not out */
-            return;
+            return false;
         const struct ctl_member *pm = ctl_member_find(c, ps->primary);
         if (pm == NULL || !pm->out)
-            return;
+            return false;
         group_add(&g, p, CORRAL_OP_CLEAR, ps->primary, ps->epoch);
     } else if (ps->epoch == 0) {
-        return; /* never granted: placed by the moves pass */
+        return false; /* never granted: placed by the moves pass */
     }
     uint32_t to = ctl_grant_choose(ps, t, tn, ps->primary, view_grantable, c);
     if (to != NONE)
         group_add(&g, p, CORRAL_OP_GRANT, to, ps->epoch);
-    if (g.n > 0)
-        emit(c, r, ps, &g);
-}
-
-void ctl_pass_failover(struct corral_controller *c, struct ctl_resource *r,
-                       const struct corral_state_resource *sr)
-{
-    c->cur_cmd = CTL_NOIDX;
-    for (uint32_t p = 0; p < sr->partitions && c->stats.deferred == 0; p++)
-        if (r->pending[p].deadline_ms == 0)
-            failover_one(c, r, sr, p);
+    return g.n > 0 && emit(c, r, ps, &g);
 }
 
 /* A never-granted partition (epoch 0) has no data: its replicas are
@@ -409,26 +397,33 @@ static void moves_one(struct corral_controller *c, struct ctl_resource *r,
 }
 
 void ctl_pass_moves(struct corral_controller *c, struct ctl_resource *r,
-                    const struct corral_state_resource *sr)
+                    const struct corral_state_resource *sr, bool all)
 {
     c->cur_cmd = CTL_NOIDX;
-    for (uint32_t p = 0; p < sr->partitions && c->stats.deferred == 0; p++)
+    uint32_t n = all ? sr->partitions : r->n_todo;
+    for (uint32_t k = 0; k < n && c->stats.deferred == 0; k++) {
+        uint32_t p = all ? k : r->todo[k];
         if (r->pending[p].deadline_ms == 0)
             moves_one(c, r, sr, p);
+    }
 }
 
-/* Retires the in-flight records that applied or timed out, counts the
- * copies (applied and in flight) and replicas of every member, and
- * whether the resource is quiet: every partition at target, none in
- * flight. */
-void ctl_prescan(struct corral_controller *c, struct ctl_resource *r,
-                 const struct corral_state_resource *sr)
+/* The one scan of every partition: retires in-flight records that applied
+ * or timed out, counts copies (applied and in flight) per member, runs the
+ * failover step, and lists the partitions the moves pass must look at
+ * (off target, nothing in flight). The resource is quiet when every
+ * partition is at target and none in flight. Most partitions are at
+ * target, so the scan touches little beyond each partition's own bytes. */
+void ctl_scan(struct corral_controller *c, struct ctl_resource *r,
+              const struct corral_state_resource *sr)
 {
     uint32_t at = 0;
+    c->cur_cmd = CTL_NOIDX;
+    r->n_todo = 0;
     for (uint32_t p = 0; p < sr->partitions; p++) {
         const struct corral_state_partition *ps = &sr->parts[p];
         const uint32_t *t = &r->target->map.slots[(size_t)p * r->replicas];
-        at += at_target(ps, t, target_len(t, r->replicas));
+        uint32_t tn = target_len(t, r->replicas);
         struct ctl_pending *rec = &r->pending[p];
         if (rec->deadline_ms != 0) {
             if (c->now_ms >= rec->deadline_ms || ctl_pending_done(rec, ps)) {
@@ -440,15 +435,22 @@ void ctl_prescan(struct corral_controller *c, struct ctl_resource *r,
             }
         }
         for (uint32_t j = 0; j < ps->n_replicas; j++) {
+            bool copying = ps->replicas[j].state == CORRAL_REPLICA_COPYING;
+            if (!copying && !c->count_replicas)
+                continue;
             struct ctl_member *m = ctl_member_find_mut(c, ps->replicas[j].member);
             if (m != NULL)
                 m->replicas++;
-            if (ps->replicas[j].state == CORRAL_REPLICA_COPYING) {
-                if (m != NULL)
-                    m->copies++;
-                c->copies_total++;
-            }
+            if (copying)
+                count_copy(c, ps->replicas[j].member);
         }
+        if (at_target(ps, t, tn)) {
+            at++;
+            continue;
+        }
+        if (rec->deadline_ms != 0 || (c->stats.deferred == 0 && failover_one(c, r, ps, p, t, tn)))
+            continue;
+        r->todo[r->n_todo++] = p;
     }
     r->quiet = at == sr->partitions && r->n_pending == 0;
 }

@@ -45,15 +45,15 @@ static void hash_put(struct corral_controller *c, uint32_t id, uint32_t index)
 
 static int cmp_zone(const void *a, const void *b)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    return strcmp(((const struct zone_rank *)a)->name, ((const struct zone_rank *)b)->name);
 }
 
-/* Zone number of a host: its zone's rank among the distinct zones. */
-static uint32_t zone_number(const struct corral_controller *c, uint32_t n_zones, const char *zone)
+static uint32_t zone_slot(const char *zone)
 {
-    const char **z = bsearch(&zone, c->zones, n_zones, sizeof(*c->zones), cmp_zone);
-    assert(z != NULL);
-    return (uint32_t)(z - c->zones) % CORRAL_PLACEMENT_ZONES_MAX;
+    uint32_t h = 2166136261u;
+    for (const char *s = zone; *s != '\0'; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h & (CTL_HASH_SIZE - 1u);
 }
 
 static uint64_t mix(uint64_t h, uint64_t v)
@@ -62,28 +62,38 @@ static uint64_t mix(uint64_t h, uint64_t v)
     return h * 0xff51afd7ed558ccdull;
 }
 
-/* The placement members: hosts with their zone numbers, and their hash. */
+/* The placement members: hosts with their zone numbers (the rank of the
+ * zone string among the hosts' distinct zones, found through a hash, so
+ * only the few distinct zones are sorted), and their hash. */
 static void hosts_build(struct corral_controller *c, const struct corral_state *st)
 {
-    uint32_t n = 0, n_zones = 0;
-    for (uint32_t i = 0; i < c->n_members; i++)
-        if (c->members[i].host)
-            c->zones[n++] = corral_state_member_at(st, i)->zone;
-    qsort(c->zones, n, sizeof(*c->zones), cmp_zone);
-    for (uint32_t i = 0; i < n; i++)
-        if (n_zones == 0 || strcmp(c->zones[n_zones - 1], c->zones[i]) != 0)
-            c->zones[n_zones++] = c->zones[i];
-    uint64_t key = 0x6a09e667f3bcc908ull;
+    uint32_t n_zones = 0;
+    memset(c->zone_hash, 0, CTL_HASH_SIZE * sizeof(*c->zone_hash));
     c->n_hosts = 0;
     for (uint32_t i = 0; i < c->n_members; i++) {
         if (!c->members[i].host)
             continue;
         const struct corral_state_member *sm = corral_state_member_at(st, i);
-        struct corral_placement_member *h = &c->hosts[c->n_hosts++];
-        h->id = sm->id;
-        h->zone = zone_number(c, n_zones, sm->zone);
-        h->weight = sm->weight;
-        key = mix(mix(mix(key, h->id), h->zone), h->weight);
+        uint32_t h = zone_slot(sm->zone);
+        while (c->zone_hash[h] != 0 && strcmp(c->zones[c->zone_hash[h] - 1u].name, sm->zone) != 0)
+            h = (h + 1u) & (CTL_HASH_SIZE - 1u);
+        if (c->zone_hash[h] == 0) {
+            c->zones[n_zones] = (struct zone_rank){sm->zone, n_zones};
+            c->zone_hash[h] = (uint16_t)++n_zones;
+        }
+        struct corral_placement_member *host = &c->hosts[c->n_hosts++];
+        host->id = sm->id;
+        host->zone = c->zone_hash[h] - 1u; /* first appearance, for now */
+        host->weight = sm->weight;
+    }
+    qsort(c->zones, n_zones, sizeof(*c->zones), cmp_zone);
+    for (uint32_t k = 0; k < n_zones; k++)
+        c->zone_rank[c->zones[k].first] = k % CORRAL_PLACEMENT_ZONES_MAX;
+    uint64_t key = 0x6a09e667f3bcc908ull;
+    for (uint32_t i = 0; i < c->n_hosts; i++) {
+        struct corral_placement_member *host = &c->hosts[i];
+        host->zone = c->zone_rank[host->zone];
+        key = mix(mix(mix(key, host->id), host->zone), host->weight);
     }
     c->hosts_key = mix(key, c->n_hosts);
 }
@@ -132,6 +142,16 @@ int ctl_view_build(struct corral_controller *c, const struct corral_state *st,
     }
     deaths_update(c);
     hosts_build(c, st);
+    /* Replicas are counted (a lookup per replica) only when the death of
+     * a member never heard in this term hinges on whether it holds any. */
+    c->count_replicas = false;
+    for (uint32_t i = 0; i < n && !c->count_replicas; i++) {
+        const struct ctl_member *m = &c->members[i];
+        c->count_replicas =
+            m->out && m->role == CORRAL_MEMBER_WORKER && !m->death_pending &&
+            (m->status == CORRAL_MEMBER_ACTIVE || m->status == CORRAL_MEMBER_DRAINING) &&
+            corral_liveness_age_ms(lv, m->id, now_ms) == UINT64_MAX;
+    }
     return 0;
 }
 
@@ -144,6 +164,7 @@ static void resource_free(struct ctl_resource *r)
     corral_placement_engine_free(r->engine);
     corral_placement_map_close(&r->input);
     corral_free(r->pending);
+    corral_free(r->todo);
     corral_free(r);
 }
 
@@ -155,7 +176,8 @@ static struct ctl_resource *resource_new(const struct corral_state_resource *sr)
     r->id = sr->id;
     r->partitions = sr->partitions;
     r->pending = corral_calloc(sr->partitions, sizeof(*r->pending));
-    if (r->pending == NULL || corral_placement_engine_new(&r->engine) != 0) {
+    r->todo = corral_calloc(sr->partitions, sizeof(*r->todo));
+    if (r->pending == NULL || r->todo == NULL || corral_placement_engine_new(&r->engine) != 0) {
         resource_free(r);
         return NULL;
     }
