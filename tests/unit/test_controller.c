@@ -18,6 +18,7 @@
 #include "corral.h"
 #include "core/controller.h"
 #include "ctl_world.h"
+#include "util/mem.h"
 #include "util/rbuf.h"
 
 #define TICK_MS 50
@@ -863,6 +864,67 @@ static void test_roles(void **unused)
     world_free(w);
 }
 
+/* ---- Memory ---- */
+
+/* An evaluation that runs out of memory proposes nothing and marks
+ * nothing: the next one gives what a fresh controller gives. Once the
+ * engines exist, a steady evaluation allocates nothing, and one after an
+ * event only what the engine allocates per call. */
+static void test_out_of_memory(void **unused)
+{
+    (void)unused;
+    uint32_t res;
+    struct ctl_world *w = cluster(6, 3, 64, 3, &res, NULL);
+    world_resource(w, "other", 16, 2);
+    world_member(w, "new", "z1", 1, CORRAL_MEMBER_WORKER);
+    world_tick(w, TICK_MS);
+    struct corral_controller_output o;
+    int failures = 0;
+    for (uint64_t k = 1;; k++) {
+        struct corral_controller *c;
+        assert_int_equal(corral_controller_new(&cfg_used, &c), 0);
+        corral_mem_fail_after(k);
+        int rv = corral_controller_evaluate(c, w->st, &w->lv, w->now_ms, &o);
+        corral_mem_fail_after(0);
+        if (rv == 0) {
+            corral_controller_free(c);
+            break;
+        }
+        failures++;
+        assert_int_equal(rv, CORRAL_ENOMEM);
+        assert_int_equal(o.n_cmds, 0);
+        /* Retried: exactly a fresh controller's commands. */
+        struct corral_controller *fresh;
+        struct corral_controller_output f;
+        assert_int_equal(corral_controller_new(&cfg_used, &fresh), 0);
+        assert_int_equal(corral_controller_evaluate(c, w->st, &w->lv, w->now_ms, &o), 0);
+        assert_int_equal(corral_controller_evaluate(fresh, w->st, &w->lv, w->now_ms, &f), 0);
+        assert_int_equal(o.n_cmds, f.n_cmds);
+        for (uint32_t i = 0; i < o.n_cmds; i++) {
+            assert_int_equal(o.cmds[i].n_ops, f.cmds[i].n_ops);
+            assert_memory_equal(o.cmds[i].ops, f.cmds[i].ops,
+                                o.cmds[i].n_ops * sizeof(*o.cmds[i].ops));
+        }
+        corral_controller_free(fresh);
+        corral_controller_free(c);
+    }
+    assert_true(failures > 0);
+    converge(w);
+    world_tick(w, TICK_MS);
+    uint64_t before = corral_mem_allocs();
+    assert_int_equal(corral_controller_evaluate(w->ctl, w->st, &w->lv, w->now_ms, &o), 0);
+    assert_int_equal(o.n_cmds, 0); /* steady */
+    assert_int_equal(corral_mem_allocs(), before);
+    world_member(w, "another", "z2", 1, CORRAL_MEMBER_WORKER);
+    before = corral_mem_allocs();
+    struct corral_controller_output e;
+    assert_int_equal(corral_controller_evaluate(w->ctl, w->st, &w->lv, w->now_ms, &e), 0);
+    assert_true(e.stats.recomputed == 2 && e.stats.copies > 0);
+    /* The engine builds its member tables per call: about 33 at N = 8. */
+    assert_true(corral_mem_allocs() - before <= 48 * e.stats.recomputed);
+    world_free(w);
+}
+
 /* ---- Loops ---- */
 
 static uint64_t rng_state;
@@ -966,6 +1028,7 @@ int main(void)
         cmocka_unit_test(test_reports),
         cmocka_unit_test(test_single_replica),
         cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
