@@ -202,7 +202,9 @@ int corral_controller_report(struct corral_controller *c, const struct corral_st
     if (report->state < CORRAL_PROGRESS_IN_SYNC || report->state > CORRAL_PROGRESS_FAILED)
         return CORRAL_EINVAL;
     const struct corral_state_resource *sr =
-        corral_state_resource_by_name(st, report->resource, report->resource_len);
+        report->resource_id != 0
+            ? corral_state_resource_by_id(st, report->resource_id)
+            : corral_state_resource_by_name(st, report->resource, report->resource_len);
     if (sr == NULL || report->partition >= sr->partitions ||
         report->state == CORRAL_PROGRESS_FAILED)
         return 0;
@@ -219,8 +221,10 @@ int corral_controller_report(struct corral_controller *c, const struct corral_st
             return 0;
         g.ops[g.n++] = (struct corral_partition_opv){p, CORRAL_OP_MARK_IN_SYNC, member, ps->epoch};
     } else {
-        /* Released: only a primary that was asked to (C3). */
-        if (ps->primary != member || !ps->releasing)
+        /* Released by the primary at its epoch, asked to or not: an agent
+         * never acts again at an epoch it released (agent.h A3), and
+         * reports one it refuses to take up (C3). */
+        if (ps->primary != member)
             return 0;
         g.ops[g.n++] = (struct corral_partition_opv){p, CORRAL_OP_CLEAR, member, ps->epoch};
         struct ctl_resource *r = ctl_resource_find(c, sr->id);

@@ -56,11 +56,13 @@
  *     follows the CLEAR of its primary in the same command; its member
  *     holds an in-sync replica, is active (the state gives a draining
  *     member no new primary) and its lease is not over.
- * C3  A primary is cleared only when it released after being asked
- *     (releasing, and its report says released) or when its lease is
- *     certainly over; the latter, and every MEMBER_STATUS dead, only once
- *     corral_liveness_settled(now) (the new-leader wait). Partitions never
- *     granted (epoch 0) or with no primary may be granted at once.
+ * C3  A primary is cleared only when it reported `released` for the
+ *     partition's current epoch (asked to, or refusing an epoch it stopped
+ *     at: an agent never acts again at an epoch it released, agent.h A3)
+ *     or when its lease is certainly over; the latter, and every
+ *     MEMBER_STATUS dead, only once corral_liveness_settled(now) (the
+ *     new-leader wait). Partitions never granted (epoch 0) or with no
+ *     primary may be granted at once.
  * C4  Copy, then hand off, then drop: a RELEASE is proposed only when
  *     another in-sync target replica on a grantable member exists to take
  *     over; a live member's replica outside the target is dropped only once
@@ -183,7 +185,8 @@ enum corral_progress_state {
 };
 
 struct corral_progress {
-    const char *resource; /* name, as in the report; need not be terminated */
+    uint32_t resource_id; /* the resource's id (agent.h reports), or 0: by name */
+    const char *resource; /* else its name (the heartbeat's JSON); need not be terminated */
     uint32_t resource_len;
     uint32_t partition;
     uint64_t epoch; /* the epoch of the assignment the member acted on */
@@ -208,14 +211,17 @@ int corral_controller_evaluate(struct corral_controller *c, const struct corral_
                                struct corral_controller_output *out);
 
 /* Turns member's report into at most one command, validated against the
- * state: in_sync of a copying replica at the partition's epoch gives
- * MARK_IN_SYNC; released by the primary that was asked to release, at its
- * epoch, gives CLEAR and, when an in-sync replica on a grantable member
- * exists, GRANT to it in the same command (the target primary first), so
- * a planned hand-off costs one commit. A stale report (another epoch, no
- * such replica, not releasing), an unknown resource, or failed (the agent
- * retries; the host logs it) gives nothing: out->n_cmds = 0. Returns 0 or
- * CORRAL_EINVAL (a bad state value). */
+ * state: in_sync of a copying replica at the partition's epoch (member not
+ * dead) gives MARK_IN_SYNC; released by the primary at its epoch gives
+ * CLEAR and, when an in-sync replica on a grantable member exists, GRANT
+ * to it in the same command (the target primary first), so a planned
+ * hand-off costs one commit (C2, C3). A stale report (another epoch, no
+ * such replica, not the primary), an unknown resource, or failed (the
+ * agent retries with backoff, agent.h A8; the host logs it) gives
+ * nothing: out->n_cmds = 0. The agent's assignment index is not needed:
+ * the agent withdraws a report about an earlier copy itself (A7), and the
+ * epoch CAS refuses one from before a grant. Returns 0 or CORRAL_EINVAL (a
+ * bad state value). */
 int corral_controller_report(struct corral_controller *c, const struct corral_state *st,
                              const struct corral_liveness *lv, uint64_t now_ms, uint32_t member,
                              const struct corral_progress *report,

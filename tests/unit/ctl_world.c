@@ -129,7 +129,7 @@ uint32_t world_step(struct ctl_world *w, struct corral_controller_output *out)
 static uint32_t report(struct ctl_world *w, uint32_t member, const char *name, uint32_t p,
                        uint64_t epoch, uint8_t state)
 {
-    struct corral_progress r = {name, (uint32_t)strlen(name), p, epoch, state};
+    struct corral_progress r = {0, name, (uint32_t)strlen(name), p, epoch, state};
     struct corral_controller_output o;
     if (corral_controller_report(w->ctl, w->st, &w->lv, w->now_ms, member, &r, &o) != 0)
         die("report");

@@ -752,7 +752,7 @@ static void test_deterministic(void **unused)
 static struct corral_controller_output rep(struct ctl_world *w, uint32_t member, const char *res,
                                            uint32_t p, uint64_t epoch, uint8_t state)
 {
-    struct corral_progress r = {res, (uint32_t)strlen(res), p, epoch, state};
+    struct corral_progress r = {0, res, (uint32_t)strlen(res), p, epoch, state};
     struct corral_controller_output o;
     assert_int_equal(corral_controller_report(w->ctl, w->st, &w->lv, w->now_ms, member, &r, &o), 0);
     return o;
@@ -774,15 +774,22 @@ static void test_reports(void **unused)
     assert_int_equal(rep(w, id, "r", p, e + 1, CORRAL_PROGRESS_IN_SYNC).n_cmds, 0);
     assert_int_equal(rep(w, id, "nope", p, e, CORRAL_PROGRESS_IN_SYNC).n_cmds, 0);
     assert_int_equal(rep(w, id, "r", 999, e, CORRAL_PROGRESS_IN_SYNC).n_cmds, 0);
-    assert_int_equal(rep(w, other, "r", p, e, CORRAL_PROGRESS_IN_SYNC).n_cmds, 0);  /* in sync */
-    assert_int_equal(rep(w, other, "r", p, e, CORRAL_PROGRESS_RELEASED).n_cmds, 0); /* not asked */
+    assert_int_equal(rep(w, other, "r", p, e, CORRAL_PROGRESS_IN_SYNC).n_cmds, 0); /* in sync */
+    assert_int_equal(rep(w, id, "r", p, e, CORRAL_PROGRESS_RELEASED).n_cmds, 0);   /* no primary */
+    /* Unasked (an agent refusing an epoch it stopped at, agent.h A3): the
+     * primary will not act at e again, so it is cleared and granted on. */
+    struct corral_controller_output un = rep(w, other, "r", p, e, CORRAL_PROGRESS_RELEASED);
+    assert_int_equal(un.n_cmds, 1);
+    assert_int_equal(un.cmds[0].ops[0].op, CORRAL_OP_CLEAR);
+    corral_controller_forget(w->ctl); /* not applied: nothing in flight */
     assert_int_equal(rep(w, id, "r", p, e, CORRAL_PROGRESS_FAILED).n_cmds, 0);
-    struct corral_progress bad = {"r", 1, p, e, 9};
+    struct corral_progress bad = {0, "r", 1, p, e, 9};
     struct corral_controller_output o;
     assert_int_equal(corral_controller_report(w->ctl, w->st, &w->lv, w->now_ms, id, &bad, &o),
                      CORRAL_EINVAL);
-    /* in_sync at the epoch: MARK_IN_SYNC with the CAS. */
-    o = rep(w, id, "r", p, e, CORRAL_PROGRESS_IN_SYNC);
+    /* in_sync at the epoch: MARK_IN_SYNC with the CAS (here by id). */
+    struct corral_progress by_id = {res, NULL, 0, p, e, CORRAL_PROGRESS_IN_SYNC};
+    assert_int_equal(corral_controller_report(w->ctl, w->st, &w->lv, w->now_ms, id, &by_id, &o), 0);
     assert_int_equal(o.n_cmds, 1);
     assert_int_equal(o.cmds[0].n_ops, 1);
     assert_int_equal(o.cmds[0].ops[0].op, CORRAL_OP_MARK_IN_SYNC);
