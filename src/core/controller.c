@@ -158,8 +158,9 @@ int corral_controller_evaluate(struct corral_controller *c, const struct corral_
         struct ctl_resource *r = c->res[i];
         const struct corral_state_resource *sr = corral_state_resource_at(st, i);
         ctl_scan(c, r, sr);
-        /* At a target the engine has not confirmed: ask it again now (on
-         * ENOMEM, next time: the old target stands). */
+        /* At a target the engine has not confirmed: ask it again now. Out
+         * of memory, the resource has no target until the next evaluation
+         * computes one from the state, and no moves this time. */
         refined[i] = r->quiet && !r->fixed && ctl_target_update(c, r, sr, true) == 0;
     }
     deaths_propose(c, lv);

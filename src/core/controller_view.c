@@ -1,8 +1,8 @@
 /* Controller: what one evaluation starts from. The member view (who hosts,
- * who may be granted, whose replicas are lost, zones numbered in sorted
- * order), the controller's resources kept in step with the state, and each
- * resource's target from its own placement engine, recomputed only when
- * the resource's map or the placement members changed. */
+ * who may be granted, who is live, zones numbered in sorted order), the
+ * controller's resources kept in step with the state, and each resource's
+ * target from its own placement engine, recomputed only when the
+ * placement members or R changed, or to confirm a target reached. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,8 +117,7 @@ int ctl_view_build(struct corral_controller *c, const struct corral_state *st,
                    const struct corral_liveness *lv, uint64_t now_ms)
 {
     uint32_t n = corral_state_member_count(st);
-    if (n > CORRAL_STATE_MEMBERS_MAX)
-        return CORRAL_EINVAL;
+    assert(n <= CORRAL_STATE_MEMBERS_MAX); /* the state's own limit */
     c->now_ms = now_ms;
     c->settled = corral_liveness_settled(lv, now_ms);
     c->n_members = n;
@@ -192,13 +191,15 @@ void ctl_resources_free(struct corral_controller *c)
 }
 
 /* Merges the controller's resources with the state's (both by increasing
- * id): keeps the known ones, creates the new, frees the deleted. */
+ * id): keeps the known ones, creates the new, frees the deleted. Out of
+ * memory, it keeps what it has (still sorted) and says so: the list then
+ * does not match the state, and the evaluation stops. */
 int ctl_resources_sync(struct corral_controller *c, const struct corral_state *st)
 {
     uint32_t n = corral_state_resource_count(st), j = 0, k = 0;
-    if (n > CORRAL_STATE_RESOURCES_MAX)
-        return CORRAL_EINVAL;
-    for (uint32_t i = 0; i < n; i++) {
+    bool failed = false;
+    assert(n <= CORRAL_STATE_RESOURCES_MAX); /* the state's own limit */
+    for (uint32_t i = 0; i < n && !failed; i++) {
         const struct corral_state_resource *sr = corral_state_resource_at(st, i);
         while (j < c->n_res && c->res[j]->id < sr->id)
             resource_free(c->res[j++]);
@@ -207,23 +208,21 @@ int ctl_resources_sync(struct corral_controller *c, const struct corral_state *s
             continue;
         }
         struct ctl_resource *r = resource_new(sr);
-        if (r == NULL) {
-            /* Keep what is merged so far and the rest; retry next time. */
-            while (j < c->n_res)
-                c->res_next[k++] = c->res[j++];
-            goto out;
-        }
-        c->res_next[k++] = r;
+        if (r != NULL)
+            c->res_next[k++] = r;
+        failed = r == NULL;
     }
-    while (j < c->n_res)
-        resource_free(c->res[j++]);
-out : {
+    while (j < c->n_res) {
+        if (failed)
+            c->res_next[k++] = c->res[j++];
+        else
+            resource_free(c->res[j++]);
+    }
     struct ctl_resource **t = c->res;
     c->res = c->res_next;
     c->res_next = t;
     c->n_res = k;
-}
-    return k == n ? 0 : CORRAL_ENOMEM;
+    return failed ? CORRAL_ENOMEM : 0;
 }
 
 struct ctl_resource *ctl_resource_find(const struct corral_controller *c, uint32_t id)
