@@ -916,6 +916,23 @@ static void test_out_of_memory(void **unused)
         corral_controller_free(c);
     }
     assert_true(failures > 0);
+    /* A resource deleted and another created: the merge fails at the new
+     * one, with as many resources as the state. */
+    struct corral_controller *c;
+    assert_int_equal(corral_controller_new(&cfg_used, &c), 0);
+    assert_int_equal(corral_controller_evaluate(c, w->st, &w->lv, w->now_ms, &o), 0);
+    struct corral_state_cmd del = {.type = CORRAL_STATE_RESOURCE_DELETE,
+                                   .id = corral_state_resource_at(w->st, 1)->id};
+    assert_int_equal(world_apply(w, &del), CORRAL_STATE_OK);
+    world_resource(w, "third", 24, 2);
+    corral_mem_fail_after(1);
+    assert_int_equal(corral_controller_evaluate(c, w->st, &w->lv, w->now_ms, &o), CORRAL_ENOMEM);
+    corral_mem_fail_after(0);
+    assert_int_equal(o.n_cmds, 0);
+    assert_int_equal(corral_controller_evaluate(c, w->st, &w->lv, w->now_ms, &o), 0);
+    assert_non_null(corral_controller_target(c, corral_state_resource_at(w->st, 1)->id));
+    assert_int_equal(corral_controller_target(c, del.id), NULL);
+    corral_controller_free(c);
     converge(w);
     world_tick(w, TICK_MS);
     uint64_t before = corral_mem_allocs();
