@@ -31,6 +31,8 @@ struct rec {
     uint64_t epoch_seen;     /* largest epoch of any entry applied */
     uint64_t epoch_stopped;  /* largest epoch it stopped acting at */
     uint64_t released_epoch; /* largest epoch reported released */
+    uint64_t released_index; /* the desired set's index when it was */
+    uint64_t in_sync_index;  /* the same for the last in_sync report */
     /* Local state (A4, A6). acting implies held. */
     bool acting;
     bool held;     /* an acquire was queued and no release has completed ok */
@@ -67,10 +69,11 @@ struct sent {
 
 struct corral_agent {
     struct corral_agent_config cfg;
-    uint64_t now;       /* the latest clock reading given */
-    uint64_t index;     /* of the desired set in force */
-    uint64_t lease_end; /* A1 */
-    uint64_t seq;       /* of the last heartbeat sent */
+    uint64_t now;         /* the latest clock reading given */
+    uint64_t index;       /* of the desired set in force */
+    uint64_t lease_end;   /* A1 */
+    uint64_t lease_index; /* A12: the view an acquire needs */
+    uint64_t seq;         /* of the last heartbeat sent */
     struct sent sent[CORRAL_AGENT_HEARTBEATS_MAX];
     uint64_t next_hook_id;
     uint64_t retry_min; /* <= every pending retry_at (A8); may be early */
@@ -251,13 +254,19 @@ static void step_primary(struct corral_agent *a, struct rec *r)
      * nothing held: it is released already, and saying so lets the
      * leader clear it and grant a new epoch. */
     if (r->d_state == CORRAL_AGENT_RELEASING || r->d_epoch <= r->epoch_stopped) {
-        if (!r->held && r->released_epoch < r->d_epoch) {
+        /* Said again when a newer view still shows this epoch as ours and
+         * nothing is pending: the leader that heard it may have lost
+         * office, or its command was refused, before acting on it. */
+        bool again =
+            r->released_epoch == r->d_epoch && a->index > r->released_index && r->r.state == 0;
+        if (!r->held && (r->released_epoch < r->d_epoch || again)) {
             r->released_epoch = r->d_epoch;
+            r->released_index = a->index;
             report(a, r, CORRAL_AGENT_REPORT_RELEASED, r->d_epoch, 0, 0, a->index);
         }
         return;
     }
-    if (!lease_valid(a)) /* A3 */
+    if (!lease_valid(a) || a->index < a->lease_index) /* A3, A12 */
         return;
     if (r->acting && r->held_epoch == r->d_epoch && r->acquired)
         return;
@@ -296,6 +305,13 @@ static void step(struct corral_agent *a, struct rec *r)
     }
     if (r->d_state == CORRAL_AGENT_COPYING && !r->copied)
         queue_hook(a, r, CORRAL_AGENT_REPLICATE, 0, r->d_epoch, r->d_from);
+    else if (r->d_state == CORRAL_AGENT_COPYING && r->r.state == 0 && a->index > r->in_sync_index) {
+        /* Copied, but a newer view still says copying: the leader that
+         * heard the report may have lost office, or its command was
+         * refused, before acting on it. Say it again (A7). */
+        r->in_sync_index = a->index;
+        report(a, r, CORRAL_AGENT_REPORT_IN_SYNC, r->d_epoch, 0, 0, a->index);
+    }
 }
 
 /* Steps every partition, forgets the finished ones and recomputes the
@@ -596,7 +612,7 @@ uint64_t corral_agent_heartbeat_sent(struct corral_agent *a, uint64_t now_ms,
 }
 
 int corral_agent_heartbeat_answered(struct corral_agent *a, uint64_t seq, uint32_t lease_ms,
-                                    uint64_t now_ms)
+                                    uint64_t lease_index, uint64_t now_ms)
 {
     advance(a, now_ms);
     const struct sent *s = &a->sent[seq % CORRAL_AGENT_HEARTBEATS_MAX];
@@ -610,6 +626,8 @@ int corral_agent_heartbeat_answered(struct corral_agent *a, uint64_t seq, uint32
     uint64_t from = s->sent_ms;
 #endif
     uint64_t end = add_sat(from, lease_ms);
+    if (lease_ms > 0 && lease_index > a->lease_index)
+        a->lease_index = lease_index; /* A12 */
     if (lease_ms > 0 && end > a->lease_end) {
         bool was_valid = lease_valid(a);
         a->lease_end = end;
@@ -677,14 +695,17 @@ static void hook_ok(struct corral_agent *a, struct rec *r, const struct corral_a
         r->held = false;
         r->acquired = false;
         a->n_held--;
-        if (h->epoch > r->released_epoch)
+        if (h->epoch > r->released_epoch) {
             r->released_epoch = h->epoch;
+            r->released_index = a->index;
+        }
         report(a, r, CORRAL_AGENT_REPORT_RELEASED, h->epoch, 0, 0, r->hook_index);
         break;
     case CORRAL_AGENT_REPLICATE:
         if (r->d_role != CORRAL_AGENT_REPLICA || r->gen != r->hook_gen)
             break; /* about a copy no longer wanted */
         r->copied = true;
+        r->in_sync_index = a->index;
         if (r->d_state == CORRAL_AGENT_COPYING)
             report(a, r, CORRAL_AGENT_REPORT_IN_SYNC, r->d_epoch, 0, 0, r->hook_index);
         break;

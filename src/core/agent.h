@@ -73,6 +73,11 @@
  *     first, as many as the caller has room for) until an answer arrives
  *     for a heartbeat in an unbroken run of heartbeats that all carried
  *     it; then it is gone. A lost heartbeat or answer loses no report.
+ *     A report the leader heard but did not act on (it lost office, or its
+ *     command was refused) would be lost with it: so `released` for an
+ *     epoch still shown as this member's, and `in_sync` for a copy still
+ *     shown copying, are made again whenever a newer desired set still
+ *     shows them and nothing is pending for the partition.
  * A8  Retry. A hook that fails sets the partition's next hook no earlier
  *     than now + backoff(k), k the consecutive failures:
  *     min(backoff_base_ms * 2^(k-1), backoff_max_ms), that instant rounded
@@ -95,6 +100,15 @@
  *     refused with CORRAL_EFULL. Every array is bounded by them; memory
  *     grows only in corral_agent_new and corral_agent_set_desired, so
  *     every other call succeeds without allocating.
+ * A12 Fresh enough view. A lease answer names the assignment index its
+ *     leader had reached (its applied changes and every change it has
+ *     proposed); an acquire is issued only while the desired set in force
+ *     is at least that new. Without it a member could take up a grant from
+ *     a stale view (from a lagging coordinator, or read before the leader's
+ *     clear of it committed) under a lease from a later answer, while the
+ *     leader has granted the partition elsewhere. What already acts goes
+ *     on: the leader grants elsewhere only after a release or the lease's
+ *     certain end (liveness.h L1), which stops it first (A2).
  * A11 Shutdown. corral_agent_shutdown stops every primary at once (reason
  *     shutdown) and releases everything held; after it no acquire,
  *     replicate or drop is queued. It is done when nothing is held and no
@@ -272,14 +286,15 @@ int corral_agent_set_desired(struct corral_agent *a, uint64_t now_ms, uint64_t i
 uint64_t corral_agent_heartbeat_sent(struct corral_agent *a, uint64_t now_ms,
                                      struct corral_agent_report *out, uint32_t cap,
                                      uint32_t *n_out);
-/* The leader answered heartbeat seq, granting lease_ms (0: no lease), and
- * the answer arrived at now_ms. Extends the lease per A1 (a lease that
- * becomes valid lets waiting acquires go) and retires the reports that
- * heartbeat carried (A7). 0, or CORRAL_ENOTFOUND, changing nothing, when
- * seq was never sent or is more than CORRAL_AGENT_HEARTBEATS_MAX old
- * (the clock check of A2 is made all the same). */
+/* The leader answered heartbeat seq, granting lease_ms (0: no lease) for
+ * views at least as new as lease_index (A12), and the answer arrived at
+ * now_ms. Extends the lease per A1 (a lease that becomes valid lets
+ * waiting acquires go) and retires the reports that heartbeat carried
+ * (A7). 0, or CORRAL_ENOTFOUND, changing nothing, when seq was never sent
+ * or is more than CORRAL_AGENT_HEARTBEATS_MAX old (the clock check of A2
+ * is made all the same). */
 int corral_agent_heartbeat_answered(struct corral_agent *a, uint64_t seq, uint32_t lease_ms,
-                                    uint64_t now_ms);
+                                    uint64_t lease_index, uint64_t now_ms);
 
 /* Time passes: the lease end (A2) and retry times (A8) due at now_ms. */
 void corral_agent_tick(struct corral_agent *a, uint64_t now_ms);

@@ -12,11 +12,12 @@
 
 #define NONE CORRAL_PLACEMENT_NONE
 
-/* Replicas a row may hold: the state keeps at most R (S2), so a copy into
- * a full row first drops the surplus replica it replaces (C4). */
+/* Replicas a row may hold while a copy runs: R + 1 (state.h S2), so a
+ * move copies first and drops the replica it replaces once the copy is in
+ * sync (C4); R = 1 partitions move too. */
 static uint32_t row_cap(uint32_t replicas)
 {
-    return replicas;
+    return replicas + 1;
 }
 
 int ctl_row_find(const struct corral_state_partition *ps, uint32_t member)
@@ -240,7 +241,7 @@ static void place_fresh(struct corral_controller *c, struct ctl_resource *r,
         }
     for (uint32_t k = 0; k < tn; k++) {
         int j = ctl_row_find(ps, t[k]);
-        if (j < 0 && n < row_cap(r->replicas)) {
+        if (j < 0 && n < r->replicas) { /* in sync: up to R only (S2) */
             group_add(&g, p, CORRAL_OP_ADD_IN_SYNC, t[k], 0);
             n++;
             j = (int)ps->n_replicas; /* now in sync */
@@ -378,7 +379,7 @@ static void moves_one(struct corral_controller *c, struct ctl_resource *r,
         return;
     }
     struct ctl_group g = {0};
-    bool dropped[CORRAL_STATE_REPLICAS_MAX] = {false};
+    bool dropped[CORRAL_STATE_ROW_MAX] = {false};
     uint32_t n = ps->n_replicas;
     for (uint32_t j = 0; j < ps->n_replicas; j++) {
         uint32_t m = ps->replicas[j].member;

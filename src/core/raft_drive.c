@@ -7,17 +7,17 @@
 
 #include "corral.h"
 
-void corral_drive_init(struct corral_drive *d, struct corral_raft *raft, struct corral_kv *kv,
+void corral_drive_init(struct corral_drive *d, struct corral_raft *raft, struct corral_state *st,
                        const struct corral_drive_io *io, const struct corral_drive_config *cfg,
                        uint64_t snapshot_index)
 {
     memset(d, 0, sizeof(*d));
     d->raft = raft;
-    d->kv = kv;
+    d->st = st;
     d->io = *io;
     d->cfg = *cfg;
     d->snapshot_index = snapshot_index;
-    assert(corral_kv_applied(kv) == snapshot_index);
+    assert(corral_state_applied(st) == snapshot_index);
 }
 
 static bool is_leader_data(const struct corral_raft_msg *m)
@@ -44,25 +44,25 @@ static bool committed_already_durable(const struct corral_raft_ready *rd)
            (rd->n_entries == 0 || rd->committed[rd->n_committed - 1].index < rd->entries[0].index);
 }
 
-/* D5: one entry, through the store. */
+/* D5: one entry, through the state machine. */
 static int apply_entry(struct corral_drive *d, const struct corral_raft_entry *e)
 {
-    uint64_t applied = corral_kv_applied(d->kv);
+    uint64_t applied = corral_state_applied(d->st);
     if (e->index <= applied)
         return 0; /* covered by a snapshot already loaded */
     assert(e->index == applied + 1);
-    struct corral_kv_result res = {0};
-    const struct corral_kv_result *out = NULL;
+    struct corral_state_result res = {0};
+    const struct corral_state_result *out = NULL;
     int rv;
     if (e->type == CORRAL_RAFT_ENTRY_NORMAL && e->data != NULL) {
-        rv = corral_kv_apply(d->kv, e->index, e->data, &res);
+        rv = corral_state_apply(d->st, e->index, e->data, &res);
         out = &res;
     } else {
-        rv = corral_kv_skip(d->kv, e->index);
+        rv = corral_state_skip(d->st, e->index);
     }
     if (rv != 0)
         return rv;
-    assert(corral_kv_applied(d->kv) == e->index);
+    assert(corral_state_applied(d->st) == e->index);
     d->io.applied(d->io.ud, e, out);
     return 0;
 }
@@ -77,18 +77,18 @@ static int apply_committed(struct corral_drive *d)
     return 0;
 }
 
-/* D4: a snapshot from the leader, now durable, replaces the store. */
+/* D4: a snapshot from the leader, now durable, replaces the state. */
 static int load_snapshot(struct corral_drive *d)
 {
-    uint64_t before = corral_kv_applied(d->kv);
-    int rv = corral_kv_restore(d->kv, d->rd.snapshot_data);
+    uint64_t before = corral_state_applied(d->st);
+    int rv = corral_state_restore(d->st, d->rd.snapshot_data);
     if (rv != 0)
         return rv;
-    /* The store's own applied index is inside the snapshot's bytes: it
+    /* The state's own applied index is inside the snapshot's bytes: it
      * must be the index the core installed, and never behind us (D5). */
-    if (corral_kv_applied(d->kv) != d->rd.snapshot.index)
+    if (corral_state_applied(d->st) != d->rd.snapshot.index)
         return CORRAL_ECORRUPT;
-    assert(corral_kv_applied(d->kv) >= before);
+    assert(corral_state_applied(d->st) >= before);
     (void)before;
     d->snapshot_index = d->rd.snapshot.index;
     d->stats.snapshots_loaded++;
@@ -101,10 +101,10 @@ static int load_snapshot(struct corral_drive *d)
  * not be taken is tried again after the next batch. */
 static int maybe_snapshot(struct corral_drive *d)
 {
-    uint64_t applied = corral_kv_applied(d->kv);
+    uint64_t applied = corral_state_applied(d->st);
     if (d->cfg.snapshot_every == 0 || applied < d->snapshot_index + d->cfg.snapshot_every)
         return 0;
-    struct corral_rbuf *data = corral_kv_snapshot(d->kv);
+    struct corral_rbuf *data = corral_state_snapshot(d->st);
     if (data == NULL)
         return 0;
     struct corral_raft_snapshot_meta meta;

@@ -49,15 +49,16 @@
  *     Until it is on disk the old snapshot and the log there still describe
  *     the state, so a crash in between loses nothing (raft.h).
  *
- * The state machine today is the config store (src/core/kv). */
+ * The state machine is the cluster state (src/core/state.h), which holds
+ * the config store. */
 #ifndef CORRAL_CORE_RAFT_DRIVE_H
 #define CORRAL_CORE_RAFT_DRIVE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/kv.h"
 #include "core/raft.h"
+#include "core/state.h"
 
 /* What the driver asks of its host. Every callback runs on the caller's
  * thread, inside corral_drive_run or corral_drive_persisted; none may call
@@ -73,10 +74,10 @@ struct corral_drive_io {
     int (*persist)(void *ud, const struct corral_raft_ready *rd, bool must_sync, bool *done);
     /* Hands one message to the network (best effort; Raft retransmits). */
     void (*send)(void *ud, const struct corral_raft_msg *m);
-    /* Entry e was applied to the store; res is the store's result for a
+    /* Entry e was applied to the state; res is the state's result for a
      * NORMAL entry with a payload, NULL for no-op and conf entries. */
     void (*applied)(void *ud, const struct corral_raft_entry *e,
-                    const struct corral_kv_result *res);
+                    const struct corral_state_result *res);
     /* A snapshot from the leader replaced the store (D4). May be NULL. */
     void (*restored)(void *ud, const struct corral_raft_snapshot_meta *meta);
     /* The batch is applied: rd->reads and the soft state are the host's. */
@@ -109,7 +110,7 @@ struct corral_drive_stats {
  * stats and snapshot_index, which the host may read. */
 struct corral_drive {
     struct corral_raft *raft;  /* borrowed */
-    struct corral_kv *kv;      /* borrowed */
+    struct corral_state *st;   /* borrowed */
     struct corral_drive_io io; /* copied */
     struct corral_drive_config cfg;
     bool in_flight;     /* rd taken, not yet advanced */
@@ -120,9 +121,9 @@ struct corral_drive {
     struct corral_drive_stats stats;
 };
 
-/* raft and kv must describe the same recovered state: kv loaded from the
+/* raft and st must describe the same recovered state: st loaded from the
  * snapshot at snapshot_index (or empty when 0). */
-void corral_drive_init(struct corral_drive *d, struct corral_raft *raft, struct corral_kv *kv,
+void corral_drive_init(struct corral_drive *d, struct corral_raft *raft, struct corral_state *st,
                        const struct corral_drive_io *io, const struct corral_drive_config *cfg,
                        uint64_t snapshot_index);
 

@@ -491,11 +491,15 @@ static uint8_t op_add(struct op_ctx *x, struct corral_state_partition *p,
         return op_fail(x, CORRAL_STATE_CONFLICT, "the member already has a replica");
     if (m->status != CORRAL_MEMBER_ACTIVE)
         return op_fail(x, CORRAL_STATE_CONFLICT, "the member is not active");
-    if (p->n_replicas >= x->res->replicas)
-        return op_fail(x, CORRAL_STATE_CONFLICT, "the partition has its R replicas");
+    /* S2: one copy beyond R while a move runs; in sync only up to R. */
+    uint32_t cap = x->res->replicas + (op == CORRAL_OP_ADD_COPYING ? 1u : 0u);
+    if (p->n_replicas >= cap)
+        return op_fail(x, CORRAL_STATE_CONFLICT,
+                       op == CORRAL_OP_ADD_COPYING ? "the partition has R + 1 replicas"
+                                                   : "the partition has its R replicas");
     if (op == CORRAL_OP_ADD_IN_SYNC && p->epoch != 0)
         return op_fail(x, CORRAL_STATE_CONFLICT, "in sync at once only before the first grant");
-    assert(p->n_replicas < CORRAL_STATE_REPLICAS_MAX);
+    assert(p->n_replicas < CORRAL_STATE_ROW_MAX);
     p->replicas[p->n_replicas].member = m->id;
     p->replicas[p->n_replicas].state =
         op == CORRAL_OP_ADD_IN_SYNC ? CORRAL_REPLICA_IN_SYNC : CORRAL_REPLICA_COPYING;

@@ -14,8 +14,9 @@
  * Invariants (corral_state_check verifies them; tests cite them):
  * S1  Member names and resource names are unique; ids are unique and below
  *     their next_*_id counters.
- * S2  Per partition: at most CORRAL_STATE_REPLICAS_MAX replicas (adds stop
- *     at the resource's R, but R may be lowered below a partition's count:
+ * S2  Per partition: at most CORRAL_STATE_ROW_MAX replicas (an in-sync add
+ *     stops at the resource's R, a copying one at R + 1, so that a move can
+ *     copy before it drops; R may be lowered below a partition's count:
  *     the controller then drops the surplus), on distinct members that
  *     exist and are not `left`; the primary, when set, is one of them and
  *     in sync. A member's replica count is the number of partitions it
@@ -88,6 +89,9 @@
 #define CORRAL_STATE_RESOURCES_MAX 1024u
 #define CORRAL_STATE_PARTITIONS_PER_RESOURCE_MAX 65536u
 #define CORRAL_STATE_REPLICAS_MAX 7u
+/* Replicas one partition may hold: R, plus one copy while a move runs
+ * (copy first, then drop: a full row, or R = 1, can still move). */
+#define CORRAL_STATE_ROW_MAX (CORRAL_STATE_REPLICAS_MAX + 1u)
 #define CORRAL_STATE_PARTITIONS_MAX (1u << 18)
 #define CORRAL_STATE_NAME_BYTES_MAX 64u
 #define CORRAL_STATE_ADDR_BYTES_MAX 260u
@@ -141,7 +145,7 @@ struct corral_state_partition {
     uint32_t primary; /* member id, or CORRAL_STATE_NONE */
     bool releasing;   /* the primary was asked to release (S4) */
     uint8_t n_replicas;
-    struct corral_state_replica replicas[CORRAL_STATE_REPLICAS_MAX]; /* in order */
+    struct corral_state_replica replicas[CORRAL_STATE_ROW_MAX]; /* in order */
 };
 
 struct corral_state_resource {

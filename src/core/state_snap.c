@@ -163,7 +163,7 @@ static bool load_partition(struct state_reader *r, struct corral_state *st,
     p->primary = (uint32_t)state_get(r, 4);
     uint64_t releasing = state_get(r, 1);
     uint64_t n = state_get(r, 1);
-    if (r->bad || releasing > 1 || n > CORRAL_STATE_REPLICAS_MAX)
+    if (r->bad || releasing > 1 || n > CORRAL_STATE_ROW_MAX)
         return false;
     p->releasing = releasing != 0;
     p->n_replicas = (uint8_t)n;
@@ -369,7 +369,7 @@ static bool members_valid(const struct corral_state *st)
 static bool partition_valid(const struct corral_state *st, const struct corral_state_partition *p,
                             uint32_t *counts)
 {
-    if (p->n_replicas > CORRAL_STATE_REPLICAS_MAX || p->epoch > st->last_epoch)
+    if (p->n_replicas > CORRAL_STATE_ROW_MAX || p->epoch > st->last_epoch)
         return false;
     if (p->releasing && p->primary == CORRAL_STATE_NONE)
         return false; /* S4 */

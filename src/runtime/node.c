@@ -39,7 +39,7 @@ struct corral_node {
     struct corral_storage *storage;
     struct corral_transport *transport;
     struct corral_http *http;
-    struct corral_kv *kv;
+    struct corral_state *st;   /* the cluster state, the config store inside */
     struct corral_drive drive; /* the one ready/persist/send/apply order */
     struct corral_pending_table pending;
 
@@ -143,10 +143,12 @@ static void io_send(void *ud, const struct corral_raft_msg *m)
 }
 
 static void io_applied(void *ud, const struct corral_raft_entry *e,
-                       const struct corral_kv_result *res)
+                       const struct corral_state_result *res)
 {
     struct corral_node *n = ud;
-    corral_pending_applied(&n->pending, e, res);
+    /* Only config store writes wait here today. */
+    bool kv = res != NULL && res->status == CORRAL_STATE_KV_DONE;
+    corral_pending_applied(&n->pending, e, kv ? &res->kv : NULL);
 }
 
 static void io_restored(void *ud, const struct corral_raft_snapshot_meta *meta)
@@ -183,7 +185,7 @@ static void io_batch_done(void *ud, const struct corral_raft_ready *rd)
     note_leader(n, rd);
     for (uint32_t i = 0; i < rd->n_reads; i++)
         corral_pending_read_ready(&n->pending, &rd->reads[i]);
-    corral_pending_release_reads(&n->pending, corral_kv_applied(n->kv));
+    corral_pending_release_reads(&n->pending, corral_state_applied(n->st));
     assert(corral_pending_check(&n->pending) || n->pending.count > 64);
 }
 
@@ -318,7 +320,8 @@ int corral_node_write(struct corral_node *n, const struct corral_kv_cmd *cmd,
         return CORRAL_ESHUTDOWN;
     if (n->pending.count >= n->cfg.max_pending)
         return CORRAL_EBUSY;
-    struct corral_rbuf *data = corral_kv_cmd_encode(cmd);
+    struct corral_state_cmd sc = {.type = CORRAL_STATE_KV, .kv = *cmd};
+    struct corral_rbuf *data = corral_state_cmd_encode(&sc);
     if (data == NULL)
         return CORRAL_ENOMEM;
     uint64_t index = 0;
@@ -349,7 +352,12 @@ int corral_node_read(struct corral_node *n, corral_node_read_cb cb, void *ctx)
 
 const struct corral_kv *corral_node_kv(const struct corral_node *n)
 {
-    return n->kv;
+    return corral_state_kv(n->st);
+}
+
+const struct corral_state *corral_node_state(const struct corral_node *n)
+{
+    return n->st;
 }
 
 const struct corral_node_config *corral_node_config(const struct corral_node *n)
@@ -462,7 +470,7 @@ void corral_node_stats(const struct corral_node *n, struct corral_node_stats *st
         .applied_index = s.applied,
         .snapshot_index = n->drive.snapshot_index,
         .snapshots = n->drive.stats.snapshots_taken,
-        .kv_keys = corral_kv_count(n->kv),
+        .kv_keys = corral_kv_count(corral_state_kv(n->st)),
         .pending_requests = n->pending.count,
         .wal_syncs = ss.syncs,
         .wal_bytes_written = ss.bytes_written,
@@ -528,12 +536,14 @@ static int open_storage(struct corral_node *n, struct corral_storage_state *st)
 
 static int start_core(struct corral_node *n, struct corral_storage_state *st)
 {
-    n->kv = corral_kv_new();
-    if (n->kv == NULL)
+    n->st = corral_state_new();
+    if (n->st == NULL)
         return CORRAL_ENOMEM;
     if (st->snap.index > 0) {
-        int rv = corral_kv_restore(n->kv, st->snap_data);
-        if (rv == 0 && corral_kv_applied(n->kv) != st->snap.index)
+        /* A config store snapshot from before the cluster state loads too
+         * (state.h). */
+        int rv = corral_state_restore(n->st, st->snap_data);
+        if (rv == 0 && corral_state_applied(n->st) != st->snap.index)
             rv = CORRAL_ECORRUPT; /* the store's bytes name another index */
         if (rv != 0) {
             corral_log(CORRAL_LOG_ERROR, "the snapshot at index %" PRIu64 " does not load: %s",
@@ -561,7 +571,7 @@ static int start_core(struct corral_node *n, struct corral_storage_state *st)
                                      .snapshot_keep = n->cfg.snapshot_entries < SNAPSHOT_KEEP_MAX
                                                           ? n->cfg.snapshot_entries
                                                           : SNAPSHOT_KEEP_MAX};
-    corral_drive_init(&n->drive, n->raft, n->kv, &io, &dc, st->snap.index);
+    corral_drive_init(&n->drive, n->raft, n->st, &io, &dc, st->snap.index);
     corral_pending_init(&n->pending);
     corral_log(CORRAL_LOG_INFO, "recovered term %" PRIu64 ", snapshot %" PRIu64 ", %u log entries",
                st->hs.term, st->snap.index, st->n_entries);
@@ -634,7 +644,7 @@ static void node_free(struct corral_node *n, struct corral_storage_state *st)
     if (n->storage != NULL)
         corral_storage_close(n->storage);
     corral_raft_free(n->raft);
-    corral_kv_free(n->kv);
+    corral_state_free(n->st);
     corral_storage_state_free(st);
     uv_loop_close(&n->loop);
     corral_free(n);

@@ -18,6 +18,7 @@
 
 #include "core/kv.h"
 #include "core/raft.h"
+#include "core/state.h"
 #include "runtime/http.h"
 #include "runtime/metrics.h"
 
@@ -75,6 +76,8 @@ typedef void (*corral_node_read_cb)(void *ctx, int err);
 int corral_node_read(struct corral_node *n, corral_node_read_cb cb, void *ctx);
 
 const struct corral_kv *corral_node_kv(const struct corral_node *n);
+/* The cluster state (members, resources, assignments); read-only. */
+const struct corral_state *corral_node_state(const struct corral_node *n);
 
 struct corral_node_info {
     uint64_t id;

@@ -10,6 +10,8 @@
 #include "core/raft.h"
 
 #define SIM_NODES_MAX 12 /* ids 1..12: initial voters plus spares to add */
+#define SIM_WORKERS_MAX 8
+#define SIM_ENDPOINTS_MAX (SIM_NODES_MAX + SIM_WORKERS_MAX)
 #define SIM_KEYS_MAX 16
 #define SIM_CLIENTS_MAX 8
 #define SIM_TRACE_LINES 256
@@ -42,8 +44,28 @@ struct sim_params {
     uint32_t snapshot_every; /* compact after this many applied entries */
     uint32_t snapshot_chunk_bytes;
     uint32_t fault_ms; /* faults run this long, then heal */
+    /* Partition ownership: workers running the agent, resources, faults. */
+    uint32_t n_workers;             /* 2..SIM_WORKERS_MAX */
+    uint32_t n_zones;               /* 1..3: workers round-robin over them */
+    uint32_t n_resources;           /* created at the start */
+    uint32_t partitions_max;        /* P of a resource in 4..this */
+    uint32_t heartbeat_ms;          /* a worker's heartbeat interval */
+    uint32_t lease_ms;              /* the lease a leader grants */
+    uint32_t worker_fault_every_ms; /* mean time between worker faults, 0 = none */
+    uint32_t worker_fault_max_ms;   /* a crash, pause or cut lasts up to this */
+    uint32_t owner_op_every_ms;     /* mean time between operator steps */
     bool verbose;
 };
+
+/* What ended a primary's turn, for the ownership gaps. */
+enum sim_stop {
+    SIM_STOP_CRASH = 0,   /* the worker was killed */
+    SIM_STOP_PAUSE = 1,   /* the worker was stopped (SIGSTOP) */
+    SIM_STOP_LEASE = 2,   /* its lease ran out while it ran (cut off) */
+    SIM_STOP_HANDOFF = 3, /* a planned release: drain, rebalance, resize */
+    SIM_STOP_KINDS = 4,
+};
+#define SIM_GAPS_MAX 512
 
 struct sim_result {
     bool violation;
@@ -57,6 +79,18 @@ struct sim_result {
     uint64_t snapshots_sent;
     uint64_t conf_changes;
     uint64_t crashes;
+    uint64_t worker_crashes;
+    uint64_t worker_pauses;
+    uint64_t drains;
+    uint64_t acquires;        /* acting intervals started */
+    uint64_t state_proposals; /* cluster state commands proposed */
+    /* Ownership gaps (no acting primary), by what ended the previous
+     * primary's turn: enum sim_stop. */
+    struct sim_gaps {
+        uint32_t n;
+        uint64_t total;
+        uint64_t us[SIM_GAPS_MAX];
+    } gaps[SIM_STOP_KINDS];
 };
 
 void sim_params_from_seed(struct sim_params *p, uint64_t seed);

@@ -281,16 +281,16 @@ void sim_check_node(struct sim *s, struct sim_node *n)
 void sim_check_applied(struct sim *s, struct sim_node *n, uint64_t index)
 {
     struct sim_check *c = check_of(s);
-    if (corral_kv_applied(n->kv) != index) {
-        sim_fail(s, "node %u: the store is at %" PRIu64 " after applying %" PRIu64, n->id,
-                 corral_kv_applied(n->kv), index);
+    if (corral_state_applied(n->st) != index) {
+        sim_fail(s, "node %u: the state is at %" PRIu64 " after applying %" PRIu64, n->id,
+                 corral_state_applied(n->st), index);
         return;
     }
-    if (!corral_kv_check(n->kv)) {
-        sim_fail(s, "node %u: the store's invariants fail at %" PRIu64, n->id, index);
+    if (!corral_state_check(n->st)) {
+        sim_fail(s, "node %u: the state's invariants fail at %" PRIu64, n->id, index);
         return;
     }
-    struct corral_rbuf *snap = corral_kv_snapshot(n->kv);
+    struct corral_rbuf *snap = corral_state_snapshot(n->st);
     if (snap == NULL)
         abort();
     uint64_t h = sim_hash_bytes(snap->data, snap->len, 0xcbf29ce484222325ull) | 1;
@@ -309,7 +309,7 @@ void sim_check_read(struct sim *s, struct sim_node *n, uint32_t key)
     char name[8];
     int len = snprintf(name, sizeof(name), "k%u", key);
     struct corral_kv_item it;
-    if (!corral_kv_get(n->kv, (const uint8_t *)name, (uint32_t)len, &it))
+    if (!corral_kv_get(corral_state_kv(n->st), (const uint8_t *)name, (uint32_t)len, &it))
         return;
     uint64_t id = UINT64_MAX;
     if (it.value_len == sizeof(id))
@@ -400,4 +400,6 @@ void sim_check_end(struct sim *s)
     check_liveness(s);
     if (!s->res->violation)
         check_linearizable(s);
+    if (!s->res->violation)
+        sim_owner_check_end(s);
 }

@@ -82,7 +82,7 @@ uint64_t sim_kv_version(const struct sim_node *n, uint32_t key)
 {
     uint8_t name[8];
     struct corral_kv_item it;
-    return corral_kv_get(n->kv, name, key_name(key, name), &it) ? it.version : 0;
+    return corral_kv_get(corral_state_kv(n->st), name, key_name(key, name), &it) ? it.version : 0;
 }
 
 static uint64_t op_new(struct sim *s, uint32_t client)
@@ -176,7 +176,8 @@ static struct corral_rbuf *command_encode(const struct sim_op *op, uint64_t id)
         c.value = value;
         c.value_len = sizeof(value);
     }
-    return corral_kv_cmd_encode(&c);
+    struct corral_state_cmd sc = {.type = CORRAL_STATE_KV, .kv = c};
+    return corral_state_cmd_encode(&sc);
 }
 
 /* A request reaches a node: reads go through ReadIndex, writes through
@@ -301,7 +302,9 @@ static void record_write(struct sim *s, struct sim_node *n, const struct corral_
                          const struct corral_kv_result *res)
 {
     uint64_t id = props_get(s, e->index, e->term);
-    if (id == NO_OP || res == NULL) {
+    if (id == NO_OP)
+        return; /* a cluster state command (sim_coord.c, sim_ops.c) */
+    if (res == NULL) {
         sim_fail(s, "node %u applies an entry nobody proposed at %llu", n->id,
                  (unsigned long long)e->index);
         return;
@@ -336,10 +339,10 @@ static void record_write(struct sim *s, struct sim_node *n, const struct corral_
 }
 
 void sim_client_applied(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e,
-                        const struct corral_kv_result *res)
+                        const struct corral_state_result *res)
 {
     if (e->type == CORRAL_RAFT_ENTRY_CONF)
         apply_conf(s, n, e);
     else if (e->type == CORRAL_RAFT_ENTRY_NORMAL)
-        record_write(s, n, e, res);
+        record_write(s, n, e, res != NULL && res->status == CORRAL_STATE_KV_DONE ? &res->kv : NULL);
 }

@@ -5,8 +5,12 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "core/agent.h"
+#include "core/controller.h"
 #include "core/kv.h"
+#include "core/liveness.h"
 #include "core/raft_drive.h"
+#include "core/state.h"
 #include "lincheck.h"
 #include "sim.h"
 
@@ -17,6 +21,18 @@
 #define SIM_CLIENT_TIMEOUT_MS 1500
 #define SIM_TICK_MS 5
 #define SIM_PENDING_MAX 512
+/* Ownership: simulated resource ids and partitions tracked by the checks,
+ * what one worker may act as, one view, the reports one heartbeat carries,
+ * parked watches per node, and how long a watch waits. */
+#define SIM_RESOURCE_IDS_MAX 32
+#define SIM_PARTITIONS_MAX 64
+#define SIM_ACTING_MAX 256
+#define SIM_VIEW_MAX 256
+#define SIM_REPORTS_MAX 64
+#define SIM_WATCHES_MAX 16
+#define SIM_WATCH_WAIT_US 1000000ull
+#define SIM_EVAL_MS 10
+#define SIM_UNCOMMITTED_MAX 32
 /* Search steps for the linearizability check of one key: histories here
  * need up to ~10^7; this bounds a pathological one to a few seconds. */
 #define SIM_LINCHECK_BUDGET 300000000ull
@@ -36,6 +52,18 @@ enum sim_event_type {
     EV_PARTITION_END,
     EV_CONF,
     EV_HEAL,
+    EV_W_BEAT,      /* a worker's heartbeat timer */
+    EV_W_WATCH,     /* a worker's watch (re)request */
+    EV_W_WAKE,      /* the agent asked to be ticked now */
+    EV_W_HOOK,      /* a hook the worker ran completes */
+    EV_W_RESUME,    /* a paused worker runs again */
+    EV_W_TO_NODE,   /* a worker's message reaches a node */
+    EV_W_TO_WORKER, /* a node's answer reaches a worker */
+    EV_W_RESTART,
+    EV_W_UNCUT,    /* a worker-leader cut heals */
+    EV_W_FAULT,    /* the next worker fault */
+    EV_OWNER_OP,   /* the next ownership operator step */
+    EV_WATCH_WAIT, /* a parked watch's wait may be over */
 };
 
 struct sim_event {
@@ -74,6 +102,40 @@ struct sim_pending {
 
 struct sim;
 
+/* A worker <-> coordinator message: heartbeat (with progress reports) and
+ * its answer (lease, the index the lease covers, the leader's view), or a
+ * watch and its answer (the answering node's view). */
+enum sim_wmsg_type {
+    SIM_WMSG_HEARTBEAT = 1,
+    SIM_WMSG_HEARTBEAT_ANSWER,
+    SIM_WMSG_WATCH,
+    SIM_WMSG_WATCH_ANSWER,
+};
+
+struct sim_wmsg {
+    uint8_t type;
+    uint32_t worker;
+    uint32_t incarnation;
+    uint32_t from; /* the answering node */
+    uint64_t seq;
+    bool ok;
+    uint32_t lease_ms;
+    uint64_t lease_index;
+    uint32_t leader_hint;
+    uint32_t n_reports;
+    struct corral_agent_report reports[SIM_REPORTS_MAX];
+    bool has_view;
+    uint64_t view_index;
+    uint32_t n_view;
+    struct corral_agent_entry view[SIM_VIEW_MAX];
+};
+
+struct sim_watch {
+    struct sim_wmsg *msg;
+    uint64_t index;    /* the assign index when it was parked */
+    uint64_t until_us; /* its wait ends */
+};
+
 struct sim_node {
     struct sim *sim;
     uint32_t id;
@@ -87,8 +149,18 @@ struct sim_node {
     /* The production driver and state machine (src/core/raft_drive.c,
      * src/core/kv.c); both are lost on a crash. */
     struct corral_drive drive;
-    struct corral_kv *kv;
+    struct corral_state *st;
     bool persisting; /* the driver's batch waits on an EV_PERSIST */
+    /* Ownership, while this node leads (sim_coord.c). */
+    bool leading;
+    uint64_t lead_term;
+    struct corral_liveness lv;
+    struct corral_controller *ctl;
+    uint64_t last_eval_ms;
+    uint64_t last_state_prop; /* log index of its last state command proposed */
+    uint64_t reg_sent_ms[SIM_WORKERS_MAX];
+    uint32_t n_watches;
+    struct sim_watch watches[SIM_WATCHES_MAX];
     uint32_t n_pending;
     struct sim_pending pending[SIM_PENDING_MAX];
     /* What the checks saw last of this incarnation. */
@@ -122,6 +194,37 @@ struct sim_client {
     uint64_t ok_after_heal;
 };
 
+/* A worker member: the real agent over a drifting clock (sim_worker.c). */
+struct sim_worker {
+    uint32_t idx;
+    uint32_t ep; /* its endpoint in the network: SIM_NODES_MAX + 1 + idx */
+    char name[16];
+    char zone[8];
+    bool started, up, paused, decommissioned, early_beat;
+    uint32_t incarnation;
+    uint32_t rate_permille;
+    uint64_t resume_us;
+    struct corral_agent *agent;
+    uint32_t target; /* the node it heartbeats to */
+    uint64_t wake_scheduled_ms;
+    uint64_t watch_gen;
+    uint32_t reports_seen; /* pending reports at the last look: a new one beats early */
+    uint32_t n_acting;
+    struct corral_agent_primary acting[SIM_ACTING_MAX];
+};
+
+/* Who acts as primary of one partition now, for the checks (sim_owner.c). */
+struct sim_owner {
+    uint32_t worker; /* idx + 1, 0 = nobody */
+    uint64_t epoch;
+    uint64_t since_us;
+    uint64_t last_epoch;
+    uint32_t last_worker;
+    bool gap_open;
+    uint8_t gap_cause; /* enum sim_stop */
+    uint64_t gap_from_us;
+};
+
 struct sim_check; /* sim_check.c */
 
 struct sim {
@@ -134,7 +237,14 @@ struct sim {
     size_t cap_ev;
     struct sim_event *ev;
     struct sim_node nodes[SIM_NODES_MAX + 1]; /* [0] unused */
-    bool blocked[SIM_NODES_MAX + 1][SIM_NODES_MAX + 1];
+    /* Links between endpoints: nodes 1..SIM_NODES_MAX, then workers. */
+    bool blocked[SIM_ENDPOINTS_MAX + 1][SIM_ENDPOINTS_MAX + 1];
+    struct sim_worker workers[SIM_WORKERS_MAX];
+    struct sim_owner owners[SIM_RESOURCE_IDS_MAX][SIM_PARTITIONS_MAX];
+    struct corral_liveness_config liveness_cfg;
+    struct corral_controller_config controller_cfg;
+    bool resources_created;
+    uint32_t next_resource_name;
     uint32_t partition_gen;
     uint32_t next_spare;
     bool healed;
@@ -162,6 +272,35 @@ void sim_net_send(struct sim *s, const struct corral_raft_msg *m);
 void sim_nemesis(struct sim *s, struct sim_node *n, bool elected, bool committed);
 void sim_nemesis_fsync(struct sim *s, struct sim_node *n, uint64_t fsync_us);
 
+/* sim_worker.c */
+void sim_workers_init(struct sim *s);
+void sim_workers_free(struct sim *s);
+void sim_worker_start(struct sim *s, struct sim_worker *w);
+void sim_worker_crash(struct sim *s, struct sim_worker *w);
+void sim_worker_pause(struct sim *s, struct sim_worker *w, uint64_t until_us);
+void sim_worker_event(struct sim *s, const struct sim_event *ev);
+void sim_worker_send(struct sim *s, uint32_t from_node, struct sim_wmsg *m);
+
+/* sim_owner.c */
+void sim_owner_update(struct sim *s, struct sim_worker *w);
+void sim_owner_stopped_all(struct sim *s, struct sim_worker *w, uint8_t cause);
+bool sim_owner_acting(const struct sim *s, uint32_t resource, uint32_t partition, uint64_t epoch);
+void sim_owner_check_end(struct sim *s);
+
+/* sim_coord.c */
+void sim_coord_soft_state(struct sim *s, struct sim_node *n, const struct corral_raft_ready *rd);
+void sim_coord_tick(struct sim *s, struct sim_node *n);
+void sim_coord_receive(struct sim *s, struct sim_node *n, struct sim_wmsg *m);
+void sim_coord_watches(struct sim *s, struct sim_node *n);
+void sim_coord_stop(struct sim_node *n);
+void sim_coord_crash(struct sim_node *n);
+
+/* sim_ops.c */
+void sim_ops_step(struct sim *s);
+void sim_worker_fault(struct sim *s);
+void sim_worker_fault_event(struct sim *s, const struct sim_event *ev);
+void sim_workers_heal(struct sim *s);
+
 /* sim_node.c */
 void sim_node_start_fresh(struct sim *s, struct sim_node *n);
 void sim_node_restart(struct sim *s, struct sim_node *n);
@@ -181,7 +320,7 @@ void sim_clients_free(struct sim *s);
 void sim_client_reply(struct sim *s, uint64_t op, bool ok, uint64_t value, bool cas_ok,
                       uint32_t leader_hint);
 void sim_client_applied(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e,
-                        const struct corral_kv_result *res);
+                        const struct corral_state_result *res);
 uint64_t sim_kv_version(const struct sim_node *n, uint32_t key);
 
 /* sim_check.c */

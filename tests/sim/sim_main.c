@@ -71,6 +71,15 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
         p->conf_every_ms = 0;
     }
     p->fsync_crash_permille = DRAW(0, 1) ? DRAW(5, 100) : 0;
+    p->n_workers = DRAW(3, 6);
+    p->n_zones = DRAW(1, 3);
+    p->n_resources = DRAW(1, 2);
+    p->partitions_max = DRAW(0, 3) == 0 ? 64 : 16;
+    p->heartbeat_ms = 250;
+    p->lease_ms = 1000;
+    p->worker_fault_every_ms = DRAW(0, 3) == 0 ? 0 : DRAW(200, 1500);
+    p->worker_fault_max_ms = DRAW(300, 3000);
+    p->owner_op_every_ms = DRAW(300, 2000);
 #undef DRAW
 }
 

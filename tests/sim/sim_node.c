@@ -86,16 +86,16 @@ static void schedule_tick(struct sim *s, struct sim_node *n)
 
 static const struct corral_drive_io sim_io; /* the driver's callbacks, below */
 
-/* The store as the disk's snapshot left it, as the node does at start. */
-static bool kv_load(struct sim *s, struct sim_node *n)
+/* The state as the disk's snapshot left it, as the node does at start. */
+static bool state_load(struct sim *s, struct sim_node *n)
 {
-    n->kv = corral_kv_new();
-    if (n->kv == NULL)
+    n->st = corral_state_new();
+    if (n->st == NULL)
         abort();
     if (n->disk.snap.index == 0)
         return true;
-    int rv = corral_kv_restore(n->kv, n->disk.snap_data);
-    if (rv != 0 || corral_kv_applied(n->kv) != n->disk.snap.index) {
+    int rv = corral_state_restore(n->st, n->disk.snap_data);
+    if (rv != 0 || corral_state_applied(n->st) != n->disk.snap.index) {
         sim_fail(s, "node %u: its snapshot at %llu does not load: %d", n->id,
                  (unsigned long long)n->disk.snap.index, rv);
         return false;
@@ -116,13 +116,13 @@ static void boot(struct sim *s, struct sim_node *n)
         sim_fail(s, "node %u cannot boot from its disk: %d", n->id, rv);
         return;
     }
-    if (!kv_load(s, n))
+    if (!state_load(s, n))
         return;
     struct corral_drive_io io = sim_io;
     io.ud = n;
     struct corral_drive_config dc = {.snapshot_every = s->p.snapshot_every,
                                      .snapshot_keep = sim_between(s, 0, s->p.snapshot_every / 2)};
-    corral_drive_init(&n->drive, n->raft, n->kv, &io, &dc, n->disk.snap.index);
+    corral_drive_init(&n->drive, n->raft, n->st, &io, &dc, n->disk.snap.index);
     n->up = true;
     n->persisting = false;
     n->n_pending = 0;
@@ -175,8 +175,9 @@ void sim_node_crash(struct sim *s, struct sim_node *n)
     n->disk.hs_dirty = false;
     corral_raft_free(n->raft);
     n->raft = NULL;
-    corral_kv_free(n->kv);
-    n->kv = NULL;
+    sim_coord_crash(n);
+    corral_state_free(n->st);
+    n->st = NULL;
     n->up = false;
     n->incarnation++;
     n->n_pending = 0; /* their clients time out: outcome unknown */
@@ -269,7 +270,7 @@ static void pending_remove(struct sim_node *n, uint32_t i)
 /* Serves the reads whose index has been applied. */
 static void serve_reads(struct sim *s, struct sim_node *n)
 {
-    uint64_t applied = corral_kv_applied(n->kv);
+    uint64_t applied = corral_state_applied(n->st);
     for (uint32_t i = 0; i < n->n_pending;) {
         struct sim_pending *p = &n->pending[i];
         if (p->read && p->read_ready && p->index <= applied) {
@@ -284,7 +285,7 @@ static void serve_reads(struct sim *s, struct sim_node *n)
 }
 
 static void io_applied(void *ud, const struct corral_raft_entry *e,
-                       const struct corral_kv_result *res)
+                       const struct corral_state_result *res)
 {
     struct sim_node *n = ud;
     sim_client_applied(n->sim, n, e, res);
@@ -301,6 +302,8 @@ static void io_batch_done(void *ud, const struct corral_raft_ready *rd)
 {
     struct sim_node *n = ud;
     struct sim *s = n->sim;
+    sim_coord_soft_state(s, n, rd);
+    sim_coord_watches(s, n);
     for (uint32_t i = 0; i < rd->n_reads; i++) {
         for (uint32_t j = 0; j < n->n_pending; j++) {
             struct sim_pending *p = &n->pending[j];
@@ -365,6 +368,8 @@ void sim_node_tick(struct sim *s, struct sim_node *n, uint32_t incarnation)
     corral_raft_tick(n->raft, local_ms(s, n));
     schedule_tick(s, n);
     sim_node_flush(s, n);
+    if (n->up)
+        sim_coord_tick(s, n);
 }
 
 void sim_node_step(struct sim *s, struct sim_node *n, const struct corral_raft_msg *m)

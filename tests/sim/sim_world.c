@@ -192,14 +192,17 @@ static uint32_t random_member(struct sim *s, bool up_only)
 static void partition(struct sim *s, uint32_t isolate)
 {
     heal_partitions(s);
-    bool side[SIM_NODES_MAX + 1] = {false};
+    bool side[SIM_ENDPOINTS_MAX + 1] = {false};
     uint32_t kind =
         isolate != 0 || sim_chance(s, s->p.leader_bias_permille) ? 2 : (uint32_t)(sim_rand(s) % 2);
     uint32_t leader = isolate != 0 ? isolate : sim_leader(s);
-    for (uint32_t i = 1; i <= SIM_NODES_MAX; i++)
+    /* Workers take sides too: isolating a leader cuts it from every
+     * worker as well (a deposed leader that still answers the workers on
+     * its side is the other case: kinds 0 and 1). */
+    for (uint32_t i = 1; i <= SIM_ENDPOINTS_MAX; i++)
         side[i] = kind == 2 ? i == leader : sim_chance(s, 500);
-    for (uint32_t a = 1; a <= SIM_NODES_MAX; a++)
-        for (uint32_t b = 1; b <= SIM_NODES_MAX; b++)
+    for (uint32_t a = 1; a <= SIM_ENDPOINTS_MAX; a++)
+        for (uint32_t b = 1; b <= SIM_ENDPOINTS_MAX; b++)
             if (side[a] && !side[b]) {
                 s->blocked[a][b] = true;
                 s->blocked[b][a] = kind != 1; /* kind 1: one-way */
@@ -305,6 +308,7 @@ static void heal(struct sim *s)
         if (n->started && !n->removed && !n->up)
             sim_node_restart(s, n);
     }
+    sim_workers_heal(s);
     sim_trace(s, "heal: faults stop");
 }
 
@@ -362,9 +366,63 @@ static void dispatch(struct sim *s, const struct sim_event *ev)
     case EV_HEAL:
         heal(s);
         break;
+    case EV_W_TO_NODE:
+        if (s->blocked[ev->a][ev->node])
+            free(ev->ptr); /* cut while in flight */
+        else
+            sim_coord_receive(s, &s->nodes[ev->node], ev->ptr);
+        break;
+    case EV_WATCH_WAIT:
+        if (s->nodes[ev->node].up)
+            sim_coord_watches(s, &s->nodes[ev->node]);
+        break;
+    case EV_W_BEAT:
+    case EV_W_WATCH:
+    case EV_W_WAKE:
+    case EV_W_HOOK:
+    case EV_W_RESUME:
+    case EV_W_TO_WORKER:
+        sim_worker_event(s, ev);
+        break;
+    case EV_W_RESTART:
+    case EV_W_UNCUT:
+        sim_worker_fault_event(s, ev);
+        break;
+    case EV_W_FAULT:
+        if (!s->healed) {
+            sim_worker_fault(s);
+            schedule(s, EV_W_FAULT, s->p.worker_fault_every_ms);
+        }
+        break;
+    case EV_OWNER_OP:
+        sim_ops_step(s);
+        if (!s->healed)
+            sim_at(s, s->now_us + sim_between(s, 1000, 2ull * s->p.owner_op_every_ms * 1000),
+                   (struct sim_event){.type = EV_OWNER_OP});
+        break;
     default:
         break;
     }
+}
+
+/* The lease rules' drift bound must cover any two clocks of the run: a
+ * rate r_member and r_leader in [1 - d, 1 + d] differ by up to
+ * (1 + d) / (1 - d). The margin is kept small so that a lease counted from
+ * the wrong instant shows within the network's delays. */
+static void ownership_init(struct sim *s)
+{
+    uint32_t d = s->p.drift_permille_max;
+    corral_liveness_config_default(&s->liveness_cfg);
+    s->liveness_cfg.heartbeat_ms = s->p.heartbeat_ms;
+    s->liveness_cfg.lease_ms = s->p.lease_ms;
+    s->liveness_cfg.max_drift_permille = (1000 + d) * 1000 / (1000 - d) - 1000 + 1;
+    s->liveness_cfg.margin_ms = 2;
+    s->liveness_cfg.max_election_timeout_ms = 2 * CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT;
+    s->liveness_cfg.suspect_after_ms = 2 * s->p.heartbeat_ms;
+    corral_controller_config_default(&s->controller_cfg);
+    sim_workers_init(s);
+    sim_at(s, 400000, (struct sim_event){.type = EV_OWNER_OP});
+    schedule(s, EV_W_FAULT, s->p.worker_fault_every_ms);
 }
 
 static void world_init(struct sim *s, const struct sim_params *p, struct sim_result *res)
@@ -395,6 +453,7 @@ static void world_init(struct sim *s, const struct sim_params *p, struct sim_res
     for (uint32_t i = 1; i <= p->n_voters; i++)
         sim_node_start_fresh(s, &s->nodes[i]);
     sim_clients_init(s);
+    ownership_init(s);
     schedule(s, EV_CRASH, p->crash_every_ms);
     schedule(s, EV_PARTITION, p->partition_every_ms);
     schedule(s, EV_CONF, p->conf_every_ms);
@@ -405,11 +464,13 @@ static void world_init(struct sim *s, const struct sim_params *p, struct sim_res
 static void world_free(struct sim *s)
 {
     for (size_t i = 0; i < s->n_ev; i++)
-        if (s->ev[i].type == EV_DELIVER)
+        if (s->ev[i].type == EV_DELIVER || s->ev[i].type == EV_W_TO_NODE ||
+            s->ev[i].type == EV_W_TO_WORKER)
             free(s->ev[i].ptr);
     free(s->ev);
     for (uint32_t i = 1; i <= SIM_NODES_MAX; i++)
         sim_node_destroy(s, &s->nodes[i]);
+    sim_workers_free(s);
     sim_check_free(s);
     sim_clients_free(s);
     free(s->ops);
@@ -444,15 +505,15 @@ void sim_run(const struct sim_params *p, struct sim_result *res)
     while (s->n_ev > 0 && !res->violation) {
         struct sim_event ev = ev_pop(s);
         if (ev.t_us > end_us) {
-            if (ev.type == EV_DELIVER)
+            if (ev.type == EV_DELIVER || ev.type == EV_W_TO_NODE || ev.type == EV_W_TO_WORKER)
                 free(ev.ptr);
             break;
         }
         s->now_us = ev.t_us;
         dispatch(s, &ev);
         res->events++;
-        if (ev.node != 0 && ev.type != EV_CLIENT_NEXT && ev.type != EV_CLIENT_REPLY &&
-            ev.type != EV_CLIENT_TIMEOUT)
+        if (ev.node != 0 && ev.node <= SIM_NODES_MAX && ev.type != EV_CLIENT_NEXT &&
+            ev.type != EV_CLIENT_REPLY && ev.type != EV_CLIENT_TIMEOUT)
             sim_check_node(s, &s->nodes[ev.node]);
     }
     if (!res->violation)

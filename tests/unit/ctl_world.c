@@ -151,7 +151,7 @@ uint32_t world_report_all(struct ctl_world *w)
             /* Reports change the state: look the partition up again. */
             const struct corral_state_partition *ps =
                 &corral_state_resource_by_id(w->st, id)->parts[p];
-            uint32_t copying[CORRAL_STATE_REPLICAS_MAX], nc = 0;
+            uint32_t copying[CORRAL_STATE_ROW_MAX], nc = 0;
             for (uint32_t j = 0; j < ps->n_replicas; j++)
                 if (ps->replicas[j].state == CORRAL_REPLICA_COPYING &&
                     w->alive[ps->replicas[j].member])

@@ -75,7 +75,7 @@ static uint64_t lease(struct corral_agent *a, uint64_t sent_ms, uint32_t lease_m
                       uint64_t answer_ms)
 {
     uint64_t seq = corral_agent_heartbeat_sent(a, sent_ms, NULL, 0, NULL);
-    assert_int_equal(corral_agent_heartbeat_answered(a, seq, lease_ms, answer_ms), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, seq, lease_ms, 0, answer_ms), 0);
     return seq;
 }
 
@@ -216,6 +216,30 @@ static void test_no_acquire_without_lease(void **state)
     corral_agent_free(a);
 }
 
+/* A12: a lease answer that names index 40 lets no acquire go on a view of
+ * index 30, however valid the lease; a view of 40 does. What already acts
+ * goes on. */
+static void test_acquire_needs_fresh_view(void **state)
+{
+    (void)state;
+    struct corral_agent *a = agent_new();
+    desire1(a, 0, 10, primary(1, 0, 3));
+    lease(a, 0, LEASE, 5); /* index 0: any view will do */
+    struct corral_agent_hook h = take(a, CORRAL_AGENT_ACQUIRE, 1, 0, 3);
+    done(a, &h, 0, 6);
+    uint64_t seq = corral_agent_heartbeat_sent(a, 100, NULL, 0, NULL);
+    assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 40, 105), 0);
+    assert_true(acting(a, 1, 0, 3)); /* goes on acting */
+    struct corral_agent_entry e[] = {primary(1, 0, 3), primary(1, 1, 7)};
+    desire(a, 110, 30, e, 2); /* a stale view grants (1, 1) */
+    no_hook(a);
+    assert_false(corral_agent_acting(a, 1, 1, NULL));
+    desire(a, 120, 40, e, 2);
+    take(a, CORRAL_AGENT_ACQUIRE, 1, 1, 7);
+    assert_true(acting(a, 1, 1, 7));
+    corral_agent_free(a);
+}
+
 static void test_acquire_with_lease(void **state)
 {
     (void)state;
@@ -308,7 +332,7 @@ static void test_lease_expiry_any_call(void **state)
             /* Even an answer that would extend the lease: acting stopped at
              * 2000 first, and epoch 5 is not taken up again (A3). */
             uint64_t seq = corral_agent_heartbeat_sent(a, 1900, NULL, 0, NULL);
-            assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 2000), 0);
+            assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 0, 2000), 0);
             assert_int_equal(corral_agent_lease_end(a), 2900);
             break;
         }
@@ -366,30 +390,30 @@ static void test_out_of_order_answers(void **state)
     assert_int_equal(s1, 1);
     assert_int_equal(s2, 2);
     assert_int_equal(s3, 3);
-    assert_int_equal(corral_agent_heartbeat_answered(a, s2, LEASE, 1300), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, s2, LEASE, 0, 1300), 0);
     assert_int_equal(corral_agent_lease_end(a), 2250);
     /* The older answer arrives later: its end is earlier, nothing moves. */
-    assert_int_equal(corral_agent_heartbeat_answered(a, s1, LEASE, 1400), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, s1, LEASE, 0, 1400), 0);
     assert_int_equal(corral_agent_lease_end(a), 2250);
     /* A repeated answer is harmless. */
-    assert_int_equal(corral_agent_heartbeat_answered(a, s2, LEASE, 1450), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, s2, LEASE, 0, 1450), 0);
     assert_int_equal(corral_agent_lease_end(a), 2250);
     /* A shorter lease on a newer heartbeat does not cut the granted one. */
-    assert_int_equal(corral_agent_heartbeat_answered(a, s3, 500, 1600), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, s3, 500, 0, 1600), 0);
     assert_int_equal(corral_agent_lease_end(a), 2250);
     /* Unknown sequence numbers: never sent, zero, fallen out of the ring. */
-    assert_int_equal(corral_agent_heartbeat_answered(a, 0, LEASE, 1700), CORRAL_ENOTFOUND);
-    assert_int_equal(corral_agent_heartbeat_answered(a, 4, LEASE, 1700), CORRAL_ENOTFOUND);
+    assert_int_equal(corral_agent_heartbeat_answered(a, 0, LEASE, 0, 1700), CORRAL_ENOTFOUND);
+    assert_int_equal(corral_agent_heartbeat_answered(a, 4, LEASE, 0, 1700), CORRAL_ENOTFOUND);
     for (uint32_t i = 0; i < CORRAL_AGENT_HEARTBEATS_MAX; i++)
         corral_agent_heartbeat_sent(a, 1700, NULL, 0, NULL);
-    assert_int_equal(corral_agent_heartbeat_answered(a, s3, 5000, 1700), CORRAL_ENOTFOUND);
+    assert_int_equal(corral_agent_heartbeat_answered(a, s3, 5000, 0, 1700), CORRAL_ENOTFOUND);
     assert_int_equal(corral_agent_lease_end(a), 2250);
     /* The oldest still remembered works. */
-    assert_int_equal(corral_agent_heartbeat_answered(a, 4, LEASE, 1800), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, 4, LEASE, 0, 1800), 0);
     assert_int_equal(corral_agent_lease_end(a), 2700);
     /* A huge lease saturates. */
     uint64_t big = corral_agent_heartbeat_sent(a, UINT64_MAX - 5, NULL, 0, NULL);
-    assert_int_equal(corral_agent_heartbeat_answered(a, big, UINT32_MAX, UINT64_MAX - 4), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, big, UINT32_MAX, 0, UINT64_MAX - 4), 0);
     assert_int_equal(corral_agent_lease_end(a), UINT64_MAX);
     corral_agent_free(a);
 }
@@ -464,7 +488,7 @@ static void test_releasing(void **state)
     expect_report(&out[0], 1, 0, 5, CORRAL_AGENT_REPORT_RELEASED);
     assert_int_equal(out[0].index, 11);
     assert_int_equal(out[0].error, 0);
-    assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 1140), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 0, 1140), 0);
     assert_int_equal(stats(a).reports_pending, 0);
     /* The same releasing set again: reported once, not again. */
     desire1(a, 1150, 12, releasing(1, 0, 5));
@@ -545,7 +569,7 @@ static void test_copying(void **state)
     assert_int_equal(carry(a, 40, out, &seq), 1);
     expect_report(&out[0], 4, 2, 6, CORRAL_AGENT_REPORT_IN_SYNC);
     assert_int_equal(out[0].index, 3);
-    assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 50), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 0, 50), 0);
     assert_int_equal(stats(a).reports_pending, 0);
     /* Still copying in the next answer (the leader has not applied it yet). */
     desire1(a, 60, 5, copying(4, 2, 6, 78));
@@ -677,7 +701,7 @@ static void test_dropped_while_acting(void **state)
     uint64_t seq;
     assert_int_equal(carry(a, 1130, out, &seq), 1);
     expect_report(&out[0], 1, 0, 5, CORRAL_AGENT_REPORT_RELEASED);
-    assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 1140), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 0, 1140), 0);
     desire(a, 1150, 12, NULL, 0);
     assert_int_equal(stats(a).partitions, 0);
     assert_int_equal(stats(a).desired, 0);
@@ -754,9 +778,9 @@ static void test_report_delivery(void **state)
     assert_int_equal(carry(a, 20, out, &s1), 1); /* lost */
     assert_int_equal(carry(a, 30, out, &s2), 1);
     /* The answer to s0, which did not carry it, retires nothing. */
-    assert_int_equal(corral_agent_heartbeat_answered(a, s0, LEASE, 35), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, s0, LEASE, 0, 35), 0);
     assert_int_equal(stats(a).reports_pending, 1);
-    assert_int_equal(corral_agent_heartbeat_answered(a, s2, LEASE, 40), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, s2, LEASE, 0, 40), 0);
     assert_int_equal(stats(a).reports_pending, 0);
     uint64_t s3;
     assert_int_equal(carry(a, 50, out, &s3), 0);
@@ -774,17 +798,17 @@ static void test_report_delivery(void **state)
     assert_int_equal(one.partition, 0);
     uint64_t t2 = corral_agent_heartbeat_sent(a, 30, &one, 1, &n);
     assert_int_equal(one.partition, 0);
-    assert_int_equal(corral_agent_heartbeat_answered(a, t1, LEASE, 40), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, t1, LEASE, 0, 40), 0);
     assert_int_equal(stats(a).reports_pending, 1);
     uint64_t t3 = corral_agent_heartbeat_sent(a, 50, &one, 1, &n);
     assert_int_equal(one.partition, 1);
-    assert_int_equal(corral_agent_heartbeat_answered(a, t2, LEASE, 60), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, t2, LEASE, 0, 60), 0);
     assert_int_equal(stats(a).reports_pending, 1); /* t2 did not carry partition 1 */
     uint64_t t4 = corral_agent_heartbeat_sent(a, 70, NULL, 0, &n); /* carries none */
     assert_int_equal(n, 0);
-    assert_int_equal(corral_agent_heartbeat_answered(a, t4, LEASE, 80), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, t4, LEASE, 0, 80), 0);
     assert_int_equal(stats(a).reports_pending, 1);
-    assert_int_equal(corral_agent_heartbeat_answered(a, t3, LEASE, 90), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, t3, LEASE, 0, 90), 0);
     assert_int_equal(stats(a).reports_pending, 0);
     corral_agent_free(a);
 
@@ -798,7 +822,7 @@ static void test_report_delivery(void **state)
     corral_agent_tick(a, 200);
     h = take(a, CORRAL_AGENT_REPLICATE, 1, 0, 0);
     done(a, &h, 0, 210);
-    assert_int_equal(corral_agent_heartbeat_answered(a, s1, LEASE, 220), 0);
+    assert_int_equal(corral_agent_heartbeat_answered(a, s1, LEASE, 0, 220), 0);
     assert_int_equal(carry(a, 230, out, &s2), 1);
     expect_report(&out[0], 1, 0, 0, CORRAL_AGENT_REPORT_IN_SYNC);
     corral_agent_free(a);
@@ -1138,7 +1162,7 @@ static void ranswer(struct corral_agent *a, struct rmodel *m, uint64_t *rng)
     m->pending[i] = m->pending[--m->n_pending];
     if (rng_next(rng) % 5 == 0)
         return; /* lost */
-    int rc = corral_agent_heartbeat_answered(a, seq, LEASE, m->now);
+    int rc = corral_agent_heartbeat_answered(a, seq, LEASE, 0, m->now);
     assert_true(rc == 0 || rc == CORRAL_ENOTFOUND);
 }
 
@@ -1233,6 +1257,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_no_acquire_without_lease),
         cmocka_unit_test(test_acquire_with_lease),
+        cmocka_unit_test(test_acquire_needs_fresh_view),
         cmocka_unit_test(test_lease_expiry_boundary),
         cmocka_unit_test(test_lease_expiry_any_call),
         cmocka_unit_test(test_late_answer),

@@ -2324,8 +2324,8 @@ struct mpart {
     uint32_t primary;
     bool releasing;
     uint8_t n;
-    uint32_t rep[CORRAL_STATE_REPLICAS_MAX];
-    uint8_t rst[CORRAL_STATE_REPLICAS_MAX];
+    uint32_t rep[CORRAL_STATE_ROW_MAX];
+    uint8_t rst[CORRAL_STATE_ROW_MAX];
 };
 
 struct mres {
@@ -2625,7 +2625,7 @@ static uint32_t pick_active(uint64_t *rng, const struct model *M)
 /* A replica of p in the given state (0: any), or 0 when there is none. */
 static uint32_t pick_replica(uint64_t *rng, const struct mpart *p, uint8_t state)
 {
-    uint32_t ids[CORRAL_STATE_REPLICAS_MAX], n = 0;
+    uint32_t ids[CORRAL_STATE_ROW_MAX], n = 0;
     for (uint8_t k = 0; k < p->n; k++)
         if ((state == 0 || p->rst[k] == state) && p->rep[k] != p->primary)
             ids[n++] = p->rep[k];
