@@ -133,6 +133,12 @@ int ctl_view_build(struct corral_controller *c, const struct corral_state *st,
         m->role = sm->role;
         /* L2 makes lease_over false before settled; C3 asks for both. */
         m->out = c->settled && corral_liveness_lease_over(lv, sm->id, now_ms);
+#ifdef CORRAL_CONTROLLER_BROKEN_NO_LEASE_WAIT
+        /* BROKEN ON PURPOSE, for the simulator's self-test only: a member
+         * two heartbeats late counts as out of lease at once, with no wait
+         * for its lease's certain end or the new-leader wait (breaks C3). */
+        m->out = corral_liveness_suspect(lv, sm->id, now_ms);
+#endif
         m->live = in_office && !m->out;
         /* The state grants and adds only on active members. */
         m->grantable = sm->status == CORRAL_MEMBER_ACTIVE && !m->out;

@@ -54,6 +54,7 @@ struct sim_params {
     uint32_t worker_fault_every_ms; /* mean time between worker faults, 0 = none */
     uint32_t worker_fault_max_ms;   /* a crash, pause or cut lasts up to this */
     uint32_t owner_op_every_ms;     /* mean time between operator steps */
+    uint32_t slow_permille;         /* worker-link messages stalled 50-400 ms */
     bool verbose;
 };
 

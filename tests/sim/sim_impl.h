@@ -32,6 +32,7 @@
 #define SIM_WATCHES_MAX 16
 #define SIM_WATCH_WAIT_US 1000000ull
 #define SIM_EVAL_MS 10
+#define SIM_BEATS_KEPT 64 /* as CORRAL_AGENT_HEARTBEATS_MAX */
 #define SIM_UNCOMMITTED_MAX 32
 /* Search steps for the linearizability check of one key: histories here
  * need up to ~10^7; this bounds a pathological one to a few seconds. */
@@ -64,6 +65,7 @@ enum sim_event_type {
     EV_W_FAULT,    /* the next worker fault */
     EV_OWNER_OP,   /* the next ownership operator step */
     EV_WATCH_WAIT, /* a parked watch's wait may be over */
+    EV_W_AUDIT,    /* a worker's lease (as I3 counts it) ends: it must not act */
 };
 
 struct sim_event {
@@ -208,7 +210,10 @@ struct sim_worker {
     uint32_t target; /* the node it heartbeats to */
     uint64_t wake_scheduled_ms;
     uint64_t watch_gen;
-    uint32_t reports_seen; /* pending reports at the last look: a new one beats early */
+    uint32_t reports_seen;            /* pending reports at the last look: a new one beats early */
+    uint64_t sent_ms[SIM_BEATS_KEPT]; /* local send time of heartbeat seq, by seq */
+    uint64_t last_seq_sent;
+    uint64_t lease_end_ms; /* I3's lease end, local clock: sent + lease_ms */
     uint32_t n_acting;
     struct corral_agent_primary acting[SIM_ACTING_MAX];
 };

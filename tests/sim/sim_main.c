@@ -24,6 +24,11 @@
 /* --churn: every seed takes the leader-churn branch below (the self-tests
  * use it: the bugs they plant live there). */
 static bool force_churn;
+/* --leases: every seed takes the lease-hazard profile at the end (small
+ * clock drift, so the leader's lease margin is thin; stalled worker
+ * links; frequent worker faults), where a lease counted from the wrong
+ * instant shows. */
+static bool force_leases;
 
 void sim_params_from_seed(struct sim_params *p, uint64_t seed)
 {
@@ -49,7 +54,7 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
     p->conf_every_ms = DRAW(0, 2) == 0 ? DRAW(300, 1500) : 0;
     p->max_msg_entries = DRAW(0, 2) == 0 ? 1 : DRAW(1, 64);
     p->snapshot_every = DRAW(10, 300);
-    p->snapshot_chunk_bytes = DRAW(0, 1) ? 16 : 4096;
+    p->snapshot_chunk_bytes = DRAW(0, 1) ? 256 : 4096;
     p->fault_ms = DRAW(2000, 8000);
     p->restart_max_ms = 3000;
     p->partition_max_ms = 3000;
@@ -80,13 +85,19 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
     p->worker_fault_every_ms = DRAW(0, 3) == 0 ? 0 : DRAW(200, 1500);
     p->worker_fault_max_ms = DRAW(300, 3000);
     p->owner_op_every_ms = DRAW(300, 2000);
+    p->slow_permille = DRAW(0, 1) ? DRAW(5, 50) : 0;
+    if (DRAW(0, 3) == 0 || force_leases) {
+        p->drift_permille_max = DRAW(0, 20);
+        p->slow_permille = DRAW(30, 100);
+        p->worker_fault_every_ms = DRAW(100, 400);
+    }
 #undef DRAW
 }
 
 static int usage(void)
 {
     fprintf(stderr, "usage: corral-sim [--seed S | --seeds N [--first F | --random]]\n"
-                    "                  [--verbose] [--churn] [--expect-violation]\n");
+                    "                  [--verbose] [--churn] [--leases] [--expect-violation]\n");
     return 2;
 }
 
@@ -120,6 +131,8 @@ int main(int argc, char **argv)
             verbose = true;
         } else if (strcmp(a, "--churn") == 0) {
             force_churn = true;
+        } else if (strcmp(a, "--leases") == 0) {
+            force_leases = true;
         } else if (strcmp(a, "--expect-violation") == 0) {
             expect = true;
         } else {

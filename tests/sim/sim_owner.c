@@ -130,6 +130,9 @@ void sim_owner_update(struct sim *s, struct sim_worker *w)
     }
     memcpy(w->acting, now, n * sizeof(now[0]));
     w->n_acting = n;
+    if (n > 0 && s->now_us * w->rate_permille / 1000000 >= w->lease_end_ms)
+        sim_fail(s, "lease: worker %s acts as primary of %u partition(s) past its lease", w->name,
+                 n);
 }
 
 void sim_owner_stopped_all(struct sim *s, struct sim_worker *w, uint8_t cause)

@@ -74,6 +74,17 @@ static void w_settle(struct sim *s, struct sim_worker *w)
     }
 }
 
+/* A worker link's delay: the network's, and now and then a stall of a
+ * few hundred ms (a retransmission, a slow host): what makes a lease
+ * counted from the answer's arrival outlast what the leader assumes. */
+static uint64_t worker_link_delay(struct sim *s)
+{
+    uint64_t d = sim_between(s, s->p.delay_min_us, s->p.delay_max_us);
+    if (sim_chance(s, s->p.slow_permille))
+        d += sim_between(s, 50000, 400000);
+    return d;
+}
+
 static void send_to_node(struct sim *s, struct sim_worker *w, uint32_t node, struct sim_wmsg *m)
 {
     m->worker = w->idx;
@@ -84,7 +95,7 @@ static void send_to_node(struct sim *s, struct sim_worker *w, uint32_t node, str
         return;
     }
     struct sim_event ev = {.type = EV_W_TO_NODE, .node = node, .a = w->ep, .ptr = m};
-    sim_at(s, s->now_us + sim_between(s, s->p.delay_min_us, s->p.delay_max_us), ev);
+    sim_at(s, s->now_us + worker_link_delay(s), ev);
 }
 
 static uint32_t any_node(struct sim *s)
@@ -107,6 +118,7 @@ static void heartbeat(struct sim *s, struct sim_worker *w)
     m->seq =
         corral_agent_heartbeat_sent(w->agent, w_local_ms(s, w), m->reports, SIM_REPORTS_MAX, &n);
     m->n_reports = n;
+    w->sent_ms[m->seq % SIM_BEATS_KEPT] = w_local_ms(s, w);
     if (w->target == 0 || sim_chance(s, 50))
         w->target = any_node(s);
     send_to_node(s, w, w->target, m);
@@ -136,6 +148,8 @@ static void w_boot(struct sim *s, struct sim_worker *w)
     w->n_acting = 0;
     w->early_beat = false;
     w->reports_seen = 0;
+    w->lease_end_ms = 0;
+    w->last_seq_sent = 0;
     w->watch_gen++;
     uint64_t first = s->now_us + sim_between(s, 0, 50000);
     w_at(s, w, first, EV_W_BEAT, 0);
@@ -199,6 +213,34 @@ static void hook_done(struct sim *s, struct sim_worker *w, uint64_t id, bool fai
     w_settle(s, w);
 }
 
+/* The lease as I3 defines it, kept by the simulator beside the agent:
+ * from when the worker sent the heartbeat, on its own clock. At that end
+ * the worker must have stopped acting (checked by an audit then and by
+ * sim_owner_update at every later look). */
+static void note_lease(struct sim *s, struct sim_worker *w, const struct sim_wmsg *m)
+{
+    if (m->seq + SIM_BEATS_KEPT <= w->last_seq_sent)
+        return; /* too old to know its send time: the agent ignores it too */
+    uint64_t end = w->sent_ms[m->seq % SIM_BEATS_KEPT] + m->lease_ms;
+    if (end <= w->lease_end_ms)
+        return;
+    w->lease_end_ms = end;
+    w_at(s, w, w_true_us(w, end), EV_W_AUDIT, end);
+}
+
+static void audit(struct sim *s, struct sim_worker *w, uint64_t end)
+{
+    if (end != w->lease_end_ms)
+        return; /* extended since */
+    corral_agent_tick(w->agent, w_local_ms(s, w));
+    w_settle(s, w);
+    if (w->n_acting > 0)
+        sim_fail(s,
+                 "lease: worker %s still acts as primary of %u partition(s) when its lease, "
+                 "counted from the heartbeat's sending, ended (local %llu ms)",
+                 w->name, w->n_acting, (unsigned long long)end);
+}
+
 static void answer(struct sim *s, struct sim_worker *w, struct sim_wmsg *m)
 {
     uint64_t now = w_local_ms(s, w);
@@ -208,6 +250,7 @@ static void answer(struct sim *s, struct sim_worker *w, struct sim_wmsg *m)
         } else {
             w->target = m->from;
             corral_agent_heartbeat_answered(w->agent, m->seq, m->lease_ms, m->lease_index, now);
+            note_lease(s, w, m);
         }
     }
     if (m->has_view) {
@@ -270,6 +313,9 @@ void sim_worker_event(struct sim *s, const struct sim_event *ev)
     case EV_W_HOOK:
         hook_done(s, w, ev->b, ev->len != 0);
         break;
+    case EV_W_AUDIT:
+        audit(s, w, ev->b);
+        break;
     default:
         break;
     }
@@ -285,7 +331,7 @@ void sim_worker_send(struct sim *s, uint32_t from_node, struct sim_wmsg *m)
         return;
     }
     struct sim_event ev = {.type = EV_W_TO_WORKER, .a = w->idx, .ptr = m};
-    sim_at(s, s->now_us + sim_between(s, s->p.delay_min_us, s->p.delay_max_us), ev);
+    sim_at(s, s->now_us + worker_link_delay(s), ev);
 }
 
 void sim_workers_init(struct sim *s)

@@ -381,6 +381,7 @@ static void dispatch(struct sim *s, const struct sim_event *ev)
     case EV_W_WAKE:
     case EV_W_HOOK:
     case EV_W_RESUME:
+    case EV_W_AUDIT:
     case EV_W_TO_WORKER:
         sim_worker_event(s, ev);
         break;
