@@ -362,6 +362,11 @@ static void moves_one(struct corral_controller *c, struct ctl_resource *r,
     if (at_target(ps, t, tn))
         return;
     c->stats.out_of_target++;
+    /* An empty target row (no member could host when it was computed)
+     * moves nothing: with no target member to be in sync first, the
+     * surplus drop below would drop every replica, data and all (C4). */
+    if (tn == 0)
+        return;
     if (ps->releasing)
         return; /* its report, or its lease running out, comes first */
     if (ps->primary == CORRAL_STATE_NONE && ps->epoch == 0) {

@@ -213,6 +213,8 @@ struct sim_worker {
     uint32_t reports_seen;            /* pending reports at the last look: a new one beats early */
     uint64_t sent_ms[SIM_BEATS_KEPT]; /* local send time of heartbeat seq, by seq */
     uint64_t last_seq_sent;
+    uint64_t answered_seq; /* the newest heartbeat any node answered */
+    uint32_t leader_hint;  /* the leader an answer last named */
     uint64_t lease_end_ms; /* I3's lease end, local clock: sent + lease_ms */
     uint32_t n_acting;
     struct corral_agent_primary acting[SIM_ACTING_MAX];

@@ -284,10 +284,28 @@ static void serve_reads(struct sim *s, struct sim_node *n)
     }
 }
 
+/* --verbose: the partition ops the leader applies, one line each. */
+static void trace_ops(struct sim *s, const struct sim_node *n, const struct corral_raft_entry *e,
+                      const struct corral_state_result *res)
+{
+    struct corral_state_cmd c;
+    if (!s->p.verbose || !n->leading || e->data == NULL ||
+        corral_state_cmd_decode(e->data, &c) != 0 || c.type != CORRAL_STATE_PARTITION_OPS)
+        return;
+    for (uint32_t i = 0; i < c.n_ops; i++) {
+        struct corral_partition_opv op;
+        corral_state_cmd_op_at(&c, i, &op);
+        sim_trace(s, "node %u applies r%u/p%u op %u member %u epoch %llu: status %u", n->id, c.id,
+                  op.partition, op.op, op.member, (unsigned long long)op.epoch, res->status);
+    }
+}
+
 static void io_applied(void *ud, const struct corral_raft_entry *e,
                        const struct corral_state_result *res)
 {
     struct sim_node *n = ud;
+    if (res != NULL)
+        trace_ops(n->sim, n, e, res);
     sim_client_applied(n->sim, n, e, res);
     sim_check_applied(n->sim, n, e->index);
 }

@@ -50,8 +50,9 @@ static void w_settle(struct sim *s, struct sim_worker *w)
     while (corral_agent_next_hook(w->agent, &h)) {
         uint64_t delay = sim_between(s, 200, 20000);
         bool fail = sim_chance(s, HOOK_FAIL_PERMILLE);
-        sim_trace(s, "worker %s: hook %u r%u/p%u epoch %llu%s", w->name, h.kind, h.resource,
-                  h.partition, (unsigned long long)h.epoch, fail ? " (will fail)" : "");
+        sim_trace(s, "worker %s: hook %u (reason %u) r%u/p%u epoch %llu%s", w->name, h.kind,
+                  h.reason, h.resource, h.partition, (unsigned long long)h.epoch,
+                  fail ? " (will fail)" : "");
         struct sim_event ev = {
             .type = EV_W_HOOK, .a = w->idx, .b = h.id, .c = w->incarnation, .len = fail ? 1u : 0u};
         sim_at(s, s->now_us + delay, ev);
@@ -119,8 +120,13 @@ static void heartbeat(struct sim *s, struct sim_worker *w)
         corral_agent_heartbeat_sent(w->agent, w_local_ms(s, w), m->reports, SIM_REPORTS_MAX, &n);
     m->n_reports = n;
     w->sent_ms[m->seq % SIM_BEATS_KEPT] = w_local_ms(s, w);
-    if (w->target == 0 || sim_chance(s, 50))
-        w->target = any_node(s);
+    /* The last heartbeat went unanswered (a dead or cut-off node): try
+     * the leader last heard of, else another coordinator, as a real agent
+     * times out and moves on. */
+    if (w->target == 0 || w->answered_seq + 1 < m->seq) {
+        uint32_t hint = w->leader_hint;
+        w->target = hint != 0 && hint != w->target && sim_chance(s, 700) ? hint : any_node(s);
+    }
     send_to_node(s, w, w->target, m);
     w_settle(s, w);
 }
@@ -150,6 +156,7 @@ static void w_boot(struct sim *s, struct sim_worker *w)
     w->reports_seen = 0;
     w->lease_end_ms = 0;
     w->last_seq_sent = 0;
+    w->answered_seq = 0;
     w->watch_gen++;
     uint64_t first = s->now_us + sim_between(s, 0, 50000);
     w_at(s, w, first, EV_W_BEAT, 0);
@@ -245,10 +252,16 @@ static void answer(struct sim *s, struct sim_worker *w, struct sim_wmsg *m)
 {
     uint64_t now = w_local_ms(s, w);
     if (m->type == SIM_WMSG_HEARTBEAT_ANSWER) {
+        if (!m->ok && m->seq > w->answered_seq)
+            w->answered_seq = m->seq; /* answered, if not leased: the hint is good */
+        if (m->leader_hint != 0)
+            w->leader_hint = m->leader_hint;
         if (!m->ok) {
             w->target = m->leader_hint != 0 ? m->leader_hint : any_node(s);
         } else {
             w->target = m->from;
+            if (m->seq > w->answered_seq)
+                w->answered_seq = m->seq;
             corral_agent_heartbeat_answered(w->agent, m->seq, m->lease_ms, m->lease_index, now);
             note_lease(s, w, m);
         }
