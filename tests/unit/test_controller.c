@@ -981,6 +981,57 @@ static void test_single_replica(void **unused)
     world_free(w);
 }
 
+/* A full row at R = 3 moves copy first too: two members drain and one
+ * joins at once, in one zone (so some rows lose two members), with agents
+ * slower than the controller (three evaluations between reports). Each
+ * copy goes into R + 1 and the replica it replaces is dropped only once a
+ * copy is in sync: no partition ever has fewer than R in-sync replicas. */
+static void test_full_row(void **unused)
+{
+    (void)unused;
+    uint32_t res;
+    struct ctl_world *w = cluster(6, 1, 60, 3, &res, NULL);
+    floor_res = res;
+    floor_in_sync = 3;
+    uint32_t a = corral_state_member_at(w->st, 0)->id, b = corral_state_member_at(w->st, 1)->id;
+    uint32_t both = 0;
+    for (uint32_t p = 0; p < 60; p++)
+        both += holds(part(w, res, p), a) && holds(part(w, res, p), b);
+    assert_true(both > 0);
+    world_status(w, a, CORRAL_MEMBER_DRAINING);
+    world_status(w, b, CORRAL_MEMBER_DRAINING);
+    world_member(w, "new", "z0", 1, CORRAL_MEMBER_WORKER);
+    bool done = false;
+    uint32_t waited = 0;
+    for (uint32_t round = 1; round <= 3000 && !done; round++) {
+        struct corral_controller_output o = step(w);
+        waited += o.stats.blocked;
+        if (round % 3 != 0)
+            continue;
+        uint32_t reports = world_report_all(w);
+        check_state(w);
+        done = o.n_cmds == 0 && reports == 0 && o.stats.in_flight == 0 &&
+               o.stats.out_of_target == 0 && o.stats.recomputed == 0;
+    }
+    assert_true(done);
+    assert_true(world_balanced(w, res));
+    assert_int_equal(count_holding(w, res, a, false), 0);
+    assert_int_equal(count_holding(w, res, b, false), 0);
+    assert_int_equal(floor_peak, 4); /* rows did hold R + 1 */
+    /* A row losing two members, full with its first copy still running,
+     * waited for that copy rather than drop an in-sync replica for the
+     * second. */
+    assert_true(waited > 0);
+    /* Every drop came after a copy on its partition was marked in sync. */
+    for (uint32_t i = 0; i < n_seen; i++) {
+        if (seen[i].op != CORRAL_OP_DROP)
+            continue;
+        int mark = seen_find(seen[i].partition, CORRAL_OP_MARK_IN_SYNC, 0, 0);
+        assert_true(mark >= 0 && seen[mark].seq < seen[i].seq);
+    }
+    world_free(w);
+}
+
 /* ---- Roles ---- */
 
 /* Coordinators host nothing and are never declared dead by the
@@ -1184,6 +1235,7 @@ int main(void)
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_reports),
         cmocka_unit_test(test_single_replica),
+        cmocka_unit_test(test_full_row),
         cmocka_unit_test(test_roles),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_loop),
