@@ -257,10 +257,12 @@ static void place_fresh(struct corral_controller *c, struct ctl_resource *r,
 }
 
 /* A replica to drop so that a copy fits a full row: off target, not the
- * primary, not already dropped; a copying one first, and never the last
- * in-sync replica on a live member (the copy's source). */
+ * primary, not already dropped; a copying one first. An in-sync one only
+ * while more than R in-sync replicas on live members remain (so never the
+ * copy's last source): a row at R + 1 whose extra replica is a copy still
+ * running waits for it rather than fall to R - 1 in sync. */
 static int room_victim(const struct corral_controller *c, const struct corral_state_partition *ps,
-                       const uint32_t *t, uint32_t tn, const bool *dropped)
+                       const uint32_t *t, uint32_t tn, const bool *dropped, uint32_t replicas)
 {
     uint32_t sources = 0;
     int victim = -1;
@@ -273,7 +275,7 @@ static int room_victim(const struct corral_controller *c, const struct corral_st
             continue;
         if (rp->state == CORRAL_REPLICA_COPYING)
             return j;
-        if (victim < 0 && (sources > 1 || !view_live(c, rp->member)))
+        if (victim < 0 && (sources > replicas || !view_live(c, rp->member)))
             victim = j;
     }
     return victim;
@@ -311,10 +313,10 @@ static void copy_or_drop(struct corral_controller *c, const struct ctl_resource 
             return;
         }
         if (n >= row_cap(r->replicas)) {
-            int v = room_victim(c, ps, t, tn, dropped);
+            int v = room_victim(c, ps, t, tn, dropped, r->replicas);
             if (v < 0) {
-                /* Only the primary could make room (R = 1), or only the
-                 * last source: no safe step (see row_cap). */
+                /* Only the primary could make room, or only an in-sync
+                 * replica while a copy runs: no safe step yet. */
                 c->stats.blocked++;
                 return;
             }

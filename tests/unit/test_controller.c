@@ -46,11 +46,35 @@ static const struct corral_state_member *member_of(struct ctl_world *w, uint32_t
     return corral_state_member_by_id(w->st, id);
 }
 
+/* An in-sync floor a test holds one resource to (floor_in_sync 0: none):
+ * every partition of it that had data keeps at least floor_in_sync in-sync
+ * replicas in every state it passes through (checked before every command
+ * and after every step). floor_peak: the most replicas a row held. */
+static uint32_t floor_res, floor_in_sync, floor_peak;
+
+static void check_floor(struct ctl_world *w)
+{
+    if (floor_in_sync == 0)
+        return;
+    const struct corral_state_resource *sr = corral_state_resource_by_id(w->st, floor_res);
+    assert_non_null(sr);
+    for (uint32_t p = 0; p < sr->partitions; p++) {
+        const struct corral_state_partition *ps = &sr->parts[p];
+        uint32_t in_sync = 0;
+        for (uint32_t j = 0; j < ps->n_replicas; j++)
+            in_sync += ps->replicas[j].state == CORRAL_REPLICA_IN_SYNC;
+        if (ps->epoch > 0 && in_sync < floor_in_sync)
+            fail_msg("partition %u: %u in-sync replicas, below %u", p, in_sync, floor_in_sync);
+        floor_peak = ps->n_replicas > floor_peak ? ps->n_replicas : floor_peak;
+    }
+}
+
 /* C1-C7 on one command, against the state it is about to be applied to. */
 static void check_cmd(struct ctl_world *w, const struct corral_state_cmd *c, void *arg)
 {
     (void)arg;
     n_cmds_seen++;
+    check_floor(w);
     bool settled = corral_liveness_settled(&w->lv, w->now_ms);
     if (c->type == CORRAL_STATE_MEMBER_STATUS && c->status == CORRAL_MEMBER_DEAD) {
         assert_true(settled); /* C3 */
@@ -115,6 +139,7 @@ static void check_state(struct ctl_world *w)
     assert_true(total <= cfg_used.copies_max);
     max_copies_total = total > max_copies_total ? total : max_copies_total;
     assert_true(corral_state_check(w->st));
+    check_floor(w);
 }
 
 static struct ctl_world *world_new(const struct corral_controller_config *cfg)
@@ -129,6 +154,7 @@ static struct ctl_world *world_new(const struct corral_controller_config *cfg)
     w->check = check_cmd;
     n_seen = n_cmds_seen = 0;
     max_copies_member = max_copies_total = 0;
+    floor_res = floor_in_sync = floor_peak = 0;
     return w;
 }
 
@@ -817,22 +843,126 @@ static void test_reports(void **unused)
     world_free(w);
 }
 
-/* ---- R = 1 ---- */
+/* ---- R = 1 and full rows: copy first ---- */
 
-/* With R = 1 a partition's only replica is its primary: the state adds no
- * replica past R, so there is no room to copy into and nothing else to
- * hand off to. Placement and grants work; a join moves nothing (blocked),
- * a crash leaves the partition waiting for its member (lost). */
+/* The steps of one copy-first move of partition p from `from` to `to`, in
+ * the ops seen: the copy is added while `from` stays primary, marked in
+ * sync, then `from` releases and is cleared with the grant to `to` in one
+ * command, and only then is `from`'s replica dropped; no other drop or
+ * grant on the partition before. */
+static void expect_copy_first(uint32_t p, uint32_t from, uint32_t to)
+{
+    int add = seen_find(p, CORRAL_OP_ADD_COPYING, to, 0);
+    assert_true(add >= 0);
+    int mark = seen_find(p, CORRAL_OP_MARK_IN_SYNC, to, add);
+    int rel = seen_find(p, CORRAL_OP_RELEASE, from, 0);
+    int clr = seen_find(p, CORRAL_OP_CLEAR, from, 0);
+    int grant = seen_find(p, CORRAL_OP_GRANT, to, 0);
+    int drop = seen_find(p, CORRAL_OP_DROP, from, 0);
+    assert_true(mark > add && rel > mark && clr > rel && grant > clr && drop > grant);
+    assert_int_equal(seen[grant].seq, seen[clr].seq);
+    assert_int_equal(seen_find(p, CORRAL_OP_GRANT, 0, 0), grant);
+    assert_int_equal(seen_find(p, CORRAL_OP_DROP, 0, 0), drop);
+    assert_int_equal(seen_find(p, CORRAL_OP_ADD_COPYING, 0, 0), add);
+}
+
+/* With R = 1 a partition's only replica is its primary. The state takes
+ * one copy over R (state.h S2), so a move copies first: the new replica
+ * is added copying while the old one stays primary, and only once it is
+ * in sync is the primary handed off (release, then clear and grant) and
+ * the old replica dropped. No partition is ever without an in-sync
+ * replica (the floor, before every command). A join and a drain move that
+ * way; a crash leaves the partition waiting for its member (lost). */
 static void test_single_replica(void **unused)
 {
     (void)unused;
     uint32_t res;
     struct ctl_world *w = cluster(4, 1, 16, 1, &res, NULL);
+    floor_res = res;
+    floor_in_sync = 1;
+    uint32_t old[16];
+    uint64_t epochs[16];
+    for (uint32_t p = 0; p < 16; p++) {
+        assert_int_equal(part(w, res, p)->n_replicas, 1);
+        old[p] = part(w, res, p)->primary;
+        epochs[p] = part(w, res, p)->epoch;
+    }
+    /* A join: copies start, nothing is blocked, nothing else happens. */
     uint32_t id = world_member(w, "new", "z0", 1, CORRAL_MEMBER_WORKER);
     struct corral_controller_output o = step(w);
-    assert_int_equal(o.n_cmds, 0);
-    assert_true(o.stats.blocked > 0);
-    assert_int_equal(count_holding(w, res, id, false), 0);
+    assert_true(o.stats.copies > 0);
+    assert_int_equal(o.stats.blocked, 0);
+    assert_int_equal(o.stats.drops + o.stats.releases + o.stats.grants + o.stats.clears, 0);
+    uint32_t p0 = 16, moving = 0;
+    for (uint32_t p = 0; p < 16; p++) {
+        const struct corral_state_partition *ps = part(w, res, p);
+        if (!holds(ps, id))
+            continue;
+        p0 = p0 == 16 ? p : p0;
+        moving++;
+        assert_int_equal(ps->n_replicas, 2); /* R + 1 */
+        assert_int_equal(ps->primary, old[p]);
+        assert_false(ps->releasing);
+        assert_int_equal(ps->replicas[0].member, old[p]);
+        assert_int_equal(ps->replicas[0].state, CORRAL_REPLICA_IN_SYNC);
+        assert_int_equal(ps->replicas[1].member, id);
+        assert_int_equal(ps->replicas[1].state, CORRAL_REPLICA_COPYING);
+    }
+    assert_int_equal(moving, o.stats.copies);
+    /* Follow p0: in sync, the old primary still acting ... */
+    const struct corral_state_partition *ps = part(w, res, p0);
+    assert_true(world_report_all(w) > 0);
+    check_state(w);
+    assert_int_equal(ps->replicas[1].state, CORRAL_REPLICA_IN_SYNC);
+    assert_int_equal(ps->primary, old[p0]);
+    /* ... asked to release, both replicas kept ... */
+    step(w);
+    ps = part(w, res, p0);
+    assert_true(ps->releasing);
+    assert_int_equal(ps->primary, old[p0]);
+    assert_int_equal(ps->n_replicas, 2);
+    /* ... released: cleared and granted to the copy, the old one kept ... */
+    world_report_all(w);
+    check_state(w);
+    ps = part(w, res, p0);
+    assert_int_equal(ps->primary, id);
+    assert_false(ps->releasing);
+    assert_true(ps->epoch > epochs[p0]);
+    assert_int_equal(ps->n_replicas, 2);
+    assert_true(holds(ps, old[p0]));
+    /* ... and only now dropped. */
+    step(w);
+    ps = part(w, res, p0);
+    assert_int_equal(ps->n_replicas, 1);
+    assert_int_equal(ps->replicas[0].member, id);
+    assert_int_equal(ps->primary, id);
+    converge(w);
+    assert_true(world_balanced(w, res));
+    assert_int_equal(floor_peak, 2);
+    uint32_t got = count_holding(w, res, id, false);
+    assert_true(got >= 3 && got <= 4); /* 16 rows over 5 members */
+    for (uint32_t p = 0; p < 16; p++) {
+        if (holds(part(w, res, p), id))
+            expect_copy_first(p, old[p], id);
+        else
+            assert_int_equal(seen_find(p, CORRAL_OP_DROP, 0, 0), -1); /* unmoved */
+    }
+
+    /* A drain: the same steps, onto the members that stay. */
+    uint32_t dr = corral_state_member_at(w->st, 0)->id;
+    assert_true(count_holding(w, res, dr, true) > 0);
+    for (uint32_t p = 0; p < 16; p++)
+        old[p] = part(w, res, p)->primary;
+    n_seen = 0;
+    world_status(w, dr, CORRAL_MEMBER_DRAINING);
+    converge(w);
+    assert_true(world_balanced(w, res));
+    assert_int_equal(count_holding(w, res, dr, false), 0);
+    for (uint32_t p = 0; p < 16; p++)
+        if (old[p] == dr)
+            expect_copy_first(p, dr, part(w, res, p)->primary);
+
+    /* A crash: the only copy is on the lost member; kept, and waited for. */
     uint32_t victim = part(w, res, 0)->primary;
     stop(w, victim);
     for (uint64_t t = 0; t < LEASE_OVER_MS; t += TICK_MS)
@@ -840,6 +970,7 @@ static void test_single_replica(void **unused)
     o = step(w);
     assert_int_equal(part(w, res, 0)->primary, CORRAL_STATE_NONE); /* cleared, kept */
     assert_true(holds(part(w, res, 0), victim));
+    assert_int_equal(part(w, res, 0)->n_replicas, 1); /* nothing copied from nothing */
     assert_true(o.stats.lost > 0);
     /* It comes back under its name: granted again, data and all. */
     char name[CORRAL_STATE_NAME_BYTES_MAX + 1];
@@ -847,6 +978,57 @@ static void test_single_replica(void **unused)
     world_member(w, name, "z0", 1, CORRAL_MEMBER_WORKER);
     step(w);
     assert_int_equal(part(w, res, 0)->primary, victim);
+    world_free(w);
+}
+
+/* A full row at R = 3 moves copy first too: two members drain and one
+ * joins at once, in one zone (so some rows lose two members), with agents
+ * slower than the controller (three evaluations between reports). Each
+ * copy goes into R + 1 and the replica it replaces is dropped only once a
+ * copy is in sync: no partition ever has fewer than R in-sync replicas. */
+static void test_full_row(void **unused)
+{
+    (void)unused;
+    uint32_t res;
+    struct ctl_world *w = cluster(6, 1, 60, 3, &res, NULL);
+    floor_res = res;
+    floor_in_sync = 3;
+    uint32_t a = corral_state_member_at(w->st, 0)->id, b = corral_state_member_at(w->st, 1)->id;
+    uint32_t both = 0;
+    for (uint32_t p = 0; p < 60; p++)
+        both += holds(part(w, res, p), a) && holds(part(w, res, p), b);
+    assert_true(both > 0);
+    world_status(w, a, CORRAL_MEMBER_DRAINING);
+    world_status(w, b, CORRAL_MEMBER_DRAINING);
+    world_member(w, "new", "z0", 1, CORRAL_MEMBER_WORKER);
+    bool done = false;
+    uint32_t waited = 0;
+    for (uint32_t round = 1; round <= 3000 && !done; round++) {
+        struct corral_controller_output o = step(w);
+        waited += o.stats.blocked;
+        if (round % 3 != 0)
+            continue;
+        uint32_t reports = world_report_all(w);
+        check_state(w);
+        done = o.n_cmds == 0 && reports == 0 && o.stats.in_flight == 0 &&
+               o.stats.out_of_target == 0 && o.stats.recomputed == 0;
+    }
+    assert_true(done);
+    assert_true(world_balanced(w, res));
+    assert_int_equal(count_holding(w, res, a, false), 0);
+    assert_int_equal(count_holding(w, res, b, false), 0);
+    assert_int_equal(floor_peak, 4); /* rows did hold R + 1 */
+    /* A row losing two members, full with its first copy still running,
+     * waited for that copy rather than drop an in-sync replica for the
+     * second. */
+    assert_true(waited > 0);
+    /* Every drop came after a copy on its partition was marked in sync. */
+    for (uint32_t i = 0; i < n_seen; i++) {
+        if (seen[i].op != CORRAL_OP_DROP)
+            continue;
+        int mark = seen_find(seen[i].partition, CORRAL_OP_MARK_IN_SYNC, 0, 0);
+        assert_true(mark >= 0 && seen[mark].seq < seen[i].seq);
+    }
     world_free(w);
 }
 
@@ -967,7 +1149,9 @@ static void loop_seed(uint64_t seed)
 {
     rng_state = seed * 2654435761u + 1;
     uint32_t zones = 1 + rng_below(4), n = 4 + rng_below(6);
-    uint8_t R = (uint8_t)(2 + rng_below(3)); /* R = 1 cannot move: test_single_replica */
+    /* R = 1 moves (test_single_replica), but a crash there loses the
+     * partition until the member returns, which the loop does not wait for. */
+    uint8_t R = (uint8_t)(2 + rng_below(3));
     struct corral_controller_config cfg;
     corral_controller_config_default(&cfg);
     cfg.copies_per_member_max = 1 + rng_below(4);
@@ -1051,6 +1235,7 @@ int main(void)
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_reports),
         cmocka_unit_test(test_single_replica),
+        cmocka_unit_test(test_full_row),
         cmocka_unit_test(test_roles),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_loop),

@@ -258,6 +258,19 @@ static void op_refused(struct h *h, uint32_t res, uint32_t p, uint8_t op, uint32
     assert_int_equal(r.op, 0);
 }
 
+/* As op_refused, CONFLICT for the given reason (the rule that refused). */
+static void op_refused_for(struct h *h, uint32_t res, uint32_t p, uint8_t op, uint32_t member,
+                           uint64_t epoch, const char *detail)
+{
+    struct corral_partition_opv v = OPV(p, op, member, epoch);
+    struct corral_state_result r = unchanged(h, ops_cmd(res, 1, &v), CONFLICT);
+    assert_int_equal(r.op, 0);
+    assert_string_equal(r.detail, detail);
+}
+
+#define AT_R "the partition has its R replicas"
+#define AT_R1 "the partition has R + 1 replicas"
+
 static const struct corral_state_partition *part(struct h *h, uint32_t res, uint32_t p)
 {
     const struct corral_state_resource *rs = corral_state_resource_by_id(h->st, res);
@@ -987,12 +1000,16 @@ static void test_resource_put(void **state)
     assert_int_equal(r.id, r1);
     r = unchanged(&h, resource_cmd("orders", 4, 3), OK);
     assert_int_equal(r.id, r1);
-    /* Fill partition 0 to R = 3, then lower R to 1: allowed, surplus stays,
-     * adds stop, drops work. */
+    /* Fill partition 0 to R = 3 in sync and one copy over (a move's, S2),
+     * then lower R to 1: allowed, surplus stays, adds stop, drops work. */
     op_ok(&h, r1, 0, CORRAL_OP_ADD_IN_SYNC, a, 0);
     op_ok(&h, r1, 0, CORRAL_OP_ADD_IN_SYNC, b, 0);
     op_ok(&h, r1, 0, CORRAL_OP_ADD_IN_SYNC, c, 0);
-    op_refused(&h, r1, 0, CORRAL_OP_ADD_COPYING, add_member(&h, "d"), 0, CONFLICT);
+    uint32_t d = add_member(&h, "d"), e = add_member(&h, "e");
+    op_refused_for(&h, r1, 0, CORRAL_OP_ADD_IN_SYNC, d, 0, AT_R); /* in sync: R */
+    op_ok(&h, r1, 0, CORRAL_OP_ADD_COPYING, d, 0);                /* copying: R + 1 */
+    op_refused_for(&h, r1, 0, CORRAL_OP_ADD_COPYING, e, 0, AT_R1);
+    op_refused_for(&h, r1, 0, CORRAL_OP_ADD_IN_SYNC, e, 0, AT_R);
     r = apply(&h, resource_cmd("orders", 4, 1));
     assert_int_equal(r.status, OK);
     assert_int_equal(r.id, r1);
@@ -1001,12 +1018,22 @@ static void test_resource_put(void **state)
     assert_int_equal(rs->changed_index, h.index);
     assert_int_equal(rs->created_index, 4);
     assert_int_equal(corral_state_assign_index(h.st), h.index);
-    assert_int_equal(rs->parts[0].n_replicas, 3);
+    assert_int_equal(rs->parts[0].n_replicas, 4); /* R + 3 now */
     op_ok(&h, r1, 0, CORRAL_OP_DROP, c, 0);
-    assert_int_equal(part(&h, r1, 0)->n_replicas, 2);
-    op_refused(&h, r1, 0, CORRAL_OP_ADD_COPYING, c, 0, CONFLICT);
+    assert_int_equal(part(&h, r1, 0)->n_replicas, 3);
+    op_refused_for(&h, r1, 0, CORRAL_OP_ADD_COPYING, c, 0, AT_R1);
+    /* Down to R: in sync still refused, one copy (R + 1) taken. */
+    op_ok(&h, r1, 0, CORRAL_OP_DROP, d, 0);
+    op_ok(&h, r1, 0, CORRAL_OP_DROP, b, 0);
+    assert_int_equal(part(&h, r1, 0)->n_replicas, 1);
+    op_refused_for(&h, r1, 0, CORRAL_OP_ADD_IN_SYNC, c, 0, AT_R);
+    op_ok(&h, r1, 0, CORRAL_OP_ADD_COPYING, c, 0);
+    op_refused_for(&h, r1, 0, CORRAL_OP_ADD_COPYING, b, 0, AT_R1);
+    /* An empty partition at the lowered R: R + 1 = 2 copies, no third. */
     op_ok(&h, r1, 1, CORRAL_OP_ADD_COPYING, a, 0);
-    op_refused(&h, r1, 1, CORRAL_OP_ADD_COPYING, b, 0, CONFLICT);
+    op_ok(&h, r1, 1, CORRAL_OP_ADD_COPYING, b, 0);
+    op_refused_for(&h, r1, 1, CORRAL_OP_ADD_COPYING, e, 0, AT_R1);
+    assert_int_equal(part(&h, r1, 1)->n_replicas, 2);
     h_free(&h);
 }
 
@@ -1120,10 +1147,28 @@ static void test_ops_add(void **state)
     assert_int_equal(p->replicas[1].member, f.b);
     assert_int_equal(p->replicas[1].state, IN_SYNC);
     assert_int_equal(p->replicas[2].member, f.c);
-    /* R reached. */
-    uint32_t d = add_member(h, "d");
-    op_refused(h, f.res, 0, CORRAL_OP_ADD_COPYING, d, 0, CONFLICT);
-    op_refused(h, f.res, 0, CORRAL_OP_ADD_IN_SYNC, d, 0, CONFLICT);
+    /* R reached: no more in sync, but one copy over R (a move copies
+     * before it drops, S2); at R + 1 neither. */
+    uint32_t d = add_member(h, "d"), x = add_member(h, "x");
+    op_refused_for(h, f.res, 0, CORRAL_OP_ADD_IN_SYNC, d, 0, AT_R);
+    op_ok(h, f.res, 0, CORRAL_OP_ADD_COPYING, d, 0);
+    p = part(h, f.res, 0);
+    assert_int_equal(p->n_replicas, 4);
+    assert_int_equal(p->replicas[3].member, d);
+    assert_int_equal(p->replicas[3].state, COPYING);
+    op_refused_for(h, f.res, 0, CORRAL_OP_ADD_COPYING, x, 0, AT_R1);
+    op_refused_for(h, f.res, 0, CORRAL_OP_ADD_IN_SYNC, x, 0, AT_R);
+    /* R + 1 in sync is a state, not an add: the copy may be marked. */
+    op_ok(h, f.res, 0, CORRAL_OP_MARK_IN_SYNC, d, 0);
+    op_ok(h, f.res, 0, CORRAL_OP_MARK_IN_SYNC, f.a, 0);
+    op_refused_for(h, f.res, 0, CORRAL_OP_ADD_COPYING, x, 0, AT_R1);
+    /* A drop back to R makes room for one copy again, still not for an
+     * in-sync add. */
+    op_ok(h, f.res, 0, CORRAL_OP_DROP, f.b, 0);
+    op_refused_for(h, f.res, 0, CORRAL_OP_ADD_IN_SYNC, x, 0, AT_R);
+    op_ok(h, f.res, 0, CORRAL_OP_ADD_COPYING, x, 0);
+    op_refused_for(h, f.res, 0, CORRAL_OP_ADD_COPYING, f.b, 0, AT_R1);
+    assert_int_equal(part(h, f.res, 0)->n_replicas, 4);
     /* In sync at once only before the first grant, even with the epoch right. */
     make_primary(h, f.res, 1, f.a);
     uint64_t e = epoch_of(h, f.res, 1);
@@ -1133,6 +1178,77 @@ static void test_ops_add(void **state)
     op_ok(h, f.res, 1, CORRAL_OP_CLEAR, f.a, e);
     op_refused(h, f.res, 1, CORRAL_OP_ADD_IN_SYNC, f.c, e, CONFLICT);
     h_free(h);
+}
+
+/* The copy over R is what lets a move copy first: at R = 1 the primary's
+ * partition takes a second, copying replica, hands off to it once in sync
+ * and drops the old one; and at R = REPLICAS_MAX the row fills
+ * CORRAL_STATE_ROW_MAX and no further. */
+static void test_ops_add_over_r(void **state)
+{
+    (void)state;
+    struct h h;
+    h_init(&h);
+    uint32_t m[CORRAL_STATE_ROW_MAX + 1];
+    for (uint32_t i = 0; i <= CORRAL_STATE_ROW_MAX; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "m%u", i);
+        m[i] = add_member(&h, name);
+    }
+    uint32_t one = add_resource(&h, "one", 2, 1);
+    op_ok(&h, one, 0, CORRAL_OP_ADD_IN_SYNC, m[0], 0);
+    op_refused_for(&h, one, 0, CORRAL_OP_ADD_IN_SYNC, m[1], 0, AT_R);
+    op_ok(&h, one, 0, CORRAL_OP_GRANT, m[0], 0);
+    uint64_t e = epoch_of(&h, one, 0);
+    /* The move: copy while m0 stays primary, ... */
+    op_ok(&h, one, 0, CORRAL_OP_ADD_COPYING, m[1], e);
+    const struct corral_state_partition *p = part(&h, one, 0);
+    assert_int_equal(p->n_replicas, 2);
+    assert_int_equal(p->primary, m[0]);
+    assert_int_equal(p->replicas[0].state, IN_SYNC);
+    assert_int_equal(p->replicas[1].state, COPYING);
+    op_refused_for(&h, one, 0, CORRAL_OP_ADD_COPYING, m[2], e, AT_R1);
+    /* ... in sync, hand off, and only then drop the old replica. */
+    op_ok(&h, one, 0, CORRAL_OP_MARK_IN_SYNC, m[1], e);
+    op_refused(&h, one, 0, CORRAL_OP_DROP, m[0], e, CONFLICT); /* still the primary */
+    op_ok(&h, one, 0, CORRAL_OP_RELEASE, m[0], e);
+    struct corral_partition_opv handoff[] = {
+        OPV(0, CORRAL_OP_CLEAR, m[0], e),
+        OPV(0, CORRAL_OP_GRANT, m[1], e),
+        OPV(0, CORRAL_OP_DROP, m[0], e + 1),
+    };
+    assert_int_equal(apply(&h, ops_cmd(one, 3, handoff)).status, OK);
+    p = part(&h, one, 0);
+    assert_int_equal(p->n_replicas, 1);
+    assert_int_equal(p->replicas[0].member, m[1]);
+    assert_int_equal(p->primary, m[1]);
+    assert_int_equal(p->epoch, e + 1);
+    /* Room for the next move's copy again. */
+    op_ok(&h, one, 0, CORRAL_OP_ADD_COPYING, m[0], e + 1);
+    op_refused_for(&h, one, 0, CORRAL_OP_ADD_COPYING, m[2], e + 1, AT_R1);
+
+    /* R = 7: seven in sync, the eighth only copying, no ninth. */
+    uint32_t seven = add_resource(&h, "seven", 2, CORRAL_STATE_REPLICAS_MAX);
+    for (uint32_t i = 0; i < CORRAL_STATE_REPLICAS_MAX; i++)
+        op_ok(&h, seven, 0, CORRAL_OP_ADD_IN_SYNC, m[i], 0);
+    op_refused_for(&h, seven, 0, CORRAL_OP_ADD_IN_SYNC, m[7], 0, AT_R);
+    op_ok(&h, seven, 0, CORRAL_OP_ADD_COPYING, m[7], 0);
+    assert_int_equal(part(&h, seven, 0)->n_replicas, CORRAL_STATE_ROW_MAX);
+    op_refused_for(&h, seven, 0, CORRAL_OP_ADD_COPYING, m[8], 0, AT_R1);
+    op_refused_for(&h, seven, 0, CORRAL_OP_ADD_IN_SYNC, m[8], 0, AT_R);
+    op_ok(&h, seven, 0, CORRAL_OP_MARK_IN_SYNC, m[7], 0);
+    assert_int_equal(part(&h, seven, 0)->replicas[7].state, IN_SYNC);
+    /* The same in one command: eight copies fit, the ninth refuses all. */
+    struct corral_partition_opv fill[CORRAL_STATE_ROW_MAX + 1];
+    for (uint32_t i = 0; i <= CORRAL_STATE_ROW_MAX; i++)
+        fill[i] = OPV(1, CORRAL_OP_ADD_COPYING, m[i], 0);
+    struct corral_state_result r =
+        unchanged(&h, ops_cmd(seven, CORRAL_STATE_ROW_MAX + 1, fill), CONFLICT);
+    assert_int_equal(r.op, CORRAL_STATE_ROW_MAX);
+    assert_string_equal(r.detail, AT_R1);
+    assert_int_equal(apply(&h, ops_cmd(seven, CORRAL_STATE_ROW_MAX, fill)).status, OK);
+    assert_int_equal(part(&h, seven, 1)->n_replicas, CORRAL_STATE_ROW_MAX);
+    h_free(&h);
 }
 
 static void test_ops_mark_in_sync(void **state)
@@ -1297,24 +1413,37 @@ static void test_ops_atomic(void **state)
     };
     r = unchanged(h, ops_cmd(f.res, 4, bad), CONFLICT);
     assert_int_equal(r.op, 3);
-    /* R counts the replicas the command itself added. */
-    uint32_t d = add_member(h, "d");
-    struct corral_partition_opv room[] = {
-        OPV(2, CORRAL_OP_ADD_COPYING, f.a, 0),
-        OPV(2, CORRAL_OP_ADD_COPYING, f.b, 0),
-        OPV(2, CORRAL_OP_ADD_COPYING, f.c, 0),
-        OPV(2, CORRAL_OP_ADD_COPYING, d, 0),
+    /* R and R + 1 count the replicas the command itself added: in sync
+     * stops at R, ... */
+    uint32_t d = add_member(h, "d"), x = add_member(h, "x");
+    struct corral_partition_opv full[] = {
+        OPV(2, CORRAL_OP_ADD_IN_SYNC, f.a, 0),
+        OPV(2, CORRAL_OP_ADD_IN_SYNC, f.b, 0),
+        OPV(2, CORRAL_OP_ADD_IN_SYNC, f.c, 0),
+        OPV(2, CORRAL_OP_ADD_IN_SYNC, d, 0),
     };
-    r = unchanged(h, ops_cmd(f.res, 4, room), CONFLICT);
+    r = unchanged(h, ops_cmd(f.res, 4, full), CONFLICT);
     assert_int_equal(r.op, 3);
+    assert_string_equal(r.detail, AT_R);
+    /* ... a copy at R + 1. */
+    struct corral_partition_opv room[] = {
+        OPV(2, CORRAL_OP_ADD_COPYING, f.a, 0), OPV(2, CORRAL_OP_ADD_COPYING, f.b, 0),
+        OPV(2, CORRAL_OP_ADD_COPYING, f.c, 0), OPV(2, CORRAL_OP_ADD_COPYING, d, 0),
+        OPV(2, CORRAL_OP_ADD_COPYING, x, 0),
+    };
+    r = unchanged(h, ops_cmd(f.res, 5, room), CONFLICT);
+    assert_int_equal(r.op, 4);
+    assert_string_equal(r.detail, AT_R1);
     /* ... and drops make room within the command. */
     struct corral_partition_opv swap[] = {
         OPV(2, CORRAL_OP_ADD_COPYING, f.a, 0), OPV(2, CORRAL_OP_ADD_COPYING, f.b, 0),
-        OPV(2, CORRAL_OP_ADD_COPYING, f.c, 0), OPV(2, CORRAL_OP_DROP, f.b, 0),
-        OPV(2, CORRAL_OP_ADD_COPYING, d, 0),
+        OPV(2, CORRAL_OP_ADD_COPYING, f.c, 0), OPV(2, CORRAL_OP_ADD_COPYING, d, 0),
+        OPV(2, CORRAL_OP_DROP, f.b, 0),        OPV(2, CORRAL_OP_ADD_COPYING, x, 0),
     };
-    assert_int_equal(apply(h, ops_cmd(f.res, 5, swap)).status, OK);
+    assert_int_equal(apply(h, ops_cmd(f.res, 6, swap)).status, OK);
+    assert_int_equal(part(h, f.res, 2)->n_replicas, 4);
     assert_int_equal(part(h, f.res, 2)->replicas[2].member, d);
+    assert_int_equal(part(h, f.res, 2)->replicas[3].member, x);
     /* Later ops carry the epoch the earlier grant made: the stale one is
      * refused at its turn. */
     uint64_t next = corral_state_last_epoch(h->st) + 1;
@@ -1752,8 +1881,8 @@ struct tpart {
     uint64_t epoch;
     uint32_t primary;
     uint8_t releasing, n;
-    uint32_t member[8];
-    uint8_t state[8];
+    uint32_t member[CORRAL_STATE_ROW_MAX + 1];
+    uint8_t state[CORRAL_STATE_ROW_MAX + 1];
 };
 
 struct tres {
@@ -1768,7 +1897,7 @@ struct tsnap {
     uint64_t applied, assign, last_epoch;
     uint32_t next_member, next_resource;
     uint32_t n_members, n_members_given;
-    struct tmember m[4];
+    struct tmember m[CORRAL_STATE_ROW_MAX + 1];
     uint32_t n_res, n_res_given;
     struct tres r[5];
     uint64_t kv_applied;
@@ -1808,7 +1937,7 @@ static void ts_resource(struct sbuf *s, const struct tres *r)
         sb_le(s, tp->primary, 4);
         sb_le(s, tp->releasing, 1);
         sb_le(s, tp->n, 1);
-        for (uint8_t i = 0; i < tp->n && i < 8; i++) {
+        for (uint8_t i = 0; i < tp->n && i < CORRAL_STATE_ROW_MAX + 1; i++) {
             sb_le(s, tp->member[i], 4);
             sb_le(s, tp->state[i], 1);
         }
@@ -1921,7 +2050,8 @@ HOSTILE(primary_unknown, t->r[0].parts[0].primary = 3)
 HOSTILE(releasing_no_primary, t->r[0].parts[1].releasing = 1)
 HOSTILE(releasing_two, t->r[1].parts[0].releasing = 2)
 HOSTILE(
-    replicas_over_max, t->r[0].parts[1].n = 8; for (uint32_t i = 0; i < 8; i++) {
+    replicas_over_max, t->r[0].parts[1].n = CORRAL_STATE_ROW_MAX + 1;
+    for (uint32_t i = 0; i < CORRAL_STATE_ROW_MAX + 1; i++) {
         t->r[0].parts[1].member[i] = 1;
         t->r[0].parts[1].state[i] = COPYING;
     })
@@ -2051,6 +2181,118 @@ static void test_snapshot_hostile(void **state)
     corral_rbuf_unref(b);
     assert_non_null(corral_state_member_by_name(mine.st, "mine", 4));
     h_free(&mine);
+}
+
+/* A row of n replicas at R on members 1..n (one in sync primary, the last
+ * copying when n > R, the rest in sync), in a snapshot of nine members. */
+static struct tsnap ts_row(uint8_t R, uint8_t n)
+{
+    static const char *const names[] = {"m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9"};
+    struct tsnap t = {20, 20, 1, 10, 2, 9, 9, {{0}}, 1, 1, {{0}}, 20, 0, 0, ""};
+    for (uint32_t i = 0; i < 9; i++)
+        t.m[i] = (struct tmember){i + 1, 2, ACTIVE, 1, i + 1, i + 1, names[i], "h:1", "z1", 0};
+    t.r[0] = (struct tres){1, 1, R, 11, 20, "q", {{0}}};
+    struct tpart *tp = &t.r[0].parts[0];
+    *tp = (struct tpart){1, 1, 0, n, {0}, {0}};
+    for (uint8_t i = 0; i < n; i++) {
+        tp->member[i] = i + 1u;
+        tp->state[i] = i + 1 == n && n > R ? COPYING : IN_SYNC;
+    }
+    return t;
+}
+
+/* S2 in snapshots: R + 1 replicas (a move's copy) round-trip, from
+ * commands and written by hand; R + 2 at R = REPLICAS_MAX is over
+ * CORRAL_STATE_ROW_MAX and refused. Below REPLICAS_MAX a row over R + 1
+ * still loads: R may be lowered under a partition's count (the state
+ * makes such rows itself), so restore can bound rows by ROW_MAX only. */
+static void test_snapshot_row_max(void **state)
+{
+    (void)state;
+    struct h h;
+    h_init(&h);
+    uint32_t m[CORRAL_STATE_ROW_MAX + 1];
+    for (uint32_t i = 0; i <= CORRAL_STATE_ROW_MAX; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "m%u", i);
+        m[i] = add_member(&h, name);
+    }
+    /* R = 1: a granted partition copying to a second member, and a fresh
+     * one with two copies; R = 7: seven in sync and an eighth copying. */
+    uint32_t one = add_resource(&h, "one", 2, 1);
+    op_ok(&h, one, 0, CORRAL_OP_ADD_IN_SYNC, m[0], 0);
+    op_ok(&h, one, 0, CORRAL_OP_GRANT, m[0], 0);
+    uint64_t e = epoch_of(&h, one, 0);
+    op_ok(&h, one, 0, CORRAL_OP_ADD_COPYING, m[1], e);
+    op_ok(&h, one, 1, CORRAL_OP_ADD_COPYING, m[2], 0);
+    op_ok(&h, one, 1, CORRAL_OP_ADD_COPYING, m[3], 0);
+    uint32_t seven = add_resource(&h, "seven", 1, CORRAL_STATE_REPLICAS_MAX);
+    for (uint32_t i = 0; i < CORRAL_STATE_REPLICAS_MAX; i++)
+        op_ok(&h, seven, 0, CORRAL_OP_ADD_IN_SYNC, m[i], 0);
+    op_ok(&h, seven, 0, CORRAL_OP_GRANT, m[3], 0);
+    op_ok(&h, seven, 0, CORRAL_OP_ADD_COPYING, m[7], epoch_of(&h, seven, 0));
+    struct corral_rbuf *s1 = snap(h.st);
+    struct corral_state *st = corral_state_new();
+    assert_int_equal(corral_state_restore(st, s1), 0);
+    assert_true(corral_state_check(st));
+    struct corral_rbuf *s2 = snap(st);
+    assert_true(rbuf_equal(s1, s2));
+    corral_rbuf_unref(s2);
+    struct h h2 = {st, h.index};
+    const struct corral_state_partition *p = part(&h2, one, 0);
+    assert_int_equal(p->n_replicas, 2);
+    assert_int_equal(p->primary, m[0]);
+    assert_int_equal(p->replicas[1].member, m[1]);
+    assert_int_equal(p->replicas[1].state, COPYING);
+    assert_int_equal(part(&h2, one, 1)->n_replicas, 2);
+    p = part(&h2, seven, 0);
+    assert_int_equal(p->n_replicas, CORRAL_STATE_ROW_MAX);
+    assert_int_equal(p->primary, m[3]);
+    assert_int_equal(p->replicas[7].member, m[7]);
+    assert_int_equal(p->replicas[7].state, COPYING);
+    /* The restored state goes on by the same rule: full rows take no copy,
+     * a move completes, and the replica counts were rebuilt. */
+    op_refused_for(&h2, one, 0, CORRAL_OP_ADD_COPYING, m[8], e, AT_R1);
+    op_refused_for(&h2, seven, 0, CORRAL_OP_ADD_COPYING, m[8], epoch_of(&h2, seven, 0), AT_R1);
+    unchanged(&h2, id_cmd(CORRAL_STATE_MEMBER_DELETE, m[7]), CONFLICT);
+    op_ok(&h2, one, 0, CORRAL_OP_MARK_IN_SYNC, m[1], e);
+    op_ok(&h2, one, 0, CORRAL_OP_RELEASE, m[0], e);
+    op_ok(&h2, one, 0, CORRAL_OP_CLEAR, m[0], e);
+    op_ok(&h2, one, 0, CORRAL_OP_GRANT, m[1], e);
+    op_ok(&h2, one, 0, CORRAL_OP_DROP, m[0], epoch_of(&h2, one, 0));
+    assert_int_equal(part(&h2, one, 0)->n_replicas, 1);
+    corral_rbuf_unref(s1);
+    corral_state_free(st);
+
+    /* Written by hand: R + 1 = ROW_MAX loads and is what the state
+     * writes; R + 2 is refused, the state left as it was. */
+    struct tsnap t = ts_row(CORRAL_STATE_REPLICAS_MAX, CORRAL_STATE_ROW_MAX);
+    struct corral_rbuf *b = ts_build(&t);
+    struct corral_state *ok = corral_state_new();
+    assert_int_equal(corral_state_restore(ok, b), 0);
+    assert_true(corral_state_check(ok));
+    struct corral_rbuf *again = snap(ok);
+    assert_true(rbuf_equal(b, again));
+    assert_int_equal(corral_state_resource_by_id(ok, 1)->parts[0].n_replicas, CORRAL_STATE_ROW_MAX);
+    corral_rbuf_unref(again);
+    corral_rbuf_unref(b);
+    t = ts_row(CORRAL_STATE_REPLICAS_MAX, CORRAL_STATE_ROW_MAX + 1);
+    b = ts_build(&t);
+    expect_restore_fails(ok, b, CORRAL_ECORRUPT);
+    expect_restore_fails(h.st, b, CORRAL_ECORRUPT);
+    corral_rbuf_unref(b);
+    /* R = 1 with one copy over: loads; with three replicas (R lowered
+     * from 3 under a full row): loads too. */
+    for (uint8_t n = 2; n <= 3; n++) {
+        t = ts_row(1, n);
+        b = ts_build(&t);
+        assert_int_equal(corral_state_restore(ok, b), 0);
+        assert_true(corral_state_check(ok));
+        assert_int_equal(corral_state_resource_by_id(ok, 1)->parts[0].n_replicas, n);
+        corral_rbuf_unref(b);
+    }
+    corral_state_free(ok);
+    h_free(&h);
 }
 
 /* ---- Limits ---- */
@@ -2354,6 +2596,9 @@ struct expect {
 
 static uint64_t g_seed;
 static long g_step;
+/* Commands applied with a copy added at R, and refused at a copy that
+ * only the row's size (R + 1) refused. */
+static long g_over_r, g_row_refused;
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -2571,7 +2816,9 @@ static uint8_t model_op(struct model *M, struct mres *r, const struct corral_par
     switch (op->op) {
     case CORRAL_OP_ADD_COPYING:
     case CORRAL_OP_ADD_IN_SYNC:
-        if (k >= 0 || status != ACTIVE || p->n >= r->R)
+        /* S2: a copy may go one over R (a move copies first); in sync
+         * stops at R. */
+        if (k >= 0 || status != ACTIVE || p->n >= r->R + (op->op == CORRAL_OP_ADD_COPYING))
             return CONFLICT;
         if (op->op == CORRAL_OP_ADD_IN_SYNC && p->epoch != 0)
             return CONFLICT;
@@ -2675,6 +2922,16 @@ static struct corral_partition_opv gen_op(uint64_t *rng, const struct model *tmp
     return op;
 }
 
+/* An ADD_COPYING that every rule but the row's size allows. */
+static bool copy_fits_but_row(const struct model *M, const struct mres *r,
+                              const struct corral_partition_opv *op)
+{
+    int mi = mm_by_id(M, op->member);
+    const struct mpart *p = &r->parts[op->partition];
+    return mi >= 0 && M->m[mi].status == ACTIVE && op->epoch == p->epoch &&
+           mp_find(p, op->member) < 0;
+}
+
 static struct corral_state_cmd gen_ops(uint64_t *rng, struct model *M, uint64_t index,
                                        struct expect *x, struct corral_partition_opv *v)
 {
@@ -2704,13 +2961,20 @@ static struct corral_state_cmd gen_ops(uint64_t *rng, struct model *M, uint64_t 
         return ops_cmd(id, n, v);
     }
     tmp = *M;
+    bool over_r = false;
     for (uint32_t i = 0; i < n; i++) {
+        const struct mres *mr = &tmp.r[ri];
+        bool add = v[i].op == CORRAL_OP_ADD_COPYING && v[i].partition < mr->P;
+        uint8_t at = add ? mr->parts[v[i].partition].n : 0;
         uint8_t s = model_op(&tmp, &tmp.r[ri], &v[i]);
         if (s != OK) {
+            g_row_refused += add && at == mr->R + 1 && copy_fits_but_row(&tmp, mr, &v[i]);
             *x = (struct expect){s, 0, i};
             return ops_cmd(id, n, v);
         }
+        over_r |= add && at == mr->R;
     }
+    g_over_r += over_r;
     *M = tmp;
     M->r[ri].changed = index;
     M->assign = index;
@@ -2824,6 +3088,7 @@ static void random_run(uint64_t seed, long steps)
     struct corral_state *st = corral_state_new();
     struct tally t = {{0}, {0}};
     uint64_t index = 0;
+    g_over_r = g_row_refused = 0;
     for (g_step = 0; g_step < steps; g_step++) {
         index += rnd(&rng, 8) == 0 ? 2 : 1;
         if (rnd(&rng, 50) == 0)
@@ -2837,12 +3102,13 @@ static void random_run(uint64_t seed, long steps)
     }
     print_message("state random: seed %llu, %ld steps; applied/refused: member put %ld/%ld, "
                   "status %ld/%ld, delete %ld/%ld, resource put %ld/%ld, delete %ld/%ld, "
-                  "ops %ld/%ld; last epoch %llu\n",
+                  "ops %ld/%ld (a copy at R %ld, one at R + 1 refused %ld); last epoch %llu\n",
                   (unsigned long long)seed, steps, t.applied[1], t.refused[1], t.applied[2],
                   t.refused[2], t.applied[3], t.refused[3], t.applied[4], t.refused[4],
-                  t.applied[5], t.refused[5], t.applied[6], t.refused[6],
+                  t.applied[5], t.refused[5], t.applied[6], t.refused[6], g_over_r, g_row_refused,
                   (unsigned long long)M.last_epoch);
     CHECK(t.applied[6] > steps / 10 && t.refused[6] > steps / 10);
+    CHECK(g_over_r > 0 && g_row_refused > 0);
     corral_state_free(st);
 }
 
@@ -2876,6 +3142,7 @@ int main(void)
         cmocka_unit_test(test_resource_delete),
         cmocka_unit_test(test_ops_common),
         cmocka_unit_test(test_ops_add),
+        cmocka_unit_test(test_ops_add_over_r),
         cmocka_unit_test(test_ops_mark_in_sync),
         cmocka_unit_test(test_ops_drop),
         cmocka_unit_test(test_ops_grant),
@@ -2891,6 +3158,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_mutations),
         cmocka_unit_test(test_snapshot_legacy),
         cmocka_unit_test(test_snapshot_hostile),
+        cmocka_unit_test(test_snapshot_row_max),
         cmocka_unit_test(test_exhausted),
         cmocka_unit_test(test_members_max),
         cmocka_unit_test(test_resources_and_partitions_max),
