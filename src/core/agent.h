@@ -100,10 +100,11 @@
  *     refused with CORRAL_EFULL. Every array is bounded by them; memory
  *     grows only in corral_agent_new and corral_agent_set_desired, so
  *     every other call succeeds without allocating.
- * A12 Fresh enough view. A lease answer names the assignment index its
- *     leader had reached (its applied changes and every change it has
- *     proposed); an acquire is issued only while the desired set in force
- *     is at least that new. Without it a member could take up a grant from
+ * A12 Fresh enough view. A lease answer names the log index its leader
+ *     had reached for assignments: its applied changes, every change it
+ *     has proposed, and every entry of an earlier term still in its log
+ *     (such an entry may commit under it); an acquire is issued only while
+ *     the desired set in force is at least that new. Without it a member could take up a grant from
  *     a stale view (from a lagging coordinator, or read before the leader's
  *     clear of it committed) under a lease from a later answer, while the
  *     leader has granted the partition elsewhere. What already acts goes

@@ -400,6 +400,6 @@ void sim_check_end(struct sim *s)
     check_liveness(s);
     if (!s->res->violation)
         check_linearizable(s);
-    if (!s->res->violation)
+    if (!s->res->violation && s->p.n_workers > 0)
         sim_owner_check_end(s);
 }

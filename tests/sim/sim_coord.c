@@ -43,7 +43,12 @@ void sim_coord_soft_state(struct sim *s, struct sim_node *n, const struct corral
         abort();
     n->leading = true;
     n->lead_term = rd->term;
-    n->last_state_prop = 0;
+    /* Entries of earlier terms still in its log may commit under it (a
+     * clear of a primary among them): a lease it grants covers them too
+     * (agent.h A12). */
+    struct corral_raft_status st;
+    corral_raft_status(n->raft, &st);
+    n->last_state_prop = st.last_index;
     n->last_eval_ms = 0;
 }
 

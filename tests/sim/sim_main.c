@@ -29,6 +29,9 @@ static bool force_churn;
  * links; frequent worker faults), where a lease counted from the wrong
  * instant shows. */
 static bool force_leases;
+/* --raft-only: no workers, no ownership (the Raft self-test runs faster,
+ * on the seeds it was tuned on). */
+static bool raft_only;
 
 void sim_params_from_seed(struct sim_params *p, uint64_t seed)
 {
@@ -86,6 +89,8 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
     p->worker_fault_max_ms = DRAW(300, 3000);
     p->owner_op_every_ms = DRAW(300, 2000);
     p->slow_permille = DRAW(0, 1) ? DRAW(5, 50) : 0;
+    if (raft_only)
+        p->n_workers = 0;
     if (DRAW(0, 3) == 0 || force_leases) {
         p->drift_permille_max = DRAW(0, 20);
         p->slow_permille = DRAW(30, 100);
@@ -97,7 +102,8 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
 static int usage(void)
 {
     fprintf(stderr, "usage: corral-sim [--seed S | --seeds N [--first F | --random]]\n"
-                    "                  [--verbose] [--churn] [--leases] [--expect-violation]\n");
+                    "                  [--verbose] [--churn] [--leases] [--raft-only]\n"
+                    "                  [--expect-violation]\n");
     return 2;
 }
 
@@ -133,6 +139,8 @@ int main(int argc, char **argv)
             force_churn = true;
         } else if (strcmp(a, "--leases") == 0) {
             force_leases = true;
+        } else if (strcmp(a, "--raft-only") == 0) {
+            raft_only = true;
         } else if (strcmp(a, "--expect-violation") == 0) {
             expect = true;
         } else {

@@ -303,6 +303,7 @@ static void heal(struct sim *s)
     heal_partitions(s);
     s->p.loss_permille = 0;
     s->p.dup_permille = 0;
+    s->p.slow_permille = 0;
     for (uint32_t i = 1; i <= SIM_NODES_MAX; i++) {
         struct sim_node *n = &s->nodes[i];
         if (n->started && !n->removed && !n->up)
@@ -421,6 +422,8 @@ static void ownership_init(struct sim *s)
     s->liveness_cfg.max_election_timeout_ms = 2 * CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT;
     s->liveness_cfg.suspect_after_ms = 2 * s->p.heartbeat_ms;
     corral_controller_config_default(&s->controller_cfg);
+    if (s->p.n_workers == 0)
+        return; /* --raft-only */
     sim_workers_init(s);
     sim_at(s, 400000, (struct sim_event){.type = EV_OWNER_OP});
     schedule(s, EV_W_FAULT, s->p.worker_fault_every_ms);

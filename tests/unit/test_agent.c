@@ -490,9 +490,19 @@ static void test_releasing(void **state)
     assert_int_equal(out[0].error, 0);
     assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 0, 1140), 0);
     assert_int_equal(stats(a).reports_pending, 0);
-    /* The same releasing set again: reported once, not again. */
+    /* The same releasing set at the same index: not said again. */
+    assert_int_equal(
+        corral_agent_set_desired(a, 1145, 11, (struct corral_agent_entry[]){releasing(1, 0, 5)}, 1),
+        0);
+    no_hook(a);
+    assert_int_equal(stats(a).reports_pending, 0);
+    /* A newer view still shows it releasing: the leader did not act on the
+     * report, so it is said again (A7), once per newer view. */
     desire1(a, 1150, 12, releasing(1, 0, 5));
     no_hook(a);
+    assert_int_equal(carry(a, 1152, out, &seq), 1);
+    expect_report(&out[0], 1, 0, 5, CORRAL_AGENT_REPORT_RELEASED);
+    assert_int_equal(corral_agent_heartbeat_answered(a, seq, LEASE, 0, 1155), 0);
     assert_int_equal(stats(a).reports_pending, 0);
     /* Then demoted to an in-sync replica: nothing to do. */
     desire1(a, 1160, 13, in_sync(1, 0, 5));
