@@ -306,7 +306,7 @@ void sim_check_applied(struct sim *s, struct sim_node *n, uint64_t index)
  * id of the write that the store says made that version. */
 void sim_check_read(struct sim *s, struct sim_node *n, uint32_t key)
 {
-    char name[8];
+    char name[16];
     int len = snprintf(name, sizeof(name), "k%u", key);
     struct corral_kv_item it;
     if (!corral_kv_get(corral_state_kv(n->st), (const uint8_t *)name, (uint32_t)len, &it))

@@ -73,14 +73,14 @@ void sim_clients_free(struct sim *s)
     s->props = NULL;
 }
 
-static uint32_t key_name(uint32_t key, uint8_t out[8])
+static uint32_t key_name(uint32_t key, uint8_t out[16])
 {
-    return (uint32_t)snprintf((char *)out, 8, "k%u", key);
+    return (uint32_t)snprintf((char *)out, 16, "k%u", key);
 }
 
 uint64_t sim_kv_version(const struct sim_node *n, uint32_t key)
 {
-    uint8_t name[8];
+    uint8_t name[16];
     struct corral_kv_item it;
     return corral_kv_get(corral_state_kv(n->st), name, key_name(key, name), &it) ? it.version : 0;
 }
@@ -165,7 +165,7 @@ void sim_client_reply(struct sim *s, uint64_t op, bool ok, uint64_t value, bool 
  * of a PUT or CAS. */
 static struct corral_rbuf *command_encode(const struct sim_op *op, uint64_t id)
 {
-    uint8_t name[8], value[8];
+    uint8_t name[16], value[8];
     memcpy(value, &id, sizeof(value));
     struct corral_kv_cmd c = {.op = op->kind == LINCHECK_DEL ? CORRAL_KV_DEL : CORRAL_KV_PUT,
                               .has_cas = op->kind == LINCHECK_CAS,

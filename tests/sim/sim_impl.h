@@ -201,7 +201,7 @@ struct sim_worker {
     uint32_t idx;
     uint32_t ep; /* its endpoint in the network: SIM_NODES_MAX + 1 + idx */
     char name[16];
-    char zone[8];
+    char zone[16];
     bool started, up, paused, decommissioned, early_beat;
     uint32_t incarnation;
     uint32_t rate_permille;
@@ -229,6 +229,7 @@ struct sim_owner {
     uint32_t last_worker;
     bool gap_open;
     uint8_t gap_cause; /* enum sim_stop */
+    uint32_t gap_r;    /* the resource's R when the gap opened */
     uint64_t gap_from_us;
 };
 

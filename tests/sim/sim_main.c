@@ -32,6 +32,10 @@ static bool force_leases;
 /* --raft-only: no workers, no ownership (the Raft self-test runs faster,
  * on the seeds it was tuned on). */
 static bool raft_only;
+/* --calm: the coordinators run without faults (no crash, partition, loss,
+ * membership change, stall); only workers crash, pause, get cut off and
+ * are drained. What docs/benchmarks.md's ownership gaps are measured on. */
+static bool calm;
 
 void sim_params_from_seed(struct sim_params *p, uint64_t seed)
 {
@@ -56,8 +60,8 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
     p->partition_every_ms = DRAW(0, 3) == 0 ? 0 : DRAW(200, 2000);
     p->conf_every_ms = DRAW(0, 2) == 0 ? DRAW(300, 1500) : 0;
     p->max_msg_entries = DRAW(0, 2) == 0 ? 1 : DRAW(1, 64);
-    p->snapshot_every = DRAW(10, 300);
-    p->snapshot_chunk_bytes = DRAW(0, 1) ? 256 : 4096;
+    p->snapshot_every = DRAW(50, 500);
+    p->snapshot_chunk_bytes = DRAW(0, 1) ? 1024 : 8192;
     p->fault_ms = DRAW(2000, 8000);
     p->restart_max_ms = 3000;
     p->partition_max_ms = 3000;
@@ -91,6 +95,12 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
     p->slow_permille = DRAW(0, 1) ? DRAW(5, 50) : 0;
     if (raft_only)
         p->n_workers = 0;
+    if (calm) {
+        p->crash_every_ms = p->partition_every_ms = p->conf_every_ms = 0;
+        p->loss_permille = p->dup_permille = p->nemesis_permille = 0;
+        p->fsync_crash_permille = p->slow_permille = 0;
+        p->worker_fault_every_ms = DRAW(500, 1500);
+    }
     if (DRAW(0, 3) == 0 || force_leases) {
         p->drift_permille_max = DRAW(0, 20);
         p->slow_permille = DRAW(30, 100);
@@ -99,11 +109,52 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
 #undef DRAW
 }
 
+/* --gaps: the ownership gaps of every seed, pooled by what ended the
+ * previous primary's turn, printed as percentiles in simulated ms. */
+struct gap_pool {
+    uint64_t n, cap;
+    uint64_t *us;
+};
+
+static void pool_add(struct gap_pool *g, const struct sim_gaps *from)
+{
+    for (uint32_t i = 0; i < from->n; i++) {
+        if (g->n == g->cap) {
+            g->cap = g->cap ? 2 * g->cap : 1024;
+            g->us = realloc(g->us, g->cap * sizeof(*g->us));
+            if (g->us == NULL)
+                abort();
+        }
+        g->us[g->n++] = from->us[i];
+    }
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void pool_print(struct gap_pool *g, const char *what)
+{
+    if (g->n == 0) {
+        printf("corral-sim: gaps after %s: none\n", what);
+        return;
+    }
+    qsort(g->us, g->n, sizeof(*g->us), u64_cmp);
+    printf("corral-sim: gaps after %s: %" PRIu64 " partitions, p50 %.1f ms, p90 %.1f ms, p99 "
+           "%.1f ms, max %.1f ms\n",
+           what, g->n, (double)g->us[g->n / 2] / 1000.0, (double)g->us[g->n * 9 / 10] / 1000.0,
+           (double)g->us[g->n * 99 / 100] / 1000.0, (double)g->us[g->n - 1] / 1000.0);
+    free(g->us);
+}
+
 static int usage(void)
 {
-    fprintf(stderr, "usage: corral-sim [--seed S | --seeds N [--first F | --random]]\n"
-                    "                  [--verbose] [--churn] [--leases] [--raft-only]\n"
-                    "                  [--expect-violation]\n");
+    fprintf(stderr,
+            "usage: corral-sim [--seed S | --seeds N [--first F | --random]]\n"
+            "                  [--verbose] [--churn] [--leases] [--raft-only] [--calm] [--gaps]\n"
+            "                  [--expect-violation]\n");
     return 2;
 }
 
@@ -120,7 +171,8 @@ static int parse_u64(const char *s, uint64_t *out)
 int main(int argc, char **argv)
 {
     uint64_t seed = 0, count = 1, first = 1;
-    bool one = false, random_seeds = false, verbose = false, expect = false;
+    bool one = false, random_seeds = false, verbose = false, expect = false, gaps = false;
+    struct gap_pool pools[SIM_STOP_KINDS] = {{0}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -141,6 +193,10 @@ int main(int argc, char **argv)
             force_leases = true;
         } else if (strcmp(a, "--raft-only") == 0) {
             raft_only = true;
+        } else if (strcmp(a, "--calm") == 0) {
+            calm = true;
+        } else if (strcmp(a, "--gaps") == 0) {
+            gaps = true;
         } else if (strcmp(a, "--expect-violation") == 0) {
             expect = true;
         } else {
@@ -168,6 +224,8 @@ int main(int argc, char **argv)
         sim_params_from_seed(&p, first + k);
         p.verbose = verbose;
         sim_run(&p, &r);
+        for (int c = 0; gaps && c < SIM_STOP_KINDS; c++)
+            pool_add(&pools[c], &r.gaps[c]);
         events += r.events;
         ops += r.ops_ok;
         unknown += r.ops_unknown;
@@ -187,6 +245,12 @@ int main(int argc, char **argv)
            " events, %" PRIu64 " ops ok, %" PRIu64 " unknown, %" PRIu64 " elections, %" PRIu64
            " crashes, %" PRIu64 " snapshots sent, %" PRIu64 " membership changes\n",
            count, first, failed, events, ops, unknown, elections, crashes, snaps, confs);
+    if (gaps) {
+        static const char *const what[SIM_STOP_KINDS] = {
+            "a worker crash", "a worker pause", "a lease lost (cut off)", "a planned hand-off"};
+        for (int c = 0; c < SIM_STOP_KINDS; c++)
+            pool_print(&pools[c], what[c]);
+    }
     if (expect) {
         if (failed > 0) {
             printf("corral-sim: the broken core was caught at seed %" PRIu64 " (expected)\n",

@@ -35,11 +35,29 @@ static uint64_t granted_epoch(struct sim *s, uint32_t resource, uint32_t partiti
     return best;
 }
 
+/* The replication factor of a resource, as a running coordinator has it. */
+static uint32_t replicas_of(struct sim *s, uint32_t resource)
+{
+    for (uint32_t i = 1; i <= SIM_NODES_MAX; i++) {
+        if (!s->nodes[i].up)
+            continue;
+        const struct corral_state_resource *r =
+            corral_state_resource_by_id(s->nodes[i].st, resource);
+        if (r != NULL)
+            return r->replicas;
+    }
+    return 0;
+}
+
+/* Gaps are counted for R >= 2 only: an R = 1 partition has no replica to
+ * take over, so its gap is its member's downtime. */
 static void record_gap(struct sim *s, struct sim_owner *o)
 {
     if (!o->gap_open)
         return;
     o->gap_open = false;
+    if (o->gap_r < 2)
+        return;
     uint64_t gap = s->now_us - o->gap_from_us;
     struct sim_gaps *g = &s->res->gaps[o->gap_cause];
     if (g->n < SIM_GAPS_MAX)
@@ -92,6 +110,7 @@ static void stopped(struct sim *s, const struct sim_worker *w, const struct corr
     o->gap_open = true;
     o->gap_from_us = s->now_us;
     o->gap_cause = cause;
+    o->gap_r = replicas_of(s, p->resource);
 }
 
 static int primary_cmp(const struct corral_agent_primary *a, const struct corral_agent_primary *b)
