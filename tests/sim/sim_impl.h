@@ -17,7 +17,7 @@
 /* After the fault phase: how long the healed cluster runs, and within how
  * long it must have elected a leader and served every client. */
 #define SIM_SETTLE_MS 12000
-#define SIM_LIVENESS_MS 6000
+#define SIM_LIVENESS_MS 8000
 #define SIM_CLIENT_TIMEOUT_MS 1500
 #define SIM_TICK_MS 5
 #define SIM_PENDING_MAX 512
