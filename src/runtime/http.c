@@ -41,6 +41,21 @@ struct corral_http_request {
     unsigned status;
 };
 
+/* Per connection (MHD's socket context): whether the request being parsed
+ * decoded a NUL byte anywhere in its path or query. MHD hands the path and
+ * query values on as C strings, so a "%00" would silently cut them short
+ * ("/v1/kv/acct%00x" read as "/v1/kv/acct"); such a request is refused. */
+struct http_conn {
+    bool nul;
+};
+
+static struct http_conn *conn_state(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
 void corral_http_limits_default(struct corral_http_limits *l)
 {
     l->max_body_bytes = (256u << 10) + 1024;
@@ -133,6 +148,17 @@ static struct corral_http_request *request_new(struct corral_http *h, struct MHD
     req->path = url;
     if (h->open_connections > h->limits.max_connections) {
         respond_error(req, 503, "busy", "too many open connections", true);
+        return req;
+    }
+    /* MHD has decoded the path and every query argument by now (the
+     * unescape callback below saw each). */
+    struct http_conn *c = conn_state(conn);
+    if (c == NULL) { /* its state did not allocate: a NUL would go unseen */
+        respond_error(req, 500, "internal", "out of memory", true);
+        return req;
+    }
+    if (c->nul) {
+        respond_error(req, 400, "bad_request", "the path or query holds a NUL byte (%00)", true);
         return req;
     }
     const char *cl =
@@ -233,12 +259,41 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode toe)
 {
     (void)conn;
-    (void)socket_context;
     struct corral_http *h = cls;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         h->open_connections++;
-    else if (h->open_connections > 0)
+        *socket_context = corral_calloc(1, sizeof(struct http_conn)); /* NULL: see request_new */
+        return;
+    }
+    if (h->open_connections > 0)
         h->open_connections--;
+    corral_free(*socket_context);
+    *socket_context = NULL;
+}
+
+/* Called once per request, with the raw URI, before MHD decodes the path
+ * and the query: a new request starts with no NUL seen. The result is the
+ * request's initial *con_cls; NULL lets on_access make the request. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)uri;
+    struct http_conn *c = conn_state(conn);
+    if (c != NULL)
+        c->nul = false;
+    return NULL;
+}
+
+/* MHD's own decoding (%HH), for the path and each query name and value,
+ * noting a decoded NUL byte: the result's length is known only here. */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    size_t len = MHD_http_unescape(s);
+    struct http_conn *c = conn_state(conn);
+    if (c != NULL && memchr(s, '\0', len) != NULL)
+        c->nul = true;
+    return len;
 }
 
 static void rearm_timer(struct corral_http *h);
@@ -308,7 +363,8 @@ static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uin
          * that cost, which was about 5% of a leader's CPU under load. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
 }
 
 int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
