@@ -44,9 +44,11 @@ struct corral_http_request {
 /* Per connection (MHD's socket context): whether the request being parsed
  * decoded a NUL byte anywhere in its path or query. MHD hands the path and
  * query values on as C strings, so a "%00" would silently cut them short
- * ("/v1/kv/acct%00x" read as "/v1/kv/acct"); such a request is refused. */
+ * ("/v1/kv/acct%00x" read as "/v1/kv/acct"), and so would a raw NUL byte
+ * in the request line, which MHD takes too; such a request is refused. */
 struct http_conn {
     bool nul;
+    const char *uri_end; /* one past the raw URI's first NUL byte */
 };
 
 static struct http_conn *conn_state(struct MHD_Connection *conn)
@@ -137,7 +139,8 @@ static void respond_error(struct corral_http_request *req, unsigned status, cons
 /* The first call of a request: headers only. Limits are checked here so a
  * too-large body is refused before it is read. */
 static struct corral_http_request *request_new(struct corral_http *h, struct MHD_Connection *conn,
-                                               const char *url, const char *method)
+                                               const char *url, const char *method,
+                                               const char *version)
 {
     struct corral_http_request *req = corral_calloc(1, sizeof(*req));
     if (req == NULL)
@@ -157,7 +160,11 @@ static struct corral_http_request *request_new(struct corral_http *h, struct MHD
         respond_error(req, 500, "internal", "out of memory", true);
         return req;
     }
-    if (c->nul) {
+    /* MHD splits the request line in place: the raw URI ends with the
+     * NUL that replaced the space before the version. An earlier NUL is
+     * one the client sent (should MHD ever lay the line out otherwise,
+     * this refuses every request rather than letting a NUL through). */
+    if (c->nul || version != c->uri_end) {
         respond_error(req, 400, "bad_request", "the path or query holds a NUL byte (%00)", true);
         return req;
     }
@@ -210,11 +217,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
 {
-    (void)version;
     struct corral_http *h = cls;
     struct corral_http_request *req = *con_cls;
     if (req == NULL) {
-        req = request_new(h, conn, url, method);
+        req = request_new(h, conn, url, method, version);
         if (req == NULL)
             return MHD_NO;
         *con_cls = req;
@@ -272,15 +278,17 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 }
 
 /* Called once per request, with the raw URI, before MHD decodes the path
- * and the query: a new request starts with no NUL seen. The result is the
- * request's initial *con_cls; NULL lets on_access make the request. */
+ * and the query: a new request starts with no NUL seen, and the raw URI's
+ * first NUL is noted for request_new. The result is the request's initial
+ * *con_cls; NULL lets on_access make the request. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)cls;
-    (void)uri;
     struct http_conn *c = conn_state(conn);
-    if (c != NULL)
+    if (c != NULL) {
         c->nul = false;
+        c->uri_end = uri + strlen(uri) + 1;
+    }
     return NULL;
 }
 

@@ -190,3 +190,27 @@ def test_nul_in_listing_prefix_or_after_is_refused(cluster):
         assert_error(leader.request("GET", "/v1/kv/?" + query), 400, "bad_request")
     # Nor does a NUL cut another route's path short.
     assert_error(leader.request("GET", "/health%00x"), 400, "bad_request")
+
+
+def raw_request(node, data):
+    """Sends data as is on a new connection; the status of the answer."""
+    host, port = node.url.split("//")[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(data)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer.split(b" ")[1]) if answer.startswith(b"HTTP/") else None
+
+
+def test_raw_nul_byte_in_request_line_is_refused(cluster):
+    # MHD takes a raw NUL in the request line; the key must not end there.
+    leader, version = made_acct(cluster)
+    for line in (b"PUT /v1/kv/acct\0shadow HTTP/1.1", b"PUT /v1/kv/acct\0HTTP/1.1 HTTP/1.1",
+                 b"DELETE /v1/kv/acct\0x HTTP/1.1", b"GET /v1/kv/?prefix=acct\0x HTTP/1.1"):
+        req = line + b"\r\nHost: x\r\nContent-Length: 6\r\nConnection: close\r\n\r\nforged"
+        assert raw_request(leader, req) == 400, line
+        acct_unchanged(leader, version)
