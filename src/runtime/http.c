@@ -41,6 +41,23 @@ struct corral_http_request {
     unsigned status;
 };
 
+/* Per connection (MHD's socket context): whether the request being parsed
+ * decoded a NUL byte anywhere in its path or query. MHD hands the path and
+ * query values on as C strings, so a "%00" would silently cut them short
+ * ("/v1/kv/acct%00x" read as "/v1/kv/acct"), and so would a raw NUL byte
+ * in the request line, which MHD takes too; such a request is refused. */
+struct http_conn {
+    bool nul;
+    const char *uri_end; /* one past the raw URI's first NUL byte */
+};
+
+static struct http_conn *conn_state(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
 void corral_http_limits_default(struct corral_http_limits *l)
 {
     l->max_body_bytes = (256u << 10) + 1024;
@@ -122,7 +139,8 @@ static void respond_error(struct corral_http_request *req, unsigned status, cons
 /* The first call of a request: headers only. Limits are checked here so a
  * too-large body is refused before it is read. */
 static struct corral_http_request *request_new(struct corral_http *h, struct MHD_Connection *conn,
-                                               const char *url, const char *method)
+                                               const char *url, const char *method,
+                                               const char *version)
 {
     struct corral_http_request *req = corral_calloc(1, sizeof(*req));
     if (req == NULL)
@@ -133,6 +151,21 @@ static struct corral_http_request *request_new(struct corral_http *h, struct MHD
     req->path = url;
     if (h->open_connections > h->limits.max_connections) {
         respond_error(req, 503, "busy", "too many open connections", true);
+        return req;
+    }
+    /* MHD has decoded the path and every query argument by now (the
+     * unescape callback below saw each). */
+    struct http_conn *c = conn_state(conn);
+    if (c == NULL) { /* its state did not allocate: a NUL would go unseen */
+        respond_error(req, 500, "internal", "out of memory", true);
+        return req;
+    }
+    /* MHD splits the request line in place: the raw URI ends with the
+     * NUL that replaced the space before the version. An earlier NUL is
+     * one the client sent (should MHD ever lay the line out otherwise,
+     * this refuses every request rather than letting a NUL through). */
+    if (c->nul || version != c->uri_end) {
+        respond_error(req, 400, "bad_request", "the path or query holds a NUL byte (%00)", true);
         return req;
     }
     const char *cl =
@@ -184,11 +217,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
 {
-    (void)version;
     struct corral_http *h = cls;
     struct corral_http_request *req = *con_cls;
     if (req == NULL) {
-        req = request_new(h, conn, url, method);
+        req = request_new(h, conn, url, method, version);
         if (req == NULL)
             return MHD_NO;
         *con_cls = req;
@@ -233,12 +265,43 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode toe)
 {
     (void)conn;
-    (void)socket_context;
     struct corral_http *h = cls;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         h->open_connections++;
-    else if (h->open_connections > 0)
+        *socket_context = corral_calloc(1, sizeof(struct http_conn)); /* NULL: see request_new */
+        return;
+    }
+    if (h->open_connections > 0)
         h->open_connections--;
+    corral_free(*socket_context);
+    *socket_context = NULL;
+}
+
+/* Called once per request, with the raw URI, before MHD decodes the path
+ * and the query: a new request starts with no NUL seen, and the raw URI's
+ * first NUL is noted for request_new. The result is the request's initial
+ * *con_cls; NULL lets on_access make the request. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    struct http_conn *c = conn_state(conn);
+    if (c != NULL) {
+        c->nul = false;
+        c->uri_end = uri + strlen(uri) + 1;
+    }
+    return NULL;
+}
+
+/* MHD's own decoding (%HH), for the path and each query name and value,
+ * noting a decoded NUL byte: the result's length is known only here. */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    size_t len = MHD_http_unescape(s);
+    struct http_conn *c = conn_state(conn);
+    if (c != NULL && memchr(s, '\0', len) != NULL)
+        c->nul = true;
+    return len;
 }
 
 static void rearm_timer(struct corral_http *h);
@@ -308,7 +371,8 @@ static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uin
          * that cost, which was about 5% of a leader's CPU under load. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
 }
 
 int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,

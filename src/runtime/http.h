@@ -47,7 +47,10 @@ int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
  * been answered. Frees h. */
 void corral_http_stop(struct corral_http *h);
 
-/* Request accessors; strings are valid until the request is answered. */
+/* Request accessors; strings are valid until the request is answered.
+ * The path and query strings hold no NUL byte, so strlen is their length:
+ * a request whose path or query has one (raw, or decoded from %00) is
+ * answered 400 bad_request here and never reaches the handler. */
 const char *corral_http_method(const struct corral_http_request *req);
 const char *corral_http_path(const struct corral_http_request *req); /* percent-decoded */
 /* A query argument (percent-decoded), or NULL when absent. A present

@@ -118,3 +118,99 @@ def test_connection_limit_answers_busy(make_cluster):
         if ok is not None and ok.status == 200:
             break
     assert ok is not None and ok.status == 200, ok
+
+
+
+NUL_KEYS = ("acct\0shadow", "acct\0", "\0acct")
+
+
+def made_acct(cluster):
+    """The leader and acct's version, acct written as "real"."""
+    leader = cluster.wait_leader()
+    made = leader.put("acct", "real")
+    assert made.status == 200, made
+    return leader, made.json["version"]
+
+
+def acct_unchanged(node, version):
+    r = node.get("acct")
+    assert r.status == 200 and r.json["value"] == "real" and r.json["version"] == version, r
+
+
+# A decoded %00 must not cut a key short: "acct%00shadow" is not "acct".
+def test_nul_in_key_put_is_refused(cluster):
+    leader, version = made_acct(cluster)
+    for key in NUL_KEYS:
+        assert_error(leader.put(key, "forged"), 400, "bad_request")
+        acct_unchanged(leader, version)
+        assert_error(leader.put(key, "forged", cas=version), 400, "bad_request")
+        acct_unchanged(leader, version)
+    # A follower refuses too, rather than redirecting the cut-short key.
+    follower = cluster.followers(leader)[0]
+    assert_error(follower.put("acct\0shadow", "forged", follow=False), 400, "bad_request")
+    acct_unchanged(leader, version)
+    # A NUL in a query value (cas=N%00) is refused as well.
+    r = leader.request("PUT", kv_path("acct") + "?cas=%d%%00" % version, "forged")
+    assert_error(r, 400, "bad_request")
+    acct_unchanged(leader, version)
+    # Other escapes still decode.
+    odd = leader.put("acct%x y/\u00e9", "fine")
+    assert odd.status == 200 and odd.json["key"] == "acct%x y/\u00e9", odd
+    assert leader.get("acct%x y/\u00e9").json["value"] == "fine"
+
+
+def test_nul_in_key_get_is_refused(cluster):
+    leader, version = made_acct(cluster)
+    for key in NUL_KEYS:
+        assert_error(leader.get(key), 400, "bad_request")
+        assert_error(leader.get(key, stale=True), 400, "bad_request")
+        acct_unchanged(leader, version)
+
+
+def test_nul_in_key_delete_is_refused(cluster):
+    leader, version = made_acct(cluster)
+    for key in NUL_KEYS:
+        assert_error(leader.delete(key), 400, "bad_request")
+        acct_unchanged(leader, version)
+        assert_error(leader.delete(key, cas=version), 400, "bad_request")
+        acct_unchanged(leader, version)
+    follower = cluster.followers(leader)[0]
+    assert_error(follower.delete("acct\0x", follow=False), 400, "bad_request")
+    acct_unchanged(leader, version)
+
+
+def test_nul_in_listing_prefix_or_after_is_refused(cluster):
+    leader = cluster.wait_leader()
+    for k in ("acct", "acct/a", "acct/b"):
+        assert leader.put(k, "v").status == 200
+    ok = leader.request("GET", "/v1/kv/?prefix=acct%2F&after=acct%2Fa")
+    assert ok.status == 200 and [it["key"] for it in ok.json["items"]] == ["acct/b"], ok
+    for query in ("prefix=acct%00zzz", "prefix=%00", "after=acct%00", "after=%00",
+                  "prefix=acct&after=acct%2Fa%00", "prefix=acct&stale=1&after=%00"):
+        assert_error(leader.request("GET", "/v1/kv/?" + query), 400, "bad_request")
+    # Nor does a NUL cut another route's path short.
+    assert_error(leader.request("GET", "/health%00x"), 400, "bad_request")
+
+
+def raw_request(node, data):
+    """Sends data as is on a new connection; the status of the answer."""
+    host, port = node.url.split("//")[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(data)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer.split(b" ")[1]) if answer.startswith(b"HTTP/") else None
+
+
+def test_raw_nul_byte_in_request_line_is_refused(cluster):
+    # MHD takes a raw NUL in the request line; the key must not end there.
+    leader, version = made_acct(cluster)
+    for line in (b"PUT /v1/kv/acct\0shadow HTTP/1.1", b"PUT /v1/kv/acct\0HTTP/1.1 HTTP/1.1",
+                 b"DELETE /v1/kv/acct\0x HTTP/1.1", b"GET /v1/kv/?prefix=acct\0x HTTP/1.1"):
+        req = line + b"\r\nHost: x\r\nContent-Length: 6\r\nConnection: close\r\n\r\nforged"
+        assert raw_request(leader, req) == 400, line
+        acct_unchanged(leader, version)
