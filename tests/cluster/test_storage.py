@@ -2,6 +2,7 @@
 flags or configuration: repair only a torn WAL tail; refuse anything else,
 saying which file, without changing a byte on disk."""
 import os
+import socket
 import subprocess
 
 import pytest
@@ -211,3 +212,28 @@ def test_empty_peers_entry_is_a_usage_error(make_cluster, tmp_path, edit):
     assert rc == 2, (rc, out)
     assert "--peers" in out and "empty" in out, out
     assert not os.path.exists(node.data_dir)
+
+
+# The HTTP address cannot be listened on: the message says why (libmicrohttpd
+# does not, so the node binds a socket itself to learn errno). Also a single
+# node without --peers, which must stay a cluster of one.
+@pytest.mark.parametrize("why", ["in use", "foreign"])
+def test_http_listen_failure_names_the_cause(tmp_path, why):
+    held = socket.socket()
+    try:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        cluster_port = socket.socket()
+        cluster_port.bind(("127.0.0.1", 0))
+        raft = f"127.0.0.1:{cluster_port.getsockname()[1]}"
+        cluster_port.close()
+        if why == "in use":
+            addr, expect = f"127.0.0.1:{held.getsockname()[1]}", "address in use"
+        else:  # TEST-NET-1 (RFC 5737): no host has it
+            addr, expect = "192.0.2.1:8140", "not an address of this host"
+        rc, out = run_server(["--data-dir", str(tmp_path / "d"), "--cluster-addr", raft,
+                              "--http-addr", addr], tmp_path)
+    finally:
+        held.close()
+    assert rc == 1, (rc, out)
+    assert f"cannot listen for HTTP on {addr}: {expect}" in out, out
