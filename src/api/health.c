@@ -21,8 +21,11 @@ void api_ready(struct corral_node *n, struct corral_http_request *req)
         api_error_ex(req, API_ERR_NOT_READY, info.not_ready_reason, info.leader_http, NULL);
 }
 
+/* last_contact_ms in the Raft progress is a reading of the leader's
+ * monotonic clock, meaningless to a client: report its age instead. */
 static json_t *peers_json(struct corral_node *n, const struct corral_raft_status *s)
 {
+    uint64_t now = corral_node_clock_ms(n);
     struct corral_node_peer_info pi[CORRAL_RAFT_NODES_MAX];
     uint32_t np = corral_node_peers(n, pi, CORRAL_RAFT_NODES_MAX);
     json_t *arr = json_array();
@@ -34,13 +37,14 @@ static json_t *peers_json(struct corral_node *n, const struct corral_raft_status
             json_decref(match);
             match = json_integer((json_int_t)s->progress[k].match);
             json_decref(contact);
-            contact = json_integer((json_int_t)s->progress[k].last_contact_ms);
+            uint64_t at = s->progress[k].last_contact_ms;
+            contact = json_integer((json_int_t)(now > at ? now - at : 0));
         }
         json_array_append_new(
             arr, json_pack("{s:I, s:s, s:s?, s:b, s:b, s:o, s:o}", "id", (json_int_t)pi[i].id,
                            "cluster_addr", pi[i].cluster_addr, "http", pi[i].http, "voter",
                            corral_raft_conf_is_voter(&s->conf, pi[i].id), "connected",
-                           pi[i].connected, "match", match, "last_contact_ms", contact));
+                           pi[i].connected, "match", match, "last_contact_age_ms", contact));
     }
     return arr;
 }

@@ -326,7 +326,7 @@ static void print_status(const json_t *s)
     if (json_array_size(peers) == 0)
         return;
     printf("\n%-4s %-22s %-22s %-5s %-9s %-10s %s\n", "ID", "CLUSTER-ADDR", "HTTP", "VOTER",
-           "CONNECTED", "MATCH", "LAST-CONTACT-MS");
+           "CONNECTED", "MATCH", "LAST-CONTACT-AGE-MS");
     size_t i;
     const json_t *p;
     json_array_foreach(peers, i, p)
@@ -334,7 +334,7 @@ static void print_status(const json_t *s)
         printf("%-4s %-22s %-22s %-5s %-9s %-10s %s\n", int_text(p, "id", a, sizeof(a)),
                str_or(p, "cluster_addr", "-"), str_or(p, "http", "-"), yes_no(p, "voter"),
                yes_no(p, "connected"), int_text(p, "match", b, sizeof(b)),
-               int_text(p, "last_contact_ms", c, sizeof(c)));
+               int_text(p, "last_contact_age_ms", c, sizeof(c)));
     }
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "api/api.h"
 #include "cli/cli.h"
@@ -103,11 +104,33 @@ static void usage(FILE *out)
                  "refused or corrupt, address in use, I/O error), 2 bad flags or config.\n");
 }
 
+/* The config file is read through our own reader so the handler knows the
+ * line: inih's INI_HANDLER_LINENO is fixed when the library is built. */
 struct ini_ctx {
     struct server_opts *o;
     const char *file;
+    FILE *f;
+    int line;           /* of the text last handed to inih */
+    bool line_done;     /* that text ended with a newline */
+    bool indented;      /* that line began with a space or tab */
+    int set_at[N_OPTS]; /* line each key was given on, 0 if not yet */
     bool failed;
 };
+
+static char *ini_read(char *str, int num, void *stream)
+{
+    struct ini_ctx *c = stream;
+    char *s = fgets(str, num, c->f);
+    if (s == NULL)
+        return NULL;
+    if (c->line_done) {
+        c->line++;
+        c->indented = s[0] == ' ' || s[0] == '\t';
+    }
+    size_t len = strlen(s);
+    c->line_done = len > 0 && s[len - 1] == '\n';
+    return s;
+}
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
@@ -115,17 +138,37 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     if (c->failed)
         return 0;
     if (section[0] != '\0' && strcmp(section, "server") != 0) {
-        snprintf(c->o->err, sizeof(c->o->err), "%s: unknown section [%s]", c->file, section);
+        snprintf(c->o->err, sizeof(c->o->err), "%s:%d: unknown section [%s]", c->file, c->line,
+                 section);
         c->failed = true;
         return 0;
     }
     const struct opt_def *d = find_opt(name);
     if (d == NULL) {
-        snprintf(c->o->err, sizeof(c->o->err), "%s: unknown key '%s'", c->file, name);
+        snprintf(c->o->err, sizeof(c->o->err), "%s:%d: unknown key '%s'", c->file, c->line, name);
         c->failed = true;
         return 0;
     }
+    int *at = &c->set_at[d - opt_defs];
+    if (*at != 0) {
+        /* inih reads an indented line after a key as more of its value
+         * and hands it over under the same name. */
+        if (c->indented && *at < c->line)
+            snprintf(c->o->err, sizeof(c->o->err),
+                     "%s:%d: indented line continues '%s' from %s:%d; values are one line "
+                     "(remove the indentation)",
+                     c->file, c->line, name, c->file, *at);
+        else
+            snprintf(c->o->err, sizeof(c->o->err), "%s:%d: duplicate key '%s' (first at %s:%d)",
+                     c->file, c->line, name, c->file, *at);
+        c->failed = true;
+        return 0;
+    }
+    *at = c->line;
     if (!set_opt(c->o, d, value)) {
+        char why[sizeof(c->o->err)];
+        snprintf(why, sizeof(why), "%s", c->o->err);
+        snprintf(c->o->err, sizeof(c->o->err), "%s:%d: %.300s", c->file, c->line, why);
         c->failed = true;
         return 0;
     }
@@ -134,10 +177,28 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 static bool load_config(struct server_opts *o, const char *file)
 {
-    struct ini_ctx c = {o, file, false};
-    int rv = ini_parse(file, on_ini, &c);
-    if (rv == -1) {
+    struct ini_ctx c = {.o = o, .file = file, .line_done = true};
+    c.f = fopen(file, "r");
+    if (c.f == NULL) {
         snprintf(o->err, sizeof(o->err), "--config %s: cannot open: %s", file, strerror(errno));
+        return false;
+    }
+    /* fopen() opens a directory for reading; fgets() then fails with
+     * EISDIR, which inih takes for an empty file. */
+    struct stat st;
+    if (fstat(fileno(c.f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(o->err, sizeof(o->err), "--config %s: is a directory, not a file", file);
+        fclose(c.f);
+        return false;
+    }
+    errno = 0;
+    int rv = ini_parse_stream(ini_read, &c, on_ini, &c);
+    int read_errno = errno;
+    bool read_failed = ferror(c.f) != 0;
+    fclose(c.f);
+    if (read_failed) {
+        snprintf(o->err, sizeof(o->err), "--config %s: cannot read: %s", file,
+                 strerror(read_errno ? read_errno : EIO));
         return false;
     }
     if (rv != 0 && !c.failed)
@@ -241,12 +302,25 @@ static bool parse_peers(struct server_opts *o, struct corral_node_config *c)
 {
     char list[TEXT_MAX];
     snprintf(list, sizeof(list), "%s", o->peers);
-    char *save = NULL;
-    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    /* Split by hand: strtok_r() would skip the empty entries of "a,,b" and
+     * "a,", which are typos (a peer left out), not a shorter list. */
+    unsigned entry = 0;
+    if (list[0] == '\0') /* not given: a cluster of one */
+        return true;
+    for (char *tok = list, *next = NULL; tok != NULL; tok = next) {
+        char *comma = strchr(tok, ',');
+        next = comma ? comma + 1 : NULL;
+        if (comma)
+            *comma = '\0';
+        entry++;
         while (*tok == ' ')
             tok++;
-        if (*tok == '\0')
-            continue;
+        if (*tok == '\0') {
+            snprintf(o->err, sizeof(o->err),
+                     "--peers: entry %u is empty (a stray or trailing comma in '%.200s')", entry,
+                     o->peers);
+            return false;
+        }
         if (c->n_peers == CORRAL_RAFT_NODES_MAX) {
             snprintf(o->err, sizeof(o->err), "--peers: at most %d coordinators",
                      CORRAL_RAFT_NODES_MAX);
@@ -255,13 +329,13 @@ static bool parse_peers(struct server_opts *o, struct corral_node_config *c)
         struct corral_node_peer_config *p = &c->peers[c->n_peers];
         if (!parse_addr(tok, DEFAULT_CLUSTER_PORT, p->host, sizeof(p->host), &p->port)) {
             snprintf(o->err, sizeof(o->err),
-                     "--peers: '%s' is not HOST:PORT with a numeric address", tok);
+                     "--peers: '%.200s' is not HOST:PORT with a numeric address", tok);
             return false;
         }
         p->id = c->n_peers + 1;
         for (uint32_t k = 0; k < c->n_peers; k++) {
             if (strcmp(c->peers[k].host, p->host) == 0 && c->peers[k].port == p->port) {
-                snprintf(o->err, sizeof(o->err), "--peers: '%s' appears twice", tok);
+                snprintf(o->err, sizeof(o->err), "--peers: '%.200s' appears twice", tok);
                 return false;
             }
         }

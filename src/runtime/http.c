@@ -2,12 +2,15 @@
 #include "runtime/http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "corral.h"
 #include "util/mem.h"
@@ -375,6 +378,42 @@ static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uin
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
 }
 
+/* Why MHD could not listen: it does not report errno, so bind a socket of
+ * our own to the same address (with SO_REUSEADDR and, for IPv6, V6ONLY,
+ * as MHD does) and see what the kernel says. 0 if that bind succeeds. */
+static int bind_errno(const char *host, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    bool v6 = false;
+    if (parse_listen(host, port, &ss, &v6) != 0)
+        return EINVAL;
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return errno;
+    int one = 1, e = 0;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (v6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    socklen_t len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0)
+        e = errno;
+    close(fd);
+    return e;
+}
+
+static void listen_error(const char *host, uint16_t port, char *err, size_t errlen)
+{
+    int e = bind_errno(host, port);
+    const char *why = e == EADDRINUSE      ? "address in use (another process listens there)"
+                      : e == EACCES        ? "permission denied (ports below 1024 need privileges)"
+                      : e == EADDRNOTAVAIL ? "not an address of this host"
+                      : e != 0             ? strerror(e)
+                                           : "the HTTP server failed to start";
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(err, errlen, "cannot listen for HTTP on %s%s%s:%u: %s", v6 ? "[" : "", host,
+             v6 ? "]" : "", port, why);
+}
+
 int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
                       const struct corral_http_limits *limits, corral_http_handler handler,
                       void *ud, struct corral_http **out, char *err, size_t errlen)
@@ -388,8 +427,7 @@ int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
     h->ud = ud;
     h->mhd = start_mhd(h, host, port);
     if (h->mhd == NULL) {
-        snprintf(err, errlen, "cannot listen for HTTP on %s:%u (address in use or invalid)", host,
-                 port);
+        listen_error(host, port, err, errlen);
         corral_free(h);
         return CORRAL_EIO;
     }

@@ -370,6 +370,12 @@ void corral_node_raft_status(const struct corral_node *n, struct corral_raft_sta
     corral_raft_status(n->raft, s);
 }
 
+uint64_t corral_node_clock_ms(const struct corral_node *n)
+{
+    (void)n;
+    return now_ms();
+}
+
 static const char *leader_http(struct corral_node *n, uint64_t leader)
 {
     if (leader == 0)

@@ -94,6 +94,10 @@ const struct corral_node_config *corral_node_config(const struct corral_node *n)
 
 /* The Raft status and per-peer details for /v1/status. */
 void corral_node_raft_status(const struct corral_node *n, struct corral_raft_status *s);
+/* Now on the monotonic clock the node feeds to Raft, in ms: the times in
+ * corral_raft_status (progress[].last_contact_ms) are readings of it, only
+ * meaningful as a difference from this. */
+uint64_t corral_node_clock_ms(const struct corral_node *n);
 struct corral_node_peer_info {
     uint64_t id;
     const char *cluster_addr;

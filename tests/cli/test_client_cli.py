@@ -116,7 +116,10 @@ def status_body(role):
             "term": 3, "leader": {"id": 1, "http": "127.0.0.1:8140"}, "commit": 7, "applied": 7,
             "http_addr": "127.0.0.1:8140", "cluster_addr": "127.0.0.1:8141",
             "peers": [{"id": 2, "cluster_addr": "127.0.0.1:8143", "http": None, "voter": True,
-                       "match": 7, "last_contact_ms": None, "connected": False}]}
+                       "match": 7, "last_contact_age_ms": None, "connected": False},
+                      {"id": 3, "cluster_addr": "127.0.0.1:8145", "http": "127.0.0.1:8144",
+                       "voter": True, "match": 7, "last_contact_age_ms": 42,
+                       "connected": True}]}
 
 
 def serve(role):
@@ -185,6 +188,10 @@ def test_failover_status(leader, follower):
     check("failover", rc == 0, (rc, err))
     rc, out, err = run(leader, ["status"])
     check("status table", rc == 0 and "role leader" in out and "127.0.0.1:8143" in out, (rc, out))
+    # The last column is last_contact_age_ms as sent: an age, not a clock.
+    rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln[:1].isdigit()}
+    check("status contact age", "LAST-CONTACT-AGE-MS" in out and rows["3"][-1] == "42"
+          and rows["2"][-1] == "-", (rc, out))
     rc, out, err = run(leader, ["status", "--json"])
     check("status --json", rc == 0 and json.loads(out)["peers"][0]["id"] == 2, (rc, out))
 

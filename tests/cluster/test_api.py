@@ -3,7 +3,7 @@ answers, compare-and-swap, paging, metrics, readiness and the connection
 limit."""
 import socket
 
-from harness import http, kv_path
+from harness import ELECTION_TIMEOUT_MS, http, kv_path
 
 
 def assert_error(r, status, code):
@@ -88,6 +88,13 @@ def test_metrics_status_and_ready(cluster):
     assert values['corral_http_requests_total{code="200"}'] >= 20
     for f in cluster.followers(leader):
         assert f'corral_peer_replication_lag_entries{{peer="{f.id}"}}' in values
+    # On the leader: how long ago each peer was heard from, by its own clock
+    # (heartbeats keep it well under an election timeout), not a clock reading.
+    for p in leader.status()["peers"]:
+        assert "last_contact_ms" not in p, p
+        assert 0 <= p["last_contact_age_ms"] < 10 * ELECTION_TIMEOUT_MS, p
+    for f in cluster.followers(leader):
+        assert all(p["last_contact_age_ms"] is None for p in f.status()["peers"])
     for n in cluster.nodes:
         s = n.status()
         assert s["leader"]["id"] == leader.id and s["cluster_id"] == leader.status()["cluster_id"]

@@ -3,7 +3,7 @@ exit codes (0 ok, 1 failure, 2 usage, 3 not found, 4 cas failed), and
 writes sent to a follower reaching the leader through its 307."""
 import json
 
-from harness import run_corral
+from harness import ELECTION_TIMEOUT_MS, run_corral
 
 
 def kv(node, *args, stdin=None):
@@ -82,6 +82,12 @@ def test_cli_status(cluster):
     for n in cluster.nodes:
         if n is not follower:
             assert n.cluster_addr in out, out
+    # On the leader the last column is an age in ms, kept small by heartbeats.
+    rc, out, err = run_corral(["status", "--endpoints", leader.url])
+    assert rc == 0 and "LAST-CONTACT-AGE-MS" in out, (rc, out, err)
+    ages = [ln.split()[-1] for ln in out.splitlines() if ln[:1].isdigit()]
+    assert len(ages) == len(cluster.nodes) - 1, out
+    assert all(a.isdigit() and int(a) < 10 * ELECTION_TIMEOUT_MS for a in ages), out
     rc, out, err = run_corral(["status", "--json", "--endpoints", f"127.0.0.1:1,{leader.url}"])
     obj = json.loads(out)
     assert rc == 0 and obj["role"] == "leader" and obj["id"] == leader.id, (rc, out, err)

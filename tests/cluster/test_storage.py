@@ -2,6 +2,7 @@
 flags or configuration: repair only a torn WAL tail; refuse anything else,
 saying which file, without changing a byte on disk."""
 import os
+import socket
 import subprocess
 
 import pytest
@@ -167,3 +168,72 @@ def test_bad_config_file_is_a_usage_error(make_cluster, tmp_path, content):
     assert rc == 2, (rc, out)
     assert str(conf) in out or "corral.conf" in out, out
     assert not os.path.exists(node.data_dir)
+
+
+# Typos that used to be read silently: a key given twice (the later won), an
+# indented line (inih appends it to the key above), a directory (read as an
+# empty file).
+@pytest.mark.parametrize("content,expect", [
+    ("id = 1\n; comment\nid = 2\n", ["corral.conf:3", "corral.conf:1", "duplicate key 'id'"]),
+    ("[server]\nlog-level = info\n\n[server]\nlog-level = debug\n",
+     ["corral.conf:5", "corral.conf:2", "duplicate key 'log-level'"]),
+    ("id = 1\n  log-level = info\n", ["corral.conf:2", "corral.conf:1", "indented"]),
+    (None, ["is a directory"]),
+])
+def test_config_file_typos_are_usage_errors(make_cluster, tmp_path, content, expect):
+    node = make_cluster().node(1)
+    node.data_dir = str(tmp_path / "never-created")
+    conf = tmp_path / "corral.conf"
+    if content is None:
+        conf.mkdir()
+    else:
+        conf.write_text(content)
+    args = replace_flag(good_args(node), "--id", None)
+    rc, out = run_server(args + ["--config", str(conf)], tmp_path)
+    assert rc == 2, (rc, out)
+    for e in expect:
+        assert e in out, f"{e!r} not in {out!r}"
+    assert not os.path.exists(node.data_dir)
+
+
+# An empty entry in --peers is a peer left out by mistake, not a shorter list.
+@pytest.mark.parametrize("edit", [
+    lambda p: p.replace(",", ",,", 1),
+    lambda p: p + ",",
+    lambda p: "," + p,
+    lambda p: p.replace(",", ", ,", 1),
+])
+def test_empty_peers_entry_is_a_usage_error(make_cluster, tmp_path, edit):
+    node = make_cluster().node(1)
+    node.data_dir = str(tmp_path / "never-created")
+    args = good_args(node)
+    peers = args[args.index("--peers") + 1]
+    rc, out = run_server(replace_flag(args, "--peers", edit(peers)), tmp_path)
+    assert rc == 2, (rc, out)
+    assert "--peers" in out and "empty" in out, out
+    assert not os.path.exists(node.data_dir)
+
+
+# The HTTP address cannot be listened on: the message says why (libmicrohttpd
+# does not, so the node binds a socket itself to learn errno). Also a single
+# node without --peers, which must stay a cluster of one.
+@pytest.mark.parametrize("why", ["in use", "foreign"])
+def test_http_listen_failure_names_the_cause(tmp_path, why):
+    held = socket.socket()
+    try:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        cluster_port = socket.socket()
+        cluster_port.bind(("127.0.0.1", 0))
+        raft = f"127.0.0.1:{cluster_port.getsockname()[1]}"
+        cluster_port.close()
+        if why == "in use":
+            addr, expect = f"127.0.0.1:{held.getsockname()[1]}", "address in use"
+        else:  # TEST-NET-1 (RFC 5737): no host has it
+            addr, expect = "192.0.2.1:8140", "not an address of this host"
+        rc, out = run_server(["--data-dir", str(tmp_path / "d"), "--cluster-addr", raft,
+                              "--http-addr", addr], tmp_path)
+    finally:
+        held.close()
+    assert rc == 1, (rc, out)
+    assert f"cannot listen for HTTP on {addr}: {expect}" in out, out
