@@ -13,11 +13,6 @@
 #include "corral.h"
 #include "sim_impl.h"
 
-static uint64_t n_local_ms(const struct sim *s, const struct sim_node *n)
-{
-    return s->now_us * n->rate_permille / 1000 / 1000;
-}
-
 void sim_coord_stop(struct sim_node *n)
 {
     if (!n->leading)
@@ -38,7 +33,7 @@ void sim_coord_soft_state(struct sim *s, struct sim_node *n, const struct corral
         sim_coord_stop(n);
     if (!lead || n->leading)
         return;
-    if (corral_liveness_init(&n->lv, &s->liveness_cfg, n_local_ms(s, n)) != 0 ||
+    if (corral_liveness_init(&n->lv, &s->liveness_cfg, sim_node_ms(s, n)) != 0 ||
         corral_controller_new(&s->controller_cfg, &n->ctl) != 0)
         abort();
     n->leading = true;
@@ -52,7 +47,9 @@ void sim_coord_soft_state(struct sim *s, struct sim_node *n, const struct corral
     n->last_eval_ms = 0;
 }
 
-static bool propose(struct sim *s, struct sim_node *n, const struct corral_state_cmd *c)
+/* Proposes a cluster state command at n, as the API or the controller
+ * would: its index counts toward the leader's lease index (agent.h A12). */
+bool sim_propose(struct sim *s, struct sim_node *n, const struct corral_state_cmd *c)
 {
     struct corral_rbuf *data = corral_state_cmd_encode(c);
     if (data == NULL) {
@@ -74,7 +71,7 @@ static void propose_output(struct sim *s, struct sim_node *n,
                            const struct corral_controller_output *out)
 {
     for (uint32_t i = 0; i < out->n_cmds; i++) {
-        if (!propose(s, n, &out->cmds[i])) {
+        if (!sim_propose(s, n, &out->cmds[i])) {
             corral_controller_forget(n->ctl);
             return;
         }
@@ -91,7 +88,7 @@ static bool may_change(struct sim_node *n)
 
 void sim_coord_tick(struct sim *s, struct sim_node *n)
 {
-    uint64_t now = n_local_ms(s, n);
+    uint64_t now = sim_node_ms(s, n);
     if (!may_change(n) || now < n->last_eval_ms + SIM_EVAL_MS)
         return;
     /* A leader whose proposals do not commit proposes no more of them:
@@ -167,7 +164,7 @@ static void take_reports(struct sim *s, struct sim_node *n, uint32_t member,
                                                   ? CORRAL_PROGRESS_IN_SYNC
                                                   : CORRAL_PROGRESS_RELEASED};
         struct corral_controller_output out;
-        if (corral_controller_report(n->ctl, n->st, &n->lv, n_local_ms(s, n), member, &pr, &out) ==
+        if (corral_controller_report(n->ctl, n->st, &n->lv, sim_node_ms(s, n), member, &pr, &out) ==
             0)
             propose_output(s, n, &out);
     }
@@ -177,7 +174,7 @@ static void take_reports(struct sim *s, struct sim_node *n, uint32_t member,
  * under the same name) first; it gets no lease until it is active. */
 static void register_worker(struct sim *s, struct sim_node *n, const struct sim_worker *w)
 {
-    uint64_t now = n_local_ms(s, n);
+    uint64_t now = sim_node_ms(s, n);
     if (now < n->reg_sent_ms[w->idx] + 100)
         return;
     n->reg_sent_ms[w->idx] = now;
@@ -192,7 +189,7 @@ static void register_worker(struct sim *s, struct sim_node *n, const struct sim_
                                  .zone = w->zone,
                                  .zone_len = (uint16_t)strlen(w->zone),
                                  .weight = 1};
-    if (propose(s, n, &c))
+    if (sim_propose(s, n, &c))
         sim_trace(s, "node %u: registers worker %s", n->id, w->name);
 }
 
@@ -215,12 +212,12 @@ static void heartbeat(struct sim *s, struct sim_node *n, struct sim_wmsg *m)
          * be undone by a death decided before its first leased heartbeat
          * (a later lease end is only more cautious, liveness.h L1). */
         if (mb != NULL)
-            corral_liveness_heartbeat(&n->lv, mb->id, n_local_ms(s, n));
+            corral_liveness_heartbeat(&n->lv, mb->id, sim_node_ms(s, n));
         register_worker(s, n, w);
         return;
     }
     /* L4: the answer is recorded before it leaves. */
-    m->lease_ms = corral_liveness_heartbeat(&n->lv, mb->id, n_local_ms(s, n));
+    m->lease_ms = corral_liveness_heartbeat(&n->lv, mb->id, sim_node_ms(s, n));
     m->ok = m->lease_ms > 0;
     /* The view the lease covers must be at least this new (agent.h A12):
      * every change this leader applied or proposed is in it. */

@@ -288,6 +288,7 @@ void sim_worker_crash(struct sim *s, struct sim_worker *w);
 void sim_worker_pause(struct sim *s, struct sim_worker *w, uint64_t until_us);
 void sim_worker_event(struct sim *s, const struct sim_event *ev);
 void sim_worker_send(struct sim *s, uint32_t from_node, struct sim_wmsg *m);
+uint64_t sim_worker_ms(const struct sim *s, const struct sim_worker *w); /* its own clock */
 
 /* sim_owner.c */
 void sim_owner_update(struct sim *s, struct sim_worker *w);
@@ -302,6 +303,7 @@ void sim_coord_receive(struct sim *s, struct sim_node *n, struct sim_wmsg *m);
 void sim_coord_watches(struct sim *s, struct sim_node *n);
 void sim_coord_stop(struct sim_node *n);
 void sim_coord_crash(struct sim_node *n);
+bool sim_propose(struct sim *s, struct sim_node *n, const struct corral_state_cmd *c);
 
 /* sim_ops.c */
 void sim_ops_step(struct sim *s);
@@ -318,6 +320,8 @@ void sim_node_tick(struct sim *s, struct sim_node *n, uint32_t incarnation);
 void sim_node_step(struct sim *s, struct sim_node *n, const struct corral_raft_msg *m);
 void sim_node_persisted(struct sim *s, struct sim_node *n, uint32_t incarnation);
 void sim_node_flush(struct sim *s, struct sim_node *n);
+/* A node's own clock, in ms: simulated time at its drifting rate. */
+uint64_t sim_node_ms(const struct sim *s, const struct sim_node *n);
 uint32_t sim_leader(struct sim *s);
 bool sim_node_status(const struct sim_node *n, struct corral_raft_status *st);
 

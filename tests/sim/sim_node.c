@@ -73,7 +73,7 @@ static void disk_free(struct sim_disk *d)
 
 /* ---- lifecycle ---- */
 
-static uint64_t local_ms(const struct sim *s, const struct sim_node *n)
+uint64_t sim_node_ms(const struct sim *s, const struct sim_node *n)
 {
     return s->now_us * n->rate_permille / 1000 / 1000;
 }
@@ -128,7 +128,7 @@ static void boot(struct sim *s, struct sim_node *n)
     n->n_pending = 0;
     n->seen_term = 0;
     n->seen_commit = 0;
-    corral_raft_tick(n->raft, local_ms(s, n));
+    corral_raft_tick(n->raft, sim_node_ms(s, n));
     schedule_tick(s, n);
 }
 
@@ -383,7 +383,7 @@ void sim_node_tick(struct sim *s, struct sim_node *n, uint32_t incarnation)
 {
     if (!n->up || n->incarnation != incarnation)
         return;
-    corral_raft_tick(n->raft, local_ms(s, n));
+    corral_raft_tick(n->raft, sim_node_ms(s, n));
     schedule_tick(s, n);
     sim_node_flush(s, n);
     if (n->up)
@@ -392,7 +392,7 @@ void sim_node_tick(struct sim *s, struct sim_node *n, uint32_t incarnation)
 
 void sim_node_step(struct sim *s, struct sim_node *n, const struct corral_raft_msg *m)
 {
-    corral_raft_tick(n->raft, local_ms(s, n));
+    corral_raft_tick(n->raft, sim_node_ms(s, n));
     int rv = corral_raft_step(n->raft, m);
     if (rv != 0 && rv != CORRAL_EINVAL)
         sim_fail(s, "node %u step failed: %d", n->id, rv);

@@ -16,13 +16,9 @@ static struct sim_node *leader_node(struct sim *s)
 
 static bool propose_cmd(struct sim *s, struct sim_node *n, const struct corral_state_cmd *c)
 {
-    struct corral_rbuf *data = corral_state_cmd_encode(c);
-    if (data == NULL)
-        abort();
-    int rv = corral_raft_propose(n->raft, data, NULL);
-    corral_rbuf_unref(data);
+    bool ok = sim_propose(s, n, c);
     sim_node_flush(s, n);
-    return rv == 0;
+    return ok;
 }
 
 static void put_resource(struct sim *s, struct sim_node *n, const char *name, uint32_t partitions,

@@ -135,7 +135,7 @@ void sim_owner_update(struct sim *s, struct sim_worker *w)
             now[n++] = p;
     /* A stop while the lease still runs is a planned hand-off (release,
      * drop, shutdown); otherwise the lease ran out. */
-    bool lease_ok = corral_agent_lease_end(w->agent) > s->now_us * w->rate_permille / 1000000;
+    bool lease_ok = corral_agent_lease_end(w->agent) > sim_worker_ms(s, w);
     uint8_t cause = lease_ok ? SIM_STOP_HANDOFF : SIM_STOP_LEASE;
     uint32_t i = 0, j = 0;
     while (i < w->n_acting || j < n) {
@@ -149,7 +149,7 @@ void sim_owner_update(struct sim *s, struct sim_worker *w)
     }
     memcpy(w->acting, now, n * sizeof(now[0]));
     w->n_acting = n;
-    if (n > 0 && s->now_us * w->rate_permille / 1000000 >= w->lease_end_ms)
+    if (n > 0 && sim_worker_ms(s, w) >= w->lease_end_ms)
         sim_fail(s, "lease: worker %s acts as primary of %u partition(s) past its lease", w->name,
                  n);
 }

@@ -14,7 +14,7 @@
 
 #define HOOK_FAIL_PERMILLE 20
 
-static uint64_t w_local_ms(const struct sim *s, const struct sim_worker *w)
+uint64_t sim_worker_ms(const struct sim *s, const struct sim_worker *w)
 {
     return s->now_us * w->rate_permille / 1000 / 1000;
 }
@@ -117,9 +117,9 @@ static void heartbeat(struct sim *s, struct sim_worker *w)
     m->type = SIM_WMSG_HEARTBEAT;
     uint32_t n = 0;
     m->seq =
-        corral_agent_heartbeat_sent(w->agent, w_local_ms(s, w), m->reports, SIM_REPORTS_MAX, &n);
+        corral_agent_heartbeat_sent(w->agent, sim_worker_ms(s, w), m->reports, SIM_REPORTS_MAX, &n);
     m->n_reports = n;
-    w->sent_ms[m->seq % SIM_BEATS_KEPT] = w_local_ms(s, w);
+    w->sent_ms[m->seq % SIM_BEATS_KEPT] = sim_worker_ms(s, w);
     /* The last heartbeat went unanswered (a dead or cut-off node): try
      * the leader last heard of, else another coordinator, as a real agent
      * times out and moves on. */
@@ -205,7 +205,7 @@ static void resume(struct sim *s, struct sim_worker *w)
 {
     w->paused = false;
     /* The agent's first act on waking is to read its clock (agent.h A2). */
-    corral_agent_tick(w->agent, w_local_ms(s, w));
+    corral_agent_tick(w->agent, sim_worker_ms(s, w));
     w->n_acting = 0; /* everything it still acts as starts again now */
     w_settle(s, w);
     sim_trace(s, "worker %s resumes", w->name);
@@ -213,7 +213,7 @@ static void resume(struct sim *s, struct sim_worker *w)
 
 static void hook_done(struct sim *s, struct sim_worker *w, uint64_t id, bool fail)
 {
-    int rv = corral_agent_hook_done(w->agent, id, fail ? CORRAL_EIO : 0, w_local_ms(s, w));
+    int rv = corral_agent_hook_done(w->agent, id, fail ? CORRAL_EIO : 0, sim_worker_ms(s, w));
     if (rv != 0)
         sim_fail(s, "worker %s: agent refused hook %llu's completion: %d", w->name,
                  (unsigned long long)id, rv);
@@ -239,7 +239,7 @@ static void audit(struct sim *s, struct sim_worker *w, uint64_t end)
 {
     if (end != w->lease_end_ms)
         return; /* extended since */
-    corral_agent_tick(w->agent, w_local_ms(s, w));
+    corral_agent_tick(w->agent, sim_worker_ms(s, w));
     w_settle(s, w);
     if (w->n_acting > 0)
         sim_fail(s,
@@ -250,7 +250,7 @@ static void audit(struct sim *s, struct sim_worker *w, uint64_t end)
 
 static void answer(struct sim *s, struct sim_worker *w, struct sim_wmsg *m)
 {
-    uint64_t now = w_local_ms(s, w);
+    uint64_t now = sim_worker_ms(s, w);
     if (m->type == SIM_WMSG_HEARTBEAT_ANSWER) {
         if (!m->ok && m->seq > w->answered_seq)
             w->answered_seq = m->seq; /* answered, if not leased: the hint is good */
@@ -307,7 +307,7 @@ void sim_worker_event(struct sim *s, const struct sim_event *ev)
             break;
         }
         heartbeat(s, w);
-        w_at(s, w, w_true_us(w, w_local_ms(s, w) + s->p.heartbeat_ms), EV_W_BEAT, 0);
+        w_at(s, w, w_true_us(w, sim_worker_ms(s, w) + s->p.heartbeat_ms), EV_W_BEAT, 0);
         break;
     case EV_W_WATCH:
         /* A blocking watch: the node holds it until the assignment
@@ -320,7 +320,7 @@ void sim_worker_event(struct sim *s, const struct sim_event *ev)
         break;
     case EV_W_WAKE:
         w->wake_scheduled_ms = 0;
-        corral_agent_tick(w->agent, w_local_ms(s, w));
+        corral_agent_tick(w->agent, sim_worker_ms(s, w));
         w_settle(s, w);
         break;
     case EV_W_HOOK:
