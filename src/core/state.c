@@ -343,6 +343,7 @@ static int apply_member_put(struct corral_state *st, uint64_t index,
     m->m.status = CORRAL_MEMBER_ACTIVE;
     m->m.joined_index = index;
     m->m.changed_index = index;
+    m->m.view_index = index;
     copy_str(m->m.name, c->name, c->name_len);
     member_fill(&m->m, c);
     state_member_insert(st, m);
@@ -452,6 +453,7 @@ static int apply_resource_delete(struct corral_state *st, uint64_t index,
             struct state_member *m = state_member_get(st, part->replicas[i].member);
             assert(m != NULL && m->n_replicas > 0);
             m->n_replicas--;
+            m->m.view_index = index;
         }
     }
     bool found;
@@ -626,15 +628,29 @@ static uint8_t ops_validate(const struct corral_state *st, const struct corral_s
 }
 
 /* The commit pass: the same ops on the real partitions. */
+/* Every member of p's row sees its view change at index (the epoch,
+ * primary, releasing flag and copy sources are in every member's view). */
+static void row_touched(struct corral_state *st, const struct corral_state_partition *p,
+                        uint64_t index)
+{
+    for (uint8_t i = 0; i < p->n_replicas; i++) {
+        struct state_member *m = state_member_get(st, p->replicas[i].member);
+        if (m != NULL)
+            m->m.view_index = index;
+    }
+}
+
 static void ops_commit(struct corral_state *st, struct corral_state_resource *res,
-                       const struct corral_state_cmd *c)
+                       const struct corral_state_cmd *c, uint64_t index)
 {
     struct op_ctx x = {st, res, st->last_epoch, ""};
     for (uint32_t i = 0; i < c->n_ops; i++) {
         struct corral_partition_opv op;
         corral_state_cmd_op_at(c, i, &op);
         assert(op.partition < res->partitions);
+        row_touched(st, &res->parts[op.partition], index);
         uint8_t status = op_step(&x, &res->parts[op.partition], &op);
+        row_touched(st, &res->parts[op.partition], index);
         assert(status == CORRAL_STATE_OK);
         (void)status;
         struct state_member *m = state_member_get(st, op.member);
@@ -655,7 +671,7 @@ static int apply_partition_ops(struct corral_state *st, uint64_t index,
         return refuse(r, CORRAL_STATE_NOT_FOUND, "no such resource");
     if (ops_validate(st, res, c, r) != CORRAL_STATE_OK)
         return 0;
-    ops_commit(st, res, c);
+    ops_commit(st, res, c, index);
     res->changed_index = index;
     st->assign_index = index;
     return 0;

@@ -122,6 +122,12 @@ struct corral_state_member {
     uint16_t weight;        /* 1..CORRAL_STATE_WEIGHT_MAX */
     uint64_t joined_index;  /* log index of its first registration */
     uint64_t changed_index; /* log index of its last change */
+    /* Log index of the last command that touched a partition row holding
+     * it (before or after the command), or of its creation: its view (the
+     * watch API) is the same at every index from here to the next such
+     * command. Not in the snapshot: a restore sets it to the snapshot's
+     * index (later than the truth, which only makes views sent again). */
+    uint64_t view_index;
     char name[CORRAL_STATE_NAME_BYTES_MAX + 1];
     char addr[CORRAL_STATE_ADDR_BYTES_MAX + 1];
     char zone[CORRAL_STATE_ZONE_BYTES_MAX + 1];

@@ -141,6 +141,7 @@ static int load_member(struct state_reader *r, struct corral_state *st)
     m->weight = (uint16_t)state_get(r, 2);
     m->joined_index = state_get(r, 8);
     m->changed_index = state_get(r, 8);
+    m->view_index = st->applied; /* not kept: later than the truth (state.h) */
     bool ok = load_str(r, CORRAL_STATE_NAME_BYTES_MAX, m->name, corral_state_name_valid) &&
               load_str(r, CORRAL_STATE_ADDR_BYTES_MAX, m->addr, state_addr_valid) &&
               load_str(r, CORRAL_STATE_ZONE_BYTES_MAX, m->zone, state_zone_valid);
@@ -343,7 +344,8 @@ static bool member_valid(const struct corral_state *st, const struct state_membe
     if (m->status == CORRAL_MEMBER_LEFT && sm->n_replicas > 0)
         return false; /* S2 */
     return m->joined_index >= 1 && m->joined_index <= m->changed_index &&
-           m->changed_index <= st->assign_index;
+           m->changed_index <= st->assign_index && m->view_index >= m->joined_index &&
+           m->view_index <= st->applied;
 }
 
 /* S1 for members: both indexes sorted, the same objects in each. */

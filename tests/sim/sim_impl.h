@@ -7,6 +7,7 @@
 
 #include "core/agent.h"
 #include "core/controller.h"
+#include "core/coord.h"
 #include "core/kv.h"
 #include "core/liveness.h"
 #include "core/raft_drive.h"
@@ -123,6 +124,8 @@ struct sim_wmsg {
     bool ok;
     uint32_t lease_ms;
     uint64_t lease_index;
+    uint64_t agent_index; /* heartbeat, watch: the index of the view the agent holds */
+    bool view_unchanged;  /* answer: the agent's view is current as of view_index */
     uint32_t leader_hint;
     uint32_t n_reports;
     struct corral_agent_report reports[SIM_REPORTS_MAX];
@@ -134,7 +137,6 @@ struct sim_wmsg {
 
 struct sim_watch {
     struct sim_wmsg *msg;
-    uint64_t index;    /* the assign index when it was parked */
     uint64_t until_us; /* its wait ends */
 };
 
@@ -153,13 +155,9 @@ struct sim_node {
     struct corral_drive drive;
     struct corral_state *st;
     bool persisting; /* the driver's batch waits on an EV_PERSIST */
-    /* Ownership, while this node leads (sim_coord.c). */
-    bool leading;
-    uint64_t lead_term;
-    struct corral_liveness lv;
-    struct corral_controller *ctl;
-    uint64_t last_eval_ms;
-    uint64_t last_state_prop; /* log index of its last state command proposed */
+    /* Ownership (sim_coord.c): the production coordinator duty
+     * (src/core/coord.c); lost on a crash. */
+    struct corral_coord *coord;
     uint64_t reg_sent_ms[SIM_WORKERS_MAX];
     uint32_t n_watches;
     struct sim_watch watches[SIM_WATCHES_MAX];
@@ -210,7 +208,11 @@ struct sim_worker {
     uint32_t target; /* the node it heartbeats to */
     uint64_t wake_scheduled_ms;
     uint64_t watch_gen;
-    uint32_t reports_seen;            /* pending reports at the last look: a new one beats early */
+    uint32_t reports_seen; /* pending reports at the last look: a new one beats early */
+    /* The desired set in force (a heartbeat answer may say it is still
+     * current as of a newer index: it is set again at that index). */
+    uint32_t n_view;
+    struct corral_agent_entry view[SIM_VIEW_MAX];
     uint64_t sent_ms[SIM_BEATS_KEPT]; /* local send time of heartbeat seq, by seq */
     uint64_t last_seq_sent;
     uint64_t answered_seq; /* the newest heartbeat any node answered */
@@ -249,8 +251,7 @@ struct sim {
     bool blocked[SIM_ENDPOINTS_MAX + 1][SIM_ENDPOINTS_MAX + 1];
     struct sim_worker workers[SIM_WORKERS_MAX];
     struct sim_owner owners[SIM_RESOURCE_IDS_MAX][SIM_PARTITIONS_MAX];
-    struct corral_liveness_config liveness_cfg;
-    struct corral_controller_config controller_cfg;
+    struct corral_coord_config coord_cfg;
     bool resources_created;
     uint32_t next_resource_name;
     uint32_t partition_gen;
@@ -301,7 +302,6 @@ void sim_coord_soft_state(struct sim *s, struct sim_node *n, const struct corral
 void sim_coord_tick(struct sim *s, struct sim_node *n);
 void sim_coord_receive(struct sim *s, struct sim_node *n, struct sim_wmsg *m);
 void sim_coord_watches(struct sim *s, struct sim_node *n);
-void sim_coord_stop(struct sim_node *n);
 void sim_coord_crash(struct sim_node *n);
 bool sim_propose(struct sim *s, struct sim_node *n, const struct corral_state_cmd *c);
 

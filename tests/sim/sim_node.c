@@ -289,7 +289,7 @@ static void trace_ops(struct sim *s, const struct sim_node *n, const struct corr
                       const struct corral_state_result *res)
 {
     struct corral_state_cmd c;
-    if (!s->p.verbose || !n->leading || e->data == NULL ||
+    if (!s->p.verbose || n->coord == NULL || !corral_coord_leading(n->coord) || e->data == NULL ||
         corral_state_cmd_decode(e->data, &c) != 0 || c.type != CORRAL_STATE_PARTITION_OPS)
         return;
     for (uint32_t i = 0; i < c.n_ops; i++) {

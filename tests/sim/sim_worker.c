@@ -119,6 +119,7 @@ static void heartbeat(struct sim *s, struct sim_worker *w)
     m->seq =
         corral_agent_heartbeat_sent(w->agent, sim_worker_ms(s, w), m->reports, SIM_REPORTS_MAX, &n);
     m->n_reports = n;
+    m->agent_index = corral_agent_index(w->agent);
     w->sent_ms[m->seq % SIM_BEATS_KEPT] = sim_worker_ms(s, w);
     /* The last heartbeat went unanswered (a dead or cut-off node): try
      * the leader last heard of, else another coordinator, as a real agent
@@ -137,6 +138,7 @@ static void watch(struct sim *s, struct sim_worker *w)
     if (m == NULL)
         abort();
     m->type = SIM_WMSG_WATCH;
+    m->agent_index = corral_agent_index(w->agent);
     /* Any coordinator answers a watch, a lagging one with an old view. */
     send_to_node(s, w, any_node(s), m);
 }
@@ -158,6 +160,7 @@ static void w_boot(struct sim *s, struct sim_worker *w)
     w->last_seq_sent = 0;
     w->answered_seq = 0;
     w->watch_gen++;
+    w->n_view = 0;
     uint64_t first = s->now_us + sim_between(s, 0, 50000);
     w_at(s, w, first, EV_W_BEAT, 0);
     w_at(s, w, first + 20000, EV_W_WATCH, w->watch_gen);
@@ -266,10 +269,16 @@ static void answer(struct sim *s, struct sim_worker *w, struct sim_wmsg *m)
             note_lease(s, w, m);
         }
     }
-    if (m->has_view) {
-        int rv = corral_agent_set_desired(w->agent, now, m->view_index, m->view, m->n_view);
+    if (m->has_view || m->view_unchanged) {
+        const struct corral_agent_entry *v = m->has_view ? m->view : w->view;
+        uint32_t nv = m->has_view ? m->n_view : w->n_view;
+        int rv = corral_agent_set_desired(w->agent, now, m->view_index, v, nv);
         if (rv != 0 && rv != CORRAL_EINVAL)
             sim_fail(s, "worker %s: agent refused a view: %d", w->name, rv);
+        if (rv == 0 && m->has_view) {
+            memcpy(w->view, m->view, m->n_view * sizeof(m->view[0]));
+            w->n_view = m->n_view;
+        }
     }
     if (m->type == SIM_WMSG_WATCH_ANSWER) {
         w->watch_gen++;

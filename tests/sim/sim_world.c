@@ -414,14 +414,14 @@ static void dispatch(struct sim *s, const struct sim_event *ev)
 static void ownership_init(struct sim *s)
 {
     uint32_t d = s->p.drift_permille_max;
-    corral_liveness_config_default(&s->liveness_cfg);
-    s->liveness_cfg.heartbeat_ms = s->p.heartbeat_ms;
-    s->liveness_cfg.lease_ms = s->p.lease_ms;
-    s->liveness_cfg.max_drift_permille = (1000 + d) * 1000 / (1000 - d) - 1000 + 1;
-    s->liveness_cfg.margin_ms = 2;
-    s->liveness_cfg.max_election_timeout_ms = 2 * CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT;
-    s->liveness_cfg.suspect_after_ms = 2 * s->p.heartbeat_ms;
-    corral_controller_config_default(&s->controller_cfg);
+    corral_coord_config_default(&s->coord_cfg);
+    struct corral_liveness_config *lc = &s->coord_cfg.liveness;
+    lc->heartbeat_ms = s->p.heartbeat_ms;
+    lc->lease_ms = s->p.lease_ms;
+    lc->max_drift_permille = (1000 + d) * 1000 / (1000 - d) - 1000 + 1;
+    lc->margin_ms = 2;
+    lc->max_election_timeout_ms = 2 * CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT;
+    lc->suspect_after_ms = 2 * s->p.heartbeat_ms;
     if (s->p.n_workers == 0)
         return; /* --raft-only */
     sim_workers_init(s);

@@ -1,0 +1,219 @@
+/* The coordinator's side of partition ownership: see coord.h. */
+#include "core/coord.h"
+
+#include <string.h>
+
+#include "corral.h"
+#include "util/mem.h"
+
+struct corral_coord {
+    struct corral_coord_config cfg;
+    bool leading;
+    uint64_t term;
+    struct corral_liveness lv;
+    struct corral_controller *ctl;
+    uint64_t last_eval_ms;
+    uint64_t last_prop; /* K2: the largest index proposed, or the last index at office */
+};
+
+void corral_coord_config_default(struct corral_coord_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    corral_liveness_config_default(&c->liveness);
+    corral_controller_config_default(&c->controller);
+    c->eval_interval_ms = 10;
+    c->uncommitted_max = 32;
+}
+
+int corral_coord_config_check(const struct corral_coord_config *c)
+{
+    if (corral_liveness_config_check(&c->liveness) != 0 ||
+        corral_controller_config_check(&c->controller) != 0 || c->eval_interval_ms == 0)
+        return CORRAL_EINVAL;
+    return 0;
+}
+
+int corral_coord_new(const struct corral_coord_config *cfg, struct corral_coord **out)
+{
+    if (corral_coord_config_check(cfg) != 0)
+        return CORRAL_EINVAL;
+    struct corral_coord *c = corral_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return CORRAL_ENOMEM;
+    c->cfg = *cfg;
+    *out = c;
+    return 0;
+}
+
+static void stop_office(struct corral_coord *c)
+{
+    if (!c->leading)
+        return;
+    c->leading = false;
+    corral_controller_free(c->ctl);
+    c->ctl = NULL;
+    corral_liveness_close(&c->lv);
+}
+
+void corral_coord_free(struct corral_coord *c)
+{
+    if (c == NULL)
+        return;
+    stop_office(c);
+    corral_free(c);
+}
+
+int corral_coord_leadership(struct corral_coord *c, bool leader, uint64_t term,
+                            uint64_t last_index, uint64_t now_ms)
+{
+    if (c->leading && (!leader || term != c->term))
+        stop_office(c);
+    if (!leader || c->leading)
+        return 0;
+    if (corral_liveness_init(&c->lv, &c->cfg.liveness, now_ms) != 0)
+        return CORRAL_ENOMEM;
+    if (corral_controller_new(&c->cfg.controller, &c->ctl) != 0) {
+        corral_liveness_close(&c->lv);
+        return CORRAL_ENOMEM;
+    }
+    c->leading = true;
+    c->term = term;
+    /* K2: entries of earlier terms still in the log may commit under this
+     * leader (a clear of a primary among them). */
+    c->last_prop = last_index;
+    c->last_eval_ms = 0;
+    return 0;
+}
+
+bool corral_coord_leading(const struct corral_coord *c)
+{
+    return c->leading;
+}
+
+const struct corral_liveness *corral_coord_liveness(const struct corral_coord *c)
+{
+    return c->leading ? &c->lv : NULL;
+}
+
+const struct corral_controller *corral_coord_controller(const struct corral_coord *c)
+{
+    return c->leading ? c->ctl : NULL;
+}
+
+void corral_coord_proposed(struct corral_coord *c, uint64_t index)
+{
+    if (index > c->last_prop)
+        c->last_prop = index;
+}
+
+void corral_coord_propose_failed(struct corral_coord *c)
+{
+    if (c->leading)
+        corral_controller_forget(c->ctl);
+}
+
+int corral_coord_evaluate(struct corral_coord *c, const struct corral_state *st,
+                          const struct corral_raft_status *rs, uint64_t now_ms,
+                          struct corral_controller_output *out)
+{
+    memset(out, 0, sizeof(*out));
+    /* I6: only a leader in contact with a quorum changes anything. */
+    if (!c->leading || rs->role != CORRAL_RAFT_LEADER || !rs->quorum_in_contact)
+        return 0;
+    if (c->last_eval_ms != 0 && now_ms < c->last_eval_ms + c->cfg.eval_interval_ms)
+        return 0;
+    /* A leader whose proposals do not commit proposes no more of them. */
+    if (rs->last_index > rs->commit + c->cfg.uncommitted_max)
+        return 0;
+    c->last_eval_ms = now_ms;
+    return corral_controller_evaluate(c->ctl, st, &c->lv, now_ms, out);
+}
+
+uint8_t corral_coord_view_kind(const struct corral_state *st, uint32_t member,
+                               uint64_t member_index)
+{
+    const struct corral_state_member *m = corral_state_member_by_id(st, member);
+    if (member_index == 0 || m == NULL || m->view_index > member_index)
+        return CORRAL_COORD_VIEW_FULL;
+    if (member_index > corral_state_applied(st))
+        return CORRAL_COORD_VIEW_NONE; /* it saw further than this node: K3 cannot tell */
+    return CORRAL_COORD_VIEW_UNCHANGED;
+}
+
+void corral_coord_heartbeat(struct corral_coord *c, const struct corral_state *st,
+                            bool leader, uint32_t member, uint64_t member_index, uint64_t now_ms,
+                            struct corral_coord_answer *ans)
+{
+    memset(ans, 0, sizeof(*ans));
+    if (!c->leading || !leader) {
+        ans->beat = CORRAL_COORD_BEAT_NOT_LEADER;
+        return;
+    }
+    const struct corral_state_member *m = corral_state_member_by_id(st, member);
+    if (m == NULL) {
+        ans->beat = CORRAL_COORD_BEAT_UNKNOWN;
+        return;
+    }
+    if (m->status == CORRAL_MEMBER_DEAD || m->status == CORRAL_MEMBER_LEFT) {
+        /* Heard, though granted nothing: a later lease end is only more
+         * cautious (L1), and the rejoin it asks for is not undone by a
+         * death decided again before its first leased heartbeat. */
+        if (m->status == CORRAL_MEMBER_DEAD)
+            (void)corral_liveness_heartbeat(&c->lv, member, now_ms);
+        ans->beat = CORRAL_COORD_BEAT_INACTIVE;
+        return;
+    }
+    /* K1, L4: recorded before the answer is built. */
+    ans->lease_ms = corral_liveness_heartbeat(&c->lv, member, now_ms);
+    ans->beat = ans->lease_ms > 0 ? CORRAL_COORD_BEAT_OK : CORRAL_COORD_BEAT_FULL;
+    uint64_t ai = corral_state_assign_index(st);
+    ans->lease_index = c->last_prop > ai ? c->last_prop : ai; /* K2 */
+    ans->view = corral_coord_view_kind(st, member, member_index);
+    ans->view_index = corral_state_applied(st);
+}
+
+int corral_coord_report(struct corral_coord *c, const struct corral_state *st, uint32_t member,
+                        const struct corral_progress *p, uint64_t now_ms,
+                        struct corral_controller_output *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!c->leading)
+        return 0;
+    return corral_controller_report(c->ctl, st, &c->lv, now_ms, member, p, out);
+}
+
+uint32_t corral_coord_view(const struct corral_state *st, uint32_t member,
+                           struct corral_agent_entry *out, uint32_t cap)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < corral_state_resource_count(st); i++) {
+        const struct corral_state_resource *r = corral_state_resource_at(st, i);
+        for (uint32_t p = 0; p < r->partitions; p++) {
+            const struct corral_state_partition *pt = &r->parts[p];
+            int mine = -1;
+            for (uint32_t j = 0; j < pt->n_replicas; j++)
+                if (pt->replicas[j].member == member)
+                    mine = (int)j;
+            if (mine < 0)
+                continue;
+            if (k < cap) {
+                bool primary = pt->primary == member;
+                uint32_t from = pt->primary;
+                for (uint32_t q = 0; from == CORRAL_STATE_NONE && q < pt->n_replicas; q++)
+                    if (pt->replicas[q].state == CORRAL_REPLICA_IN_SYNC &&
+                        pt->replicas[q].member != member)
+                        from = pt->replicas[q].member;
+                out[k] = (struct corral_agent_entry){
+                    .resource = r->id,
+                    .partition = p,
+                    .role = primary ? CORRAL_AGENT_PRIMARY : CORRAL_AGENT_REPLICA,
+                    .state = primary && pt->releasing ? CORRAL_AGENT_RELEASING
+                                                      : pt->replicas[mine].state,
+                    .epoch = pt->epoch,
+                    .copy_from = primary ? CORRAL_AGENT_NONE : from};
+            }
+            k++;
+        }
+    }
+    return k;
+}
