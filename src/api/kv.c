@@ -116,13 +116,16 @@ struct write_ctx {
     bool del;
 };
 
-static void on_write(void *ctx, int err, const struct corral_kv_result *res)
+static void on_write(void *ctx, int err, const struct corral_state_result *sres)
 {
+    const struct corral_kv_result *res = err == 0 ? &sres->kv : NULL;
     struct write_ctx *wc = ctx;
     struct corral_http_request *req = wc->req;
     const char *key = corral_http_path(req) + strlen("/v1/kv/");
     if (err != 0) {
         api_node_error(req, err);
+    } else if (sres->status != CORRAL_STATE_KV_DONE) {
+        api_error(req, API_ERR_APPLY);
     } else if (res->status == CORRAL_KV_OK && wc->del) {
         api_json(req, 200,
                  json_pack("{s:s, s:b, s:I}", "key", key, "deleted", 1, "version",

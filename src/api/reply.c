@@ -43,6 +43,16 @@ static const struct {
     [API_ERR_STORED_UTF8] = {500, "internal", "the stored value is not valid UTF-8"},
     [API_ERR_APPLY] = {500, "internal", "the command did not decode on apply"},
     [API_ERR_INTERNAL] = {500, "internal", "internal error"},
+    [API_ERR_BAD_REQUEST] = {400, "bad_request", "the request is malformed"},
+    [API_ERR_BAD_NAME] = {400, "bad_request", "a name is 1-64 characters of [a-z0-9._-]"},
+    [API_ERR_BAD_WAIT] = {400, "bad_request",
+                          "wait must be a duration such as 30s or 500ms, at most 300s"},
+    [API_ERR_BAD_INDEX] = {400, "bad_request", "index must be an unsigned integer"},
+    [API_ERR_NO_MEMBER] = {404, "not_found", "no such member"},
+    [API_ERR_NO_RESOURCE] = {404, "not_found", "no such resource"},
+    [API_ERR_METHOD] = {405, "method_not_allowed", "method not allowed here"},
+    [API_ERR_CONFLICT] = {409, "conflict", "the change conflicts with the cluster state"},
+    [API_ERR_FULL] = {507, "full", "a cluster state limit would be passed"},
 };
 
 /* The error body of e; message NULL takes the table's. */

@@ -38,6 +38,15 @@ enum api_err {
     API_ERR_STORED_UTF8,
     API_ERR_APPLY,
     API_ERR_INTERNAL,
+    API_ERR_BAD_REQUEST, /* 400 with the caller's message */
+    API_ERR_BAD_NAME,
+    API_ERR_BAD_WAIT,
+    API_ERR_BAD_INDEX,
+    API_ERR_NO_MEMBER,
+    API_ERR_NO_RESOURCE,
+    API_ERR_METHOD, /* 405 with the caller's message */
+    API_ERR_CONFLICT,
+    API_ERR_FULL,
     API_ERR_COUNT
 };
 

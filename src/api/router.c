@@ -2,8 +2,13 @@
 #include <string.h>
 
 #include "api/api.h"
+
+#include <stdlib.h>
+
+#include "api/own.h"
 #include "api/reply.h"
 #include "api/routes.h"
+#include "corral.h"
 
 static bool is_get(struct corral_http_request *req)
 {
@@ -16,6 +21,18 @@ void corral_api_route(struct corral_node *n, struct corral_http_request *req)
     const char *path = corral_http_path(req);
     if (strncmp(path, "/v1/kv", 6) == 0 && (path[6] == '\0' || path[6] == '/')) {
         api_kv(n, req, path + 6);
+        return;
+    }
+    if (strncmp(path, "/v1/members", 11) == 0 && (path[11] == '\0' || path[11] == '/')) {
+        api_members(n, req, path + 11);
+        return;
+    }
+    if (strncmp(path, "/v1/resources", 13) == 0 && (path[13] == '\0' || path[13] == '/')) {
+        api_resources(n, req, path + 13);
+        return;
+    }
+    if (strcmp(path, "/v1/events") == 0) {
+        api_events(n, req);
         return;
     }
     static const struct {
@@ -37,4 +54,31 @@ void corral_api_route(struct corral_node *n, struct corral_http_request *req)
         return;
     }
     api_error(req, API_ERR_NO_ROUTE);
+}
+
+int corral_api_hooks(struct corral_node_hooks *hooks)
+{
+    struct api_ctx *x = calloc(1, sizeof(*x));
+    if (x == NULL || (x->loads = json_object()) == NULL) {
+        free(x);
+        return CORRAL_ENOMEM;
+    }
+    *hooks = (struct corral_node_hooks){.route = corral_api_route,
+                                        .applied = api_events_applied,
+                                        .batch_done = api_own_batch_done,
+                                        .sweep = api_own_sweep,
+                                        .stopping = api_own_stopping,
+                                        .ud = x};
+    return 0;
+}
+
+void corral_api_hooks_free(struct corral_node_hooks *hooks)
+{
+    struct api_ctx *x = hooks->ud;
+    if (x == NULL)
+        return;
+    json_decref(x->loads);
+    free(x->events);
+    free(x);
+    hooks->ud = NULL;
 }

@@ -448,6 +448,7 @@ static bool build_config(struct server_opts *o, struct corral_node_config *c, in
 {
     memset(c, 0, sizeof(*c));
     corral_http_limits_default(&c->http);
+    corral_coord_config_default(&c->coord);
     c->max_pending = 65536;
     c->data_dir = o->data_dir[0] ? o->data_dir : "./corral-data";
     *level = corral_log_level_parse(o->log_level[0] ? o->log_level : "info");
@@ -499,7 +500,14 @@ static int server_run(int argc, char **argv)
         return CORRAL_EXIT_USAGE;
     }
     corral_log_setup(level, c.id);
-    return corral_node_run(&c, corral_api_route) == 0 ? CORRAL_EXIT_OK : CORRAL_EXIT_FAILURE;
+    struct corral_node_hooks hooks;
+    if (corral_api_hooks(&hooks) != 0) {
+        fprintf(stderr, "corral server run: out of memory\n");
+        return CORRAL_EXIT_FAILURE;
+    }
+    int code = corral_node_run(&c, &hooks);
+    corral_api_hooks_free(&hooks);
+    return code == 0 ? CORRAL_EXIT_OK : CORRAL_EXIT_FAILURE;
 }
 
 int corral_cmd_server(int argc, char **argv)

@@ -63,8 +63,8 @@ void corral_coord_free(struct corral_coord *c)
     corral_free(c);
 }
 
-int corral_coord_leadership(struct corral_coord *c, bool leader, uint64_t term,
-                            uint64_t last_index, uint64_t now_ms)
+int corral_coord_leadership(struct corral_coord *c, bool leader, uint64_t term, uint64_t last_index,
+                            uint64_t now_ms)
 {
     if (c->leading && (!leader || term != c->term))
         stop_office(c);
@@ -114,9 +114,11 @@ void corral_coord_propose_failed(struct corral_coord *c)
 
 int corral_coord_evaluate(struct corral_coord *c, const struct corral_state *st,
                           const struct corral_raft_status *rs, uint64_t now_ms,
-                          struct corral_controller_output *out)
+                          struct corral_controller_output *out, bool *ran)
 {
     memset(out, 0, sizeof(*out));
+    if (ran != NULL)
+        *ran = false;
     /* I6: only a leader in contact with a quorum changes anything. */
     if (!c->leading || rs->role != CORRAL_RAFT_LEADER || !rs->quorum_in_contact)
         return 0;
@@ -126,6 +128,8 @@ int corral_coord_evaluate(struct corral_coord *c, const struct corral_state *st,
     if (rs->last_index > rs->commit + c->cfg.uncommitted_max)
         return 0;
     c->last_eval_ms = now_ms;
+    if (ran != NULL)
+        *ran = true;
     return corral_controller_evaluate(c->ctl, st, &c->lv, now_ms, out);
 }
 
@@ -140,8 +144,8 @@ uint8_t corral_coord_view_kind(const struct corral_state *st, uint32_t member,
     return CORRAL_COORD_VIEW_UNCHANGED;
 }
 
-void corral_coord_heartbeat(struct corral_coord *c, const struct corral_state *st,
-                            bool leader, uint32_t member, uint64_t member_index, uint64_t now_ms,
+void corral_coord_heartbeat(struct corral_coord *c, const struct corral_state *st, bool leader,
+                            uint32_t member, uint64_t member_index, uint64_t now_ms,
                             struct corral_coord_answer *ans)
 {
     memset(ans, 0, sizeof(*ans));

@@ -74,8 +74,8 @@ void corral_coord_free(struct corral_coord *c);
  * log index and the time. A new term of office as leader starts a fresh
  * liveness view and controller; losing it drops them. 0 or CORRAL_ENOMEM
  * (then it does not lead: the host answers heartbeats as a follower). */
-int corral_coord_leadership(struct corral_coord *c, bool leader, uint64_t term,
-                            uint64_t last_index, uint64_t now_ms);
+int corral_coord_leadership(struct corral_coord *c, bool leader, uint64_t term, uint64_t last_index,
+                            uint64_t now_ms);
 /* This node holds a term of office (set up by corral_coord_leadership). */
 bool corral_coord_leading(const struct corral_coord *c);
 /* The liveness view of the current term of office, or NULL. */
@@ -89,10 +89,11 @@ void corral_coord_proposed(struct corral_coord *c, uint64_t index);
 void corral_coord_propose_failed(struct corral_coord *c);
 
 /* The commands to propose now (out->n_cmds 0 when it is not the time, or
- * this node may not change anything: I6). 0 or CORRAL_ENOMEM. */
+ * this node may not change anything: I6). *ran (may be NULL) says whether
+ * the controller ran. 0 or CORRAL_ENOMEM. */
 int corral_coord_evaluate(struct corral_coord *c, const struct corral_state *st,
                           const struct corral_raft_status *rs, uint64_t now_ms,
-                          struct corral_controller_output *out);
+                          struct corral_controller_output *out, bool *ran);
 
 enum corral_coord_beat {
     CORRAL_COORD_BEAT_OK = 0,         /* a lease is granted */
@@ -109,11 +110,11 @@ enum corral_coord_view_kind {
 };
 
 struct corral_coord_answer {
-    uint8_t beat;        /* enum corral_coord_beat */
-    uint32_t lease_ms;   /* 0 unless OK */
+    uint8_t beat;         /* enum corral_coord_beat */
+    uint32_t lease_ms;    /* 0 unless OK */
     uint64_t lease_index; /* K2 */
-    uint8_t view;        /* enum corral_coord_view_kind */
-    uint64_t view_index; /* the applied index the view is taken at */
+    uint8_t view;         /* enum corral_coord_view_kind */
+    uint64_t view_index;  /* the applied index the view is taken at */
 };
 
 /* A heartbeat from member (by id) arrived at now_ms from a member holding
@@ -121,8 +122,8 @@ struct corral_coord_answer {
  * core leads now. Fills ans. A dead member's heartbeat is recorded (it
  * asks to rejoin; a death decided again before its first leased heartbeat
  * would undo that) but gets no lease. */
-void corral_coord_heartbeat(struct corral_coord *c, const struct corral_state *st,
-                            bool leader, uint32_t member, uint64_t member_index, uint64_t now_ms,
+void corral_coord_heartbeat(struct corral_coord *c, const struct corral_state *st, bool leader,
+                            uint32_t member, uint64_t member_index, uint64_t now_ms,
                             struct corral_coord_answer *ans);
 
 /* A member's progress report, handed to the controller (controller.h).

@@ -10,54 +10,11 @@
 #include <uv.h>
 
 #include "corral.h"
-#include "core/raft_drive.h"
 #include "runtime/log.h"
-#include "runtime/pending.h"
-#include "runtime/storage.h"
-#include "runtime/transport.h"
+#include "runtime/node_impl.h"
 #include "util/mem.h"
 
-#define TICK_MS 10
-#define SWEEP_MS 50
-#define SNAPSHOT_KEEP_MAX 5000
-#define ADDR_MAX (CORRAL_HOST_MAX + 8)
-
-struct peer {
-    uint64_t id;
-    char cluster_addr[ADDR_MAX];
-    char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
-};
-
-struct corral_node {
-    struct corral_node_config cfg;
-    corral_node_router router;
-    uv_loop_t loop;
-    uv_timer_t tick, sweep;
-    uv_check_t check;
-    uv_signal_t sigterm, sigint;
-    struct corral_raft *raft;
-    struct corral_storage *storage;
-    struct corral_transport *transport;
-    struct corral_http *http;
-    struct corral_state *st;   /* the cluster state, the config store inside */
-    struct corral_drive drive; /* the one ready/persist/send/apply order */
-    struct corral_pending_table pending;
-
-    uint32_t n_peers;
-    struct peer peers[CORRAL_RAFT_NODES_MAX];
-    char http_addr[ADDR_MAX];
-    char cluster_addr[ADDR_MAX];
-
-    uint64_t leader, term;
-    uint64_t last_leader_contact_ms;
-    bool stopping;
-    int exit_code;
-
-    uint64_t leader_changes, proposals;
-    struct corral_hist fsync_hist;
-};
-
-static uint64_t now_ms(void)
+uint64_t node_now_ms(void)
 {
     return uv_hrtime() / 1000000u;
 }
@@ -90,6 +47,8 @@ static void node_stop(struct corral_node *n, int exit_code)
     n->exit_code = exit_code;
     corral_log(CORRAL_LOG_INFO, "shutting down");
     corral_pending_fail_all(&n->pending, CORRAL_ESHUTDOWN);
+    if (n->hooks.stopping != NULL)
+        n->hooks.stopping(n);
     if (n->http != NULL)
         corral_http_stop(n->http);
     n->http = NULL;
@@ -146,9 +105,9 @@ static void io_applied(void *ud, const struct corral_raft_entry *e,
                        const struct corral_state_result *res)
 {
     struct corral_node *n = ud;
-    /* Only config store writes wait here today. */
-    bool kv = res != NULL && res->status == CORRAL_STATE_KV_DONE;
-    corral_pending_applied(&n->pending, e, kv ? &res->kv : NULL);
+    corral_pending_applied(&n->pending, e, res);
+    if (n->hooks.applied != NULL)
+        n->hooks.applied(n, e, res);
 }
 
 static void io_restored(void *ud, const struct corral_raft_snapshot_meta *meta)
@@ -173,7 +132,7 @@ static void note_leader(struct corral_node *n, const struct corral_raft_ready *r
                        rd->leader, rd->term, rd->leader == n->cfg.id ? ", this node" : "");
         else
             corral_log(CORRAL_LOG_INFO, "no leader (term %" PRIu64 ")", rd->term);
-        n->last_leader_contact_ms = now_ms();
+        n->last_leader_contact_ms = node_now_ms();
     }
     n->leader = rd->leader;
     n->term = rd->term;
@@ -183,10 +142,13 @@ static void io_batch_done(void *ud, const struct corral_raft_ready *rd)
 {
     struct corral_node *n = ud;
     note_leader(n, rd);
+    node_duty_batch(n, rd);
     for (uint32_t i = 0; i < rd->n_reads; i++)
         corral_pending_read_ready(&n->pending, &rd->reads[i]);
     corral_pending_release_reads(&n->pending, corral_state_applied(n->st));
     assert(corral_pending_check(&n->pending) || n->pending.count > 64);
+    if (n->hooks.batch_done != NULL)
+        n->hooks.batch_done(n);
 }
 
 static int io_save_snapshot(void *ud, const struct corral_raft_snapshot_meta *meta,
@@ -233,8 +195,11 @@ static void on_check(uv_check_t *c)
 static void on_tick(uv_timer_t *t)
 {
     struct corral_node *n = t->data;
-    corral_raft_tick(n->raft, now_ms());
+    corral_raft_tick(n->raft, node_now_ms());
     drain_ready(n);
+    /* As the simulator: the controller runs after the tick's batch. */
+    if (!n->stopping)
+        node_duty_tick(n);
 }
 
 static void ask_read(void *ud, uint64_t read_id)
@@ -257,9 +222,11 @@ static void retry_reads(struct corral_node *n, uint64_t now)
 static void on_sweep(uv_timer_t *t)
 {
     struct corral_node *n = t->data;
-    uint64_t now = now_ms();
+    uint64_t now = node_now_ms();
     corral_pending_expire(&n->pending, now);
     retry_reads(n, now);
+    if (n->hooks.sweep != NULL && !n->stopping)
+        n->hooks.sweep(n, now);
     drain_ready(n);
 }
 
@@ -281,7 +248,7 @@ static void on_msg(void *ud, const struct corral_raft_msg *m)
     if (m->from == n->leader &&
         (m->type == CORRAL_RAFT_MSG_APPEND || m->type == CORRAL_RAFT_MSG_HEARTBEAT ||
          m->type == CORRAL_RAFT_MSG_SNAPSHOT))
-        n->last_leader_contact_ms = now_ms();
+        n->last_leader_contact_ms = node_now_ms();
     int rv = corral_raft_step(n->raft, m);
     if (rv != 0 && corral_log_enabled(CORRAL_LOG_DEBUG))
         corral_log(CORRAL_LOG_DEBUG, "dropped %s from node %" PRIu64 ": %s",
@@ -308,32 +275,42 @@ static void on_transport_log(void *ud, int level, const char *msg)
 static void on_http(void *ud, struct corral_http_request *req)
 {
     struct corral_node *n = ud;
-    n->router(n, req);
+    n->hooks.route(n, req);
 }
 
 /* ---- the API for routes ---- */
 
-int corral_node_write(struct corral_node *n, const struct corral_kv_cmd *cmd,
-                      corral_node_write_cb cb, void *ctx)
+int corral_node_propose(struct corral_node *n, const struct corral_state_cmd *c,
+                        corral_node_write_cb cb, void *ctx)
 {
     if (n->stopping)
         return CORRAL_ESHUTDOWN;
-    if (n->pending.count >= n->cfg.max_pending)
+    if (cb != NULL && n->pending.count >= n->cfg.max_pending)
         return CORRAL_EBUSY;
-    struct corral_state_cmd sc = {.type = CORRAL_STATE_KV, .kv = *cmd};
-    struct corral_rbuf *data = corral_state_cmd_encode(&sc);
+    struct corral_rbuf *data = corral_state_cmd_encode(c);
     if (data == NULL)
-        return CORRAL_ENOMEM;
+        return CORRAL_EINVAL;
     uint64_t index = 0;
     int rv = corral_raft_propose(n->raft, data, &index);
     corral_rbuf_unref(data);
     if (rv != 0)
         return rv == CORRAL_EFULL ? CORRAL_EBUSY : rv;
     n->proposals++;
+    corral_coord_proposed(n->coord, index);
+    if (cb == NULL)
+        return 0;
     const struct corral_raft_entry *e = corral_raft_entry_at(n->raft, index);
     /* On ENOMEM the entry may still commit; nobody waits for it. */
     return corral_pending_add_write(&n->pending, index, e != NULL ? e->term : 0,
-                                    now_ms() + n->cfg.request_timeout_ms, cb, ctx);
+                                    node_now_ms() + n->cfg.request_timeout_ms, cb, ctx);
+}
+
+int corral_node_write(struct corral_node *n, const struct corral_kv_cmd *cmd,
+                      corral_node_write_cb cb, void *ctx)
+{
+    struct corral_state_cmd sc = {.type = CORRAL_STATE_KV, .kv = *cmd};
+    int rv = corral_node_propose(n, &sc, cb, ctx);
+    return rv == CORRAL_EINVAL ? CORRAL_ENOMEM : rv;
 }
 
 int corral_node_read(struct corral_node *n, corral_node_read_cb cb, void *ctx)
@@ -346,7 +323,7 @@ int corral_node_read(struct corral_node *n, corral_node_read_cb cb, void *ctx)
     int rv = corral_raft_read_index(n->raft, id);
     if (rv != 0)
         return rv;
-    uint64_t now = now_ms();
+    uint64_t now = node_now_ms();
     return corral_pending_add_read(&n->pending, id, now, now + n->cfg.request_timeout_ms, cb, ctx);
 }
 
@@ -373,7 +350,7 @@ void corral_node_raft_status(const struct corral_node *n, struct corral_raft_sta
 uint64_t corral_node_clock_ms(const struct corral_node *n)
 {
     (void)n;
-    return now_ms();
+    return node_now_ms();
 }
 
 static const char *leader_http(struct corral_node *n, uint64_t leader)
@@ -389,7 +366,7 @@ static const char *leader_http(struct corral_node *n, uint64_t leader)
 /* Why the node is not ready, or NULL when it is. */
 static const char *not_ready(struct corral_node *n, const struct corral_raft_status *s)
 {
-    uint64_t now = now_ms();
+    uint64_t now = node_now_ms();
     uint64_t window = 2u * n->cfg.election_timeout_ms;
     if (n->stopping)
         return "the node is shutting down";
@@ -651,20 +628,32 @@ static void node_free(struct corral_node *n, struct corral_storage_state *st)
         corral_storage_close(n->storage);
     corral_raft_free(n->raft);
     corral_state_free(n->st);
+    corral_coord_free(n->coord);
     corral_storage_state_free(st);
     uv_loop_close(&n->loop);
     corral_free(n);
 }
 
-int corral_node_run(const struct corral_node_config *cfg, corral_node_router router)
+void *corral_node_hooks_ud(const struct corral_node *n)
+{
+    return n->hooks.ud;
+}
+
+int corral_node_run(const struct corral_node_config *cfg, const struct corral_node_hooks *hooks)
 {
     signal(SIGPIPE, SIG_IGN); /* a dead peer is an EPIPE, never a signal */
     struct corral_node *n = corral_calloc(1, sizeof(*n));
     if (n == NULL)
         return 1;
     n->cfg = *cfg;
-    n->router = router;
+    n->hooks = *hooks;
     n->exit_code = 1;
+    n->cfg.coord.liveness.max_election_timeout_ms = 2u * cfg->election_timeout_ms;
+    if (corral_coord_new(&n->cfg.coord, &n->coord) != 0) {
+        corral_log(CORRAL_LOG_ERROR, "the lease settings are invalid");
+        corral_free(n);
+        return 1;
+    }
     uv_loop_init(&n->loop);
     init_peers(n);
     struct corral_storage_state st = {0};

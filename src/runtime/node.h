@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/coord.h"
 #include "core/kv.h"
 #include "core/raft.h"
 #include "core/state.h"
@@ -48,27 +49,77 @@ struct corral_node_config {
     uint32_t request_timeout_ms;
     uint32_t max_pending;
     struct corral_http_limits http;
+    /* Partition ownership: leases, liveness and the controller
+     * (core/coord.h). max_election_timeout_ms is set by the node from
+     * election_timeout_ms. */
+    struct corral_coord_config coord;
 };
 
-/* The HTTP routes (src/api) plug in here: the node calls it for every
- * request. */
-typedef void (*corral_node_router)(struct corral_node *node, struct corral_http_request *req);
+/* The API layer (src/api) plugs in here; every hook runs on the loop
+ * thread, and every one but route may be NULL. */
+struct corral_node_hooks {
+    /* Every HTTP request. */
+    void (*route)(struct corral_node *node, struct corral_http_request *req);
+    /* Every entry applied, with the state machine's result (NULL for
+     * no-op and configuration entries), right after it was applied. */
+    void (*applied)(struct corral_node *node, const struct corral_raft_entry *e,
+                    const struct corral_state_result *res);
+    /* After every ready batch: blocking queries look again. */
+    void (*batch_done)(struct corral_node *node);
+    /* Every 50 ms: waits that ran out. */
+    void (*sweep)(struct corral_node *node, uint64_t now_ms);
+    /* The node stops: answer every request still held, before the HTTP
+     * server goes (CORRAL_ESHUTDOWN). */
+    void (*stopping)(struct corral_node *node);
+    void *ud; /* for the hooks: corral_node_hooks_ud() */
+};
 
 /* Runs the node until SIGTERM or SIGINT. Returns 0 after a clean shutdown,
  * 1 when it could not start or hit a fatal error (logged). */
-int corral_node_run(const struct corral_node_config *cfg, corral_node_router router);
+int corral_node_run(const struct corral_node_config *cfg, const struct corral_node_hooks *hooks);
+void *corral_node_hooks_ud(const struct corral_node *n);
 
 /* ---- For the API layer (all on the loop thread). ---- */
 
-/* A write's outcome: err 0 with the store's result, or CORRAL_ENOTLEADER /
- * CORRAL_ELOST (not applied), CORRAL_ETIMEDOUT (unknown), CORRAL_ESHUTDOWN
- * (unknown), CORRAL_ENOMEM. */
-typedef void (*corral_node_write_cb)(void *ctx, int err, const struct corral_kv_result *res);
-/* Proposes cmd. Returns 0 (cb runs later, exactly once), or at once
- * CORRAL_ENOTLEADER, CORRAL_EBUSY (too many pending), CORRAL_ETOOBIG,
- * CORRAL_ESHUTDOWN, CORRAL_ENOMEM (cb never runs). */
+/* A write's outcome: err 0 with the state machine's result (a config
+ * store write's in res->kv), or CORRAL_ENOTLEADER / CORRAL_ELOST (not
+ * applied), CORRAL_ETIMEDOUT (unknown), CORRAL_ESHUTDOWN (unknown),
+ * CORRAL_ENOMEM. */
+typedef void (*corral_node_write_cb)(void *ctx, int err, const struct corral_state_result *res);
+/* Proposes a config store command. Returns 0 (cb runs later, exactly
+ * once), or at once CORRAL_ENOTLEADER, CORRAL_EBUSY (too many pending),
+ * CORRAL_ETOOBIG, CORRAL_ESHUTDOWN, CORRAL_ENOMEM (cb never runs). */
 int corral_node_write(struct corral_node *n, const struct corral_kv_cmd *cmd,
                       corral_node_write_cb cb, void *ctx);
+/* Proposes a cluster state command, as corral_node_write. cb NULL: nobody
+ * waits (the controller's steps); the index still counts toward the lease
+ * index (coord.h K2). CORRAL_EINVAL when the command does not encode. */
+int corral_node_propose(struct corral_node *n, const struct corral_state_cmd *c,
+                        corral_node_write_cb cb, void *ctx);
+
+/* ---- Partition ownership (node_duty.c), leader side. ---- */
+
+/* A member's heartbeat arrived now (coord.h corral_coord_heartbeat). */
+void corral_node_heartbeat(struct corral_node *n, uint32_t member, uint64_t member_index,
+                           struct corral_coord_answer *ans);
+/* A progress report from member: the command it leads to is proposed
+ * (nobody waits for it). */
+void corral_node_report(struct corral_node *n, uint32_t member, const struct corral_progress *p);
+/* The duty: leading or not, its liveness view and controller. */
+const struct corral_coord *corral_node_coord(const struct corral_node *n);
+
+struct corral_node_duty_stats {
+    uint64_t heartbeats;         /* answered with a lease */
+    uint64_t heartbeats_refused; /* not leader, unknown or inactive member */
+    uint64_t reports;            /* progress entries handed to the controller */
+    uint64_t evaluations;        /* controller evaluations that ran */
+    uint64_t steps_proposed;     /* commands the controller proposed */
+    uint64_t steps_failed;       /* proposals refused at once */
+    uint64_t deaths, clears, grants, releases, copies, drops; /* ops proposed */
+    struct corral_hist eval_latency;                          /* seconds per evaluation */
+    struct corral_controller_stats last;                      /* the last evaluation's */
+};
+void corral_node_duty_stats(const struct corral_node *n, struct corral_node_duty_stats *out);
 
 /* A linearizable read: cb(ctx, 0) once the store may be read (ReadIndex
  * confirmed and applied), or an error as for writes. */

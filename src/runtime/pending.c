@@ -74,7 +74,7 @@ static void list_append(struct corral_pending_list *l, struct corral_pending *p)
 
 /* Completes and frees p, already unlinked (P3). */
 static void finish(struct corral_pending_table *t, struct corral_pending *p, int err,
-                   const struct corral_kv_result *res)
+                   const struct corral_state_result *res)
 {
     assert(t->count > 0);
     t->count--;
@@ -148,7 +148,7 @@ int corral_pending_add_read(struct corral_pending_table *t, uint64_t read_id, ui
 }
 
 void corral_pending_applied(struct corral_pending_table *t, const struct corral_raft_entry *e,
-                            const struct corral_kv_result *res)
+                            const struct corral_state_result *res)
 {
     struct corral_pending_list *l = &t->writes;
     while (l->head != NULL && l->head->index <= e->index) {

@@ -14,14 +14,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/kv.h"
+#include "core/state.h"
 #include "core/raft.h"
 #include "runtime/metrics.h"
 
-/* A write's outcome: err 0 with the store's result, or CORRAL_ELOST (its
+/* A write's outcome: err 0 with the state machine's result (a config
+ * store write's in res->kv), or CORRAL_ELOST (its
  * entry was overwritten: not applied), CORRAL_ETIMEDOUT (unknown),
  * CORRAL_ENOTLEADER, CORRAL_ESHUTDOWN (unknown). */
-typedef void (*corral_pending_write_cb)(void *ctx, int err, const struct corral_kv_result *res);
+typedef void (*corral_pending_write_cb)(void *ctx, int err, const struct corral_state_result *res);
 /* A read may be served (err 0), or failed with err. */
 typedef void (*corral_pending_read_cb)(void *ctx, int err);
 
@@ -54,10 +55,11 @@ uint64_t corral_pending_next_read_id(struct corral_pending_table *t);
 int corral_pending_add_read(struct corral_pending_table *t, uint64_t read_id, uint64_t now_ms,
                             uint64_t deadline_ms, corral_pending_read_cb cb, void *ctx);
 
-/* Entry e was applied with res (NULL for no-op and conf entries): writes
+/* Entry e was applied with res (NULL for no-op and conf entries, and
+ * for entries no request waits on, see the node): writes
  * up to e's index complete, ours with res, the overwritten with ELOST. */
 void corral_pending_applied(struct corral_pending_table *t, const struct corral_raft_entry *e,
-                            const struct corral_kv_result *res);
+                            const struct corral_state_result *res);
 /* The core answered a ReadIndex: the read waits for its index, or fails
  * with CORRAL_ENOTLEADER. Unknown ids (timed out meanwhile) are ignored. */
 void corral_pending_read_ready(struct corral_pending_table *t, const struct corral_raft_read *rr);

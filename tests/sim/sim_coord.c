@@ -63,7 +63,7 @@ void sim_coord_tick(struct sim *s, struct sim_node *n)
     struct corral_raft_status st;
     corral_raft_status(n->raft, &st);
     struct corral_controller_output out;
-    if (corral_coord_evaluate(n->coord, n->st, &st, sim_node_ms(s, n), &out) != 0 ||
+    if (corral_coord_evaluate(n->coord, n->st, &st, sim_node_ms(s, n), &out, NULL) != 0 ||
         out.n_cmds == 0)
         return;
     sim_trace(s, "node %u: controller proposes %u command(s): %u grants, %u clears, %u deaths",

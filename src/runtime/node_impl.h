@@ -1,0 +1,67 @@
+/* The node's insides, shared by node.c (the loop, storage, transport,
+ * HTTP) and node_duty.c (the coordinator duty: core/coord.h hosted on the
+ * loop). Nothing outside src/runtime/node*.c includes it. */
+#ifndef CORRAL_RUNTIME_NODE_IMPL_H
+#define CORRAL_RUNTIME_NODE_IMPL_H
+
+#include <uv.h>
+
+#include "core/coord.h"
+#include "core/raft_drive.h"
+#include "runtime/node.h"
+#include "runtime/pending.h"
+#include "runtime/storage.h"
+#include "runtime/transport.h"
+
+#define TICK_MS 10
+#define SWEEP_MS 50
+#define SNAPSHOT_KEEP_MAX 5000
+#define ADDR_MAX (CORRAL_HOST_MAX + 8)
+
+struct peer {
+    uint64_t id;
+    char cluster_addr[ADDR_MAX];
+    char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
+};
+
+struct corral_node {
+    struct corral_node_config cfg;
+    struct corral_node_hooks hooks;
+    uv_loop_t loop;
+    uv_timer_t tick, sweep;
+    uv_check_t check;
+    uv_signal_t sigterm, sigint;
+    struct corral_raft *raft;
+    struct corral_storage *storage;
+    struct corral_transport *transport;
+    struct corral_http *http;
+    struct corral_state *st;   /* the cluster state, the config store inside */
+    struct corral_drive drive; /* the one ready/persist/send/apply order */
+    struct corral_pending_table pending;
+
+    uint32_t n_peers;
+    struct peer peers[CORRAL_RAFT_NODES_MAX];
+    char http_addr[ADDR_MAX];
+    char cluster_addr[ADDR_MAX];
+
+    uint64_t leader, term;
+    uint64_t last_leader_contact_ms;
+    bool stopping;
+    int exit_code;
+
+    uint64_t leader_changes, proposals;
+    struct corral_hist fsync_hist;
+
+    /* The coordinator duty (node_duty.c). */
+    struct corral_coord *coord;
+    struct corral_node_duty_stats duty;
+};
+
+uint64_t node_now_ms(void);
+
+/* node_duty.c: after every ready batch (leadership may have changed). */
+void node_duty_batch(struct corral_node *n, const struct corral_raft_ready *rd);
+/* node_duty.c: on every tick, the controller's next steps. */
+void node_duty_tick(struct corral_node *n);
+
+#endif
