@@ -9,8 +9,19 @@
 #include "corral.h"
 
 static const char *const type_names[] = {
-    "?",           "member_join", "member_update", "member_status", "member_delete",
-    "resource_put", "resource_delete", "copy", "in_sync", "drop", "grant", "release", "clear",
+    "?",
+    "member_join",
+    "member_update",
+    "member_status",
+    "member_delete",
+    "resource_put",
+    "resource_delete",
+    "copy",
+    "in_sync",
+    "drop",
+    "grant",
+    "release",
+    "clear",
 };
 
 static struct api_event *push(struct api_ctx *x, uint64_t index, uint8_t type)
@@ -66,9 +77,9 @@ static void ops_events(struct api_ctx *x, const struct corral_state *st, uint64_
 {
     const struct corral_state_resource *r = corral_state_resource_by_id(st, c->id);
     static const uint8_t kinds[] = {
-        [CORRAL_OP_ADD_COPYING] = API_EV_COPY, [CORRAL_OP_ADD_IN_SYNC] = API_EV_COPY,
+        [CORRAL_OP_ADD_COPYING] = API_EV_COPY,     [CORRAL_OP_ADD_IN_SYNC] = API_EV_COPY,
         [CORRAL_OP_MARK_IN_SYNC] = API_EV_IN_SYNC, [CORRAL_OP_DROP] = API_EV_DROP,
-        [CORRAL_OP_GRANT] = API_EV_GRANT,       [CORRAL_OP_RELEASE] = API_EV_RELEASE,
+        [CORRAL_OP_GRANT] = API_EV_GRANT,          [CORRAL_OP_RELEASE] = API_EV_RELEASE,
         [CORRAL_OP_CLEAR] = API_EV_CLEAR,
     };
     for (uint32_t i = 0; r != NULL && i < c->n_ops; i++) {
@@ -189,7 +200,8 @@ static bool try_events(struct corral_node *n, struct api_wait *w, bool timed_out
 
 void api_events(struct corral_node *n, struct corral_http_request *req)
 {
-    if (strcmp(corral_http_method(req), "GET") != 0 && strcmp(corral_http_method(req), "HEAD") != 0) {
+    if (strcmp(corral_http_method(req), "GET") != 0 &&
+        strcmp(corral_http_method(req), "HEAD") != 0) {
         api_error(req, API_ERR_GET_ONLY);
         return;
     }

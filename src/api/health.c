@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "api/own.h"
 #include "api/reply.h"
 #include "api/routes.h"
 
@@ -49,6 +50,40 @@ static json_t *peers_json(struct corral_node *n, const struct corral_raft_status
     return arr;
 }
 
+/* The partition ownership part of /v1/status. */
+static json_t *own_status(struct corral_node *n)
+{
+    struct api_own_summary s;
+    api_own_summary(corral_node_state(n), &s);
+    const struct corral_coord *co = corral_node_coord(n);
+    const struct corral_liveness *lv = corral_coord_liveness(co);
+    struct corral_node_duty_stats d;
+    corral_node_duty_stats(n, &d);
+    json_t *members = json_object();
+    for (uint8_t i = CORRAL_MEMBER_ACTIVE; i <= CORRAL_MEMBER_LEFT; i++)
+        json_object_set_new(members, api_status_name(i), json_integer(s.members_by_status[i]));
+    json_t *o = json_pack(
+        "{s:b, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "leading", lv != NULL, "members", members,
+        "resources", (json_int_t)s.resources, "partitions", (json_int_t)s.partitions,
+        "without_primary", (json_int_t)s.without_primary, "under_replicated",
+        (json_int_t)s.under_replicated, "moving", (json_int_t)s.moving, "assign_index",
+        (json_int_t)corral_state_assign_index(corral_node_state(n)));
+    if (o != NULL && lv != NULL) {
+        /* Leader only: the new-leader wait (liveness.h L2) and the last
+         * evaluation's counts. */
+        json_object_set_new(o, "settled",
+                            json_boolean(corral_liveness_settled(lv, corral_node_clock_ms(n))));
+        json_object_set_new(o, "heartbeats", json_integer((json_int_t)d.heartbeats));
+        json_object_set_new(o, "controller",
+                            json_pack("{s:I, s:i, s:i, s:i, s:i, s:i}", "evaluations",
+                                      (json_int_t)d.evaluations, "in_flight", (int)d.last.in_flight,
+                                      "throttled", (int)d.last.throttled, "lost", (int)d.last.lost,
+                                      "blocked", (int)d.last.blocked, "out_of_target",
+                                      (int)d.last.out_of_target));
+    }
+    return o;
+}
+
 void api_status(struct corral_node *n, struct corral_http_request *req)
 {
     struct corral_node_info info;
@@ -67,5 +102,7 @@ void api_status(struct corral_node *n, struct corral_http_request *req)
         (json_int_t)s.applied, "last_index", (json_int_t)s.last_index, "snapshot_index",
         (json_int_t)s.snapshot_index, "http_addr", info.http_addr, "cluster_addr",
         info.cluster_addr, "ready", info.ready, "peers", peers_json(n, &s));
+    if (body != NULL)
+        json_object_set_new(body, "ownership", own_status(n));
     api_json(req, 200, body);
 }

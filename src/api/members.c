@@ -31,8 +31,7 @@ static uint32_t position(const struct corral_state *st, const struct corral_stat
     return 0;
 }
 
-static void answer_member(struct corral_node *n, struct corral_http_request *req,
-                          const char *name)
+static void answer_member(struct corral_node *n, struct corral_http_request *req, const char *name)
 {
     const struct corral_state *st = corral_node_state(n);
     const struct corral_state_member *m = find(n, name);
@@ -62,8 +61,8 @@ static void list(struct corral_node *n, struct corral_http_request *req)
         json_array_append_new(arr, api_member_json(n, corral_state_member_at(st, i), &c, i));
     api_counts_free(&c);
     api_json(req, 200,
-             json_pack("{s:I, s:o}", "index", (json_int_t)corral_state_assign_index(st),
-                       "members", arr));
+             json_pack("{s:I, s:o}", "index", (json_int_t)corral_state_assign_index(st), "members",
+                       arr));
 }
 
 /* ---- writes that answer with the member (or a deletion) once applied ---- */
@@ -142,14 +141,12 @@ static bool parse_put(struct corral_http_request *req, json_t *body, struct corr
     c->addr_len = (uint16_t)json_string_length(addr);
     for (uint16_t i = 0; i < c->addr_len; i++)
         if (c->addr[i] <= ' ' || c->addr[i] > '~')
-            return bad_field(req,
-                             "addr must be a string of 1-260 printable bytes without spaces");
+            return bad_field(req, "addr must be a string of 1-260 printable bytes without spaces");
     c->zone = "";
     if (zone != NULL) {
         if (!json_is_string(zone) || json_string_length(zone) > CORRAL_STATE_ZONE_BYTES_MAX ||
             (json_string_length(zone) > 0 &&
-             !corral_state_name_valid(json_string_value(zone),
-                                      (uint32_t)json_string_length(zone))))
+             !corral_state_name_valid(json_string_value(zone), (uint32_t)json_string_length(zone))))
             return bad_field(req, "zone must be 0-64 characters of [a-z0-9._-]");
         c->zone = json_string_value(zone);
     }
@@ -178,9 +175,8 @@ static void put(struct corral_node *n, struct corral_http_request *req, const ch
     json_t *body = api_body_object(req, false);
     if (body == NULL)
         return;
-    struct corral_state_cmd c = {.type = CORRAL_STATE_MEMBER_PUT,
-                                 .name = name,
-                                 .name_len = (uint16_t)strlen(name)};
+    struct corral_state_cmd c = {
+        .type = CORRAL_STATE_MEMBER_PUT, .name = name, .name_len = (uint16_t)strlen(name)};
     char *meta = NULL;
     if (parse_put(req, body, &c, &meta))
         propose(n, req, name, &c, false);
@@ -231,10 +227,9 @@ static bool try_delete(struct corral_node *n, struct api_wait *w, bool timed_out
     if (!timed_out)
         return false;
     char msg[160];
-    snprintf(msg, sizeof(msg), "the member still holds %u replica(s); it stays %s: ask again",
-             held, m->status == CORRAL_MEMBER_DEAD ? "dead" : "draining");
-    api_error_ex(w->req, API_ERR_CONFLICT, msg, NULL,
-                 json_pack("{s:i}", "replicas", (int)held));
+    snprintf(msg, sizeof(msg), "the member still holds %u replica(s); it stays %s: ask again", held,
+             m->status == CORRAL_MEMBER_DEAD ? "dead" : "draining");
+    api_error_ex(w->req, API_ERR_CONFLICT, msg, NULL, json_pack("{s:i}", "replicas", (int)held));
     return true;
 }
 
@@ -267,8 +262,7 @@ static void on_status_applied(void *ctx, int err, const struct corral_state_resu
     free(d);
 }
 
-static void remove_member(struct corral_node *n, struct corral_http_request *req,
-                          const char *name)
+static void remove_member(struct corral_node *n, struct corral_http_request *req, const char *name)
 {
     uint64_t wait_ms = 60000;
     if (corral_http_arg(req, "wait") != NULL && !api_wait_arg(req, &wait_ms))
@@ -320,20 +314,20 @@ static json_t *view_json(struct corral_node *n, uint32_t member)
     json_t *arr = json_array();
     for (uint32_t i = 0; arr != NULL && i < count; i++) {
         const struct corral_state_resource *r = corral_state_resource_by_id(st, e[i].resource);
-        const struct corral_state_member *from =
-            e[i].copy_from != CORRAL_AGENT_NONE ? corral_state_member_by_id(st, e[i].copy_from)
-                                                : NULL;
+        const struct corral_state_member *from = e[i].copy_from != CORRAL_AGENT_NONE
+                                                     ? corral_state_member_by_id(st, e[i].copy_from)
+                                                     : NULL;
         static const char *const states[] = {"?", "copying", "in_sync", "releasing"};
-        json_t *cf = from != NULL ? json_pack("{s:I, s:s, s:s}", "id", (json_int_t)from->id,
-                                              "name", from->name, "addr", from->addr)
+        json_t *cf = from != NULL ? json_pack("{s:I, s:s, s:s}", "id", (json_int_t)from->id, "name",
+                                              from->name, "addr", from->addr)
                                   : json_null();
-        json_array_append_new(
-            arr, json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:o}", "resource", r ? r->name : "",
-                           "resource_id", (json_int_t)e[i].resource, "partition",
-                           (json_int_t)e[i].partition, "role",
-                           e[i].role == CORRAL_AGENT_PRIMARY ? "primary" : "replica", "state",
-                           e[i].state <= 3 ? states[e[i].state] : "?", "epoch",
-                           (json_int_t)e[i].epoch, "copy_from", cf));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:o}", "resource",
+                                        r ? r->name : "", "resource_id", (json_int_t)e[i].resource,
+                                        "partition", (json_int_t)e[i].partition, "role",
+                                        e[i].role == CORRAL_AGENT_PRIMARY ? "primary" : "replica",
+                                        "state", e[i].state <= 3 ? states[e[i].state] : "?",
+                                        "epoch", (json_int_t)e[i].epoch, "copy_from", cf));
     }
     free(e);
     return arr;
@@ -425,7 +419,8 @@ static bool parse_beat(struct corral_http_request *req, json_t *body, uint64_t *
         *index = (uint64_t)json_integer_value(ix);
     if (load != NULL && !json_is_object(load))
         return bad_field(req, "load must be a JSON object");
-    if (*progress != NULL && (!json_is_array(*progress) || json_array_size(*progress) > REPORTS_MAX))
+    if (*progress != NULL &&
+        (!json_is_array(*progress) || json_array_size(*progress) > REPORTS_MAX))
         return bad_field(req, "progress must be an array of at most 4096 entries");
     return true;
 }
@@ -539,8 +534,8 @@ static void stoppable(struct corral_node *n, struct corral_http_request *req, co
         }
     }
     api_json(req, 200,
-             json_pack("{s:b, s:o, s:i}", "stoppable", total == 0, "reasons", reasons,
-                       "partitions", (int)total));
+             json_pack("{s:b, s:o, s:i}", "stoppable", total == 0, "reasons", reasons, "partitions",
+                       (int)total));
 }
 
 void api_members(struct corral_node *n, struct corral_http_request *req, const char *path)
@@ -560,9 +555,14 @@ void api_members(struct corral_node *n, struct corral_http_request *req, const c
         const char *sub, *method;
         int op;
     } routes[] = {
-        {"", "GET", 0},          {"", "PUT", 1},          {"", "DELETE", 2},
-        {"/heartbeat", "POST", 3}, {"/assignment", "GET", 4}, {"/stoppable", "GET", 5},
-        {"/drain", "POST", 6},   {"/activate", "POST", 7},
+        {"", "GET", 0},
+        {"", "PUT", 1},
+        {"", "DELETE", 2},
+        {"/heartbeat", "POST", 3},
+        {"/assignment", "GET", 4},
+        {"/stoppable", "GET", 5},
+        {"/drain", "POST", 6},
+        {"/activate", "POST", 7},
     };
     bool path_known = false;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {

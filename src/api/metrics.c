@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "api/own.h"
 #include "api/reply.h"
 #include "api/routes.h"
 #include "runtime/metrics.h"
@@ -127,6 +128,47 @@ static void http_metrics(const struct corral_http_stats *hs, struct sbuf *o)
            hs->open_connections);
 }
 
+static void own_metrics(struct corral_node *n, struct sbuf *o)
+{
+    struct api_own_summary s;
+    api_own_summary(corral_node_state(n), &s);
+    sbuf_printf(o, "# HELP corral_members Members in the cluster state, by status.\n"
+                   "# TYPE corral_members gauge\n");
+    for (uint8_t i = CORRAL_MEMBER_ACTIVE; i <= CORRAL_MEMBER_LEFT; i++)
+        sbuf_printf(o, "corral_members{status=\"%s\"} %u\n", api_status_name(i),
+                    s.members_by_status[i]);
+    metric(o, "corral_resources", "gauge", "Resources.", s.resources);
+    metric(o, "corral_partitions", "gauge", "Partitions over all resources.", s.partitions);
+    metric(o, "corral_partitions_without_primary", "gauge",
+           "Partitions with no primary: the ownership gap.", s.without_primary);
+    metric(o, "corral_partitions_under_replicated", "gauge",
+           "Partitions with fewer in-sync replicas than the replication factor.",
+           s.under_replicated);
+    metric(o, "corral_moves_in_flight", "gauge",
+           "Partitions with a copy running or a primary releasing.", s.moving);
+    struct corral_node_duty_stats d;
+    corral_node_duty_stats(n, &d);
+    metric(o, "corral_member_heartbeats_total", "counter",
+           "Leader: member heartbeats answered with a lease.", d.heartbeats);
+    metric(o, "corral_member_heartbeats_refused_total", "counter",
+           "Member heartbeats refused (not leader, unknown or inactive member).",
+           d.heartbeats_refused);
+    metric(o, "corral_progress_reports_total", "counter",
+           "Leader: progress reports handed to the controller.", d.reports);
+    metric(o, "corral_lease_expiries_total", "counter",
+           "Leader: members declared dead and primaries cleared because a lease ran out.",
+           d.deaths + d.clears);
+    metric(o, "corral_grants_total", "counter", "Leader: primaries granted (epoch + 1).", d.grants);
+    metric(o, "corral_handoffs_started_total", "counter",
+           "Leader: primaries asked to release for a planned hand-off.", d.releases);
+    metric(o, "corral_copies_total", "counter", "Leader: replicas added.", d.copies);
+    metric(o, "corral_drops_total", "counter", "Leader: replicas dropped.", d.drops);
+    metric(o, "corral_controller_evaluations_total", "counter", "Leader: controller evaluations.",
+           d.evaluations);
+    hist(o, "corral_controller_evaluation_seconds", "Leader: one controller evaluation.",
+         &d.eval_latency);
+}
+
 void api_metrics(struct corral_node *n, struct corral_http_request *req)
 {
     struct corral_node_stats st;
@@ -135,6 +177,7 @@ void api_metrics(struct corral_node *n, struct corral_http_request *req)
     node_metrics(&st, &out);
     peer_metrics(&st, &out);
     http_metrics(&st.http, &out);
+    own_metrics(n, &out);
     if (out.oom) {
         corral_free(out.p);
         api_error(req, API_ERR_OOM);

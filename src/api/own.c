@@ -132,8 +132,7 @@ bool api_index_arg(struct corral_http_request *req, uint64_t *index)
     return false;
 }
 
-bool api_path_name(struct corral_http_request *req, const char *seg, char *name,
-                   const char **rest)
+bool api_path_name(struct corral_http_request *req, const char *seg, char *name, const char **rest)
 {
     const char *end = strchr(seg, '/');
     size_t len = end != NULL ? (size_t)(end - seg) : strlen(seg);
@@ -161,8 +160,8 @@ json_t *api_body_object(struct corral_http_request *req, bool empty_ok)
     json_t *obj = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &err);
     if (obj == NULL || !json_is_object(obj)) {
         char msg[256];
-        snprintf(msg, sizeof(msg), "the body must be a JSON object%s%s",
-                 obj == NULL ? ": " : "", obj == NULL ? err.text : "");
+        snprintf(msg, sizeof(msg), "the body must be a JSON object%s%s", obj == NULL ? ": " : "",
+                 obj == NULL ? err.text : "");
         json_decref(obj);
         api_error_ex(req, API_ERR_BAD_REQUEST, msg, NULL, NULL);
         return NULL;
@@ -284,8 +283,8 @@ const char *api_status_name(uint8_t status)
 json_t *api_member_json(struct corral_node *n, const struct corral_state_member *m,
                         const struct api_counts *c, uint32_t i)
 {
-    json_t *meta = m->meta_len > 0 ? json_loadb((const char *)m->meta, m->meta_len, 0, NULL)
-                                   : json_object();
+    json_t *meta =
+        m->meta_len > 0 ? json_loadb((const char *)m->meta, m->meta_len, 0, NULL) : json_object();
     if (meta == NULL)
         meta = json_object();
     json_t *age = json_null(), *left = json_null();
@@ -306,13 +305,12 @@ json_t *api_member_json(struct corral_node *n, const struct corral_state_member 
     json_t *load = NULL;
     if (lv != NULL)
         load = json_object_get(api_ctx(n)->loads, m->name);
-    return json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:O}", "name",
-                     m->name, "id", (json_int_t)m->id, "role", role_name(m->role), "status",
-                     api_status_name(m->status), "addr", m->addr, "zone", m->zone, "weight",
-                     (int)m->weight, "meta", meta, "heartbeat_age_ms", age, "lease_ms_left", left,
-                     "primaries", c != NULL ? (int)c->primaries[i] : 0, "replicas",
-                     c != NULL ? (int)c->replicas[i] : 0, "load",
-                     load != NULL ? load : json_object());
+    return json_pack(
+        "{s:s, s:I, s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:O}", "name", m->name, "id",
+        (json_int_t)m->id, "role", role_name(m->role), "status", api_status_name(m->status), "addr",
+        m->addr, "zone", m->zone, "weight", (int)m->weight, "meta", meta, "heartbeat_age_ms", age,
+        "lease_ms_left", left, "primaries", c != NULL ? (int)c->primaries[i] : 0, "replicas",
+        c != NULL ? (int)c->replicas[i] : 0, "load", load != NULL ? load : json_object());
 }
 
 void api_own_summary(const struct corral_state *st, struct api_own_summary *s)

@@ -31,9 +31,9 @@ struct api_wait {
     struct corral_http_request *req;
     uint64_t deadline_ms;
     api_wait_try try_answer;
-    uint64_t index;                                 /* the query's index */
-    char name[CORRAL_STATE_NAME_BYTES_MAX + 1];     /* the member or resource */
-    bool flag;                                      /* per route */
+    uint64_t index;                             /* the query's index */
+    char name[CORRAL_STATE_NAME_BYTES_MAX + 1]; /* the member or resource */
+    bool flag;                                  /* per route */
     struct api_wait *next;
 };
 
@@ -125,8 +125,7 @@ json_t *api_body_object(struct corral_http_request *req, bool empty_ok);
 bool api_known_fields(struct corral_http_request *req, json_t *obj, const char *const *allowed);
 /* The name in a path segment (up to '/' or the end): false and 400 when
  * not a valid name; *rest points after it. */
-bool api_path_name(struct corral_http_request *req, const char *seg, char *name,
-                   const char **rest);
+bool api_path_name(struct corral_http_request *req, const char *seg, char *name, const char **rest);
 
 /* Routes (members.c, resources.c, events.c). path follows the prefix. */
 void api_members(struct corral_node *n, struct corral_http_request *req, const char *path);

@@ -73,9 +73,9 @@ static void show(struct corral_node *n, struct corral_http_request *req,
     json_t *map = json_array();
     for (uint32_t p = 0; map != NULL && p < r->partitions; p++) {
         const struct corral_state_partition *pt = &r->parts[p];
-        json_t *primary =
-            pt->primary != CORRAL_STATE_NONE ? json_string(member_name(st, pt->primary))
-                                             : json_null();
+        json_t *primary = pt->primary != CORRAL_STATE_NONE
+                              ? json_string(member_name(st, pt->primary))
+                              : json_null();
         json_array_append_new(map, json_pack("{s:I, s:o, s:I, s:b, s:o}", "partition",
                                              (json_int_t)p, "primary", primary, "epoch",
                                              (json_int_t)pt->epoch, "releasing", pt->releasing,
@@ -184,8 +184,7 @@ static void put(struct corral_node *n, struct corral_http_request *req, const ch
                  "replicas (%d) exceeds the workers that could hold a copy (%u); add workers "
                  "first, or ask with ?force=1",
                  (int)json_integer_value(jr), h);
-        api_error_ex(req, API_ERR_CONFLICT, msg, NULL,
-                     json_pack("{s:i}", "workers", (int)h));
+        api_error_ex(req, API_ERR_CONFLICT, msg, NULL, json_pack("{s:i}", "workers", (int)h));
         goto out;
     }
     struct corral_state_cmd c = {.type = CORRAL_STATE_RESOURCE_PUT,
@@ -295,8 +294,8 @@ static void plan(struct corral_node *n, struct corral_http_request *req,
         total++;
         json_t *from = pt->primary != CORRAL_STATE_NONE ? json_string(member_name(st, pt->primary))
                                                         : json_null();
-        json_t *to = row[0] != CORRAL_PLACEMENT_NONE ? json_string(member_name(st, row[0]))
-                                                     : json_null();
+        json_t *to =
+            row[0] != CORRAL_PLACEMENT_NONE ? json_string(member_name(st, row[0])) : json_null();
         if (total <= 1000)
             json_array_append_new(moves, json_pack("{s:I, s:o, s:o, s:o, s:o}", "partition",
                                                    (json_int_t)p, "add", add, "drop", drop,
@@ -307,9 +306,8 @@ static void plan(struct corral_node *n, struct corral_http_request *req,
     api_json(req, 200,
              json_pack("{s:s, s:I, s:o, s:I, s:I, s:I}", "resource", r->name, "index",
                        (json_int_t)corral_state_applied(st), "moves", moves, "moves_total",
-                       (json_int_t)total, "lower_bound",
-                       (json_int_t)t->stats.moves_lower_bound, "primary_lower_bound",
-                       (json_int_t)t->stats.primary_lower_bound));
+                       (json_int_t)total, "lower_bound", (json_int_t)t->stats.moves_lower_bound,
+                       "primary_lower_bound", (json_int_t)t->stats.primary_lower_bound));
 }
 
 void api_resources(struct corral_node *n, struct corral_http_request *req, const char *path)

@@ -27,6 +27,7 @@ struct server_opts {
     char id[32], data_dir[TEXT_MAX], cluster_addr[256], http_addr[256], peers[TEXT_MAX];
     char election_timeout_ms[32], heartbeat_ms[32], snapshot_entries[32], log_level[16];
     char request_timeout_ms[32], max_connections[32];
+    char member_heartbeat_ms[32], lease_ms[32], max_drift_percent[32];
     char err[512];
 };
 
@@ -64,6 +65,12 @@ static const struct opt_def opt_defs[] = {
     OPT(request_timeout_ms, "request-timeout-ms",
         "HTTP requests waiting on Raft answer 503 after this (default 5000)"),
     OPT(max_connections, "max-connections", "open HTTP connections before 503 busy (default 1024)"),
+    OPT(member_heartbeat_ms, "member-heartbeat-ms",
+        "how often members heartbeat to the leader (default 250)"),
+    OPT(lease_ms, "lease-ms",
+        "the lease a heartbeat answer grants; more than 2 member heartbeats (default 1000)"),
+    OPT(max_drift_percent, "max-drift-percent",
+        "bound on how much faster or slower two hosts' clocks run, 1-50 (default 10)"),
     OPT(log_level, "log-level", "error, warn, info or debug (default info)"),
 };
 #undef OPT
@@ -418,6 +425,9 @@ static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
         {"snapshot-entries", o->snapshot_entries, 0, 100000000, 50000, 0},
         {"request-timeout-ms", o->request_timeout_ms, 10, 600000, 5000, 0},
         {"max-connections", o->max_connections, 1, 100000, 1024, 0},
+        {"member-heartbeat-ms", o->member_heartbeat_ms, 10, 60000, 250, 0},
+        {"lease-ms", o->lease_ms, 30, 600000, 1000, 0},
+        {"max-drift-percent", o->max_drift_percent, 1, 50, 10, 0},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         nums[i].v = nums[i].def;
@@ -434,6 +444,18 @@ static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
     c->snapshot_entries = nums[2].v;
     c->request_timeout_ms = (uint32_t)nums[3].v;
     c->http.max_connections = (uint32_t)nums[4].v;
+    struct corral_liveness_config *lc = &c->coord.liveness;
+    lc->heartbeat_ms = (uint32_t)nums[5].v;
+    lc->lease_ms = (uint32_t)nums[6].v;
+    lc->max_drift_permille = (uint32_t)nums[7].v * 10u;
+    lc->suspect_after_ms = 2u * lc->heartbeat_ms;
+    if (lc->lease_ms <= 2u * lc->heartbeat_ms) {
+        snprintf(o->err, sizeof(o->err),
+                 "--lease-ms (%u) must be more than twice --member-heartbeat-ms (%u): a lease "
+                 "must outlive a lost heartbeat",
+                 lc->lease_ms, lc->heartbeat_ms);
+        return false;
+    }
     if (c->heartbeat_ms >= c->election_timeout_ms) {
         snprintf(o->err, sizeof(o->err),
                  "--heartbeat-ms (%u) must be below "
