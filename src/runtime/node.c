@@ -147,8 +147,7 @@ static void io_batch_done(void *ud, const struct corral_raft_ready *rd)
         corral_pending_read_ready(&n->pending, &rd->reads[i]);
     corral_pending_release_reads(&n->pending, corral_state_applied(n->st));
     assert(corral_pending_check(&n->pending) || n->pending.count > 64);
-    if (n->hooks.batch_done != NULL)
-        n->hooks.batch_done(n);
+    n->batch_seen = true; /* the API's hook runs once the driver is done */
 }
 
 static int io_save_snapshot(void *ud, const struct corral_raft_snapshot_meta *meta,
@@ -179,6 +178,11 @@ static void drain_ready(struct corral_node *n)
     if (n->stopping)
         return;
     int rv = corral_drive_run(&n->drive);
+    /* Outside the driver: a blocking query answered here may propose. */
+    if (rv == 0 && n->batch_seen && n->hooks.batch_done != NULL) {
+        n->batch_seen = false;
+        n->hooks.batch_done(n);
+    }
     if (rv != 0) {
         if (rv != CORRAL_EIO)
             corral_log(CORRAL_LOG_ERROR, "applying to the store failed: %s; stopping",

@@ -64,7 +64,8 @@ struct corral_node_hooks {
      * no-op and configuration entries), right after it was applied. */
     void (*applied)(struct corral_node *node, const struct corral_raft_entry *e,
                     const struct corral_state_result *res);
-    /* After every ready batch: blocking queries look again. */
+    /* After the driver ran one or more ready batches (outside it, so the
+     * hook may propose): blocking queries look again. */
     void (*batch_done)(struct corral_node *node);
     /* Every 50 ms: waits that ran out. */
     void (*sweep)(struct corral_node *node, uint64_t now_ms);

@@ -47,6 +47,7 @@ struct corral_node {
     uint64_t leader, term;
     uint64_t last_leader_contact_ms;
     bool stopping;
+    bool batch_seen; /* a ready batch finished since the API's batch hook ran */
     int exit_code;
 
     uint64_t leader_changes, proposals;
