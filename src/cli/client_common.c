@@ -320,6 +320,22 @@ int corral_cli_call_json(struct corral_cli_ctx *x, const char *method, const cha
     return answered(x, corral_client_request_json(&x->client, method, path, query, body, r), r);
 }
 
+int corral_cli_show(struct corral_cli_ctx *x, const char *method, const char *path,
+                    const char *query, const json_t *body,
+                    int (*print)(struct corral_cli_ctx *x, const json_t *answer))
+{
+    struct corral_client_response r;
+    int rv = corral_cli_call_json(x, method, path, query, body, &r);
+    if (rv != 0)
+        return rv;
+    if (x->o->seen[CORRAL_CLI_O_JSON])
+        corral_cli_print_json(&r);
+    else
+        rv = print(x, r.json);
+    corral_client_response_free(&r);
+    return rv;
+}
+
 const char *corral_cli_str(const json_t *obj, const char *key, const char *dflt)
 {
     const char *s = json_string_value(json_object_get(obj, key));
@@ -346,7 +362,8 @@ void corral_cli_table_init(struct corral_cli_table *t, size_t ncols, const char 
     assert(ncols > 0 && ncols <= CORRAL_CLI_TABLE_COLS_MAX);
     memset(t, 0, sizeof(*t));
     t->ncols = ncols;
-    corral_cli_table_add(t, header);
+    if (header != NULL)
+        corral_cli_table_add(t, header);
 }
 
 void corral_cli_table_add(struct corral_cli_table *t, const char *const *row)

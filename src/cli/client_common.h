@@ -130,6 +130,11 @@ int corral_cli_call(struct corral_cli_ctx *x, const char *method, const char *pa
                     struct corral_client_response *r);
 int corral_cli_call_json(struct corral_cli_ctx *x, const char *method, const char *path,
                          const char *query, const json_t *body, struct corral_client_response *r);
+/* Sends a request with a JSON body (or none) and prints the answer: as
+ * sent under --json, else with print (which returns an exit code). */
+int corral_cli_show(struct corral_cli_ctx *x, const char *method, const char *path,
+                    const char *query, const json_t *body,
+                    int (*print)(struct corral_cli_ctx *x, const json_t *answer));
 /* The server's JSON on one line: the body as sent when it is one line. */
 void corral_cli_print_json(const struct corral_client_response *r);
 
@@ -150,6 +155,7 @@ struct corral_cli_table {
     int failed;
 };
 
+/* header NULL: no header row. */
 void corral_cli_table_init(struct corral_cli_table *t, size_t ncols, const char *const *header);
 void corral_cli_table_add(struct corral_cli_table *t, const char *const *row);
 /* Prints the table to stdout and frees it; CORRAL_EXIT_OK, or
