@@ -3,7 +3,6 @@
  * docs/cli.md); parsing, requests and errors are client_common.h's. */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,21 +201,16 @@ static int read_stdin(const struct corral_cli_opts *o, char **buf, size_t *len)
     return 0;
 }
 
-/* Sends a PUT or DELETE with the optional ?cas and prints the outcome. */
+/* Sends a PUT or DELETE with the query ("cas=N" or none) and prints the
+ * outcome. */
 static int kv_write(struct corral_cli_ctx *x, const char *method, const char *key,
-                    const char *value, size_t value_len)
+                    const char *value, size_t value_len, const char *query)
 {
-    uint64_t cas = 0;
-    if (x->o->seen[O_CAS] && corral_cli_flag_u64(x->o, O_CAS, 0, INT64_MAX, &cas) != 0)
-        return CORRAL_EXIT_USAGE;
     char *path = key_path(x->o, key);
     if (path == NULL)
         return CORRAL_EXIT_FAILURE;
-    char query[48];
-    snprintf(query, sizeof(query), "cas=%" PRIu64, cas);
     struct corral_client_response r;
-    int rv =
-        corral_cli_call(x, method, path, x->o->seen[O_CAS] ? query : NULL, value, value_len, &r);
+    int rv = corral_cli_call(x, method, path, query, value, value_len, &r);
     free(path);
     if (rv != 0)
         return rv;
@@ -229,20 +223,20 @@ static int kv_write(struct corral_cli_ctx *x, const char *method, const char *ke
     return CORRAL_EXIT_OK;
 }
 
-static int kv_put(struct corral_cli_ctx *x, const char *key, const char *arg)
+static int kv_put(struct corral_cli_ctx *x, const char *key, const char *arg, const char *query)
 {
     if (strcmp(arg, "-") != 0) {
         size_t len = strlen(arg);
         if (len > CORRAL_KV_VALUE_BYTES_MAX)
             return corral_cli_usage_error(x->o, "the value is over %u bytes",
                                           CORRAL_KV_VALUE_BYTES_MAX);
-        return kv_write(x, "PUT", key, arg, len);
+        return kv_write(x, "PUT", key, arg, len, query);
     }
     char *buf;
     size_t len;
     int rv = read_stdin(x->o, &buf, &len);
     if (rv == 0)
-        rv = kv_write(x, "PUT", key, buf, len);
+        rv = kv_write(x, "PUT", key, buf, len, query);
     free(buf);
     return rv;
 }
@@ -362,27 +356,39 @@ static int kv_ls(struct corral_cli_ctx *x, const char *prefix)
     return rv;
 }
 
-static int kv_checked_key(struct corral_cli_ctx *x)
+/* The key and --cas, checked before stdin is read or anything is sent;
+ * *query is "cas=N", or NULL without --cas. */
+static int check_write(struct corral_cli_ctx *x, char *buf, size_t len, const char **query)
 {
-    return check_key(x->o, x->args[0]);
+    uint64_t cas = 0;
+    int rv = check_key(x->o, x->args[0]);
+    if (rv == 0 && x->o->seen[O_CAS])
+        rv = corral_cli_flag_u64(x->o, O_CAS, 0, INT64_MAX, &cas);
+    snprintf(buf, len, "cas=%" PRIu64, cas);
+    *query = x->o->seen[O_CAS] ? buf : NULL;
+    return rv;
 }
 
 static int run_get(struct corral_cli_ctx *x)
 {
-    int rv = kv_checked_key(x);
+    int rv = check_key(x->o, x->args[0]);
     return rv != 0 ? rv : kv_get(x, x->args[0]);
 }
 
 static int run_put(struct corral_cli_ctx *x)
 {
-    int rv = kv_checked_key(x);
-    return rv != 0 ? rv : kv_put(x, x->args[0], x->args[1]);
+    char buf[48];
+    const char *query;
+    int rv = check_write(x, buf, sizeof(buf), &query);
+    return rv != 0 ? rv : kv_put(x, x->args[0], x->args[1], query);
 }
 
 static int run_del(struct corral_cli_ctx *x)
 {
-    int rv = kv_checked_key(x);
-    return rv != 0 ? rv : kv_write(x, "DELETE", x->args[0], NULL, 0);
+    char buf[48];
+    const char *query;
+    int rv = check_write(x, buf, sizeof(buf), &query);
+    return rv != 0 ? rv : kv_write(x, "DELETE", x->args[0], NULL, 0, query);
 }
 
 static int run_ls(struct corral_cli_ctx *x)

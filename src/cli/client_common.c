@@ -336,6 +336,13 @@ int corral_cli_show(struct corral_cli_ctx *x, const char *method, const char *pa
     return rv;
 }
 
+int corral_cli_print_deleted(struct corral_cli_ctx *x, const json_t *answer)
+{
+    (void)x;
+    printf("OK %s deleted\n", corral_cli_str(answer, "name", "-"));
+    return CORRAL_EXIT_OK;
+}
+
 const char *corral_cli_str(const json_t *obj, const char *key, const char *dflt)
 {
     const char *s = json_string_value(json_object_get(obj, key));

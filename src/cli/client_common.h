@@ -135,6 +135,8 @@ int corral_cli_call_json(struct corral_cli_ctx *x, const char *method, const cha
 int corral_cli_show(struct corral_cli_ctx *x, const char *method, const char *path,
                     const char *query, const json_t *body,
                     int (*print)(struct corral_cli_ctx *x, const json_t *answer));
+/* A printer for corral_cli_show: "OK NAME deleted". */
+int corral_cli_print_deleted(struct corral_cli_ctx *x, const json_t *answer);
 /* The server's JSON on one line: the body as sent when it is one line. */
 void corral_cli_print_json(const struct corral_client_response *r);
 

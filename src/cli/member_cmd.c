@@ -152,13 +152,6 @@ static int print_registered(struct corral_cli_ctx *x, const json_t *m)
     return CORRAL_EXIT_OK;
 }
 
-static int print_deleted(struct corral_cli_ctx *x, const json_t *m)
-{
-    (void)x;
-    printf("OK %s deleted\n", corral_cli_str(m, "name", "-"));
-    return CORRAL_EXIT_OK;
-}
-
 /* "/v1/members/NAME" + suffix, the name checked first. */
 static int member_path(struct corral_cli_ctx *x, const char *suffix, char *path)
 {
@@ -175,18 +168,22 @@ static int run_show(struct corral_cli_ctx *x)
     return rv != 0 ? rv : corral_cli_show(x, "GET", path, NULL, NULL, print_member);
 }
 
-static int run_drain(struct corral_cli_ctx *x)
+/* POST /v1/members/NAME/drain or /activate. */
+static int post_status(struct corral_cli_ctx *x, const char *suffix)
 {
     char path[PATH_BYTES_MAX];
-    int rv = member_path(x, "/drain", path);
+    int rv = member_path(x, suffix, path);
     return rv != 0 ? rv : corral_cli_show(x, "POST", path, NULL, NULL, print_status);
+}
+
+static int run_drain(struct corral_cli_ctx *x)
+{
+    return post_status(x, "/drain");
 }
 
 static int run_activate(struct corral_cli_ctx *x)
 {
-    char path[PATH_BYTES_MAX];
-    int rv = member_path(x, "/activate", path);
-    return rv != 0 ? rv : corral_cli_show(x, "POST", path, NULL, NULL, print_status);
+    return post_status(x, "/activate");
 }
 
 static int run_remove(struct corral_cli_ctx *x)
@@ -205,7 +202,8 @@ static int run_remove(struct corral_cli_ctx *x)
     else
         snprintf(query, sizeof(query), "%s", force ? "force=1" : "");
     corral_cli_allow_wait(x, wait_ms);
-    return corral_cli_show(x, "DELETE", path, query[0] != '\0' ? query : NULL, NULL, print_deleted);
+    return corral_cli_show(x, "DELETE", path, query[0] != '\0' ? query : NULL, NULL,
+                           corral_cli_print_deleted);
 }
 
 static int run_stoppable(struct corral_cli_ctx *x)

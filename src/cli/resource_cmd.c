@@ -2,7 +2,6 @@
  * lookup` and `corral plan`: resources, their partition maps, where a key
  * lives and what the controller would move (docs/api.md "Members,
  * resources and partitions", docs/cli.md). */
-#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,13 +182,6 @@ static int print_summary(struct corral_cli_ctx *x, const json_t *s)
     return CORRAL_EXIT_OK;
 }
 
-static int print_deleted(struct corral_cli_ctx *x, const json_t *s)
-{
-    (void)x;
-    printf("OK %s deleted\n", corral_cli_str(s, "name", "-"));
-    return CORRAL_EXIT_OK;
-}
-
 /* "/v1/resources/NAME" + suffix, the name checked first. */
 static int resource_path(struct corral_cli_ctx *x, const char *suffix, char *path)
 {
@@ -268,7 +260,7 @@ static int run_delete(struct corral_cli_ctx *x)
 {
     char path[PATH_BYTES_MAX];
     int rv = resource_path(x, "", path);
-    return rv != 0 ? rv : corral_cli_show(x, "DELETE", path, NULL, NULL, print_deleted);
+    return rv != 0 ? rv : corral_cli_show(x, "DELETE", path, NULL, NULL, corral_cli_print_deleted);
 }
 
 static int print_lookup(struct corral_cli_ctx *x, const json_t *l)
