@@ -105,13 +105,15 @@ int corral_cli_flag_ms(const struct corral_cli_opts *o, int f, uint64_t max_ms, 
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    uint64_t unit_ms = strcmp(end, "ms") == 0 ? 1 : 1000;
-    int unit_ok = *end == '\0' || strcmp(end, "s") == 0 || strcmp(end, "ms") == 0;
+    uint64_t unit_ms = strcmp(end, "ms") == 0 ? 1 : strcmp(end, "m") == 0 ? 60000 : 1000;
+    int unit_ok =
+        *end == '\0' || strcmp(end, "s") == 0 || strcmp(end, "ms") == 0 || strcmp(end, "m") == 0;
     if (s[0] < '0' || s[0] > '9' || !unit_ok || errno != 0 || v > max_ms / unit_ms)
-        return corral_cli_usage_error(o,
-                                      "%s must be a duration such as 500ms, 30s or 30 (seconds), "
-                                      "at most %" PRIu64 "s, not '%s'",
-                                      o->flags[f].name, max_ms / 1000, s);
+        return corral_cli_usage_error(
+            o,
+            "%s must be a duration such as 500ms, 30s, 2m or 30 (seconds), "
+            "at most %" PRIu64 "s, not '%s'",
+            o->flags[f].name, max_ms / 1000, s);
     *out = v * unit_ms;
     return 0;
 }

@@ -113,8 +113,8 @@ __attribute__((format(printf, 2, 3))) int corral_cli_usage_error(const struct co
  * error. */
 int corral_cli_flag_u64(const struct corral_cli_opts *o, int f, uint64_t min, uint64_t max,
                         uint64_t *out);
-/* The value of flag f (given) as a duration: digits with "ms" or "s", or
- * plain seconds as the server reads them, at most max_ms. */
+/* The value of flag f (given) as a duration: digits with "ms", "s" or
+ * "m", or plain seconds as the server reads them, at most max_ms. */
 int corral_cli_flag_ms(const struct corral_cli_opts *o, int f, uint64_t max_ms, uint64_t *out);
 /* A member or resource name: 1-64 characters of [a-z0-9._-]; what is
  * "member" or "resource", for the message. */

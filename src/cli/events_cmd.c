@@ -46,6 +46,7 @@ static const char usage[] =
     "--follow asks again from the last index seen, each time waiting up to\n"
     "DUR (default 30s, at most 300s), until SIGINT or SIGTERM (exit 0).\n"
     "--json prints each answer as the server sent it, one line per page.\n"
+    "DUR is digits with ms, s or m, or plain seconds.\n"
     "\n"
     "Exit codes: 0 success, 1 failure (server error, unreachable), 2 usage.\n";
 
@@ -110,33 +111,33 @@ static void print_event(const json_t *e)
     putchar('\n');
 }
 
-/* Prints a page's events after *last (a page may repeat some after a
- * failover to another coordinator) and returns the index to ask from
- * next: the last event's, or the answer's when it has none. The answer's
- * index is not taken when there are events, in case they were cut at the
- * page's maximum. */
-static uint64_t take_page(const struct corral_cli_ctx *x, const json_t *page, uint64_t from,
-                          uint64_t *last)
+/* Prints a page's events after from, the index asked (one at or below
+ * it would be a repeat) and returns the index to ask from next: the last
+ * event's, or the answer's when it has none. Several events may share one
+ * log index (one command); the server never splits them over two pages,
+ * so asking from the last event's index loses none. */
+static uint64_t take_page(const struct corral_cli_ctx *x, const json_t *page, uint64_t from)
 {
     const json_t *events = json_object_get(page, "events");
     if (json_is_true(json_object_get(page, "truncated")))
         fprintf(stderr, "%s: events after %" PRIu64 " are no longer all kept; the oldest follow\n",
                 x->o->prog, from);
-    uint64_t next = from;
+    uint64_t next = from, last = from;
     size_t i;
     const json_t *e;
     json_array_foreach(events, i, e)
     {
         json_int_t index = corral_cli_int(e, "index");
-        if (index < 0 || (uint64_t)index <= *last)
+        if (index < 0 || (uint64_t)index <= from)
             continue;
-        *last = (uint64_t)index;
+        if ((uint64_t)index > last)
+            last = (uint64_t)index;
         if (!x->o->seen[CORRAL_CLI_O_JSON])
             print_event(e);
     }
     json_int_t index = corral_cli_int(page, "index");
-    if (*last > next)
-        next = *last;
+    if (last > next)
+        next = last;
     else if (json_array_size(events) == 0 && index > 0 && (uint64_t)index > next)
         next = (uint64_t)index;
     return next;
@@ -164,7 +165,6 @@ static int run_events(struct corral_cli_ctx *x)
         catch_stop();
         x->cancel = &stop;
     }
-    uint64_t last = index;
     do {
         char query[80];
         snprintf(query, sizeof(query), "index=%" PRIu64 "&wait=%" PRIu64 "ms", index, wait_ms);
@@ -173,7 +173,7 @@ static int run_events(struct corral_cli_ctx *x)
             return x->interrupted ? CORRAL_EXIT_OK : rv;
         if (x->o->seen[CORRAL_CLI_O_JSON])
             corral_cli_print_json(&r);
-        uint64_t next = take_page(x, r.json, index, &last);
+        uint64_t next = take_page(x, r.json, index);
         corral_client_response_free(&r);
         fflush(stdout);
         if (follow && next == index && !stop)

@@ -66,7 +66,8 @@ static const char usage[] =
     "stoppable prints yes or no, then the reasons, one a line.\n"
     "register adds the member, or updates it under the same name (a rejoin):\n"
     "'OK NAME id N status STATUS'. ZONE is 0-64 of [a-z0-9._-]; W is 1..1000.\n"
-    "Names are 1-64 characters of [a-z0-9._-].\n"
+    "Names are 1-64 characters of [a-z0-9._-]; DUR is digits with ms, s or m,\n"
+    "or plain seconds.\n"
     "\n"
     "Exit codes: 0 success (stoppable: yes), 1 failure (server error,\n"
     "unreachable), 2 usage, 3 no such member, 5 stoppable: no.\n";

@@ -348,9 +348,13 @@ static int print_plan(struct corral_cli_ctx *x, const json_t *plan)
         corral_cli_table_add(&t, cells);
     }
     int rv = corral_cli_table_print(&t, x->o);
-    printf("moves_total %s  lower_bound %s\n",
+    printf("moves_total %s  lower_bound %s",
            corral_cli_int_text(plan, "moves_total", total, sizeof(total)),
            corral_cli_int_text(plan, "lower_bound", bound, sizeof(bound)));
+    if (json_is_integer(json_object_get(plan, "primary_lower_bound")))
+        printf("  primary_lower_bound %s",
+               corral_cli_int_text(plan, "primary_lower_bound", bound, sizeof(bound)));
+    putchar('\n');
     return rv;
 }
 

@@ -57,6 +57,7 @@ RESOURCES = {"orders": ORDERS,
 EVENTS = [
     {"index": 10, "type": "member_join", "member": "w1"},
     {"index": 11, "type": "member_status", "member": "w2", "status": "draining"},
+    {"index": 14, "type": "clear", "member": "w2", "resource": "orders", "partition": 3},
     {"index": 14, "type": "grant", "member": "w1", "resource": "orders", "partition": 3,
      "epoch": 7},
     {"index": 20, "type": "copy", "member": "w3", "resource": "orders", "partition": 9,
@@ -188,7 +189,8 @@ class Handler(BaseHTTPRequestHandler):
                 {"partition": 3, "add": ["w4"], "drop": ["w2"], "primary_from": "w2",
                  "primary_to": "w1"},
                 {"partition": 9, "add": ["w4", "w5"], "drop": [], "primary_from": None,
-                 "primary_to": None}], "moves_total": 3, "lower_bound": 2})
+                 "primary_to": None}], "moves_total": 3, "lower_bound": 2,
+                "primary_lower_bound": 1})
         self.error(405, "method_not_allowed", "not for this method")
 
     def events(self, q):
@@ -308,6 +310,8 @@ def test_member_writes(leader, follower, noleader):
           (rc, err, sent))
     rc, out, err, sent = run(leader, ["member", "remove", "w2", "--wait=1500ms"])
     check("remove --wait ms", rc == 0 and at_leader(sent)[0][2] == {"wait": ["1500ms"]}, sent)
+    rc, out, err, sent = run(leader, ["member", "remove", "w2", "--wait", "5m"])
+    check("remove --wait m", rc == 0 and at_leader(sent)[0][2] == {"wait": ["300000ms"]}, sent)
     rc, out, err, _ = run(leader, ["member", "remove", "stuck"])
     check("remove 409", rc == 1 and "conflict: the member still holds replicas" in err and
           "4 replicas still held" in err, (rc, err))
@@ -428,7 +432,7 @@ def test_lookup_plan(leader, follower):
           [ln.split() for ln in lines[1:4]] ==
           [["PARTITION", "ADD", "DROP", "PRIMARY-FROM", "PRIMARY-TO"],
            ["3", "w4", "w2", "w2", "w1"], ["9", "w4,w5", "-", "-", "-"]] and
-          lines[4] == "moves_total 3  lower_bound 2", (rc, out, err))
+          lines[4] == "moves_total 3  lower_bound 2  primary_lower_bound 1", (rc, out, err))
     check("plan followed 307", [(r[0], r[1], r[2]) for r in sent] ==
           [("follower", "GET", "/v1/resources/orders/plan"),
            ("leader", "GET", "/v1/resources/orders/plan")], sent)
@@ -443,6 +447,7 @@ def test_events(leader, follower):
     check("events", rc == 0 and out.splitlines() == [
         "10 member_join member=w1",
         "11 member_status member=w2 status=draining",
+        "14 clear member=w2 resource=orders partition=3",
         "14 grant member=w1 resource=orders partition=3 epoch=7",
         '20 copy member=w3 resource=orders partition=9 from=- note="exit 1"'], (rc, out, err))
     check("events request", [(r[1], r[2], r[3]) for r in sent] ==
@@ -457,7 +462,7 @@ def test_events(leader, follower):
           out.startswith("10 member_join"), (rc, out, err))
     rc, out, err, _ = run(leader, ["events", "--index", "11", "--json"])
     check("events --json", rc == 0 and out.count("\n") == 1 and
-          [e["index"] for e in json.loads(out)["events"]] == [14, 20], out)
+          [e["index"] for e in json.loads(out)["events"]] == [14, 14, 20], out)
 
 
 def test_follow(leader):
@@ -473,8 +478,9 @@ def test_follow(leader):
         t.join(deadline_s)
         return out[0].decode() if out else None
 
-    first = [read_line(5), read_line(5)]
+    first = [read_line(5), read_line(5), read_line(5)]
     check("follow first page", first == [
+        "14 clear member=w2 resource=orders partition=3\n",
         "14 grant member=w1 resource=orders partition=3 epoch=7\n",
         '20 copy member=w3 resource=orders partition=9 from=- note="exit 1"\n'], first)
     time.sleep(0.3)  # it is now blocked in the next query
@@ -509,7 +515,7 @@ def test_usage(leader):
         ["member", "show", ""], ["member", "drain", "w 1"], ["member", "frob", "w1"],
         ["member"], ["member", "show"], ["member", "show", "w1", "w2"],
         ["member", "show", "w1", "--force"], ["member", "remove", "w1", "--wait", "301s"],
-        ["member", "remove", "w1", "--wait", "5m"], ["member", "remove", "w1", "--wait", "-1"],
+        ["member", "remove", "w1", "--wait", "6m"], ["member", "remove", "w1", "--wait", "1h"], ["member", "remove", "w1", "--wait", "-1"],
         ["member", "register", "w9"], ["member", "register", "w9", "--addr", "a b"],
         ["member", "register", "w9", "--addr", ""], ["member", "register", "w9", "--addr",
                                                      "h:1", "--zone", "Z"],
