@@ -184,6 +184,16 @@ char *corral_client_escape(const char *s, size_t len, int keep_slash, size_t out
     return out;
 }
 
+/* libcurl's progress callback, called about once a second even while
+ * nothing arrives: nonzero ends the transfer (CURLE_ABORTED_BY_CALLBACK). */
+static int cancel_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                     curl_off_t ulnow)
+{
+    const struct corral_client *c = clientp;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return *c->cancel != 0;
+}
+
 /* One HTTP exchange, no redirects followed. */
 static CURLcode perform(struct corral_client *c, const char *method, const char *url,
                         const char *body, size_t body_len, struct curl_slist *headers,
@@ -205,6 +215,11 @@ static CURLcode perform(struct corral_client *c, const char *method, const char 
     c->cu->easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
     c->cu->easy_setopt(h, CURLOPT_HEADERDATA, retry_after_s);
     c->cu->easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    if (c->cancel != NULL) {
+        c->cu->easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cancel_cb);
+        c->cu->easy_setopt(h, CURLOPT_XFERINFODATA, c);
+        c->cu->easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    }
     if (strcmp(method, "GET") == 0) {
         c->cu->easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else {
@@ -305,6 +320,11 @@ static int exchange(struct corral_client *c, const char *endpoint, const char *m
         struct sink sink = {0};
         long retry_after_s = -1;
         CURLcode rc = perform(c, method, url, body, body_len, headers, &sink, &retry_after_s);
+        if (rc == CURLE_ABORTED_BY_CALLBACK) {
+            snprintf(c->err, sizeof(c->err), "interrupted");
+            free(sink.buf);
+            return CORRAL_ESHUTDOWN;
+        }
         if (rc != CURLE_OK) {
             *fail_over = hop == 0 && !sink.over && !sink.nomem && may_fail_over(c, rc, method);
             int rv = transport_error(c, url, rc, &sink);
@@ -323,17 +343,19 @@ static int exchange(struct corral_client *c, const char *endpoint, const char *m
     }
 }
 
-int corral_client_request(struct corral_client *c, const char *method, const char *path,
-                          const char *query, const char *body, size_t body_len,
-                          struct corral_client_response *resp)
+static int request(struct corral_client *c, const char *method, const char *path, const char *query,
+                   const char *body, size_t body_len, const char *content_type,
+                   struct corral_client_response *resp)
 {
     memset(resp, 0, sizeof(*resp));
     resp->retry_after_s = -1;
+    if (c->cancel != NULL && *c->cancel != 0) {
+        snprintf(c->err, sizeof(c->err), "interrupted");
+        return CORRAL_ESHUTDOWN;
+    }
     /* "Expect:" stops libcurl from waiting for 100-continue on big bodies. */
     struct curl_slist *headers = c->cu->slist_append(NULL, "Expect:");
-    struct curl_slist *more =
-        headers != NULL ? c->cu->slist_append(headers, "Content-Type: application/octet-stream")
-                        : NULL;
+    struct curl_slist *more = headers != NULL ? c->cu->slist_append(headers, content_type) : NULL;
     if (more == NULL) {
         c->cu->slist_free_all(headers);
         snprintf(c->err, sizeof(c->err), "out of memory");
@@ -354,5 +376,30 @@ int corral_client_request(struct corral_client *c, const char *method, const cha
     c->cu->slist_free_all(more);
     if (rv != 0 && tried == c->n_endpoints && c->n_endpoints > 1)
         prefix_error(c, "no endpoint answered; the last: ");
+    return rv;
+}
+
+int corral_client_request(struct corral_client *c, const char *method, const char *path,
+                          const char *query, const char *body, size_t body_len,
+                          struct corral_client_response *resp)
+{
+    return request(c, method, path, query, body, body_len, "Content-Type: application/octet-stream",
+                   resp);
+}
+
+int corral_client_request_json(struct corral_client *c, const char *method, const char *path,
+                               const char *query, const json_t *body,
+                               struct corral_client_response *resp)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (body != NULL && text == NULL) {
+        memset(resp, 0, sizeof(*resp));
+        resp->retry_after_s = -1;
+        snprintf(c->err, sizeof(c->err), "out of memory");
+        return CORRAL_ENOMEM;
+    }
+    int rv = request(c, method, path, query, text, text != NULL ? strlen(text) : 0,
+                     "Content-Type: application/json", resp);
+    free(text);
     return rv;
 }

@@ -7,6 +7,7 @@
 #ifndef CORRAL_CLI_CLIENT_H
 #define CORRAL_CLI_CLIENT_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -35,7 +36,11 @@ struct corral_client {
     long timeout_ms;              /* per HTTP exchange, redirects included */
     void *curl;                   /* CURL *, reused across requests (keeps connections) */
     const struct corral_curl *cu; /* libcurl, loaded on first use (curl_load.h) */
-    char err[512];                /* why the last request failed, when it returned nonzero */
+    /* When set by the caller, a request gives up (CORRAL_ESHUTDOWN) once
+     * *cancel is nonzero: a signal handler sets it to end a blocking query.
+     * libcurl looks at it about once a second while it waits. */
+    volatile sig_atomic_t *cancel;
+    char err[512]; /* why the last request failed, when it returned nonzero */
 };
 
 /* One HTTP answer. Owned by the caller once filled; free with
@@ -62,11 +67,17 @@ void corral_client_close(struct corral_client *c);
  * NULL), trying each endpoint in turn while connections fail, and
  * following up to CORRAL_CLIENT_REDIRECTS_MAX 307s.
  * Returns 0 when some server answered (any status, in *resp), or
- * CORRAL_EIO (no endpoint answered, or the exchange broke) or
- * CORRAL_ENOMEM, with a message in c->err and *resp empty. */
+ * CORRAL_EIO (no endpoint answered, or the exchange broke),
+ * CORRAL_ENOMEM, or CORRAL_ESHUTDOWN (c->cancel was set), with a message
+ * in c->err and *resp empty. */
 int corral_client_request(struct corral_client *c, const char *method, const char *path,
                           const char *query, const char *body, size_t body_len,
                           struct corral_client_response *resp);
+/* The same with a JSON body (NULL: none), sent compact as
+ * application/json; CORRAL_ENOMEM when it cannot be encoded. */
+int corral_client_request_json(struct corral_client *c, const char *method, const char *path,
+                               const char *query, const json_t *body,
+                               struct corral_client_response *resp);
 void corral_client_response_free(struct corral_client_response *resp);
 
 /* Percent-encodes s (len bytes) for a URL: every byte except unreserved

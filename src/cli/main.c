@@ -20,6 +20,16 @@ static const struct subcommand subcommands[] = {
      corral_cmd_placement},
     {"status", "show a node's view of the cluster (role, term, leader, peers)", corral_cmd_status},
     {"kv", "get, put, delete and list keys in the replicated store", corral_cmd_kv},
+    {"members", "list the members: status, address, zone, partitions held", corral_cmd_members},
+    {"member", "show, register, drain, activate or remove a member; is it stoppable",
+     corral_cmd_member},
+    {"resources", "list the resources and how many partitions lack a primary or copies",
+     corral_cmd_resources},
+    {"resource", "create, resize, show (the partition map) or delete a resource",
+     corral_cmd_resource},
+    {"lookup", "which partition, primary and replicas hold a resource's key", corral_cmd_lookup},
+    {"plan", "the moves the controller would make for a resource", corral_cmd_plan},
+    {"events", "print the cluster's change log; --follow waits for more", corral_cmd_events},
 };
 
 #define SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
@@ -31,8 +41,9 @@ static void usage(FILE *out)
         fprintf(out, "  %-12s %s\n", subcommands[i].name, subcommands[i].summary);
     fprintf(out, "\nRun 'corral <command> --help' for a command's options.\n"
                  "Exit codes: 0 success, 1 runtime failure (including a server error or\n"
-                 "no server reachable), 2 usage or input error, 3 key not found (kv),\n"
-                 "4 compare-and-swap version mismatch (kv --cas).\n");
+                 "no server reachable), 2 usage or input error, 3 not found (a key,\n"
+                 "member or resource), 4 compare-and-swap version mismatch (kv --cas),\n"
+                 "5 not stoppable (member stoppable).\n");
 }
 
 int main(int argc, char **argv)

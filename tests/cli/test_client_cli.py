@@ -181,6 +181,17 @@ def test_errors(leader, follower, noleader):
                  ["status", "extra"], ["status", "--bogus"], ["kv", "get", "x" * 513]):
         rc, out, err = run(leader, args)
         check(f"usage {args[:4]}", rc == 2 and err.startswith("corral ") and out == "", (rc, err))
+    # A bad --cas is refused before stdin is read: this stdin never ends.
+    p = subprocess.Popen([CORRAL, "kv", "put", "k", "-", "--cas", "x", "--endpoints", leader],
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        rc = p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = "waited on stdin"
+    p.stdin.close()
+    check("bad --cas before stdin", rc == 2, rc)
 
 
 def test_failover_status(leader, follower):
