@@ -19,5 +19,7 @@ int corral_cmd_server(int argc, char **argv);
 /* client_cmd.c: commands that talk to a running cluster. */
 int corral_cmd_status(int argc, char **argv);
 int corral_cmd_kv(int argc, char **argv);
+/* agent_cmd.c: the member side (hooks as commands). */
+int corral_cmd_agent(int argc, char **argv);
 
 #endif

@@ -20,6 +20,8 @@ static const struct subcommand subcommands[] = {
      corral_cmd_placement},
     {"status", "show a node's view of the cluster (role, term, leader, peers)", corral_cmd_status},
     {"kv", "get, put, delete and list keys in the replicated store", corral_cmd_kv},
+    {"agent", "run a member: heartbeats, assignment and hook commands (see --help)",
+     corral_cmd_agent},
 };
 
 #define SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
