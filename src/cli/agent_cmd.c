@@ -229,8 +229,8 @@ static int check_identity(const struct opts *o, struct agent_opts *a)
     }
     a->weight = 1;
     uint64_t w;
-    if (o->seen[O_WEIGHT] && (!corral_parse_u64(o->value[O_WEIGHT], &w) || w < 1 ||
-                              w > CORRAL_STATE_WEIGHT_MAX))
+    if (o->seen[O_WEIGHT] &&
+        (!corral_parse_u64(o->value[O_WEIGHT], &w) || w < 1 || w > CORRAL_STATE_WEIGHT_MAX))
         return usage_error("--weight: '%s' is not a number from 1 to 1000", o->value[O_WEIGHT]);
     if (o->seen[O_WEIGHT])
         a->weight = (uint32_t)w;
@@ -240,8 +240,8 @@ static int check_identity(const struct opts *o, struct agent_opts *a)
 static int check_meta(const struct opts *o, struct agent_opts *a)
 {
     json_error_t jerr;
-    json_t *meta = json_loads(o->seen[O_META] ? o->value[O_META] : "{}", JSON_REJECT_DUPLICATES,
-                              &jerr);
+    json_t *meta =
+        json_loads(o->seen[O_META] ? o->value[O_META] : "{}", JSON_REJECT_DUPLICATES, &jerr);
     if (meta == NULL)
         return usage_error("--meta: not JSON: %s (column %d)", jerr.text, jerr.column);
     if (!json_is_object(meta)) {

@@ -22,8 +22,8 @@ extern char **environ;
 
 /* The variables a hook gets; inherited ones of these names are dropped. */
 static const char *const hook_vars[] = {
-    "CORRAL_EVENT",     "CORRAL_MEMBER", "CORRAL_RESOURCE",  "CORRAL_RESOURCE_ID",
-    "CORRAL_PARTITION", "CORRAL_EPOCH",  "CORRAL_ROLE",      "CORRAL_COPY_FROM",
+    "CORRAL_EVENT",          "CORRAL_MEMBER", "CORRAL_RESOURCE",     "CORRAL_RESOURCE_ID",
+    "CORRAL_PARTITION",      "CORRAL_EPOCH",  "CORRAL_ROLE",         "CORRAL_COPY_FROM",
     "CORRAL_COPY_FROM_ADDR", "CORRAL_REASON", "CORRAL_LEASE_END_MS",
 };
 #define HOOK_VARS (sizeof(hook_vars) / sizeof(hook_vars[0]))
@@ -189,10 +189,8 @@ static void start(struct host *x, const struct corral_agent_hook *h)
         return;
     }
     struct agent_run *r = &x->hooks.run[x->hooks.n_run++];
-    *r = (struct agent_run){.pid = pid,
-                            .h = *h,
-                            .start_ms = now,
-                            .deadline_ms = now + x->o->hook_timeout_ms};
+    *r = (struct agent_run){
+        .pid = pid, .h = *h, .start_ms = now, .deadline_ms = now + x->o->hook_timeout_ms};
     if (h->kind == CORRAL_AGENT_RELEASE)
         x->hooks.n_releases++;
     if (corral_log_enabled(CORRAL_LOG_DEBUG)) {

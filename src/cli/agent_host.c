@@ -153,8 +153,9 @@ static void set_desired(struct host *x, uint64_t index, struct corral_agent_entr
         corral_log(CORRAL_LOG_DEBUG, "%s: index %" PRIu64 " is older than %" PRIu64, source, index,
                    before);
     else if (rv != 0)
-        corral_log(CORRAL_LOG_WARN, "%s: the agent refused the desired set at index %" PRIu64 ": %s",
-                   source, index, corral_strerror(rv));
+        corral_log(CORRAL_LOG_WARN,
+                   "%s: the agent refused the desired set at index %" PRIu64 ": %s", source, index,
+                   corral_strerror(rv));
     if (take)
         free(e);
     settle(x);
@@ -175,9 +176,9 @@ static void apply_view(struct host *x, const json_t *view, const char *source)
     char err[256];
     if (agent_view_parse(json_object_get(view, "partitions"), &x->resources, &x->members, &v, err,
                          sizeof(err)) != 0) {
-        corral_log(CORRAL_LOG_WARN, "%s: refused the assignment at index %" JSON_INTEGER_FORMAT
-                   ": %s",
-                   source, index, err);
+        corral_log(CORRAL_LOG_WARN,
+                   "%s: refused the assignment at index %" JSON_INTEGER_FORMAT ": %s", source,
+                   index, err);
         return;
     }
     set_desired(x, (uint64_t)index, v.e, v.n, true, source);
@@ -242,7 +243,8 @@ static void drain_answered(struct host *x, const struct corral_client_response *
     char text[512];
     if (r->status == 200) {
         x->drained = true;
-        corral_log(CORRAL_LOG_INFO, "draining: waiting up to %" PRIu64 " ms for the partitions "
+        corral_log(CORRAL_LOG_INFO,
+                   "draining: waiting up to %" PRIu64 " ms for the partitions "
                    "to move away",
                    x->drain_deadline_ms > now ? x->drain_deadline_ms - now : 0);
         return;
@@ -287,20 +289,21 @@ static void send_heartbeat(struct host *x, uint64_t now)
     uint64_t index = corral_agent_index(x->agent);
     /* The lease counts from here (agent.h A1): before the request leaves
      * is the safe side. */
-    uint64_t seq = corral_agent_heartbeat_sent(x->agent, now, reports,
-                                               AGENT_REPORTS_PER_HEARTBEAT_MAX, &n);
+    uint64_t seq =
+        corral_agent_heartbeat_sent(x->agent, now, reports, AGENT_REPORTS_PER_HEARTBEAT_MAX, &n);
     x->hb_next_ms = now + x->heartbeat_ms;
     x->hb_early = false;
     struct agent_req_job job = {.method = "POST", .rotate = x->hb_rotate};
-    job.body = agent_heartbeat_body(index, reports, n, &x->resources, x->o->hook_timeout_ms,
-                                    &unnamed);
+    job.body =
+        agent_heartbeat_body(index, reports, n, &x->resources, x->o->hook_timeout_ms, &unnamed);
     if (job.body == NULL) {
         corral_log(CORRAL_LOG_ERROR, "out of memory building a heartbeat");
         settle(x);
         return;
     }
     if (unnamed > 0)
-        corral_log(CORRAL_LOG_WARN, "%" PRIu32 " report(s) name a resource of unknown name", unnamed);
+        corral_log(CORRAL_LOG_WARN, "%" PRIu32 " report(s) name a resource of unknown name",
+                   unnamed);
     job.body_len = strlen(job.body);
     snprintf(job.path, sizeof(job.path), "/v1/members/%s/heartbeat", x->o->name);
     uint32_t t = x->lease_ms / 2;
@@ -356,8 +359,7 @@ static void leased(struct host *x, const json_t *j, uint64_t now)
     /* "Still the view you named": only if that is still the one in force
      * (a watch answer may have replaced it since). */
     json_int_t ai = int_or(a, "index", -1);
-    if (ai >= 0 && corral_agent_index(x->agent) == x->hb_index &&
-        (uint64_t)ai >= x->hb_index)
+    if (ai >= 0 && corral_agent_index(x->agent) == x->hb_index && (uint64_t)ai >= x->hb_index)
         set_desired(x, (uint64_t)ai, x->inforce, x->n_inforce, false, "heartbeat");
 }
 
@@ -420,8 +422,8 @@ static void take_watch(struct host *x)
         apply_view(x, r.json, "watch");
         if (index > 0 && (uint64_t)index > x->watch_index)
             x->watch_index = (uint64_t)index;
-        x->watch_at_ms = index > 0 && (uint64_t)index > x->watch_asked ? now
-                                                                        : now + WATCH_SPACING_MS;
+        x->watch_at_ms =
+            index > 0 && (uint64_t)index > x->watch_asked ? now : now + WATCH_SPACING_MS;
     } else {
         if (rv != 0) {
             failing(&x->watch_fail, now, "assignment watch failed: %s", err);
@@ -462,10 +464,11 @@ static void step_phase(struct host *x, uint64_t now)
 {
     struct corral_agent_stats st;
     corral_agent_stats(x->agent, &st);
-    if (x->phase == AGENT_DRAIN && ((x->drained && st.desired == 0) ||
-                                    now >= x->drain_deadline_ms)) {
+    if (x->phase == AGENT_DRAIN &&
+        ((x->drained && st.desired == 0) || now >= x->drain_deadline_ms)) {
         if (st.desired > 0)
-            corral_log(CORRAL_LOG_WARN, "drain: %" PRIu32 " partition(s) still here after %" PRIu64
+            corral_log(CORRAL_LOG_WARN,
+                       "drain: %" PRIu32 " partition(s) still here after %" PRIu64
                        " ms; stopping anyway",
                        st.desired, x->o->drain_timeout_ms);
         x->phase = AGENT_STOP;
@@ -527,7 +530,8 @@ static int loop(struct host *x)
         if (signal_stops > x->signals_seen) {
             x->signals_seen = signal_stops;
             if (x->signals_seen > 1) {
-                corral_log(CORRAL_LOG_WARN, "signalled again: killing %" PRIu32
+                corral_log(CORRAL_LOG_WARN,
+                           "signalled again: killing %" PRIu32
                            " running hook(s) and exiting at once",
                            x->hooks.n_run);
                 agent_hooks_kill_all(x);
@@ -556,9 +560,9 @@ static int loop(struct host *x)
 static char *registration_body(const struct agent_opts *o)
 {
     json_t *meta = json_loads(o->meta_json, 0, NULL);
-    json_t *body = json_pack("{s:s,s:s,s:s,s:I,s:o}", "role", "worker", "addr", o->addr, "zone",
-                             o->zone, "weight", (json_int_t)o->weight, "meta",
-                             meta != NULL ? meta : json_object());
+    json_t *body =
+        json_pack("{s:s,s:s,s:s,s:I,s:o}", "role", "worker", "addr", o->addr, "zone", o->zone,
+                  "weight", (json_int_t)o->weight, "meta", meta != NULL ? meta : json_object());
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     return text;
@@ -593,11 +597,10 @@ static int setup(struct host *x)
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    int rv = agent_req_start(&x->ctl, "registration", x->o->coordinators, x->wake_w, err,
-                             sizeof(err));
+    int rv =
+        agent_req_start(&x->ctl, "registration", x->o->coordinators, x->wake_w, err, sizeof(err));
     if (rv == 0)
-        rv = agent_req_start(&x->hb, "heartbeat", x->o->coordinators, x->wake_w, err,
-                             sizeof(err));
+        rv = agent_req_start(&x->hb, "heartbeat", x->o->coordinators, x->wake_w, err, sizeof(err));
     if (rv == 0)
         rv = agent_req_start(&x->watch, "watch", x->o->coordinators, x->wake_w, err, sizeof(err));
     pthread_sigmask(SIG_SETMASK, &old, NULL);

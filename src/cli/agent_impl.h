@@ -85,8 +85,8 @@ void agent_err_text(int err, uint64_t timeout_ms, char *buf, size_t len);
 struct agent_req_job {
     const char *method; /* a string constant */
     char path[192];
-    char query[64];  /* "" for none */
-    char *body;      /* malloc'd, or NULL; the thread frees it */
+    char query[64]; /* "" for none */
+    char *body;     /* malloc'd, or NULL; the thread frees it */
     size_t body_len;
     long timeout_ms;
     bool rotate; /* first move to the next endpoint (corral_client_next_endpoint) */
@@ -262,7 +262,7 @@ struct host {
     /* Stopping. */
     uint8_t phase; /* enum agent_phase */
     int signals_seen;
-    bool drained;   /* the drain POST was answered 200 */
+    bool drained; /* the drain POST was answered 200 */
     uint64_t drain_at_ms, drain_deadline_ms;
     bool final_sent;
     uint64_t final_deadline_ms;

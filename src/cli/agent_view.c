@@ -146,9 +146,8 @@ static bool int_field(const json_t *o, const char *key, json_int_t min, json_int
 }
 
 /* One entry; why not into err. */
-static bool parse_entry(const json_t *j, struct agent_names *resources,
-                        struct agent_names *members, struct corral_agent_entry *e, char *err,
-                        size_t errlen)
+static bool parse_entry(const json_t *j, struct agent_names *resources, struct agent_names *members,
+                        struct corral_agent_entry *e, char *err, size_t errlen)
 {
     const char *res = json_string_value(json_object_get(j, "resource"));
     const char *role = json_string_value(json_object_get(j, "role"));
@@ -263,8 +262,8 @@ char *agent_heartbeat_body(uint64_t index, const struct corral_agent_report *r, 
 {
     *unnamed = 0;
     json_t *progress = json_array();
-    json_t *body = json_pack("{s:I,s:{},s:o}", "index", (json_int_t)index, "load", "progress",
-                             progress);
+    json_t *body =
+        json_pack("{s:I,s:{},s:o}", "index", (json_int_t)index, "load", "progress", progress);
     if (body == NULL)
         return NULL;
     for (uint32_t i = 0; i < n; i++) {
