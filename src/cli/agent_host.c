@@ -228,9 +228,12 @@ static void registered(struct host *x, const struct corral_client_response *r, u
     }
     answer_text(r, text, sizeof(text));
     if (r->status == 400) {
-        /* The same body would be refused again: our flags are wrong. */
+        /* The same body would be refused again: our flags are wrong. Stop
+         * (or end the drain) and exit with 1. */
         corral_log(CORRAL_LOG_ERROR, "the coordinators refused the registration: %s", text);
         x->exit_code = CORRAL_EXIT_FAILURE;
+        x->reg_at_ms = UINT64_MAX;
+        x->drain_deadline_ms = now;
         begin_stop(x, now);
         return;
     }
@@ -480,7 +483,9 @@ static void step_phase(struct host *x, uint64_t now)
         x->phase = x->registered ? AGENT_FINAL : AGENT_EXIT;
         x->final_deadline_ms = now + FINAL_HEARTBEAT_MS;
     }
-    if (x->phase == AGENT_FINAL && now >= x->final_deadline_ms) {
+    if (x->phase == AGENT_FINAL && !x->registered) {
+        x->phase = AGENT_EXIT; /* a 404 since: nobody to tell */
+    } else if (x->phase == AGENT_FINAL && now >= x->final_deadline_ms) {
         corral_log(CORRAL_LOG_WARN, "the last heartbeat did not complete in time");
         x->phase = AGENT_EXIT;
     }

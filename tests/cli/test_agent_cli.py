@@ -516,6 +516,7 @@ def test_one_hook(leader):
             check("--hook environment", acq[0]["env"].get("CORRAL_RESOURCE_ID") == "2",
                   acq[0]["env"])
         wait_for(lambda: done_ok("acquire:users/1"))
+        release_first(a)
         rc = a.stop()
         check("--hook: SIGTERM exits 0", rc == 0, rc)
         rel = hook_runs("release:users/1")
@@ -524,6 +525,37 @@ def test_one_hook(leader):
         a.kill()
         if failures:
             print("--- agent w2 log (tail) ---\n" + a.tail(), flush=True)
+
+
+def release_first(a):
+    """A release starts at once even when 16 hooks already run (the cap on
+    other hooks, one of which then waits)."""
+    slow = list(range(10, 27))  # 17 acquires that take 3 s each
+    hook_ctl({f"acquire:users/{p}": {"sleep_times": 1, "sleep": 3} for p in slow})
+    COORD.set("w2", [entry(1, epoch=20, resource="users", rid=2)] +
+              [entry(p, epoch=30 + p, resource="users", rid=2) for p in slow])
+    check("16 acquires run", wait_for(lambda: sum(
+        1 for p in slow if hook_runs(f"acquire:users/{p}")) >= 16, 5), a.tail())
+    t0 = now_ms()
+    COORD.set("w2", [entry(1, state="releasing", epoch=20, resource="users", rid=2)] +
+              [entry(p, epoch=30 + p, resource="users", rid=2) for p in slow])
+    rel = wait_for(lambda: hook_runs("release:users/1"), 5)
+    if check("a release runs while 16 other hooks do", rel, hook_log()[-3:]):
+        check("the release does not wait for the other hooks", rel[0]["t"] - t0 < 1500,
+              rel[0]["t"] - t0)
+        check("the release reason is handoff", rel[0]["env"].get("CORRAL_REASON") == "handoff",
+              rel[0]["env"])
+    wait_for(lambda: all(done_ok(f"acquire:users/{p}") for p in slow), 12)
+    runs = [(hook_runs(f"acquire:users/{p}")[0]["t"], hook_runs(f"acquire:users/{p}", "end")[0]["t"])
+            for p in slow if hook_runs(f"acquire:users/{p}", "end")]
+    check("every slow acquire completed", len(runs) == len(slow), len(runs))
+    most = max(sum(1 for s, e in runs if s <= t < e) for t, _ in runs) if runs else 0
+    check("at most 16 hooks other than releases at once", most <= 16, most)
+    if len(runs) == len(slow):
+        last = max(runs)
+        first_end = min(e for s, e in runs if (s, e) != last)
+        check("the 17th waits for room", last[0] >= first_end, (last, first_end))
+    hook_ctl({})
 
 
 def test_missing_hooks_and_drain(leader):
