@@ -360,7 +360,8 @@ def main_steps(a):
           f"{n_follower} heartbeats at the follower")
     ts = [b["t"] for b in COORD.beats_of("w1", "leader")][-8:]
     gaps = [y - x for x, y in zip(ts, ts[1:])]
-    check("heartbeat_ms from the answers is used", gaps and max(gaps) < 3 * HEARTBEAT_MS, gaps)
+    check("heartbeat_ms from the answers is used (not the 250 ms default)",
+          gaps and sorted(gaps)[len(gaps) // 2] < 2 * HEARTBEAT_MS, gaps)
 
     # A grant and a copy: acquire and replicate with their environment.
     w2 = {"id": 2, "name": "w2", "addr": "10.0.0.6:7000"}
@@ -462,7 +463,7 @@ def main_steps(a):
               last + LEASE_MS - 150 <= lease_end <= last + LEASE_MS + 5,
               (last, lease_end, lease_end - last))
         check("the release starts at the lease end, not before",
-              lease_end - 5 <= rel[0]["t"] <= lease_end + 1000, (lease_end, rel[0]["t"]))
+              lease_end - 5 <= rel[0]["t"] <= lease_end + 2000, (lease_end, rel[0]["t"]))
         check("heartbeats went on while unanswered", len(unanswered) >= 2, len(unanswered))
         r6 = [r for r in hook_runs("release:orders/6")
               if r["env"].get("CORRAL_REASON") == "lease_lost"]
@@ -530,8 +531,8 @@ def test_one_hook(leader):
 def release_first(a):
     """A release starts at once even when 16 hooks already run (the cap on
     other hooks, one of which then waits)."""
-    slow = list(range(10, 27))  # 17 acquires that take 3 s each
-    hook_ctl({f"acquire:users/{p}": {"sleep_times": 1, "sleep": 3} for p in slow})
+    slow = list(range(10, 27))  # 17 acquires that take 4 s each
+    hook_ctl({f"acquire:users/{p}": {"sleep_times": 1, "sleep": 4} for p in slow})
     COORD.set("w2", [entry(1, epoch=20, resource="users", rid=2)] +
               [entry(p, epoch=30 + p, resource="users", rid=2) for p in slow])
     check("16 acquires run", wait_for(lambda: sum(
@@ -541,11 +542,11 @@ def release_first(a):
               [entry(p, epoch=30 + p, resource="users", rid=2) for p in slow])
     rel = wait_for(lambda: hook_runs("release:users/1"), 5)
     if check("a release runs while 16 other hooks do", rel, hook_log()[-3:]):
-        check("the release does not wait for the other hooks", rel[0]["t"] - t0 < 1500,
+        check("the release does not wait for the other hooks", rel[0]["t"] - t0 < 2500,
               rel[0]["t"] - t0)
         check("the release reason is handoff", rel[0]["env"].get("CORRAL_REASON") == "handoff",
               rel[0]["env"])
-    wait_for(lambda: all(done_ok(f"acquire:users/{p}") for p in slow), 12)
+    wait_for(lambda: all(done_ok(f"acquire:users/{p}") for p in slow), 15)
     runs = [(hook_runs(f"acquire:users/{p}")[0]["t"], hook_runs(f"acquire:users/{p}", "end")[0]["t"])
             for p in slow if hook_runs(f"acquire:users/{p}", "end")]
     check("every slow acquire completed", len(runs) == len(slow), len(runs))
