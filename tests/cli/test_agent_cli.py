@@ -408,9 +408,12 @@ def main_steps(a):
     ok = wait_for(lambda: done_ok("acquire:orders/5", 3), 5)
     check("the failed acquire is retried until it succeeds", ok,
           [(r["attempt"], r.get("code")) for r in hook_runs("acquire:orders/5", "end")])
+    # From a failed run's end to the next start: at least the backoff, 100
+    # then 200 ms (agent.h A8).
     starts = [r["t"] for r in hook_runs("acquire:orders/5")]
-    check("retries back off", len(starts) >= 3 and starts[1] - starts[0] >= 80
-          and starts[2] - starts[1] >= starts[1] - starts[0] - 20, starts)
+    ends = [r["t"] for r in hook_runs("acquire:orders/5", "end")]
+    waits = [s - e for s, e in zip(starts[1:], ends)]
+    check("retries back off", len(waits) >= 2 and waits[0] >= 95 and waits[1] >= 195, waits)
     check("the drop hook ran for the partition that left", wait_for(
         lambda: done_ok("drop:orders/3")), hook_log()[-3:])
 
