@@ -142,6 +142,13 @@ void corral_client_close(struct corral_client *c)
     c->curl = NULL;
 }
 
+void corral_client_next_endpoint(struct corral_client *c)
+{
+    c->leader[0] = '\0';
+    if (c->n_endpoints > 0)
+        c->current = (c->current + 1) % c->n_endpoints;
+}
+
 void corral_client_response_free(struct corral_client_response *resp)
 {
     free(resp->body);
@@ -282,6 +289,19 @@ static void fill_response(struct corral_client *c, struct sink *sink, long retry
     resp->message = json_string_value(json_object_get(error, "message"));
 }
 
+/* Keeps "scheme://authority" of url, where a redirect led, as the leader. */
+static void remember_leader(struct corral_client *c, const char *url)
+{
+    const char *sep = strstr(url, "://");
+    if (sep == NULL)
+        return;
+    size_t len = strcspn(sep + 3, "/?#") + (size_t)(sep + 3 - url);
+    if (len >= sizeof(c->leader))
+        return;
+    memcpy(c->leader, url, len);
+    c->leader[len] = '\0';
+}
+
 static int transport_error(struct corral_client *c, const char *url, CURLcode rc,
                            const struct sink *sink)
 {
@@ -338,6 +358,8 @@ static int exchange(struct corral_client *c, const char *endpoint, const char *m
             free(sink.buf);
             continue;
         }
+        if (hop > 0)
+            remember_leader(c, url);
         fill_response(c, &sink, retry_after_s, resp);
         return 0;
     }
@@ -363,6 +385,17 @@ static int request(struct corral_client *c, const char *method, const char *path
     }
     int rv = CORRAL_EIO;
     size_t tried = 0;
+    if (c->leader[0] != '\0') {
+        char leader[sizeof(c->leader)];
+        memcpy(leader, c->leader, sizeof(leader));
+        int fail_over;
+        rv = exchange(c, leader, method, path, query, body, body_len, more, resp, &fail_over);
+        if (rv == 0 || !fail_over) {
+            c->cu->slist_free_all(more);
+            return rv;
+        }
+        c->leader[0] = '\0'; /* gone: back to the list */
+    }
     for (; tried < c->n_endpoints; tried++) {
         size_t i = (c->current + tried) % c->n_endpoints;
         int fail_over;

@@ -1,7 +1,10 @@
 /* A small HTTP client for the corral API (docs/api.md), on libcurl: one
  * request at a time against a list of endpoints, with failover to the next
  * endpoint when a connection cannot be made, and manual following of 307
- * not_leader redirects (the body is sent again to the leader).
+ * not_leader redirects (the body is sent again to the leader). Where a
+ * redirect led is remembered and asked first next time, so that a client
+ * making many writes (`corral agent`'s heartbeats) goes to the leader
+ * directly rather than through a follower each time.
  *
  * Not thread-safe: one client per thread. Used by the corral command. */
 #ifndef CORRAL_CLI_CLIENT_H
@@ -26,13 +29,19 @@
 /* Connecting to one endpoint gives up after this (or the request timeout,
  * when shorter), so that a dead host does not hold up failover. */
 #define CORRAL_CLIENT_CONNECT_TIMEOUT_MS 2000L
+/* "scheme://host:port" of a remembered leader; a longer one is not kept. */
+#define CORRAL_CLIENT_BASE_BYTES_MAX 1100
 
 struct corral_curl;
 
 struct corral_client {
     char *endpoints[CORRAL_CLIENT_ENDPOINTS_MAX]; /* "http://host:port", no trailing '/' */
     size_t n_endpoints;
-    size_t current;               /* the endpoint that answered last; tried first */
+    size_t current; /* the endpoint that answered last; tried first */
+    /* The base URL ("http://h:p") the last followed 307 led to and that
+     * answered there: tried before the endpoints while it answers; "" when
+     * none. */
+    char leader[CORRAL_CLIENT_BASE_BYTES_MAX];
     long timeout_ms;              /* per HTTP exchange, redirects included */
     void *curl;                   /* CURL *, reused across requests (keeps connections) */
     const struct corral_curl *cu; /* libcurl, loaded on first use (curl_load.h) */
@@ -62,10 +71,10 @@ struct corral_client_response {
 int corral_client_init(struct corral_client *c, const char *endpoints, long timeout_ms);
 void corral_client_close(struct corral_client *c);
 
-/* Sends method (GET, PUT, DELETE) to path (starting with '/', already
+/* Sends method (GET, PUT, POST, DELETE) to path (starting with '/', already
  * escaped) with query (escaped, without '?', may be NULL) and body (may be
- * NULL), trying each endpoint in turn while connections fail, and
- * following up to CORRAL_CLIENT_REDIRECTS_MAX 307s.
+ * NULL), trying the remembered leader and then each endpoint in turn while
+ * connections fail, and following up to CORRAL_CLIENT_REDIRECTS_MAX 307s.
  * Returns 0 when some server answered (any status, in *resp), or
  * CORRAL_EIO (no endpoint answered, or the exchange broke),
  * CORRAL_ENOMEM, or CORRAL_ESHUTDOWN (c->cancel was set), with a message
@@ -79,6 +88,11 @@ int corral_client_request_json(struct corral_client *c, const char *method, cons
                                const char *query, const json_t *body,
                                struct corral_client_response *resp);
 void corral_client_response_free(struct corral_client_response *resp);
+
+/* The node that answered last could not serve the request (503 no_leader,
+ * say): forgets the remembered leader and makes the next endpoint the
+ * first one tried. */
+void corral_client_next_endpoint(struct corral_client *c);
 
 /* Percent-encodes s (len bytes) for a URL: every byte except unreserved
  * characters, and '/' when keep_slash. Returns a malloc'd string, or NULL

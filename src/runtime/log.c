@@ -9,6 +9,7 @@
 
 static int log_level = CORRAL_LOG_INFO;
 static uint64_t log_node;
+static char log_label[96]; /* "" : "node N" */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -24,6 +25,13 @@ void corral_log_setup(int level, uint64_t node_id)
 {
     log_level = level;
     log_node = node_id;
+    log_label[0] = '\0';
+}
+
+void corral_log_setup_label(int level, const char *label)
+{
+    log_level = level;
+    snprintf(log_label, sizeof(log_label), "%s", label);
 }
 
 int corral_log_enabled(int level)
@@ -46,6 +54,10 @@ void corral_log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s.%03ldZ %-5s node %" PRIu64 ": %s\n", when, ts.tv_nsec / 1000000,
-            level_names[level], log_node, msg);
+    if (log_label[0] != '\0')
+        fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", when, ts.tv_nsec / 1000000, level_names[level],
+                log_label, msg);
+    else
+        fprintf(stderr, "%s.%03ldZ %-5s node %" PRIu64 ": %s\n", when, ts.tv_nsec / 1000000,
+                level_names[level], log_node, msg);
 }
