@@ -505,8 +505,58 @@ static bool build_config(struct server_opts *o, struct corral_node_config *c, in
     return true;
 }
 
+/* The role flags (--coordinator, --worker) take no value: they are taken
+ * out of argv here. A worker is not in Raft: it is `corral agent` (the
+ * member side) with the same flags. */
+static int take_roles(int *argc, char **argv, bool *coordinator, bool *worker)
+{
+    int k = 1;
+    *coordinator = *worker = false;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--coordinator") == 0)
+            *coordinator = true;
+        else if (strcmp(argv[i], "--worker") == 0)
+            *worker = true;
+        else
+            argv[k++] = argv[i];
+    }
+    *argc = k;
+    argv[k] = NULL;
+    return 0;
+}
+
+static bool has_flag(int argc, char **argv, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], name, len) == 0 && (argv[i][len] == '\0' || argv[i][len] == '='))
+            return true;
+    return false;
+}
+
 static int server_run(int argc, char **argv)
 {
+    bool coordinator, worker;
+    take_roles(&argc, argv, &coordinator, &worker);
+    if (coordinator && worker) {
+        fprintf(stderr, "corral server run: --coordinator and --worker together are not "
+                        "supported yet: run a coordinator and a `corral agent` beside it\n");
+        return CORRAL_EXIT_USAGE;
+    }
+    if (worker) {
+        if (!has_flag(argc, argv, "--coordinators")) {
+            fprintf(stderr, "corral server run: --worker needs --coordinators "
+                            "HOST:PORT,... (the coordinators' HTTP addresses)\n");
+            return CORRAL_EXIT_USAGE;
+        }
+        argv[0] = "agent";
+        return corral_cmd_agent(argc, argv);
+    }
+    if (coordinator && !has_flag(argc, argv, "--peers") && !has_flag(argc, argv, "--config")) {
+        fprintf(stderr, "corral server run: --coordinator needs --peers HOST:PORT,... (every "
+                        "initial coordinator); without a role flag a single node runs\n");
+        return CORRAL_EXIT_USAGE;
+    }
     static struct server_opts o; /* large: keep it off the stack */
     memset(&o, 0, sizeof(o));
     int rv = parse_flags(&o, argc, argv);

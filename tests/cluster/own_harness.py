@@ -1,0 +1,126 @@
+"""Workers for the ownership tests and the failover benchmark: `corral
+agent` processes whose hook (one Python script) appends every hook run to
+one shared log as a JSON line with a CLOCK_MONOTONIC timestamp, and the
+intervals during which each worker acted as primary of each partition,
+from that log and the faults injected (see test_ownership.py)."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from harness import CORRAL_BIN, EXIT_WAIT_S
+
+LEASE_S = 1.0  # the servers' default --lease-ms
+
+HOOK = r'''#!/usr/bin/python3 -S
+import json, os, sys, time
+e = os.environ
+rec = {"t": time.monotonic(), "w": e["CORRAL_MEMBER"], "ev": e["CORRAL_EVENT"],
+       "r": e.get("CORRAL_RESOURCE", ""), "p": int(e.get("CORRAL_PARTITION", "-1")),
+       "e": int(e.get("CORRAL_EPOCH", "0") or 0), "reason": e.get("CORRAL_REASON", "")}
+line = json.dumps(rec) + "\n"
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+os.write(fd, line.encode())
+os.close(fd)
+'''
+
+
+class Workers:
+    """The agents: started with one hook script and one shared log."""
+
+    def __init__(self, tmp_path, cluster):
+        self.tmp = tmp_path
+        self.cluster = cluster
+        self.log = str(tmp_path / "hooks.jsonl")
+        self.hook = str(tmp_path / "hook.py")
+        with open(self.hook, "w") as f:
+            f.write(HOOK)
+        os.chmod(self.hook, 0o755)
+        self.procs = {}
+        self.faults = []  # (t, worker, kind): kill, stop, cont
+
+    def start(self, name, zone=None):
+        log = open(str(self.tmp / f"{name}.log"), "ab")
+        coords = ",".join(n.http_addr for n in self.cluster.nodes)
+        argv = [CORRAL_BIN, "agent", "--name", name, "--coordinators", coords,
+                "--addr", f"127.0.0.1:{7000 + len(self.procs)}",
+                "--hook", f"{self.hook} {self.log}"]
+        if zone:
+            argv += ["--zone", zone]
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs[name] = p
+        self.cluster.started_pids.append(p.pid)
+        return p
+
+    def kill(self, name):
+        self.faults.append((time.monotonic(), name, "kill"))
+        self.procs[name].send_signal(signal.SIGKILL)
+        self.procs[name].wait(timeout=EXIT_WAIT_S)
+
+    def stop(self, name):
+        self.faults.append((time.monotonic(), name, "stop"))
+        self.procs[name].send_signal(signal.SIGSTOP)
+
+    def cont(self, name):
+        self.procs[name].send_signal(signal.SIGCONT)
+        self.faults.append((time.monotonic(), name, "cont"))
+
+    def records(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def close(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                try:
+                    p.send_signal(signal.SIGCONT)
+                    p.send_signal(signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(timeout=EXIT_WAIT_S)
+
+    def agent_logs(self):
+        out = []
+        for name in self.procs:
+            path = str(self.tmp / f"{name}.log")
+            with open(path, "rb") as f:
+                out.append(f"--- agent {name} ---\n" + f.read()[-3000:].decode(errors="replace"))
+        return "\n".join(out)
+
+
+def intervals(records, faults, now):
+    """(partition) -> list of (start, end, worker, epoch): who acted as
+    primary when, from the merged hook log and the faults."""
+    cut = {}  # worker -> sorted list of (t, kind)
+    for t, w, kind in faults:
+        cut.setdefault(w, []).append((t, kind))
+    out = {}
+    open_ = {}
+    for rec in sorted(records, key=lambda r: r["t"]):
+        key = (rec["w"], rec["p"])
+        if rec["ev"] == "acquire":
+            open_[key] = (rec["t"], rec["e"])
+        elif rec["ev"] == "release" and key in open_:
+            start, epoch = open_.pop(key)
+            out.setdefault(rec["p"], []).append((start, rec["t"], rec["w"], epoch))
+    for (w, p), (start, epoch) in open_.items():
+        out.setdefault(p, []).append((start, now, w, epoch))
+    # A kill ends every interval at the kill; a freeze ends it one lease
+    # after the freeze.
+    for p, ivs in out.items():
+        fixed = []
+        for start, end, w, epoch in ivs:
+            for t, kind in cut.get(w, []):
+                if t < start or t > end:
+                    continue
+                if kind == "kill":
+                    end = min(end, t)
+                elif kind == "stop":
+                    end = min(end, t + LEASE_S)
+            fixed.append((start, end, w, epoch))
+        out[p] = fixed
+    return out
