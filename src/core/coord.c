@@ -13,7 +13,16 @@ struct corral_coord {
     struct corral_liveness lv;
     struct corral_controller *ctl;
     uint64_t last_eval_ms;
-    uint64_t last_prop; /* K2: the largest index proposed, or the last index at office */
+    uint64_t office_index; /* the last log index when it took office (K2) */
+    bool office_all;       /* a record was lost: office_index holds for everyone */
+    /* K2 per member: the index of the last command this leader proposed
+     * that touches a row holding the member (before or after it). Open
+     * addressing on the member id (0 = empty), a power of two in size. */
+    struct prop_slot {
+        uint32_t member;
+        uint64_t index;
+    } * props;
+    uint32_t props_cap, props_n;
 };
 
 void corral_coord_config_default(struct corral_coord_config *c)
@@ -50,6 +59,9 @@ static void stop_office(struct corral_coord *c)
     if (!c->leading)
         return;
     c->leading = false;
+    corral_free(c->props);
+    c->props = NULL;
+    c->props_cap = c->props_n = 0;
     corral_controller_free(c->ctl);
     c->ctl = NULL;
     corral_liveness_close(&c->lv);
@@ -80,7 +92,8 @@ int corral_coord_leadership(struct corral_coord *c, bool leader, uint64_t term, 
     c->term = term;
     /* K2: entries of earlier terms still in the log may commit under this
      * leader (a clear of a primary among them). */
-    c->last_prop = last_index;
+    c->office_index = last_index;
+    c->office_all = false;
     c->last_eval_ms = 0;
     return 0;
 }
@@ -100,10 +113,102 @@ const struct corral_controller *corral_coord_controller(const struct corral_coor
     return c->leading ? c->ctl : NULL;
 }
 
-void corral_coord_proposed(struct corral_coord *c, uint64_t index)
+static uint32_t slot_of(const struct corral_coord *c, uint32_t member)
 {
-    if (index > c->last_prop)
-        c->last_prop = index;
+    uint32_t mask = c->props_cap - 1, i = (member * 2654435761u) & mask;
+    while (c->props[i].member != 0 && c->props[i].member != member)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static uint64_t prop_get(const struct corral_coord *c, uint32_t member)
+{
+    if (c->props_cap == 0)
+        return 0;
+    return c->props[slot_of(c, member)].index;
+}
+
+/* Rebuilds the table at cap slots, keeping only the entries above
+ * applied (an applied command shows in the member's view_index). */
+static int props_rehash(struct corral_coord *c, uint32_t cap, uint64_t applied)
+{
+    struct prop_slot *old = c->props;
+    uint32_t old_cap = c->props_cap;
+    struct prop_slot *fresh = corral_calloc(cap, sizeof(*fresh));
+    if (fresh == NULL)
+        return CORRAL_ENOMEM;
+    c->props = fresh;
+    c->props_cap = cap;
+    c->props_n = 0;
+    for (uint32_t i = 0; i < old_cap; i++) {
+        if (old[i].member == 0 || old[i].index <= applied)
+            continue;
+        c->props[slot_of(c, old[i].member)] = old[i];
+        c->props_n++;
+    }
+    corral_free(old);
+    return 0;
+}
+
+static int prop_put(struct corral_coord *c, const struct corral_state *st, uint32_t member,
+                    uint64_t index)
+{
+    if (member == CORRAL_STATE_NONE)
+        return 0;
+    if (c->props_cap == 0 || 2 * (c->props_n + 1) > c->props_cap) {
+        /* Entries at or below the applied index are dropped first; the
+         * table doubles only when that is not enough. */
+        uint32_t cap = c->props_cap ? c->props_cap : 64;
+        if (props_rehash(c, cap, corral_state_applied(st)) != 0)
+            return CORRAL_ENOMEM;
+        if (2 * (c->props_n + 1) > c->props_cap && props_rehash(c, 2 * cap, 0) != 0)
+            return CORRAL_ENOMEM;
+    }
+    uint32_t i = slot_of(c, member);
+    if (c->props[i].member == 0) {
+        c->props[i].member = member;
+        c->props_n++;
+    }
+    if (index > c->props[i].index)
+        c->props[i].index = index;
+    return 0;
+}
+
+static int touch_row(struct corral_coord *c, const struct corral_state *st,
+                     const struct corral_state_partition *p, uint64_t index)
+{
+    int rv = 0;
+    for (uint8_t j = 0; rv == 0 && j < p->n_replicas; j++)
+        rv = prop_put(c, st, p->replicas[j].member, index);
+    return rv;
+}
+
+int corral_coord_proposed(struct corral_coord *c, const struct corral_state *st,
+                          const struct corral_state_cmd *cmd, uint64_t index)
+{
+    if (!c->leading)
+        return 0;
+    const struct corral_state_resource *r = corral_state_resource_by_id(st, cmd->id);
+    int rv = 0;
+    if (cmd->type == CORRAL_STATE_PARTITION_OPS) {
+        for (uint32_t i = 0; rv == 0 && i < cmd->n_ops; i++) {
+            struct corral_partition_opv op;
+            corral_state_cmd_op_at(cmd, i, &op);
+            rv = prop_put(c, st, op.member, index);
+            if (rv == 0 && r != NULL && op.partition < r->partitions)
+                rv = touch_row(c, st, &r->parts[op.partition], index);
+        }
+    } else if (cmd->type == CORRAL_STATE_RESOURCE_DELETE && r != NULL) {
+        for (uint32_t p = 0; rv == 0 && p < r->partitions; p++)
+            rv = touch_row(c, st, &r->parts[p], index);
+    }
+    if (rv != 0) {
+        /* Without the record a lease could cover a stale view: this
+         * office grants no lease with a lower index from now on. */
+        c->office_index = index > c->office_index ? index : c->office_index;
+        c->office_all = true;
+    }
+    return rv;
 }
 
 void corral_coord_propose_failed(struct corral_coord *c)
@@ -170,8 +275,13 @@ void corral_coord_heartbeat(struct corral_coord *c, const struct corral_state *s
     /* K1, L4: recorded before the answer is built. */
     ans->lease_ms = corral_liveness_heartbeat(&c->lv, member, now_ms);
     ans->beat = ans->lease_ms > 0 ? CORRAL_COORD_BEAT_OK : CORRAL_COORD_BEAT_FULL;
-    uint64_t ai = corral_state_assign_index(st);
-    ans->lease_index = c->last_prop > ai ? c->last_prop : ai; /* K2 */
+    /* K2: the member's own rows, and the log at office until it applied. */
+    uint64_t li = m->view_index, pi = prop_get(c, member);
+    if (pi > li)
+        li = pi;
+    if ((c->office_all || corral_state_applied(st) < c->office_index) && c->office_index > li)
+        li = c->office_index;
+    ans->lease_index = li;
     ans->view = corral_coord_view_kind(st, member, member_index);
     ans->view_index = corral_state_applied(st);
 }

@@ -23,10 +23,15 @@
  * K1  A lease is granted only while leading (the host passes the Raft
  *     role), to an active or draining member, and is recorded in the
  *     liveness view before the answer is built (L4).
- * K2  The lease index of an answer is at least every state command this
- *     leader proposed, every assignment change it applied, and the last
- *     log index when it took office (entries of earlier terms still in its
- *     log may commit under it).
+ * K2  The lease index of an answer to member m is at least the index of
+ *     every command this leader proposed that touches a partition row
+ *     holding m (before or after the command), m's view_index (every
+ *     applied command that touched its rows), and, until the state has
+ *     applied it, the last log index when this leader took office (entries
+ *     of earlier terms still in its log may commit under it, and are not
+ *     attributed to members). Commands that touch no row of m cannot make
+ *     m's view stale (agent.h A12 is about m's own partitions), so they
+ *     do not hold its acquires back.
  * K3  A view answered "unchanged as of A" is one the member names by an
  *     index X with member.view_index <= X <= A = the applied index: no
  *     command applied in (X, A] touched a row holding the member, so its
@@ -83,8 +88,12 @@ const struct corral_liveness *corral_coord_liveness(const struct corral_coord *c
 /* The controller of the current term of office, or NULL. */
 const struct corral_controller *corral_coord_controller(const struct corral_coord *c);
 
-/* This node proposed a state command at index (K2). */
-void corral_coord_proposed(struct corral_coord *c, uint64_t index);
+/* This node proposed cmd at index (K2), st being the state it was checked
+ * against: every member of a row the command touches (before it) and
+ * every member an op names is recorded. 0, or CORRAL_ENOMEM: then, to
+ * stay safe, every lease of this term of office covers index. */
+int corral_coord_proposed(struct corral_coord *c, const struct corral_state *st,
+                          const struct corral_state_cmd *cmd, uint64_t index);
 /* A proposal was refused: the controller forgets its in-flight steps. */
 void corral_coord_propose_failed(struct corral_coord *c);
 

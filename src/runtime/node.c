@@ -300,7 +300,9 @@ int corral_node_propose(struct corral_node *n, const struct corral_state_cmd *c,
     if (rv != 0)
         return rv == CORRAL_EFULL ? CORRAL_EBUSY : rv;
     n->proposals++;
-    corral_coord_proposed(n->coord, index);
+    if (corral_coord_proposed(n->coord, n->st, c, index) != 0)
+        corral_log(CORRAL_LOG_WARN, "out of memory recording a proposal: leases of this term "
+                                    "cover it whole");
     if (cb == NULL)
         return 0;
     const struct corral_raft_entry *e = corral_raft_entry_at(n->raft, index);

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from harness import CORRAL_BIN, EXIT_WAIT_S
+from harness import CORRAL_BIN, EXIT_WAIT_S, http
 
 LEASE_S = 1.0  # the servers' default --lease-ms
 
@@ -124,3 +124,33 @@ def intervals(records, faults, now):
             fixed.append((start, end, w, epoch))
         out[p] = fixed
     return out
+
+
+def get(node, path):
+    r = http(node.url + path)
+    assert r.status == 200, (path, r.status, r.body)
+    return json.loads(r.body)
+
+
+def leader(cluster):
+    return cluster.wait_leader()
+
+
+def resource_map(cluster, resource="orders"):
+    return get(leader(cluster), "/v1/resources/" + resource)["map"]
+
+
+def settled(cluster, workers, avoid=(), replicas=2):
+    """Every partition has a primary (not in avoid) whose acquire at its
+    epoch is in the log, and R in-sync replicas none of which is in avoid."""
+    m = resource_map(cluster)
+    acquired = {(r["w"], r["p"], r["e"]) for r in workers.records() if r["ev"] == "acquire"}
+    for row in m:
+        if row["primary"] is None or row["primary"] in avoid:
+            return None
+        if (row["primary"], row["partition"], row["epoch"]) not in acquired:
+            return None
+        reps = row["replicas"]
+        if len(reps) != replicas or any(x["state"] != "in_sync" or x["member"] in avoid for x in reps):
+            return None
+    return m

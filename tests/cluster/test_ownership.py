@@ -21,7 +21,7 @@ import time
 import pytest
 
 from harness import http, wait_until
-from own_harness import LEASE_S, Workers, intervals
+from own_harness import Workers, get, intervals, leader, resource_map, settled
 
 P = 64
 R = 2
@@ -40,36 +40,6 @@ def check_no_overlap(workers):
         epochs = [iv[3] for iv in sorted(lst)]
         assert epochs == sorted(epochs), f"partition {p}: epochs went back: {epochs}"
     return ivs
-
-
-def get(node, path):
-    r = http(node.url + path)
-    assert r.status == 200, (path, r.status, r.body)
-    return json.loads(r.body)
-
-
-def leader(cluster):
-    return cluster.wait_leader()
-
-
-def resource_map(cluster):
-    return get(leader(cluster), "/v1/resources/orders")["map"]
-
-
-def settled(cluster, workers, avoid=()):
-    """Every partition has a primary (not in avoid) whose acquire at its
-    epoch is in the log, and R in-sync replicas none of which is in avoid."""
-    m = resource_map(cluster)
-    acquired = {(r["w"], r["p"], r["e"]) for r in workers.records() if r["ev"] == "acquire"}
-    for row in m:
-        if row["primary"] is None or row["primary"] in avoid:
-            return None
-        if (row["primary"], row["partition"], row["epoch"]) not in acquired:
-            return None
-        reps = row["replicas"]
-        if len(reps) != R or any(x["state"] != "in_sync" or x["member"] in avoid for x in reps):
-            return None
-    return m
 
 
 def check_balanced(m, members):

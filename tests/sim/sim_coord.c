@@ -40,7 +40,7 @@ bool sim_propose(struct sim *s, struct sim_node *n, const struct corral_state_cm
     if (rv == 0) {
         s->res->state_proposals++;
         if (n->coord != NULL)
-            corral_coord_proposed(n->coord, index);
+            (void)corral_coord_proposed(n->coord, n->st, c, index);
     }
     return rv == 0;
 }

@@ -176,30 +176,75 @@ static void test_inactive(void **state)
     world_close(&w);
 }
 
-/* K2: the lease index covers the log at office and every proposal. */
+/* K2: per member, the log at office until applied, the member's rows
+ * proposed and applied; others' rows do not count. */
 static void test_lease_index(void **state)
 {
     (void)state;
     struct world w;
     world_init(&w);
-    add_member(&w, "a");
-    assert_int_equal(corral_coord_leadership(w.c, true, 2, 40, 100), 0);
+    add_member(&w, "a"); /* 1 */
+    add_member(&w, "b"); /* 2 */
+    add_member(&w, "c"); /* 3 */
+    add_resource(&w, "r", 2, 2);
+    uint64_t base = w.index;
+    assert_int_equal(corral_coord_leadership(w.c, true, 2, base + 3, 100), 0);
     struct corral_coord_answer ans;
     corral_coord_heartbeat(w.c, w.st, true, 1, 0, 101, &ans);
-    assert_int_equal(ans.lease_index, 40); /* the last index at office, past the state's 1 */
-    corral_coord_proposed(w.c, 45);
-    corral_coord_proposed(w.c, 43); /* never goes back */
+    assert_int_equal(ans.lease_index, base + 3); /* the log at office, not applied yet */
+    /* Proposed: a fresh partition 0 for a and b (names them). */
+    struct corral_partition_opv fresh[] = {
+        {0, CORRAL_OP_ADD_IN_SYNC, 1, 0},
+        {0, CORRAL_OP_ADD_IN_SYNC, 2, 0},
+        {0, CORRAL_OP_GRANT, 1, 0},
+    };
+    struct corral_state_cmd c0 = {
+        .type = CORRAL_STATE_PARTITION_OPS, .id = 1, .n_ops = 3, .ops = fresh};
+    assert_int_equal(corral_coord_proposed(w.c, w.st, &c0, base + 4), 0);
+    /* The earlier-term entries apply (a no-op each here). */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(corral_state_skip(w.st, ++w.index), 0);
     corral_coord_heartbeat(w.c, w.st, true, 1, 0, 102, &ans);
-    assert_int_equal(ans.lease_index, 45);
-    /* The assignment index when it is further. */
-    for (int i = 0; i < 50; i++) {
+    assert_int_equal(ans.lease_index, base + 4);
+    corral_coord_heartbeat(w.c, w.st, true, 3, 0, 102, &ans);
+    assert_true(ans.lease_index < base + 4); /* c's rows: untouched */
+    ops(&w, 1, fresh, 3, CORRAL_STATE_OK);   /* it applies at base + 4 */
+    assert_int_equal(w.index, base + 4);
+    /* A later proposal on partition 0 names only a, but b is in the row. */
+    struct corral_partition_opv rel[] = {{0, CORRAL_OP_RELEASE, 1, 1}};
+    struct corral_state_cmd c1 = {
+        .type = CORRAL_STATE_PARTITION_OPS, .id = 1, .n_ops = 1, .ops = rel};
+    assert_int_equal(corral_coord_proposed(w.c, w.st, &c1, base + 9), 0);
+    corral_coord_heartbeat(w.c, w.st, true, 2, 0, 103, &ans);
+    assert_int_equal(ans.lease_index, base + 9);
+    corral_coord_heartbeat(w.c, w.st, true, 3, 0, 103, &ans);
+    assert_true(ans.lease_index < base + 4);
+    /* Many members proposed over: the table prunes applied entries and
+     * grows; every member keeps its index. */
+    for (uint32_t i = 0; i < 300; i++) {
         char name[8];
-        snprintf(name, sizeof(name), "m%d", i);
+        snprintf(name, sizeof(name), "m%u", i);
         add_member(&w, name);
     }
-    assert_true(corral_state_assign_index(w.st) > 45);
-    corral_coord_heartbeat(w.c, w.st, true, 1, 0, 103, &ans);
-    assert_int_equal(ans.lease_index, corral_state_assign_index(w.st));
+    for (uint32_t id = 4; id < 304; id++) {
+        struct corral_partition_opv add[] = {{1, CORRAL_OP_ADD_COPYING, id, 0}};
+        struct corral_state_cmd c2 = {
+            .type = CORRAL_STATE_PARTITION_OPS, .id = 1, .n_ops = 1, .ops = add};
+        assert_int_equal(corral_coord_proposed(w.c, w.st, &c2, w.index + id), 0);
+    }
+    for (uint32_t id = 4; id < 304; id += 37) {
+        corral_coord_heartbeat(w.c, w.st, true, id, 0, 104, &ans);
+        assert_int_equal(ans.lease_index, w.index + id);
+    }
+    /* b's proposal at base + 9 is below the applied index now (in this
+     * test other commands took those indexes): pruned, its view_index
+     * speaks for it. */
+    corral_coord_heartbeat(w.c, w.st, true, 2, 0, 104, &ans);
+    assert_int_equal(ans.lease_index, corral_state_member_by_id(w.st, 2)->view_index);
+    /* A new term of office starts from nothing but its log. */
+    assert_int_equal(corral_coord_leadership(w.c, true, 3, w.index, 200), 0);
+    corral_coord_heartbeat(w.c, w.st, true, 2, 0, 201, &ans);
+    assert_int_equal(ans.lease_index, corral_state_member_by_id(w.st, 2)->view_index);
     world_close(&w);
 }
 
