@@ -11,12 +11,6 @@
  * an agent ever has pending at once for a member's partitions. */
 #define REPORTS_MAX 4096u
 
-static bool method_is(struct corral_http_request *req, const char *m)
-{
-    const char *have = corral_http_method(req);
-    return strcmp(have, m) == 0 || (strcmp(m, "GET") == 0 && strcmp(have, "HEAD") == 0);
-}
-
 static const struct corral_state_member *find(struct corral_node *n, const char *name)
 {
     return corral_state_member_by_name(corral_node_state(n), name, (uint32_t)strlen(name));
@@ -67,44 +61,10 @@ static void list(struct corral_node *n, struct corral_http_request *req)
 
 /* ---- writes that answer with the member (or a deletion) once applied ---- */
 
-struct prop {
-    struct corral_node *node;
-    struct corral_http_request *req;
-    char name[CORRAL_STATE_NAME_BYTES_MAX + 1];
-    bool deleted;
-};
-
-static void on_applied(void *ctx, int err, const struct corral_state_result *res)
-{
-    struct prop *p = ctx;
-    if (err != 0)
-        api_node_error(p->req, err);
-    else if (res->status != CORRAL_STATE_OK)
-        api_state_refusal(p->req, res);
-    else if (p->deleted)
-        api_json(p->req, 200, json_pack("{s:s, s:b}", "name", p->name, "deleted", 1));
-    else
-        answer_member(p->node, p->req, p->name);
-    free(p);
-}
-
 static void propose(struct corral_node *n, struct corral_http_request *req, const char *name,
                     const struct corral_state_cmd *c, bool deleted)
 {
-    struct prop *p = calloc(1, sizeof(*p));
-    if (p == NULL) {
-        api_error(req, API_ERR_OOM);
-        return;
-    }
-    p->node = n;
-    p->req = req;
-    p->deleted = deleted;
-    snprintf(p->name, sizeof(p->name), "%s", name);
-    int rv = corral_node_propose(n, c, on_applied, p);
-    if (rv != 0) {
-        free(p);
-        api_propose_error(n, req, rv);
-    }
+    api_propose_then(n, req, name, c, deleted ? NULL : answer_member);
 }
 
 static bool bad_field(struct corral_http_request *req, const char *msg)
@@ -540,16 +500,9 @@ static void stoppable(struct corral_node *n, struct corral_http_request *req, co
 
 void api_members(struct corral_node *n, struct corral_http_request *req, const char *path)
 {
-    if (path[0] == '\0' || strcmp(path, "/") == 0) {
-        if (method_is(req, "GET"))
-            list(n, req);
-        else
-            api_error_ex(req, API_ERR_METHOD, "the member list is GET only", NULL, NULL);
-        return;
-    }
     char name[CORRAL_STATE_NAME_BYTES_MAX + 1];
     const char *rest;
-    if (!api_path_name(req, path + 1, name, &rest))
+    if (!api_list_or_name(n, req, path, list, "member", name, &rest))
         return;
     static const struct {
         const char *sub, *method;
@@ -569,7 +522,7 @@ void api_members(struct corral_node *n, struct corral_http_request *req, const c
         if (strcmp(rest, routes[i].sub) != 0)
             continue;
         path_known = true;
-        if (!method_is(req, routes[i].method))
+        if (!api_method_is(req, routes[i].method))
             continue;
         switch (routes[i].op) {
         case 0:

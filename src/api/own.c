@@ -322,20 +322,86 @@ void api_own_summary(const struct corral_state *st, struct api_own_summary *s)
             s->members_by_status[status]++;
     }
     s->resources = corral_state_resource_count(st);
-    for (uint32_t i = 0; i < s->resources; i++) {
-        const struct corral_state_resource *r = corral_state_resource_at(st, i);
-        s->partitions += r->partitions;
-        for (uint32_t p = 0; p < r->partitions; p++) {
-            const struct corral_state_partition *pt = &r->parts[p];
-            uint32_t in_sync = 0;
-            bool copying = false;
-            for (uint8_t j = 0; j < pt->n_replicas; j++) {
-                in_sync += pt->replicas[j].state == CORRAL_REPLICA_IN_SYNC;
-                copying |= pt->replicas[j].state == CORRAL_REPLICA_COPYING;
-            }
-            s->without_primary += pt->primary == CORRAL_STATE_NONE;
-            s->under_replicated += in_sync < r->replicas;
-            s->moving += copying || pt->releasing;
+    for (uint32_t i = 0; i < s->resources; i++)
+        api_resource_counts(corral_state_resource_at(st, i), s);
+}
+
+void api_resource_counts(const struct corral_state_resource *r, struct api_own_summary *s)
+{
+    s->partitions += r->partitions;
+    for (uint32_t p = 0; p < r->partitions; p++) {
+        const struct corral_state_partition *pt = &r->parts[p];
+        uint32_t in_sync = 0;
+        bool copying = false;
+        for (uint8_t j = 0; j < pt->n_replicas; j++) {
+            in_sync += pt->replicas[j].state == CORRAL_REPLICA_IN_SYNC;
+            copying |= pt->replicas[j].state == CORRAL_REPLICA_COPYING;
         }
+        s->without_primary += pt->primary == CORRAL_STATE_NONE;
+        s->under_replicated += in_sync < r->replicas;
+        s->moving += copying || pt->releasing;
     }
+}
+
+/* ---- proposals answered once applied ---- */
+
+struct prop {
+    struct corral_node *node;
+    struct corral_http_request *req;
+    api_answer_fn answer;
+    char name[CORRAL_STATE_NAME_BYTES_MAX + 1];
+};
+
+static void on_applied(void *ctx, int err, const struct corral_state_result *res)
+{
+    struct prop *p = ctx;
+    if (err != 0)
+        api_node_error(p->req, err);
+    else if (res->status != CORRAL_STATE_OK)
+        api_state_refusal(p->req, res);
+    else if (p->answer == NULL)
+        api_json(p->req, 200, json_pack("{s:s, s:b}", "name", p->name, "deleted", 1));
+    else
+        p->answer(p->node, p->req, p->name);
+    free(p);
+}
+
+void api_propose_then(struct corral_node *n, struct corral_http_request *req, const char *name,
+                      const struct corral_state_cmd *c, api_answer_fn answer)
+{
+    struct prop *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        api_error(req, API_ERR_OOM);
+        return;
+    }
+    *p = (struct prop){.node = n, .req = req, .answer = answer};
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    int rv = corral_node_propose(n, c, on_applied, p);
+    if (rv != 0) {
+        free(p);
+        api_propose_error(n, req, rv);
+    }
+}
+
+bool api_method_is(struct corral_http_request *req, const char *m)
+{
+    const char *have = corral_http_method(req);
+    return strcmp(have, m) == 0 || (strcmp(m, "GET") == 0 && strcmp(have, "HEAD") == 0);
+}
+
+bool api_list_or_name(struct corral_node *n, struct corral_http_request *req, const char *path,
+                      void (*list)(struct corral_node *, struct corral_http_request *),
+                      const char *what, char *name, const char **rest)
+{
+    if (path[0] == '\0' || strcmp(path, "/") == 0) {
+        if (api_method_is(req, "GET")) {
+            list(n, req);
+        } else {
+            char msg[80];
+            snprintf(msg, sizeof(msg), "the %s list is GET only", what);
+            api_error_ex(req, API_ERR_METHOD, msg, NULL, NULL);
+        }
+        return false;
+    }
+    return api_path_name(req, path + 1, name, rest);
 }

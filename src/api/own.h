@@ -127,6 +127,22 @@ bool api_known_fields(struct corral_http_request *req, json_t *obj, const char *
  * not a valid name; *rest points after it. */
 bool api_path_name(struct corral_http_request *req, const char *seg, char *name, const char **rest);
 
+/* Proposes c and, once it applied, answers with answer(n, req, name)
+ * (or the refusal or the node's error); answer NULL: the deletion
+ * {"name","deleted":true}. */
+typedef void (*api_answer_fn)(struct corral_node *n, struct corral_http_request *req,
+                              const char *name);
+void api_propose_then(struct corral_node *n, struct corral_http_request *req, const char *name,
+                      const struct corral_state_cmd *c, api_answer_fn answer);
+/* GET, with HEAD served as GET when m is "GET". */
+bool api_method_is(struct corral_http_request *req, const char *m);
+/* The start of /v1/members and /v1/resources: "" or "/" is the list (GET
+ * only, else 405 with what); otherwise the name segment into name, *rest
+ * after it. true when the caller goes on with name. */
+bool api_list_or_name(struct corral_node *n, struct corral_http_request *req, const char *path,
+                      void (*list)(struct corral_node *, struct corral_http_request *),
+                      const char *what, char *name, const char **rest);
+
 /* Routes (members.c, resources.c, events.c). path follows the prefix. */
 void api_members(struct corral_node *n, struct corral_http_request *req, const char *path);
 void api_resources(struct corral_node *n, struct corral_http_request *req, const char *path);
@@ -142,5 +158,8 @@ struct api_own_summary {
     uint64_t moving;           /* a copying replica or a releasing primary */
 };
 void api_own_summary(const struct corral_state *st, struct api_own_summary *s);
+/* Adds one resource's partition counts (partitions, without_primary,
+ * under_replicated, moving) to s. */
+void api_resource_counts(const struct corral_state_resource *r, struct api_own_summary *s);
 
 #endif

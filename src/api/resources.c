@@ -8,12 +8,6 @@
 #include "corral.h"
 #include "core/controller.h"
 
-static bool method_is(struct corral_http_request *req, const char *m)
-{
-    const char *have = corral_http_method(req);
-    return strcmp(have, m) == 0 || (strcmp(m, "GET") == 0 && strcmp(have, "HEAD") == 0);
-}
-
 static const struct corral_state_resource *find(struct corral_node *n, const char *name)
 {
     return corral_state_resource_by_name(corral_node_state(n), name, (uint32_t)strlen(name));
@@ -27,19 +21,11 @@ static const char *member_name(const struct corral_state *st, uint32_t id)
 
 static json_t *summary_json(const struct corral_state_resource *r)
 {
-    uint32_t without = 0, under = 0, moving = 0;
-    for (uint32_t p = 0; p < r->partitions; p++) {
-        const struct corral_state_partition *pt = &r->parts[p];
-        uint32_t in_sync = 0;
-        bool copying = false;
-        for (uint8_t j = 0; j < pt->n_replicas; j++) {
-            in_sync += pt->replicas[j].state == CORRAL_REPLICA_IN_SYNC;
-            copying |= pt->replicas[j].state == CORRAL_REPLICA_COPYING;
-        }
-        without += pt->primary == CORRAL_STATE_NONE;
-        under += in_sync < r->replicas;
-        moving += copying || pt->releasing;
-    }
+    struct api_own_summary c;
+    memset(&c, 0, sizeof(c));
+    api_resource_counts(r, &c);
+    json_int_t without = (json_int_t)c.without_primary, under = (json_int_t)c.under_replicated,
+               moving = (json_int_t)c.moving;
     return json_pack("{s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I}", "name", r->name, "id",
                      (json_int_t)r->id, "partitions", (json_int_t)r->partitions, "replicas",
                      (int)r->replicas, "index", (json_int_t)r->changed_index, "without_primary",
@@ -101,45 +87,14 @@ static void list(struct corral_node *n, struct corral_http_request *req)
 
 /* ---- writes ---- */
 
-struct prop {
-    struct corral_node *node;
-    struct corral_http_request *req;
-    char name[CORRAL_STATE_NAME_BYTES_MAX + 1];
-    bool deleted;
-};
-
-static void on_applied(void *ctx, int err, const struct corral_state_result *res)
+/* The summary once the write applied. */
+static void answer_summary(struct corral_node *n, struct corral_http_request *req, const char *name)
 {
-    struct prop *p = ctx;
-    const struct corral_state_resource *r = find(p->node, p->name);
-    if (err != 0)
-        api_node_error(p->req, err);
-    else if (res->status != CORRAL_STATE_OK)
-        api_state_refusal(p->req, res);
-    else if (p->deleted)
-        api_json(p->req, 200, json_pack("{s:s, s:b}", "name", p->name, "deleted", 1));
-    else if (r == NULL)
-        api_error(p->req, API_ERR_NO_RESOURCE); /* deleted in the same batch */
+    const struct corral_state_resource *r = find(n, name);
+    if (r == NULL)
+        api_error(req, API_ERR_NO_RESOURCE); /* deleted in the same batch */
     else
-        api_json(p->req, 200, summary_json(r));
-    free(p);
-}
-
-static void propose(struct corral_node *n, struct corral_http_request *req, const char *name,
-                    const struct corral_state_cmd *c, bool deleted)
-{
-    struct prop *p = calloc(1, sizeof(*p));
-    if (p == NULL) {
-        api_error(req, API_ERR_OOM);
-        return;
-    }
-    *p = (struct prop){.node = n, .req = req, .deleted = deleted};
-    snprintf(p->name, sizeof(p->name), "%s", name);
-    int rv = corral_node_propose(n, c, on_applied, p);
-    if (rv != 0) {
-        free(p);
-        api_propose_error(n, req, rv);
-    }
+        api_json(req, 200, summary_json(r));
 }
 
 /* Workers that could hold a copy: registered, not left. */
@@ -192,7 +147,7 @@ static void put(struct corral_node *n, struct corral_http_request *req, const ch
                                  .name_len = (uint16_t)strlen(name),
                                  .partitions = (uint32_t)json_integer_value(jp),
                                  .replicas = (uint8_t)json_integer_value(jr)};
-    propose(n, req, name, &c, false);
+    api_propose_then(n, req, name, &c, answer_summary);
 out:
     json_decref(body);
 }
@@ -201,7 +156,7 @@ static void delete_resource(struct corral_node *n, struct corral_http_request *r
                             const struct corral_state_resource *r)
 {
     struct corral_state_cmd c = {.type = CORRAL_STATE_RESOURCE_DELETE, .id = r->id};
-    propose(n, req, r->name, &c, true);
+    api_propose_then(n, req, r->name, &c, NULL);
 }
 
 /* ---- lookup ---- */
@@ -312,27 +267,20 @@ static void plan(struct corral_node *n, struct corral_http_request *req,
 
 void api_resources(struct corral_node *n, struct corral_http_request *req, const char *path)
 {
-    if (path[0] == '\0' || strcmp(path, "/") == 0) {
-        if (method_is(req, "GET"))
-            list(n, req);
-        else
-            api_error_ex(req, API_ERR_METHOD, "the resource list is GET only", NULL, NULL);
-        return;
-    }
     char name[CORRAL_STATE_NAME_BYTES_MAX + 1];
     const char *rest;
-    if (!api_path_name(req, path + 1, name, &rest))
+    if (!api_list_or_name(n, req, path, list, "resource", name, &rest))
         return;
     bool known = rest[0] == '\0' || strcmp(rest, "/lookup") == 0 || strcmp(rest, "/plan") == 0;
     if (!known) {
         api_error(req, API_ERR_NO_ROUTE);
         return;
     }
-    if (rest[0] == '\0' && method_is(req, "PUT")) {
+    if (rest[0] == '\0' && api_method_is(req, "PUT")) {
         put(n, req, name);
         return;
     }
-    bool get = method_is(req, "GET");
+    bool get = api_method_is(req, "GET");
     bool del = rest[0] == '\0' && strcmp(corral_http_method(req), "DELETE") == 0;
     if (!get && !del) {
         api_error(req, API_ERR_METHOD);
