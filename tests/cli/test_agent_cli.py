@@ -26,7 +26,9 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from standin import JsonHandler
 
 CORRAL = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="corral-agent-test-")
@@ -151,28 +153,9 @@ def entry(partition, role="primary", state="in_sync", epoch=1, copy_from=None, r
             "state": state, "epoch": epoch, "copy_from": copy_from}
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     server_name = "leader"
     leader_url = None
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, status, obj, headers=()):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the agent gave up on it (a timeout) or exited
-
-    def error(self, status, code, message, headers=()):
-        self.reply(status, {"error": {"code": code, "message": message}}, headers)
 
     def body(self):
         n = int(self.headers.get("Content-Length") or 0)

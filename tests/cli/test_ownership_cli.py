@@ -17,7 +17,9 @@ import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from standin import JsonHandler
 
 CORRAL = sys.argv[1]
 failures = []
@@ -77,24 +79,8 @@ def summary(r):
         "moving": 1 if r["name"] == "orders" else 0}
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     role = "leader"
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, status, obj, headers=()):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def error(self, status, code, message, headers=(), **extra):
-        self.reply(status, {"error": {"code": code, "message": message}, **extra}, headers)
 
     def handle_any(self, method):
         u = urllib.parse.urlsplit(self.path)
