@@ -187,6 +187,10 @@ static void put(struct corral_node *n, struct corral_http_request *req, const ch
 static void set_status(struct corral_node *n, struct corral_http_request *req, const char *name,
                        uint8_t status)
 {
+    /* A follower redirects before it looks the member up in its own,
+     * maybe stale, state. */
+    if (!api_require_leader(n, req))
+        return;
     const struct corral_state_member *m = find(n, name);
     if (m == NULL) {
         api_error(req, API_ERR_NO_MEMBER);
