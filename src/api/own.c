@@ -156,6 +156,11 @@ json_t *api_body_object(struct corral_http_request *req, bool empty_ok)
     }
     if (len == 0 && empty_ok)
         return json_object();
+    if (len == 0) {
+        api_error_ex(req, API_ERR_BAD_REQUEST, "the body is empty: it must be a JSON object",
+                     NULL, NULL);
+        return NULL;
+    }
     json_error_t err;
     json_t *obj = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &err);
     if (obj == NULL || !json_is_object(obj)) {
