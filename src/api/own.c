@@ -157,8 +157,8 @@ json_t *api_body_object(struct corral_http_request *req, bool empty_ok)
     if (len == 0 && empty_ok)
         return json_object();
     if (len == 0) {
-        api_error_ex(req, API_ERR_BAD_REQUEST, "the body is empty: it must be a JSON object",
-                     NULL, NULL);
+        api_error_ex(req, API_ERR_BAD_REQUEST, "the body is empty: it must be a JSON object", NULL,
+                     NULL);
         return NULL;
     }
     json_error_t err;
