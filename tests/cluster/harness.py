@@ -368,7 +368,7 @@ class Member:
     Every request is bounded by http_timeout; stop() joins the thread."""
 
     def __init__(self, cluster, name, addr=None, zone=None, weight=None, interval=0.25,
-                 http_timeout=2.0, first=None):
+                 http_timeout=2.0, first=None, load=None):
         self.cluster = cluster
         self.name = name
         self.addr = addr or f"127.0.0.1:{7000 + sum(map(ord, name)) % 1000}"
@@ -377,6 +377,7 @@ class Member:
             self.body["zone"] = zone
         if weight is not None:
             self.body["weight"] = weight
+        self.load = load        # sent as the heartbeat's load when not None
         self.interval = interval
         self.http_timeout = http_timeout
         self.lock = threading.Lock()
@@ -448,6 +449,8 @@ class Member:
         """One heartbeat; returns its Response (or None)."""
         with self.lock:
             body = {"index": self.view_index, "progress": self.reports()}
+            if self.load is not None:
+                body["load"] = self.load
         r = self._post("POST", f"/v1/members/{self.name}/heartbeat", json.dumps(body))
         if r is None or r.status in (307, 503):
             return r

@@ -73,6 +73,18 @@ def events(node, index=0, wait=None, timeout=10.0):
     return ok(node.request("GET", q, timeout=timeout))
 
 
+def quiet(node, secs="1s", tries=15):
+    """Waits until a blocking events query waits out `secs` with no event
+    (the map has stopped moving); returns the last event index."""
+    last = events(node, 0)["index"]
+    for _ in range(tries):
+        got = events(node, last, wait=secs)
+        if not got["events"]:
+            return last
+        last = got["index"]
+    pytest.fail(f"events never stopped for {secs}: last {got['events'][-3:]}")
+
+
 def settle(what, probe, timeout=SETTLE_S):
     """Polls probe() -> (problems, value) until problems is empty; returns
     value, or fails with the last problems."""
@@ -161,6 +173,8 @@ def single_node_map(make_cluster, heartbeaters, names=NAMES):
     ms = {n: heartbeaters(c, n).start() for n in names}
     created = ok(api(node, "PUT", "/v1/resources/r", {"partitions": P, "replicas": R}))
     assert created["partitions"] == P and created["replicas"] == R, created
+    balanced(node, names)
+    quiet(node, "500ms")  # the engine's last moves, if any, are over
     return c, node, ms, balanced(node, names)
 
 
@@ -641,20 +655,23 @@ def test_three_nodes_redirects_follower_reads_and_leader_kill(cluster, heartbeat
         assert r.json["error"]["leader"] == leader.url, r
     # Members register and heartbeat through a follower, following the 307s.
     names = ("m1", "m2", "m3", "m4")
-    ms = {n: heartbeaters(cluster, n, first=f1 if i % 2 else f2).start()
+    ms = {n: heartbeaters(cluster, n, first=f1 if i % 2 else f2,
+                          load={"qps": i + 1, "who": n}).start()
           for i, n in enumerate(names)}
     ok(api(f2, "PUT", "/v1/resources/r", {"partitions": P, "replicas": R}))
     res = balanced(leader, names)
-    for m in ms.values():
+    for i, m in enumerate(ms.values()):
         assert m.snapshot()[2].get("redirect", 0) >= 1 and m.target == leader.url, m
+        # The leader shows the last heartbeat's load (followers: {}).
+        assert member(leader, m.name)["load"] == {"qps": i + 1, "who": m.name}
     # Reads on a follower answer from its own state (no 307).
     for f in (f1, f2):
         settle(f"node {f.id}'s map", lambda: (
             [] if primaries(resource(f)) == primaries(resource(leader)) else ["differs"], None), 5)
         fl = ok(f.request("GET", "/v1/members"))
         assert [m["name"] for m in fl["members"]] == list(names)
-        assert all(m["heartbeat_age_ms"] is None and m["lease_ms_left"] is None
-                   for m in fl["members"]), fl
+        assert all(m["heartbeat_age_ms"] is None and m["lease_ms_left"] is None and
+                   m["load"] == {} for m in fl["members"]), fl
         lk = ok(f.request("GET", "/v1/resources/r/lookup?key=order-7"))
         assert lk["partition"] == fnv1a64(b"order-7") % P
         assert lk["primary"]["name"] == res["map"][lk["partition"]]["primary"]
@@ -667,9 +684,8 @@ def test_three_nodes_redirects_follower_reads_and_leader_kill(cluster, heartbeat
         own = ok(f.request("GET", "/v1/status"))["ownership"]
         assert own["leading"] is False and own["without_primary"] == 0 and "settled" not in own
     assert ok(leader.request("GET", "/v1/status"))["ownership"]["leading"] is True
-    # Quiet map: nothing moved for a second.
-    last = events(leader, 0)["index"]
-    assert events(leader, last, wait="1s")["events"] == []
+    # A quiet map: nothing moved for a second.
+    quiet(leader)
     before = primaries(resource(leader))
     # Kill -9 the leader, and silence m4 at the same moment: the others go
     # on heartbeating and find the new leader by 307s and retries.
