@@ -390,6 +390,7 @@ class Member:
         self.counts = {}        # outcome -> how many heartbeats ended so
         self.unexpected = []    # answers no member should get (the last few)
         self.last_ok = None     # time.monotonic() of the last 200
+        self.last_ok_sent = None  # ... and when that heartbeat was sent (at the latest)
         self._stop = threading.Event()
         self._thread = None
 
@@ -451,6 +452,7 @@ class Member:
             body = {"index": self.view_index, "progress": self.reports()}
             if self.load is not None:
                 body["load"] = self.load
+        sent = time.monotonic()
         r = self._post("POST", f"/v1/members/{self.name}/heartbeat", json.dumps(body))
         if r is None or r.status in (307, 503):
             return r
@@ -458,6 +460,7 @@ class Member:
             with self.lock:
                 self._count("ok")
                 self.last_ok = time.monotonic()
+                self.last_ok_sent = sent
                 self.lease_ms = r.json.get("lease_ms")
                 self.lease_index = r.json.get("index")
                 a = r.json.get("assignment")
