@@ -9,7 +9,11 @@ Timings (defaults: lease 1000 ms, drift 10 %, margin 50 ms, Raft election
 timeout 300 ms so max_election_timeout 600 ms): a silent member's lease is
 certainly over 1.15 s after the leader last answered it, and a new leader
 declares nobody dead for (600 + 1000) x 1.1 + 50 = 1.81 s after it took
-office. Bounds below are generous multiples of those."""
+office. Bounds below are generous multiples of those.
+
+Two tests fail on purpose until the server is fixed (each docstring says
+what is wrong): test_encoded_slash_in_a_member_name_is_a_bad_name and
+test_never_heard_member_gets_no_partitions_in_the_new_leader_wait."""
 import json
 import threading
 import time
@@ -334,7 +338,9 @@ def test_bad_input_answers_4xx_and_changes_nothing(make_cluster, heartbeaters):
 def test_encoded_slash_in_a_member_name_is_a_bad_name(make_cluster, heartbeaters):
     """A member name holding an encoded '/' is not a name ("w1/drain" is
     outside [a-z0-9._-]): it must be refused as one, not routed as w1's
-    drain."""
+    drain. (Fails today: src/runtime/http.c hands the routes only the
+    percent-decoded path, so POST /v1/members/w1%2Fdrain reaches
+    api_members() as /w1/drain and drains w1.)"""
     c = make_cluster(size=1).start()
     node = c.wait_leader()
     heartbeaters(c, "w1").start()
@@ -352,7 +358,10 @@ def test_never_heard_member_gets_no_partitions_in_the_new_leader_wait(make_clust
     created during the new-leader wait must not be placed and granted on
     it. (Placed there, with R = 1 such a partition's only replica sits on a
     member that is then declared dead, and it stays without a primary for
-    good: the controller counts it as lost.)"""
+    good: the controller counts it as lost.) Fails today: until the wait
+    ends every lease counts as running (liveness.h L2), a never-heard
+    member's included, so the controller takes it as a placement host and
+    places and grants fresh partitions on it in sync at once."""
     c = make_cluster(size=1).start()
     node = c.wait_leader()
     heartbeaters(c, "w1").start()
@@ -409,7 +418,9 @@ def test_map_lookup_events_status_and_metrics(make_cluster, heartbeaters):
         settle(f"{name}'s heartbeat view", lambda: (
             [] if {p: e["epoch"] for (_, p), e in mem.snapshot()[1].items()} ==
             {p: e["epoch"] for p, e in got.items()} else [mem.snapshot()[1]], None), 5)
-    # Lookup: the partition every client computes, and its primary.
+    # Lookup: the partition every client computes (FNV-1a 64, checked on
+    # the published test vectors first), and its primary.
+    assert (fnv1a64(b"a"), fnv1a64(b"foobar")) == (0xaf63dc4c8601ec8c, 0x85944171f73967e8)
     keys = [f"user-{i}" for i in range(40)] + ["", "a b&c=d", "caf\u00e9", "k/with/slashes", "%41"]
     seen = set()
     for key in keys:
@@ -453,7 +464,7 @@ def test_map_lookup_events_status_and_metrics(make_cluster, heartbeaters):
     assert own["members"] == {"active": 3, "draining": 0, "dead": 0, "left": 0}, own
     assert (own["resources"], own["partitions"], own["without_primary"],
             own["under_replicated"], own["moving"]) == (1, P, 0, 0, 0), own
-    assert own["assign_index"] == res["index"] or own["assign_index"] >= res["index"]
+    assert own["assign_index"] >= res["index"]
     assert own["heartbeats"] > 0
     v = metrics(node)
     assert v["corral_partitions"] == P and v["corral_resources"] == 1
