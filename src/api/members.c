@@ -147,6 +147,10 @@ static void put(struct corral_node *n, struct corral_http_request *req, const ch
 static void set_status(struct corral_node *n, struct corral_http_request *req, const char *name,
                        uint8_t status)
 {
+    /* A follower redirects before it looks the member up in its own,
+     * maybe stale, state. */
+    if (!api_require_leader(n, req))
+        return;
     const struct corral_state_member *m = find(n, name);
     if (m == NULL) {
         api_error(req, API_ERR_NO_MEMBER);
@@ -426,7 +430,9 @@ static void heartbeat(struct corral_node *n, struct corral_http_request *req, co
         goto out;
     }
     json_t *load = json_object_get(body, "load");
-    json_object_set(api_ctx(n)->loads, name, load != NULL ? load : json_object());
+    /* The map takes a reference: the body's load is borrowed, a fresh
+     * empty object is handed over. */
+    json_object_set_new(api_ctx(n)->loads, name, load != NULL ? json_incref(load) : json_object());
     uint32_t id = m->id;
     for (size_t i = 0; i < n_reports; i++)
         corral_node_report(n, id, &reports[i]);

@@ -156,6 +156,11 @@ json_t *api_body_object(struct corral_http_request *req, bool empty_ok)
     }
     if (len == 0 && empty_ok)
         return json_object();
+    if (len == 0) {
+        api_error_ex(req, API_ERR_BAD_REQUEST, "the body is empty: it must be a JSON object", NULL,
+                     NULL);
+        return NULL;
+    }
     json_error_t err;
     json_t *obj = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &err);
     if (obj == NULL || !json_is_object(obj)) {
@@ -306,11 +311,12 @@ json_t *api_member_json(struct corral_node *n, const struct corral_state_member 
     if (lv != NULL)
         load = json_object_get(api_ctx(n)->loads, m->name);
     return json_pack(
-        "{s:s, s:I, s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:O}", "name", m->name, "id",
+        "{s:s, s:I, s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:o}", "name", m->name, "id",
         (json_int_t)m->id, "role", role_name(m->role), "status", api_status_name(m->status), "addr",
         m->addr, "zone", m->zone, "weight", (int)m->weight, "meta", meta, "heartbeat_age_ms", age,
         "lease_ms_left", left, "primaries", c != NULL ? (int)c->primaries[i] : 0, "replicas",
-        c != NULL ? (int)c->replicas[i] : 0, "load", load != NULL ? load : json_object());
+        c != NULL ? (int)c->replicas[i] : 0, "load",
+        load != NULL ? json_incref(load) : json_object()); /* o: steals one reference */
 }
 
 void api_own_summary(const struct corral_state *st, struct api_own_summary *s)

@@ -110,6 +110,11 @@ static uint32_t hosts(const struct corral_state *st)
 
 static void put(struct corral_node *n, struct corral_http_request *req, const char *name)
 {
+    /* The checks below read the state: a follower's may be stale (a
+     * worker or the resource itself not applied yet), so only the leader
+     * judges them. */
+    if (!api_require_leader(n, req))
+        return;
     json_t *body = api_body_object(req, false);
     if (body == NULL)
         return;
@@ -286,6 +291,10 @@ void api_resources(struct corral_node *n, struct corral_http_request *req, const
         api_error(req, API_ERR_METHOD);
         return;
     }
+    /* Leader only: a follower redirects before it looks the resource up in
+     * its own, maybe stale, state. */
+    if ((del || strcmp(rest, "/plan") == 0) && !api_require_leader(n, req))
+        return;
     const struct corral_state_resource *r = find(n, name);
     if (r == NULL) {
         api_error(req, API_ERR_NO_RESOURCE);

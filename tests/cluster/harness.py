@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -327,3 +328,201 @@ def run_corral(args, stdin=None, timeout=60):
     """Runs the corral command; returns (exit code, stdout, stderr)."""
     p = subprocess.run([CORRAL_BIN, *args], input=stdin, capture_output=True, timeout=timeout)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+# ---- members, resources and partitions (docs/api.md) ----
+
+def api(node, method, path, obj=None, follow=True, timeout=HTTP_TIMEOUT_S):
+    """A JSON request to node (a Node or a base URL): obj is sent as JSON
+    (a str or bytes as is); 307s are followed unless follow is False."""
+    base = node.url if isinstance(node, Node) else node
+    body = obj if obj is None or isinstance(obj, (str, bytes)) else json.dumps(obj)
+    if follow:
+        return follow_redirects(base + path, method, body, timeout)
+    return http(base + path, method, body, timeout)
+
+
+def base_url(url):
+    """http://host:port of a URL."""
+    p = urllib.parse.urlsplit(url)
+    return f"{p.scheme}://{p.netloc}"
+
+
+class Member:
+    """A simulated member: a thread that registers the member with PUT and
+    then POSTs /v1/members/{name}/heartbeat every `interval` seconds to the
+    leader, as a real member's agent would, with copies and releases taking
+    no time:
+
+    - it follows 307s (and remembers where they led), and on no answer or
+      a 503 tries the next coordinator;
+    - it sends `index`, the assignment index of the view it holds, and
+      keeps the view of every answer's `assignment` (a full one replaces
+      it, the `unchanged` marker only moves its index);
+    - it reports `in_sync` for each replica its view shows copying, and
+      `released` for each primary its view shows releasing, on every
+      heartbeat while the view still shows them (agent.h A7);
+    - a 409 (dead or left) makes it register again with PUT (a rejoin);
+      a 404 (deleted) is counted and nothing more.
+
+    Every request is bounded by http_timeout; stop() joins the thread."""
+
+    def __init__(self, cluster, name, addr=None, zone=None, weight=None, interval=0.25,
+                 http_timeout=2.0, first=None, load=None):
+        self.cluster = cluster
+        self.name = name
+        self.addr = addr or f"127.0.0.1:{7000 + sum(map(ord, name)) % 1000}"
+        self.body = {"addr": self.addr}
+        if zone is not None:
+            self.body["zone"] = zone
+        if weight is not None:
+            self.body["weight"] = weight
+        self.load = load        # sent as the heartbeat's load when not None
+        self.interval = interval
+        self.http_timeout = http_timeout
+        self.lock = threading.Lock()
+        self.target = first.url if first is not None else cluster.nodes[0].url
+        self.id = None
+        self.view = {}          # (resource, partition) -> the view's entry
+        self.view_index = 0     # the assignment index of the view held
+        self.lease_index = 0
+        self.lease_ms = None
+        self.counts = {}        # outcome -> how many heartbeats ended so
+        self.unexpected = []    # answers no member should get (the last few)
+        self.last_ok = None     # time.monotonic() of the last 200
+        self.last_ok_sent = None  # ... and when that heartbeat was sent (at the latest)
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _count(self, what):
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def _urls(self):
+        return [n.url for n in self.cluster.nodes]
+
+    def _rotate(self):
+        urls = self._urls()
+        i = urls.index(self.target) if self.target in urls else -1
+        self.target = urls[(i + 1) % len(urls)]
+
+    def _post(self, method, path, body):
+        """method path at the target, following 307s (the target becomes
+        where they lead); rotates the target on no answer or a 503."""
+        r = http(self.target + path, method, body, self.http_timeout)
+        for _ in range(3):
+            if r is None or r.status != 307:
+                break
+            with self.lock:
+                self._count("redirect")
+                self.target = base_url(r.headers["Location"])
+            r = http(r.headers["Location"], method, body, self.http_timeout)
+        if r is None or r.status == 503:
+            with self.lock:
+                self._count("no_answer" if r is None else "unavailable")
+                self._rotate()
+        return r
+
+    def register(self):
+        """PUT /v1/members/{name} once (each coordinator at most once);
+        the Response of the last try."""
+        r = None
+        for _ in range(len(self.cluster.nodes)):
+            r = self._post("PUT", f"/v1/members/{self.name}", json.dumps(self.body))
+            if r is not None and r.status == 200:
+                with self.lock:
+                    self._count("registered")
+                    self.id = r.json["id"]
+                break
+        return r
+
+    def reports(self):
+        out = []
+        for (res, part), e in self.view.items():
+            if e["role"] == "replica" and e["state"] == "copying":
+                out.append({"resource": res, "partition": part, "epoch": e["epoch"],
+                            "state": "in_sync"})
+            elif e["role"] == "primary" and e["state"] == "releasing":
+                out.append({"resource": res, "partition": part, "epoch": e["epoch"],
+                            "state": "released"})
+        return out
+
+    def beat(self):
+        """One heartbeat; returns its Response (or None)."""
+        with self.lock:
+            body = {"index": self.view_index, "progress": self.reports()}
+            if self.load is not None:
+                body["load"] = self.load
+        sent = time.monotonic()
+        r = self._post("POST", f"/v1/members/{self.name}/heartbeat", json.dumps(body))
+        if r is None or r.status in (307, 503):
+            return r
+        if r.status == 200 and isinstance(r.json, dict):
+            with self.lock:
+                self._count("ok")
+                self.last_ok = time.monotonic()
+                self.last_ok_sent = sent
+                self.lease_ms = r.json.get("lease_ms")
+                self.lease_index = r.json.get("index")
+                a = r.json.get("assignment")
+                if a is not None and a.get("unchanged"):
+                    self.view_index = a["index"]
+                elif a is not None:
+                    self.view = {(e["resource"], e["partition"]): e for e in a["partitions"]}
+                    self.view_index = a["index"]
+                    self._count("view")
+        elif r.status == 409:
+            with self.lock:
+                self._count("conflict")
+            self.register()
+        elif r.status == 404:
+            with self.lock:
+                self._count("not_found")
+        else:
+            with self.lock:
+                self._count("unexpected")
+                self.unexpected = (self.unexpected + [r])[-5:]
+        return r
+
+    def _run(self):
+        nxt = time.monotonic()
+        while not self._stop.is_set():
+            self.beat()
+            nxt += self.interval
+            now = time.monotonic()
+            if nxt < now:
+                nxt = now
+            self._stop.wait(nxt - now)
+
+    def start(self, fresh=False):
+        """Registers (when it has no id yet) and starts heartbeating; fresh:
+        forgets the view first, as a restarted member process would."""
+        assert self._thread is None or not self._thread.is_alive(), f"{self.name} already runs"
+        if fresh:
+            with self.lock:
+                self.view, self.view_index = {}, 0
+        if self.id is None:
+            r = self.register()
+            assert r is not None and r.status == 200, f"registering {self.name}: {r!r}"
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"member-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stops heartbeating: returns once no heartbeat is in flight."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.http_timeout * 8 + 5)
+            assert not self._thread.is_alive(), f"{self.name}'s heartbeater did not stop"
+
+    def running(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def snapshot(self):
+        """(view_index, view copy, counts copy) taken at once."""
+        with self.lock:
+            return self.view_index, dict(self.view), dict(self.counts)
+
+    def __repr__(self):
+        return f"<member {self.name} id {self.id} -> {self.target} {self.counts}>"
