@@ -409,5 +409,11 @@ bool api_list_or_name(struct corral_node *n, struct corral_http_request *req, co
         }
         return false;
     }
+    /* Names hold no '/': an escaped one is a bad name, not a separator
+     * (w1%2Fdrain must not drain w1). */
+    if (corral_http_path_encoded_slash(req)) {
+        api_error(req, API_ERR_BAD_NAME);
+        return false;
+    }
     return api_path_name(req, path + 1, name, rest);
 }

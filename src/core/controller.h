@@ -167,6 +167,8 @@ struct corral_controller_stats {
                              * wait for one to return (nothing is copied from nothing) */
     uint32_t blocked;       /* partitions with no safe step: a full row whose only
                              * replica off target is the primary (R = 1), see C4 */
+    uint32_t unheard;       /* never-granted partitions waiting for a target member
+                             * to be heard in this term (the new-leader wait) */
     uint32_t recomputed;    /* resources whose target was computed again */
     uint32_t out_of_target; /* partitions not yet equal to their target */
 };

@@ -36,6 +36,7 @@ struct ctl_member {
     bool grantable;     /* may be granted a primary: active, lease not over */
     bool out;           /* settled and lease over: its primaryship may be cleared (C3) */
     bool death_pending; /* a MEMBER_STATUS dead for it is in flight */
+    bool heard;         /* answered at least once in this term of office */
     uint32_t copies;    /* copying replicas on it, applied or in flight (C5) */
     uint32_t replicas;  /* replicas it holds, counted only when count_replicas */
 };

@@ -227,11 +227,23 @@ static bool failover_one(struct corral_controller *c, struct ctl_resource *r,
 
 /* A never-granted partition (epoch 0) has no data: its replicas are
  * placed in sync, off-target ones dropped, and the target primary granted
- * at once, in one group (C3, C5). */
+ * at once, in one group (C3, C5). During the new-leader wait every lease
+ * counts as running, so a member that registered and was never heard in
+ * this term looks like a host: a fresh partition waits until each of its
+ * target members has been heard (or the wait ends and the silent ones are
+ * out of the target), rather than be granted to a member that may never
+ * have run, whose partition would then wait for it forever (Lost data). */
 static void place_fresh(struct corral_controller *c, struct ctl_resource *r,
                         const struct corral_state_partition *ps, uint32_t p, const uint32_t *t,
                         uint32_t tn)
 {
+    for (uint32_t k = 0; k < tn; k++) {
+        const struct ctl_member *m = ctl_member_find(c, t[k]);
+        if (m == NULL || !m->heard) {
+            c->stats.unheard++;
+            return;
+        }
+    }
     struct ctl_group g = {0};
     uint32_t n = ps->n_replicas, to = NONE;
     for (uint32_t j = 0; j < ps->n_replicas; j++)

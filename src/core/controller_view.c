@@ -131,6 +131,7 @@ int ctl_view_build(struct corral_controller *c, const struct corral_state *st,
         m->id = sm->id;
         m->status = sm->status;
         m->role = sm->role;
+        m->heard = corral_liveness_age_ms(lv, sm->id, now_ms) != UINT64_MAX;
         /* L2 makes lease_over false before settled; C3 asks for both. */
         m->out = c->settled && corral_liveness_lease_over(lv, sm->id, now_ms);
 #ifdef CORRAL_CONTROLLER_BROKEN_NO_LEASE_WAIT

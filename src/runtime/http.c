@@ -35,6 +35,7 @@ struct corral_http_request {
     struct MHD_Connection *conn;
     const char *method;
     const char *path;
+    bool encoded_slash;
     uint8_t *body;
     size_t body_len, body_cap;
     bool too_large;
@@ -51,6 +52,7 @@ struct corral_http_request {
  * in the request line, which MHD takes too; such a request is refused. */
 struct http_conn {
     bool nul;
+    bool encoded_slash;  /* the raw path (before '?') holds %2F */
     const char *uri_end; /* one past the raw URI's first NUL byte */
 };
 
@@ -167,6 +169,7 @@ static struct corral_http_request *request_new(struct corral_http *h, struct MHD
      * NUL that replaced the space before the version. An earlier NUL is
      * one the client sent (should MHD ever lay the line out otherwise,
      * this refuses every request rather than letting a NUL through). */
+    req->encoded_slash = c->encoded_slash;
     if (c->nul || version != c->uri_end) {
         respond_error(req, 400, "bad_request", "the path or query holds a NUL byte (%00)", true);
         return req;
@@ -291,6 +294,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     if (c != NULL) {
         c->nul = false;
         c->uri_end = uri + strlen(uri) + 1;
+        c->encoded_slash = false;
+        for (const char *q = uri; *q != '\0' && *q != '?'; q++)
+            if (q[0] == '%' && q[1] == '2' && (q[2] == 'F' || q[2] == 'f'))
+                c->encoded_slash = true;
     }
     return NULL;
 }
@@ -468,6 +475,11 @@ const char *corral_http_method(const struct corral_http_request *req)
 const char *corral_http_path(const struct corral_http_request *req)
 {
     return req->path;
+}
+
+bool corral_http_path_encoded_slash(const struct corral_http_request *req)
+{
+    return req->encoded_slash;
 }
 
 const char *corral_http_arg(const struct corral_http_request *req, const char *name)

@@ -17,6 +17,7 @@
 #ifndef CORRAL_RUNTIME_HTTP_H
 #define CORRAL_RUNTIME_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,9 @@ void corral_http_stop(struct corral_http *h);
  * answered 400 bad_request here and never reaches the handler. */
 const char *corral_http_method(const struct corral_http_request *req);
 const char *corral_http_path(const struct corral_http_request *req); /* percent-decoded */
+/* The raw path held "%2F": a '/' in the decoded path may be one the client
+ * escaped (a name with a slash, not a path separator). */
+bool corral_http_path_encoded_slash(const struct corral_http_request *req);
 /* A query argument (percent-decoded), or NULL when absent. A present
  * argument without a value ("?stale") gives "". */
 const char *corral_http_arg(const struct corral_http_request *req, const char *name);
