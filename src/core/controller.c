@@ -240,13 +240,23 @@ int corral_controller_report(struct corral_controller *c, const struct corral_st
         uint32_t to = ctl_grant_choose(ps, t, tn, member, direct_grantable, &d);
         if (to != CORRAL_PLACEMENT_NONE)
             g.ops[g.n++] = (struct corral_partition_opv){p, CORRAL_OP_GRANT, to, ps->epoch};
-        /* In flight, so that an evaluation does not grant it too (C6). */
-        if (r != NULL) {
-            struct ctl_pending *rec = &r->pending[p];
-            if (rec->deadline_ms == 0)
-                r->n_pending++;
-            ctl_pending_set(rec, ps->epoch, &g, now_ms + c->cfg.proposal_timeout_ms);
-        }
+    }
+    /* C6 for reports too: the same report heard again (an agent repeats
+     * it on every heartbeat until one is answered, A7, so a lost answer
+     * or a slow commit brings it back many times) proposes nothing while
+     * its step is in flight. Without this a leader that cannot commit for
+     * a while floods its log with refused duplicates. Then it is in
+     * flight, so that an evaluation does not make the step again. */
+    struct ctl_resource *rr = ctl_resource_find(c, sr->id);
+    if (rr != NULL) {
+        struct ctl_pending *rec = &rr->pending[p];
+        const struct corral_partition_opv *last = &g.ops[g.n - 1];
+        if (rec->deadline_ms != 0 && now_ms < rec->deadline_ms && rec->epoch == ps->epoch &&
+            rec->op == last->op && rec->member == last->member && !ctl_pending_done(rec, ps))
+            return 0;
+        if (rec->deadline_ms == 0)
+            rr->n_pending++;
+        ctl_pending_set(rec, ps->epoch, &g, now_ms + c->cfg.proposal_timeout_ms);
     }
     memcpy(c->report_ops, g.ops, g.n * sizeof(g.ops[0]));
     memset(&c->report_cmd, 0, sizeof(c->report_cmd));
