@@ -112,6 +112,14 @@ void api_not_leader(struct corral_node *n, struct corral_http_request *req)
         api_error(req, API_ERR_NO_LEADER);
         return;
     }
+    /* A leader not heard from for an election timeout may be frozen: a
+     * client sent there would hang for its whole timeout (docs/api.md). */
+    if (info.leader_stale) {
+        api_error_ex(req, API_ERR_NO_LEADER,
+                     "no contact with the leader for over an election timeout; retry shortly", NULL,
+                     NULL);
+        return;
+    }
     char path[3 * 1024], query[2048], location[6 * 1024];
     if (corral_http_escape(corral_http_path(req), path, sizeof(path)) != 0 ||
         corral_http_query(req, query, sizeof(query)) != 0) {

@@ -399,6 +399,8 @@ void corral_node_info(struct corral_node *n, struct corral_node_info *info)
     info->cluster_addr = n->cluster_addr;
     info->leader = s.leader;
     info->leader_http = leader_http(n, s.leader);
+    info->leader_stale = s.role != CORRAL_RAFT_LEADER && s.leader != 0 &&
+                         node_now_ms() - n->last_leader_contact_ms > n->cfg.election_timeout_ms;
     info->not_ready_reason = not_ready(n, &s);
     info->ready = info->not_ready_reason == NULL;
 }

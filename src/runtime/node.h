@@ -138,6 +138,9 @@ struct corral_node_info {
     const char *cluster_addr; /* "host:port" */
     uint64_t leader;
     const char *leader_http; /* NULL when unknown */
+    /* A follower that has not heard from that leader for longer than an
+     * election timeout (a frozen or cut-off leader it still names). */
+    bool leader_stale;
     bool ready;
     const char *not_ready_reason;
 };

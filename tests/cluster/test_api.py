@@ -221,3 +221,35 @@ def test_raw_nul_byte_in_request_line_is_refused(cluster):
         req = line + b"\r\nHost: x\r\nContent-Length: 6\r\nConnection: close\r\n\r\nforged"
         assert raw_request(leader, req) == 400, line
         acct_unchanged(leader, version)
+
+
+def test_follower_with_a_frozen_leader_answers_no_leader(cluster):
+    """A follower that names a leader it has not heard from for over an
+    election timeout (here: the leader and the other follower frozen, so
+    no new leader can be elected) answers 503 no_leader with Retry-After
+    instead of a 307 that would send clients to the frozen node."""
+    leader = cluster.wait_leader()
+    a, b = cluster.followers(leader)
+    # While the leader is heard, a write at a follower is redirected.
+    r = http(a.url + kv_path("k"), "PUT", b"v")
+    assert r.status == 307, r
+    leader.pause()
+    b.pause()
+    try:
+        import time
+        # Past the base election timeout (its randomized timer, up to twice
+        # that, may not have fired yet: it still names the frozen leader),
+        # then well past it (it has given the leader up).
+        for wait in (1.1, 3.0):
+            time.sleep(wait * ELECTION_TIMEOUT_MS / 1000.0)
+            r = http(a.url + kv_path("k"), "PUT", b"v")
+            assert_error(r, 503, "no_leader")
+            assert r.headers.get("Retry-After") == "1", r.headers
+        # Reads that need the leader fail the same way or time out; a stale
+        # read still answers from the local copy.
+        r = http(a.url + kv_path("k", {"stale": "1"}))
+        assert r.status in (200, 404), r
+    finally:
+        leader.resume()
+        b.resume()
+    cluster.wait_leader()
