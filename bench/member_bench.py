@@ -11,13 +11,17 @@ a table, and writes the lines to --json-out.
     python3 bench/member_bench.py [--build build] [--json-out FILE]
         [--members 1000,5000,10000] [--rate 4] [--duration-s 10]
         [--warmup-s 5] [--conns 256] [--no-resource-runs] [--no-rate-run]
-        [--quick]
+        [--quiet-wait-s 120] [--quick]
 
 The target: 10,000 members at 4 heartbeats/s each (40,000 answers/s) on 2
 cores with the leader's CPU under one core. Besides N x 4/s without and
 with a resource (P = 1024, R = 2, so members hold partitions and views
 change while members join), it runs 4,000 members at 10/s: the target's
 40,000 answers/s within the leader's member limit (4,096, docs/api.md).
+
+The machine should be otherwise idle: before each run it waits (up to
+--quiet-wait-s) for the CPU to be idle, and a run during which other
+processes used more than 0.2 cores is marked suspect in the table.
 
 Only the standard library. Every process it starts is killed by pid, every
 wait has a timeout, data dirs live under one mkdtemp dir removed at the end.
@@ -46,6 +50,9 @@ REGISTER_TIMEOUT_S = 120.0
 RESOURCE = {"name": "bench", "partitions": 1024, "replicas": 2}
 TARGET = {"members": 10000, "rate_per_member": 4.0, "server_cpu_cores_max": 1.0,
           "achieved_ratio_min": 0.99}
+# More CPU than this used by neither the server nor the load generator
+# during the measured window marks the run suspect (a busy neighbour).
+OTHER_CPU_SUSPECT = 0.2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -57,6 +64,30 @@ def cpu_seconds(pid):
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
     except (OSError, IndexError, ValueError):
         return None
+
+
+def machine_busy_seconds():
+    """CPU seconds spent busy by all cores so far (/proc/stat: everything
+    but idle and iowait), or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return (sum(v) - v[3] - v[4]) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def wait_quiet(max_wait_s):
+    """Waits (at most max_wait_s) until the machine's busy CPU over one
+    second is under OTHER_CPU_SUSPECT cores; returns the last reading."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        t0, b0 = time.monotonic(), machine_busy_seconds()
+        time.sleep(1.0)
+        t1, b1 = time.monotonic(), machine_busy_seconds()
+        busy = None if None in (b0, b1) else (b1 - b0) / (t1 - t0)
+        if busy is None or busy < OTHER_CPU_SUSPECT or time.monotonic() >= deadline:
+            return busy
 
 
 def window_cpu(samples, start, end):
@@ -141,6 +172,9 @@ class Server:
 
 def one_run(exe, loadgen, workdir, run, a):
     """Fresh server, optional resource, the load; returns the result record."""
+    quiet = wait_quiet(a.quiet_wait_s)
+    if quiet is not None and quiet >= OTHER_CPU_SUSPECT:
+        log(f"  the machine is busy ({quiet:.2f} cores) after {a.quiet_wait_s:.0f} s: running anyway")
     srv = Server(exe, workdir, run["name"])
     try:
         srv.start()
@@ -160,13 +194,14 @@ def one_run(exe, loadgen, workdir, run, a):
         limit = REGISTER_TIMEOUT_S + a.warmup_s + a.duration_s + 30
         lg = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
-        srv_samples, lg_samples = [], []
+        srv_samples, lg_samples, all_samples = [], [], []
         deadline = time.monotonic() + limit
         try:
             while lg.poll() is None and time.monotonic() < deadline:
                 t = time.monotonic()
                 srv_samples.append((t, cpu_seconds(srv.proc.pid)))
                 lg_samples.append((t, cpu_seconds(lg.pid)))
+                all_samples.append((t, machine_busy_seconds()))
                 time.sleep(SAMPLE_EVERY_S)
             if lg.poll() is None:
                 raise RuntimeError(f"corral-memberload still running after {limit:.0f} s")
@@ -183,12 +218,17 @@ def one_run(exe, loadgen, workdir, run, a):
         s0, s1 = res["measure_start_s"], res["measure_end_s"]
         cpu, cpu_peak = window_cpu(srv_samples, s0, s1)
         lg_cpu, _ = window_cpu(lg_samples, s0, s1)
+        busy, _ = window_cpu(all_samples, s0, s1)
+        # what neither process used: this script, the kernel's own threads,
+        # anything else on the machine (a busy neighbour makes a run suspect)
+        other = None if None in (busy, cpu, lg_cpu) else max(0.0, busy - cpu - lg_cpu)
         st = srv.status() or {}
         own = st.get("ownership", {})
         return {"run": run["name"], "members_asked": run["members"], "rate": run["rate"],
                 "resource": RESOURCE if run["resource"] else None,
                 "server_cpu_cores": cpu, "server_cpu_peak_1s": cpu_peak,
-                "loadgen_cpu_cores": lg_cpu, "server_rss_kib": rss_kib(srv.proc.pid),
+                "loadgen_cpu_cores": lg_cpu, "other_cpu_cores": other,
+                "busy_before_cores": quiet, "loadavg_after": os.getloadavg()[0], "server_rss_kib": rss_kib(srv.proc.pid),
                 "server_members": own.get("members"), "server_controller": own.get("controller"),
                 "server_moving": own.get("moving"), "loadgen": res}
     except RuntimeError as e:
@@ -215,12 +255,14 @@ def verdict(rec):
         why.append("CPU >= 1 core")
     if lg["errors"]:
         why.append("errors")
+    if rec["other_cpu_cores"] is not None and rec["other_cpu_cores"] > OTHER_CPU_SUSPECT:
+        why.append(f"suspect: {rec['other_cpu_cores']:.2f} cores used by other processes")
     return "NO: " + ", ".join(why) if why else "ok"
 
 
 def table(recs):
     head = ("run", "members", "target/s", "achieved/s", "p50 ms", "p99 ms", "max ms",
-            "late", "errors", "srv CPU", "peak 1s", "gen CPU", "full views", "")
+            "late", "errors", "srv CPU", "peak 1s", "gen CPU", "other CPU", "full views", "")
     rows = []
     for r in recs:
         lg = r["loadgen"]
@@ -229,7 +271,8 @@ def table(recs):
                      fmt(lg["p50_ms"], ".2f"), fmt(lg["p99_ms"], ".2f"),
                      fmt(lg["max_ms"], ".1f"), str(lg["late"]), str(lg["errors"]),
                      fmt(r["server_cpu_cores"], ".2f"), fmt(r["server_cpu_peak_1s"], ".2f"),
-                     fmt(r["loadgen_cpu_cores"], ".2f"), str(lg["views_full"]), verdict(r)))
+                     fmt(r["loadgen_cpu_cores"], ".2f"), fmt(r["other_cpu_cores"], ".2f"),
+                     str(lg["views_full"]), verdict(r)))
     widths = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
     for x in [head] + rows:
         print("  ".join(str(v).ljust(w) if i in (0, len(head) - 1) else str(v).rjust(w)
@@ -248,6 +291,8 @@ def main():
     ap.add_argument("--no-resource-runs", action="store_true")
     ap.add_argument("--no-rate-run", action="store_true",
                     help="skip 4,000 members at 10/s (40,000 answers/s)")
+    ap.add_argument("--quiet-wait-s", type=float, default=120.0,
+                    help="before each run, wait up to this long for the machine to be idle")
     ap.add_argument("--quick", action="store_true", help="1,000 members, 3 s, no extra runs")
     a = ap.parse_args()
     if a.quick:
@@ -258,8 +303,10 @@ def main():
         ap.error("--members: a comma-separated list of numbers")
     if not sizes or not all(1 <= n <= 100000 for n in sizes) or len(sizes) > 10:
         ap.error("--members: 1 to 10 sizes, each 1..100000")
-    if not 0 < a.duration_s <= 600 or not 0 <= a.warmup_s <= 120 or not 1 <= a.conns <= 1000:
-        ap.error("--duration-s in (0, 600], --warmup-s in [0, 120], --conns in 1..1000")
+    if not 0 < a.duration_s <= 600 or not 0 <= a.warmup_s <= 120 or not 1 <= a.conns <= 1000 \
+            or not 0 <= a.quiet_wait_s <= 3600:
+        ap.error("--duration-s in (0, 600], --warmup-s in [0, 120], --conns in 1..1000,"
+                 " --quiet-wait-s in [0, 3600]")
 
     exe = os.path.join(a.build, "src", "cli", "corral")
     loadgen = os.path.join(a.build, "bench", "corral-memberload")
