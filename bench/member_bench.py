@@ -11,7 +11,7 @@ a table, and writes the lines to --json-out.
     python3 bench/member_bench.py [--build build] [--json-out FILE]
         [--members 1000,5000,10000] [--rate 4] [--duration-s 10]
         [--warmup-s 5] [--conns 256] [--no-resource-runs] [--no-rate-run]
-        [--quiet-wait-s 120] [--quick]
+        [--quiet-wait-s 120] [--retry-suspect 2] [--quick]
 
 The target: 10,000 members at 4 heartbeats/s each (40,000 answers/s) on 2
 cores with the leader's CPU under one core. Besides N x 4/s without and
@@ -21,7 +21,8 @@ change while members join), it runs 4,000 members at 10/s: the target's
 
 The machine should be otherwise idle: before each run it waits (up to
 --quiet-wait-s) for the CPU to be idle, and a run during which other
-processes used more than 0.2 cores is marked suspect in the table.
+processes used more than 0.2 cores is run again (--retry-suspect times);
+the table shows the cleanest attempt and marks it when it is still suspect.
 
 Only the standard library. Every process it starts is killed by pid, every
 wait has a timeout, data dirs live under one mkdtemp dir removed at the end.
@@ -237,6 +238,12 @@ def one_run(exe, loadgen, workdir, run, a):
         srv.stop()
 
 
+def suspect(rec):
+    """CPU (cores) other processes used during the run's measured window."""
+    o = rec["other_cpu_cores"]
+    return 99.0 if o is None else o
+
+
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
@@ -293,6 +300,9 @@ def main():
                     help="skip 4,000 members at 10/s (40,000 answers/s)")
     ap.add_argument("--quiet-wait-s", type=float, default=120.0,
                     help="before each run, wait up to this long for the machine to be idle")
+    ap.add_argument("--retry-suspect", type=int, default=2,
+                    help="run a suspect run again up to this many times; the table keeps the"
+                         " attempt with the least other CPU, the JSON lines every attempt")
     ap.add_argument("--quick", action="store_true", help="1,000 members, 3 s, no extra runs")
     a = ap.parse_args()
     if a.quick:
@@ -304,9 +314,9 @@ def main():
     if not sizes or not all(1 <= n <= 100000 for n in sizes) or len(sizes) > 10:
         ap.error("--members: 1 to 10 sizes, each 1..100000")
     if not 0 < a.duration_s <= 600 or not 0 <= a.warmup_s <= 120 or not 1 <= a.conns <= 1000 \
-            or not 0 <= a.quiet_wait_s <= 3600:
+            or not 0 <= a.quiet_wait_s <= 3600 or not 0 <= a.retry_suspect <= 5:
         ap.error("--duration-s in (0, 600], --warmup-s in [0, 120], --conns in 1..1000,"
-                 " --quiet-wait-s in [0, 3600]")
+                 " --quiet-wait-s in [0, 3600], --retry-suspect in 0..5")
 
     exe = os.path.join(a.build, "src", "cli", "corral")
     loadgen = os.path.join(a.build, "bench", "corral-memberload")
@@ -334,19 +344,32 @@ def main():
         for run in runs:
             log(f"== {run['name']}: {run['members']} members x {run['rate']:g}/s"
                 f"{', resource P=1024 R=2' if run['resource'] else ''}")
-            try:
-                rec = one_run(exe, loadgen, workdir, run, a)
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                failed = True
-                print(f"{run['name']}: FAILED: {e}")
-                lines.append({"bench": "members", "date": date, "machine": machine,
-                              "run": run["name"], "failed": str(e)})
-                continue
-            recs.append(rec)
-            line = {"bench": "members", "date": date, "machine": machine,
-                    "duration_s": a.duration_s, "warmup_s": a.warmup_s, "conns": a.conns, **rec}
-            lines.append(line)
-            print(json.dumps(line), flush=True)
+            best = None
+            for attempt in range(1, a.retry_suspect + 2):
+                try:
+                    rec = one_run(exe, loadgen, workdir, run, a)
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    failed = True
+                    print(f"{run['name']}: FAILED: {e}")
+                    lines.append({"bench": "members", "date": date, "machine": machine,
+                                  "run": run["name"], "attempt": attempt, "failed": str(e)})
+                    break
+                rec["attempt"] = attempt
+                line = {"bench": "members", "date": date, "machine": machine,
+                        "duration_s": a.duration_s, "warmup_s": a.warmup_s, "conns": a.conns,
+                        **rec}
+                lines.append(line)
+                print(json.dumps(line), flush=True)
+                if best is None or suspect(rec) < suspect(best):
+                    best = rec
+                if suspect(rec) <= OTHER_CPU_SUSPECT:
+                    break
+                log(f"  attempt {attempt}: {suspect(rec):.2f} cores used by other processes")
+            if best is not None:
+                for ln in lines:
+                    if ln.get("run") == run["name"] and "attempt" in ln and "failed" not in ln:
+                        ln["kept"] = ln["attempt"] == best["attempt"]
+                recs.append(best)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
