@@ -466,7 +466,12 @@ static void heartbeat(struct corral_node *n, struct corral_http_request *req, co
         goto out;
     }
     json_t *load = json_object_get(body, "load");
-    json_object_set(api_ctx(n)->loads, name, load != NULL ? load : json_object());
+    /* _set takes a reference of its own: the body keeps its load, and a
+     * fresh {} must be handed over with _new (it leaked once per heartbeat) */
+    if (load != NULL)
+        json_object_set(api_ctx(n)->loads, name, load);
+    else
+        json_object_set_new(api_ctx(n)->loads, name, json_object());
     uint32_t id = m->id;
     for (size_t i = 0; i < n_reports; i++)
         corral_node_report(n, id, &reports[i]);
