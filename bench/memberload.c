@@ -22,7 +22,8 @@
  * is late by the difference (counted when over --late-ms). A slot of a
  * member not registered yet (or told to register again: 409 dead, 404)
  * sends the PUT instead; a member refused with 507 (the leader's member
- * limit) is left out of the schedule.
+ * limit) is left out: when the registration is over, the schedule starts
+ * again over the members the leader took.
  *
  * Phases: register (until every member got 200 or 507 to its PUT, bounded
  * by --register-timeout-s), warmup, measure (--duration-s; only these
@@ -72,7 +73,7 @@ struct member {
 
 struct conn {
     struct hconn io;
-    uint32_t first, count; /* its members: first + j * conns, j < count */
+    uint32_t *list, count; /* its members (i with i mod conns = its index), in order */
     uint64_t slot;         /* the next slot of its schedule */
     uint64_t phase_ns;     /* slot 0 is due at t0 + phase_ns */
     uint64_t due_ns, sent_ns, deadline_ns, retry_at_ns;
@@ -115,9 +116,9 @@ static uint64_t slot_due(const struct run *rn, const struct conn *c, uint64_t sl
     return rn->t0_ns + c->phase_ns + slot * rn->period_ns / c->count;
 }
 
-static uint32_t slot_member(const struct run *rn, const struct conn *c, uint64_t slot)
+static uint32_t slot_member(const struct conn *c, uint64_t slot)
 {
-    return c->first + (uint32_t)(slot % c->count) * rn->o.conns;
+    return c->list[slot % c->count];
 }
 
 /* ---- requests ---- */
@@ -288,7 +289,7 @@ static void conn_fail(struct run *rn, struct conn *c, uint64_t *counter, const c
 static void conn_next(struct run *rn, struct conn *c, uint64_t t)
 {
     for (uint32_t tries = 0; tries < c->count; tries++, c->slot++) {
-        uint32_t i = slot_member(rn, c, c->slot);
+        uint32_t i = slot_member(c, c->slot);
         if (rn->m[i].state == M_REFUSED)
             continue;
         if (rn->phase == PHASE_DRAIN) {
@@ -403,6 +404,34 @@ static uint64_t backlog(const struct run *rn, uint64_t t)
     return k;
 }
 
+/* Slot 0 of connection i is due at t0 + phase: the connections' slots
+ * interleave evenly within one slot gap. */
+static uint64_t phase_of(const struct run *rn, uint32_t i, uint32_t count)
+{
+    return (uint64_t)i * rn->period_ns / ((uint64_t)rn->o.conns * count);
+}
+
+/* After the registration: the schedule starts over at t over the members
+ * the leader took (the refused ones' slots would leave gaps, and since
+ * the first members of every connection are the ones taken, all the
+ * connections' gaps would fall at the same time: bursts). */
+static void schedule_restart(struct run *rn, struct conn *c, uint64_t t)
+{
+    uint32_t k = 0;
+    for (uint32_t j = 0; j < c->count; j++)
+        if (rn->m[c->list[j]].state != M_REFUSED)
+            c->list[k++] = c->list[j];
+    c->slot = 0;
+    if (k == 0) {
+        c->retry_at_ns = UINT64_MAX; /* every member of it was refused */
+        return;
+    }
+    c->count = k;
+    c->phase_ns = phase_of(rn, (uint32_t)(c - rn->conns), k);
+    if (!in_flight(c))
+        c->retry_at_ns = t;
+}
+
 /* Advances the phase; returns false when the run is over. */
 static bool phase_step(struct run *rn, uint64_t t)
 {
@@ -414,11 +443,8 @@ static bool phase_step(struct run *rn, uint64_t t)
         /* The schedule starts over now: the slots the registration's PUTs
          * delayed are not sent in a burst. */
         rn->t0_ns = t;
-        for (uint32_t i = 0; i < rn->o.conns; i++) {
-            rn->conns[i].slot = 0;
-            if (!in_flight(&rn->conns[i]) && rn->conns[i].retry_at_ns != UINT64_MAX)
-                rn->conns[i].retry_at_ns = t;
-        }
+        for (uint32_t i = 0; i < rn->o.conns; i++)
+            schedule_restart(rn, &rn->conns[i], t);
     }
     if (rn->phase == PHASE_WARMUP && t >= rn->warmup_end_ns) {
         rn->phase = PHASE_MEASURE;
@@ -609,15 +635,20 @@ int main(int argc, char **argv)
         struct conn *c = &rn.conns[i];
         if (hconn_init(&c->io, rn.epfd, i, &rn.ep, REQ_BYTES_MAX) != 0)
             die("out of memory");
-        c->first = i;
         c->count = (rn.o.members - i + rn.o.conns - 1) / rn.o.conns;
-        /* the connections' slots interleave evenly within one slot gap */
-        c->phase_ns = (uint64_t)i * rn.period_ns / ((uint64_t)rn.o.conns * c->count);
+        c->list = malloc(c->count * sizeof(*c->list));
+        if (c->list == NULL)
+            die("out of memory");
+        for (uint32_t j = 0; j < c->count; j++)
+            c->list[j] = i + j * rn.o.conns;
+        c->phase_ns = phase_of(&rn, i, c->count);
     }
     run_loop(&rn);
     report(&rn);
-    for (uint32_t i = 0; i < rn.o.conns; i++)
+    for (uint32_t i = 0; i < rn.o.conns; i++) {
         hconn_free(&rn.conns[i].io);
+        free(rn.conns[i].list);
+    }
     close(rn.epfd);
     free(rn.conns);
     free(rn.m);
