@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: runs every benchmark in bench/ and prints its table.
 # Results to record go in docs/benchmarks.md (with the date and machine)
-# and as JSON lines under bench/results/.
+# and as JSON lines under bench/results/. The last two steps start corral
+# processes on loopback (the cluster and member benches).
 set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/.."
@@ -25,3 +26,9 @@ if command -v etcd >/dev/null; then
 else
   echo "cluster bench skipped: etcd is not installed (scripts/bench-deps.sh installs it)"
 fi
+
+# Heartbeat capacity of one leader: N simulated members on loopback
+# (bench/member_bench.py, corral-memberload), about 3 minutes.
+echo
+echo "== members (heartbeats to one leader)"
+python3 bench/member_bench.py --build "$build" --json-out bench/results/bench-members.jsonl
