@@ -12,7 +12,7 @@ every hook run with a CLOCK_MONOTONIC timestamp).
   the end of its release hook to the start of the next acquire. The
   worker is activated again and the map settles.
 
-    python3 bench/failover_bench.py [--build build] [--runs 20]
+    /usr/bin/python3 bench/failover_bench.py [--build build] [--runs 20]
         [--partitions 64] [--replicas 2] [--json-out FILE]
 
 Targets (the issue): failover p99 < 2 s, goal 1 s. Every process it

@@ -32,3 +32,10 @@ fi
 echo
 echo "== members (heartbeats to one leader)"
 python3 bench/member_bench.py --build "$build" --json-out bench/results/bench-members.jsonl
+
+# Partition failover and drain hand-offs with real processes: 3
+# coordinators, 5 corral agents (bench/failover_bench.py), about 4 minutes.
+echo
+echo "== failover (kill -9 of a worker, drain hand-offs)"
+/usr/bin/python3 bench/failover_bench.py --build "$build" --runs 20 \
+  --json-out bench/results/bench-failover.jsonl

@@ -40,7 +40,7 @@ class Workers:
         self.procs = {}
         self.faults = []  # (t, worker, kind): kill, stop, cont
 
-    def start(self, name, zone=None):
+    def start(self, name, zone=None, extra=()):
         log = open(str(self.tmp / f"{name}.log"), "ab")
         coords = ",".join(n.http_addr for n in self.cluster.nodes)
         argv = [CORRAL_BIN, "agent", "--name", name, "--coordinators", coords,
@@ -48,6 +48,7 @@ class Workers:
                 "--hook", f"{self.hook} {self.log}"]
         if zone:
             argv += ["--zone", zone]
+        argv += list(extra)
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.procs[name] = p
