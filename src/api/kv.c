@@ -10,12 +10,6 @@
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
 
-static bool flag_set(struct corral_http_request *req, const char *name)
-{
-    const char *v = corral_http_arg(req, name);
-    return v != NULL && (v[0] == '\0' || strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
-}
-
 static json_t *item_json(const struct corral_kv_item *it)
 {
     return json_pack("{s:s%, s:s%, s:I}", "key", (const char *)it->key, (size_t)it->key_len,
@@ -88,7 +82,10 @@ static void on_read(void *ctx, int err)
 
 static void kv_read(struct corral_node *n, struct corral_http_request *req, bool list)
 {
-    if (flag_set(req, "stale")) { /* local state, no quorum needed */
+    bool stale = false;
+    if (!api_flag_arg(req, "stale", &stale))
+        return;
+    if (stale) { /* local state, no quorum needed */
         if (list)
             serve_list(n, req);
         else
@@ -180,8 +177,9 @@ static bool write_cmd(struct corral_http_request *req, bool del, struct corral_k
 
 static void kv_write(struct corral_node *n, struct corral_http_request *req, bool del)
 {
+    static const char *const args[] = {"cas", NULL};
     struct corral_kv_cmd cmd;
-    if (!write_cmd(req, del, &cmd))
+    if (!api_args_only(req, args) || !write_cmd(req, del, &cmd))
         return;
     struct write_ctx *wc = malloc(sizeof(*wc));
     if (wc == NULL) {

@@ -229,7 +229,10 @@ static void on_status_applied(void *ctx, int err, const struct corral_state_resu
 static void remove_member(struct corral_node *n, struct corral_http_request *req, const char *name)
 {
     uint64_t wait_ms = 60000;
+    bool force = false;
     if (corral_http_arg(req, "wait") != NULL && !api_wait_arg(req, &wait_ms))
+        return;
+    if (!api_flag_arg(req, "force", &force))
         return;
     if (!api_require_leader(n, req))
         return;
@@ -245,7 +248,7 @@ static void remove_member(struct corral_node *n, struct corral_http_request *req
     }
     /* A dead member's replicas go anyway; otherwise drain, or with force
      * mark it dead (its primaries move once its lease is certainly over). */
-    uint8_t want = api_flag(req, "force") ? CORRAL_MEMBER_DEAD : CORRAL_MEMBER_DRAINING;
+    uint8_t want = force ? CORRAL_MEMBER_DEAD : CORRAL_MEMBER_DRAINING;
     if (m->status == want || m->status == CORRAL_MEMBER_DEAD) {
         park_delete(n, req, name, wait_ms);
         return;
@@ -530,6 +533,12 @@ void api_members(struct corral_node *n, struct corral_http_request *req, const c
         path_known = true;
         if (!api_method_is(req, routes[i].method))
             continue;
+        /* Writes take only their documented arguments (DELETE: wait,
+         * force); GETs ignore others. */
+        static const char *const none[] = {NULL}, *const del[] = {"wait", "force", NULL};
+        if (routes[i].op != 0 && routes[i].op != 4 && routes[i].op != 5 &&
+            !api_args_only(req, routes[i].op == 2 ? del : none))
+            return;
         switch (routes[i].op) {
         case 0:
             answer_member(n, req, name);

@@ -84,12 +84,6 @@ void api_own_stopping(struct corral_node *n)
 
 /* ---- arguments ---- */
 
-bool api_flag(struct corral_http_request *req, const char *name)
-{
-    const char *v = corral_http_arg(req, name);
-    return v != NULL && (v[0] == '\0' || strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
-}
-
 bool api_wait_arg(struct corral_http_request *req, uint64_t *ms)
 {
     const char *v = corral_http_arg(req, "wait");

@@ -84,8 +84,6 @@ struct api_wait *api_wait_park(struct corral_node *n, struct corral_http_request
 bool api_wait_arg(struct corral_http_request *req, uint64_t *ms);
 /* The `index` argument, 0 when absent; false (answered 400) when bad. */
 bool api_index_arg(struct corral_http_request *req, uint64_t *index);
-/* A flag argument: present as "", "1" or "true". */
-bool api_flag(struct corral_http_request *req, const char *name);
 
 /* Hooks for the node (own.c). */
 void api_own_batch_done(struct corral_node *n);

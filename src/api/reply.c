@@ -104,6 +104,27 @@ void api_error(struct corral_http_request *req, enum api_err e)
     api_error_ex(req, e, NULL, NULL, NULL);
 }
 
+bool api_args_only(struct corral_http_request *req, const char *const *allowed)
+{
+    char msg[160];
+    if (corral_http_args_only(req, allowed, msg, sizeof(msg)))
+        return true;
+    api_error_ex(req, API_ERR_BAD_REQUEST, msg, NULL, NULL);
+    return false;
+}
+
+bool api_flag_arg(struct corral_http_request *req, const char *name, bool *on)
+{
+    const char *v = corral_http_arg(req, name);
+    *on = v != NULL;
+    if (v == NULL || v[0] == '\0' || strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
+        return true;
+    char msg[120];
+    snprintf(msg, sizeof(msg), "%s takes no value, or 1 or true", name);
+    api_error_ex(req, API_ERR_BAD_REQUEST, msg, NULL, NULL);
+    return false;
+}
+
 void api_not_leader(struct corral_node *n, struct corral_http_request *req)
 {
     struct corral_node_info info;

@@ -4,6 +4,8 @@
 #ifndef CORRAL_API_REPLY_H
 #define CORRAL_API_REPLY_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 #include "runtime/http.h"
@@ -61,6 +63,13 @@ void api_error(struct corral_http_request *req, enum api_err e);
  * compare-and-swap). */
 void api_error_ex(struct corral_http_request *req, enum api_err e, const char *message,
                   const char *leader_http, json_t *extra);
+/* For mutating requests: every query argument is one of allowed
+ * (NULL-terminated; { NULL } for none) and none is repeated; else false,
+ * answered 400 bad_request naming it. */
+bool api_args_only(struct corral_http_request *req, const char *const *allowed);
+/* A flag argument: absent (false), or "", "1" or "true" (true); any other
+ * value is false, answered 400 bad_request naming the flag. */
+bool api_flag_arg(struct corral_http_request *req, const char *name, bool *on);
 /* 503 no_leader, or 307 to the leader with the same path and query. */
 void api_not_leader(struct corral_node *n, struct corral_http_request *req);
 /* Answers a node error code (CORRAL_ETIMEDOUT, CORRAL_EBUSY, ...). */

@@ -110,6 +110,10 @@ static uint32_t hosts(const struct corral_state *st)
 
 static void put(struct corral_node *n, struct corral_http_request *req, const char *name)
 {
+    static const char *const args[] = {"force", NULL};
+    bool force = false;
+    if (!api_args_only(req, args) || !api_flag_arg(req, "force", &force))
+        return;
     /* The checks below read the state: a follower's may be stale (a
      * worker or the resource itself not applied yet), so only the leader
      * judges them. */
@@ -139,7 +143,7 @@ static void put(struct corral_node *n, struct corral_http_request *req, const ch
         goto out;
     }
     uint32_t h = hosts(st);
-    if ((uint32_t)json_integer_value(jr) > h && !api_flag(req, "force")) {
+    if ((uint32_t)json_integer_value(jr) > h && !force) {
         snprintf(msg, sizeof(msg),
                  "replicas (%d) exceeds the workers that could hold a copy (%u); add workers "
                  "first, or ask with ?force=1",
@@ -291,6 +295,9 @@ void api_resources(struct corral_node *n, struct corral_http_request *req, const
         api_error(req, API_ERR_METHOD);
         return;
     }
+    static const char *const none[] = {NULL};
+    if (del && !api_args_only(req, none))
+        return;
     /* Leader only: a follower redirects before it looks the resource up in
      * its own, maybe stale, state. */
     if ((del || strcmp(rest, "/plan") == 0) && !api_require_leader(n, req))

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -61,6 +62,13 @@ static struct http_conn *conn_state(struct MHD_Connection *conn)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* Open connections past which new ones are closed at once; between
+ * max_connections and this they are answered 503 busy (health excepted). */
+static uint64_t hard_cap(const struct corral_http_limits *l)
+{
+    return (uint64_t)l->max_connections + CORRAL_HTTP_CAP_EXTRA;
 }
 
 void corral_http_limits_default(struct corral_http_limits *l)
@@ -141,6 +149,59 @@ static void respond_error(struct corral_http_request *req, unsigned status, cons
     free(body);
 }
 
+/* Request framing: at most one Content-Length (repeats with the same
+ * value are one), at most one Transfer-Encoding and only "chunked", and
+ * never both. MHD 0.9.75 picks one framing silently (the first
+ * Content-Length, or chunked over Content-Length): a proxy in front that
+ * picked the other would see a second, smuggled request in the body. */
+struct framing {
+    unsigned n_cl, n_te;
+    bool cl_differ, te_other;
+    const char *cl;
+};
+
+static enum MHD_Result framing_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    struct framing *f = cls;
+    if (key == NULL)
+        return MHD_YES;
+    value = value != NULL ? value : "";
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (f->n_cl++ > 0 && strcmp(f->cl, value) != 0)
+            f->cl_differ = true;
+        if (f->cl == NULL)
+            f->cl = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->n_te++;
+        if (strcasecmp(value, "chunked") != 0)
+            f->te_other = true;
+    }
+    return MHD_YES;
+}
+
+/* The message of a framing refusal, NULL when the framing is sound. */
+static const char *framing_error(struct MHD_Connection *conn)
+{
+    struct framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_iter, &f);
+    if (f.cl_differ)
+        return "two different Content-Length headers";
+    if (f.n_cl > 0 && f.n_te > 0)
+        return "both Content-Length and Transfer-Encoding";
+    if (f.n_te > 1 || f.te_other)
+        return "Transfer-Encoding other than a single \"chunked\"";
+    return NULL;
+}
+
+/* Answered whatever the connection count: a load balancer's probe must
+ * not read a full server as a dead one. */
+static bool is_health(const char *path)
+{
+    return strcmp(path, "/health") == 0 || strcmp(path, "/health/ready") == 0;
+}
+
 /* The first call of a request: headers only. Limits are checked here so a
  * too-large body is refused before it is read. */
 static struct corral_http_request *request_new(struct corral_http *h, struct MHD_Connection *conn,
@@ -154,10 +215,6 @@ static struct corral_http_request *request_new(struct corral_http *h, struct MHD
     req->conn = conn;
     req->method = method;
     req->path = url;
-    if (h->open_connections > h->limits.max_connections) {
-        respond_error(req, 503, "busy", "too many open connections", true);
-        return req;
-    }
     /* MHD has decoded the path and every query argument by now (the
      * unescape callback below saw each). */
     struct http_conn *c = conn_state(conn);
@@ -168,10 +225,20 @@ static struct corral_http_request *request_new(struct corral_http *h, struct MHD
     /* MHD splits the request line in place: the raw URI ends with the
      * NUL that replaced the space before the version. An earlier NUL is
      * one the client sent (should MHD ever lay the line out otherwise,
-     * this refuses every request rather than letting a NUL through). */
+     * this refuses every request rather than letting a NUL through).
+     * Checked first: "/health%00x" must not pass as "/health" below. */
     req->encoded_slash = c->encoded_slash;
     if (c->nul || version != c->uri_end) {
         respond_error(req, 400, "bad_request", "the path or query holds a NUL byte (%00)", true);
+        return req;
+    }
+    const char *bad_framing = framing_error(conn);
+    if (bad_framing != NULL) {
+        respond_error(req, 400, "bad_request", bad_framing, true);
+        return req;
+    }
+    if (h->open_connections > h->limits.max_connections && !is_health(url)) {
+        respond_error(req, 503, "busy", "too many open connections", true);
         return req;
     }
     const char *cl =
@@ -283,6 +350,18 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     *socket_context = NULL;
 }
 
+/* Connections past the hard cap are closed as soon as they are accepted
+ * (MHD closes the socket when this says no). MHD's own limit is set above
+ * the cap and never reached: at it, MHD stops accepting, and further
+ * connections would wait unanswered in the kernel's backlog. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addr;
+    (void)addrlen;
+    struct corral_http *h = cls;
+    return h->open_connections < hard_cap(&h->limits) ? MHD_YES : MHD_NO;
+}
+
 /* Called once per request, with the raw URI, before MHD decodes the path
  * and the query: a new request starts with no NUL seen, and the raw URI's
  * first NUL is noted for request_new. The result is the request's initial
@@ -372,10 +451,13 @@ static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uin
     if (parse_listen(host, port, &ss, &v6) != 0)
         return NULL;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0u);
+    /* MHD counts a connection until its cleanup, a little after its
+     * close notification: its limit leaves room for those. */
+    uint64_t mhd_limit = hard_cap(&h->limits) + 256;
     return MHD_start_daemon(
-        flags, port, NULL, NULL, on_access, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(h->limits.max_connections + 64),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->limits.idle_timeout_s,
+        flags, port, on_accept, h, on_access, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)mhd_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)h->limits.idle_timeout_s,
         /* MHD zeroes a connection's memory pool for every request: 16 KiB
          * (headers, the read buffer) instead of the default 32 KiB halves
          * that cost, which was about 5% of a leader's CPU under load. */
@@ -578,4 +660,54 @@ void corral_http_stats(const struct corral_http *h, struct corral_http_stats *s)
 {
     *s = h->stats;
     s->open_connections = h->open_connections;
+}
+
+struct args_check {
+    const char *const *allowed;
+    const char *seen[16];
+    unsigned n_seen;
+    const char *bad, *why;
+};
+
+static enum MHD_Result args_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    (void)kind;
+    (void)value;
+    struct args_check *a = cls;
+    key = key != NULL ? key : "";
+    bool known = false;
+    for (const char *const *p = a->allowed; *p != NULL && !known; p++)
+        known = strcmp(*p, key) == 0;
+    if (!known) {
+        a->bad = key;
+        a->why = "unknown query parameter";
+        return MHD_NO;
+    }
+    for (unsigned i = 0; i < a->n_seen; i++) {
+        if (strcmp(a->seen[i], key) == 0) {
+            a->bad = key;
+            a->why = "repeated query parameter";
+            return MHD_NO;
+        }
+    }
+    if (a->n_seen < sizeof(a->seen) / sizeof(a->seen[0]))
+        a->seen[a->n_seen++] = key;
+    return MHD_YES;
+}
+
+bool corral_http_args_only(const struct corral_http_request *req, const char *const *allowed,
+                           char *msg, size_t cap)
+{
+    struct args_check a = {.allowed = allowed};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, args_iter, &a);
+    if (a.bad == NULL)
+        return true;
+    char name[65];
+    size_t i = 0;
+    for (; a.bad[i] != '\0' && i < sizeof(name) - 1; i++)
+        name[i] = a.bad[i] >= ' ' && a.bad[i] <= '~' ? a.bad[i] : '?';
+    name[i] = '\0';
+    snprintf(msg, cap, "%s \"%s\"%s", a.why, name, a.bad[i] != '\0' ? " (cut)" : "");
+    return false;
 }

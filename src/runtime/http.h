@@ -12,8 +12,19 @@
  *
  * Limits enforced here, each answered in the error shape of
  * corral_http_error_json: body size (413, checked against Content-Length
- * before reading), open connections (503 busy), idle connections (closed
- * after idle_timeout_s). */
+ * before reading), open connections (503 busy past max_connections, but
+ * /health and /health/ready are still answered; past max_connections +
+ * CORRAL_HTTP_CAP_EXTRA a new connection is closed as soon as it is
+ * accepted), idle connections (closed after idle_timeout_s). A request
+ * whose framing is ambiguous (two different Content-Length headers, both
+ * Content-Length and Transfer-Encoding, a Transfer-Encoding other than
+ * "chunked") is answered 400 bad_request and its connection closed.
+ *
+ * Errors libmicrohttpd detects while parsing (a request line or headers
+ * over its memory pool: 414, 431; a malformed header line,
+ * Content-Length or chunk: 400; an HTTP version other than 1.0/1.1: 505)
+ * it answers itself, before any callback of ours, with its own fixed HTML
+ * body: 0.9.75 has no way to replace it (docs/api.md lists them). */
 #ifndef CORRAL_RUNTIME_HTTP_H
 #define CORRAL_RUNTIME_HTTP_H
 
@@ -23,6 +34,10 @@
 
 #include <jansson.h>
 #include <uv.h>
+
+/* Connections past max_connections still accepted (and answered 503
+ * busy, or a health check) before new ones are closed at once. */
+#define CORRAL_HTTP_CAP_EXTRA 64u
 
 struct corral_http_limits {
     size_t max_body_bytes;    /* default 256 KiB + 1 KiB */
@@ -60,6 +75,11 @@ bool corral_http_path_encoded_slash(const struct corral_http_request *req);
 /* A query argument (percent-decoded), or NULL when absent. A present
  * argument without a value ("?stale") gives "". */
 const char *corral_http_arg(const struct corral_http_request *req, const char *name);
+/* Every query argument is one of allowed (NULL-terminated) and none is
+ * given twice; else false, with the offending name (printable ASCII, '?'
+ * for other bytes, cut at 64) and why in msg. */
+bool corral_http_args_only(const struct corral_http_request *req, const char *const *allowed,
+                           char *msg, size_t cap);
 /* The query string re-encoded ("a=1&b=2", "" when none), for redirects. */
 int corral_http_query(const struct corral_http_request *req, char *buf, size_t cap);
 /* Percent-encodes in for a URL path (keeps unreserved bytes and '/').
