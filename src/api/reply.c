@@ -120,7 +120,7 @@ bool api_flag_arg(struct corral_http_request *req, const char *name, bool *on)
     if (v == NULL || v[0] == '\0' || strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
         return true;
     char msg[120];
-    snprintf(msg, sizeof(msg), "%s takes no value, or 1 or true", name);
+    snprintf(msg, sizeof(msg), "query parameter \"%s\" takes no value, 1 or true", name);
     api_error_ex(req, API_ERR_BAD_REQUEST, msg, NULL, NULL);
     return false;
 }

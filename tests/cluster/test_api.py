@@ -1,7 +1,10 @@
 """The HTTP API's contract (docs/api.md) on a real cluster: limits, error
 answers, compare-and-swap, paging, metrics, readiness and the connection
 limit."""
+import json
+import select
 import socket
+import time
 
 from harness import ELECTION_TIMEOUT_MS, http, kv_path
 
@@ -103,28 +106,218 @@ def test_metrics_status_and_ready(cluster):
         assert n.request("GET", "/health").json["id"] == n.id
 
 
-def test_connection_limit_answers_busy(make_cluster):
+def http_port(node):
+    return int(node.http_addr.rsplit(":", 1)[1])
+
+
+def raw_exchange(node, data, timeout=5.0):
+    """Sends data as is on a new connection and reads until the server
+    closes it (bounded): (answer bytes, closed)."""
+    with socket.create_connection(("127.0.0.1", http_port(node)), timeout=timeout) as s:
+        s.sendall(data)
+        answer, deadline = b"", time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                return answer, True
+            except socket.timeout:
+                return answer, False
+            if not chunk:
+                return answer, True
+            answer += chunk
+    return answer, False
+
+
+def parse_answers(data):
+    """The HTTP/1.1 answers in data: [(status, {header: value}, body)]."""
+    out = []
+    while data.startswith(b"HTTP/"):
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+        n = int(headers.get("content-length", "0"))
+        out.append((int(lines[0].split(" ")[1]), headers, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def assert_json_error(answer, status, code):
+    status_got, headers, body = answer
+    assert status_got == status, answer
+    assert headers.get("content-type") == "application/json", answer
+    err = json.loads(body)["error"]
+    assert err["code"] == code and err["message"], answer
+
+
+# Small enough to cross the soft limit and the hard cap (limit + 64) with a
+# bounded number of loopback sockets.
+MAX_CONNS = 4
+HARD_CAP = MAX_CONNS + 64
+
+
+def test_connection_limit_answers_busy_but_health(make_cluster):
     c = make_cluster(size=1)
     node = c.node(1)
-    node.start(extra=["--max-connections", "4"])
+    node.start(extra=["--max-connections", str(MAX_CONNS)])
     c.wait_leader()
     held = []
     try:
-        for _ in range(6):
-            s = socket.create_connection(("127.0.0.1", int(node.http_addr.rsplit(":", 1)[1])), timeout=5)
-            held.append(s)
-        r = node.request("GET", "/health")
+        for _ in range(MAX_CONNS + 2):
+            held.append(socket.create_connection(("127.0.0.1", http_port(node)), timeout=5))
+        # Past the limit: the API is busy, health checks still answer.
+        r = node.request("GET", "/v1/status")
         assert_error(r, 503, "busy")
         assert r.headers.get("Retry-After") == "1"
+        assert node.request("GET", "/health").status == 200
+        r = node.request("GET", "/health/ready")
+        assert r.status == 200 and r.json == {"ready": True}, r
+        # On a held connection too (keep-alive).
+        s = held[0]
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200 "), "health on a held connection"
+        # Past the hard cap new connections are closed at once, not left
+        # waiting in the listen backlog.
+        extra = 100 - len(held)
+        for _ in range(extra):
+            held.append(socket.create_connection(("127.0.0.1", http_port(node)), timeout=5))
+        closed, deadline = set(), time.monotonic() + 5.0
+        while time.monotonic() < deadline and len(held) - len(closed) > HARD_CAP:
+            ready, _, _ = select.select([x for x in held if x not in closed], [], [], 0.2)
+            for x in ready:
+                try:
+                    data = x.recv(4096)
+                except (ConnectionResetError, socket.timeout):
+                    data = b""
+                if data == b"":
+                    closed.add(x)
+        assert len(held) - len(closed) <= HARD_CAP, (len(held), len(closed))
+        # Connections within the cap stay open (idle, not yet timed out).
+        assert len(closed) <= len(held) - HARD_CAP + 2, len(closed)
+        # Beyond the cap even a health check's connection is closed.
+        assert http(node.url + "/health", timeout=3) is None
     finally:
-        for s in held:
-            s.close()
+        for x in held:
+            x.close()
     ok = None
     for _ in range(50):
         ok = http(node.url + "/health")
         if ok is not None and ok.status == 200:
             break
+        time.sleep(0.1)
     assert ok is not None and ok.status == 200, ok
+    r = node.request("GET", "/v1/status")
+    assert r.status == 200, r
+
+
+def test_ambiguous_framing_is_refused(cluster):
+    leader = cluster.wait_leader()
+    head = b"PUT /v1/kv/smuggled HTTP/1.1\r\nHost: x\r\n"
+    smuggled = b"PUT /v1/kv/smuggled2 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz"
+    cases = [
+        head + b"Content-Length: 1\r\nContent-Length: 3\r\n\r\nabc",
+        head + b"Content-Length: 3\r\nContent-Length: 1\r\n\r\nabc",
+        # Chunked says the body ends at once; Content-Length takes in the
+        # next request: one of the two readings smuggles it.
+        head + b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % (5 + len(smuggled)) + smuggled,
+        head + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        head + b"Transfer-Encoding: gzip\r\n\r\nabc",
+        head + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ]
+    for data in cases:
+        answer, closed = raw_exchange(leader, data)
+        answers = parse_answers(answer)
+        assert len(answers) == 1 and closed, (data, answer)
+        assert_json_error(answers[0], 400, "bad_request")
+    for key in ("smuggled", "smuggled2"):
+        assert_error(leader.get(key), 404, "not_found")
+    # Sound framings still work: one length, a repeated equal one, chunked.
+    for data, value in ((head + b"Content-Length: 3\r\n\r\nabc", "abc"),
+                        (head + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nde", "de"),
+                        (head + b"Transfer-Encoding: chunked\r\n\r\n2\r\nfg\r\n0\r\n\r\n", "fg")):
+        answer, _ = raw_exchange(leader, data.replace(b"Host: x", b"Host: x\r\nConnection: close"))
+        assert parse_answers(answer)[0][0] == 200, answer
+        assert leader.get("smuggled").json["value"] == value
+
+
+def test_server_errors_are_json(cluster):
+    """Every error the server answers itself is in the JSON error shape;
+    libmicrohttpd's own parse errors (docs/api.md lists them) keep its
+    fixed body but close the connection."""
+    leader = cluster.wait_leader()
+    own = [
+        (b"PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n", 413, "too_large"),
+        (b"GET /v1/kv/a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
+        (b"PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400, "bad_request"),
+        (b"PUT /v1/kv/k?nope=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 400, "bad_request"),
+        (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found"),
+        (b"POST /v1/status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405, "method_not_allowed"),
+    ]
+    for data, status, code in own:
+        data = data.replace(b"Host: x", b"Host: x\r\nConnection: close")
+        answer, _ = raw_exchange(leader, data)
+        answers = parse_answers(answer)
+        assert answers, (data, answer)
+        assert_json_error(answers[0], status, code)
+    mhd = [
+        (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),
+        (b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    ]
+    for data, status in mhd:
+        answer, closed = raw_exchange(leader, data)
+        answers = parse_answers(answer)
+        assert answers and answers[0][0] == status and closed, (status, answer[:300])
+
+
+def test_write_query_arguments_are_strict(cluster):
+    leader = cluster.wait_leader()
+
+    def refused(method, path, body=None, name=None, node=leader):
+        r = node.request(method, path, body)
+        assert_error(r, 400, "bad_request")
+        if name is not None:
+            assert f'"{name}"' in r.json["error"]["message"], r
+
+    refused("PUT", "/v1/kv/q?ttl=5", "v", "ttl")
+    refused("PUT", "/v1/kv/q?cas=0&cas=0", "v", "cas")
+    refused("PUT", "/v1/kv/q?cas=0&stale=1", "v", "stale")
+    refused("DELETE", "/v1/kv/q?force=1", None, "force")
+    assert_error(leader.get("q"), 404, "not_found")
+    # A follower refuses too, rather than redirecting.
+    refused("PUT", "/v1/kv/q?ttl=5", "v", "ttl", node=cluster.followers(leader)[0])
+    assert leader.request("PUT", "/v1/kv/q?cas=0", "v").status == 200
+    # stale takes only "", 1 or true.
+    for bad in ("yes", "0", "false", "2"):
+        refused("GET", f"/v1/kv/q?stale={bad}", None)
+        refused("GET", f"/v1/kv/?stale={bad}", None)
+    for good in ("", "1", "true"):
+        assert leader.request("GET", f"/v1/kv/q?stale={good}").status == 200
+        assert leader.request("GET", f"/v1/kv/?stale={good}").status == 200
+    assert leader.request("GET", "/v1/kv/q?stale").status == 200
+    # Members: PUT and the POSTs take none, DELETE wait and force.
+    body = json.dumps({"addr": "127.0.0.1:9"})
+    refused("PUT", "/v1/members/w1?force=1", body, "force")
+    assert leader.request("PUT", "/v1/members/w1", body).status == 200
+    refused("POST", "/v1/members/w1/heartbeat?index=1", "{}", "index")
+    refused("POST", "/v1/members/w1/drain?wait=1s", "", "wait")
+    refused("POST", "/v1/members/w1/activate?x", "", "x")
+    refused("DELETE", "/v1/members/w1?wait=1s&wait=2s", None, "wait")
+    refused("DELETE", "/v1/members/w1?force=1&force=1", None, "force")
+    refused("DELETE", "/v1/members/w1?purge=1", None, "purge")
+    refused("DELETE", "/v1/members/w1?force=yes", None, "force")
+    assert leader.request("GET", "/v1/members/w1").json["status"] == "active"
+    # Resources: PUT takes force, DELETE none.
+    rbody = json.dumps({"partitions": 2, "replicas": 1})
+    refused("PUT", "/v1/resources/r?replicas=3", rbody, "replicas")
+    refused("PUT", "/v1/resources/r?force=1&force=1", rbody, "force")
+    refused("PUT", "/v1/resources/r?force=no", rbody, "force")
+    assert leader.request("PUT", "/v1/resources/r?force=1", rbody).status == 200
+    refused("DELETE", "/v1/resources/r?force=1", None, "force")
+    assert leader.request("GET", "/v1/resources/r").status == 200
+    assert leader.request("DELETE", "/v1/resources/r").status == 200
+    assert leader.request("DELETE", "/v1/members/w1?wait=5s&force=1").status == 200
 
 
 
