@@ -30,8 +30,9 @@
 /* A URL we build (endpoint + path + query); keys are at most 512 bytes,
  * three times that once percent-encoded. */
 #define CORRAL_CLIENT_URL_BYTES_MAX 8192
-/* Connecting to one endpoint gives up after this (or the request timeout,
- * when shorter), so that a dead host does not hold up failover. */
+/* Connecting to one endpoint gives up after this (or what is left of the
+ * request's deadline, when shorter), so that a dead host does not hold up
+ * failover. */
 #define CORRAL_CLIENT_CONNECT_TIMEOUT_MS 2000L
 /* Waits between tries of a request that was not served: from the first,
  * doubling to the second. A Retry-After is honoured up to the second. */
