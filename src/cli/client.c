@@ -1,10 +1,13 @@
-/* The corral API client: libcurl easy handle, endpoint failover, and
- * manual 307 following so that the hop count is bounded and a write's
- * body is sent again, unchanged, to the leader. */
+/* The corral API client: libcurl easy handle, endpoint failover with
+ * retries until a deadline, and manual 307 following so that the hop count
+ * is bounded and a write's body is sent again, unchanged, to the leader. */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -191,6 +194,38 @@ char *corral_client_escape(const char *s, size_t len, int keep_slash, size_t out
     return out;
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What is left of the request's deadline, in ms (may be negative). */
+static long left_ms(const struct corral_client *c)
+{
+    return (long)(c->deadline_ms - now_ms());
+}
+
+/* Sleeps ms, in slices so that *c->cancel is seen; returns nonzero when it
+ * was set. */
+static int pause_ms(const struct corral_client *c, long ms)
+{
+    int64_t until = now_ms() + ms;
+    for (;;) {
+        if (c->cancel != NULL && *c->cancel != 0)
+            return 1;
+        int64_t left = until - now_ms();
+        if (left <= 0)
+            return 0;
+        if (left > 100)
+            left = 100;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR && (c->cancel == NULL || !*c->cancel))
+            ;
+    }
+}
+
 /* libcurl's progress callback, called about once a second even while
  * nothing arrives: nonzero ends the transfer (CURLE_ABORTED_BY_CALLBACK). */
 static int cancel_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
@@ -207,14 +242,17 @@ static CURLcode perform(struct corral_client *c, const char *method, const char 
                         struct sink *sink, long *retry_after_s)
 {
     CURL *h = c->curl;
-    long connect_ms = c->timeout_ms < CORRAL_CLIENT_CONNECT_TIMEOUT_MS
-                          ? c->timeout_ms
+    long timeout_ms = left_ms(c);
+    if (timeout_ms < 1)
+        timeout_ms = 1;
+    long connect_ms = timeout_ms < CORRAL_CLIENT_CONNECT_TIMEOUT_MS
+                          ? timeout_ms
                           : CORRAL_CLIENT_CONNECT_TIMEOUT_MS;
     c->cu->easy_reset(h);
     c->cu->easy_setopt(h, CURLOPT_URL, url);
     c->cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     c->cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    c->cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    c->cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     c->cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
     c->cu->easy_setopt(h, CURLOPT_USERAGENT, "corral/" CORRAL_VERSION);
     c->cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
@@ -239,18 +277,32 @@ static CURLcode perform(struct corral_client *c, const char *method, const char 
     return c->cu->easy_perform(h);
 }
 
-/* Whether a transport failure means the request surely did not reach the
- * server (or is a read, which may be repeated), so another endpoint may
- * be tried. */
-static int may_fail_over(struct corral_client *c, CURLcode rc, const char *method)
+/* What a transport failure means for a retry. */
+enum verdict {
+    V_FAIL,    /* not retried: our own limit, memory, a bad URL */
+    V_RETRY,   /* the request surely did not reach a server, or is a read */
+    V_UNKNOWN, /* a write that may have been received: its outcome is unknown */
+};
+
+static enum verdict classify(struct corral_client *c, CURLcode rc, const char *method,
+                             const struct sink *sink)
 {
-    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
-        return 1;
+    if (sink->over || sink->nomem || rc == CURLE_WRITE_ERROR || rc == CURLE_URL_MALFORMAT ||
+        rc == CURLE_UNSUPPORTED_PROTOCOL)
+        return V_FAIL;
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+        rc == CURLE_COULDNT_RESOLVE_PROXY)
+        return V_RETRY;
     if (strcmp(method, "GET") == 0)
-        return rc != CURLE_WRITE_ERROR; /* not our own body limit or memory */
-    curl_off_t connect_us = 0;
+        return V_RETRY;
+    /* A timeout before the connection was made (and before libcurl began
+     * the transfer on a reused one) sent nothing. */
+    curl_off_t connect_us = 0, pretransfer_us = 0;
     c->cu->easy_getinfo(c->curl, CURLINFO_CONNECT_TIME_T, &connect_us);
-    return rc == CURLE_OPERATION_TIMEDOUT && connect_us == 0;
+    c->cu->easy_getinfo(c->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
+    if (rc == CURLE_OPERATION_TIMEDOUT && connect_us == 0 && pretransfer_us == 0)
+        return V_RETRY;
+    return V_UNKNOWN;
 }
 
 /* Where a 307 points: its Location, else the error body's leader. */
@@ -319,19 +371,20 @@ static void prefix_error(struct corral_client *c, const char *prefix)
 {
     char msg[sizeof(c->err)];
     snprintf(msg, sizeof(msg), "%s", c->err);
-    snprintf(c->err, sizeof(c->err), "%s%.*s", prefix, (int)(sizeof(c->err) - 64), msg);
+    snprintf(c->err, sizeof(c->err), "%.100s%.*s", prefix, (int)(sizeof(c->err) - 101), msg);
 }
 
-/* The request against one endpoint, following 307s. *fail_over says
- * whether a failure may be retried on another endpoint. */
+/* The request against one endpoint, following 307s. *v says what a
+ * failure means for a retry. */
 static int exchange(struct corral_client *c, const char *endpoint, const char *method,
                     const char *path, const char *query, const char *body, size_t body_len,
-                    struct curl_slist *headers, struct corral_client_response *resp, int *fail_over)
+                    struct curl_slist *headers, struct corral_client_response *resp,
+                    enum verdict *v)
 {
     char url[CORRAL_CLIENT_URL_BYTES_MAX];
     int n = snprintf(url, sizeof(url), "%s%s%s%s", endpoint, path, query != NULL ? "?" : "",
                      query != NULL ? query : "");
-    *fail_over = 0;
+    *v = V_FAIL;
     if (n < 0 || (size_t)n >= sizeof(url)) {
         snprintf(c->err, sizeof(c->err), "URL longer than %d bytes", CORRAL_CLIENT_URL_BYTES_MAX);
         return CORRAL_EINVAL;
@@ -346,7 +399,8 @@ static int exchange(struct corral_client *c, const char *endpoint, const char *m
             return CORRAL_ESHUTDOWN;
         }
         if (rc != CURLE_OK) {
-            *fail_over = hop == 0 && !sink.over && !sink.nomem && may_fail_over(c, rc, method);
+            /* A 307 that led to a dead leader counts like a dead endpoint. */
+            *v = classify(c, rc, method, &sink);
             int rv = transport_error(c, url, rc, &sink);
             free(sink.buf);
             return rv;
@@ -363,6 +417,21 @@ static int exchange(struct corral_client *c, const char *endpoint, const char *m
         fill_response(c, &sink, retry_after_s, resp);
         return 0;
     }
+}
+
+/* Whether an answer says the request was not served and may be sent
+ * again: 503 no_leader or busy (a write was not applied), and for a read
+ * also shutting_down and timeout. A write's 503 shutting_down may come
+ * after it was proposed (docs/api.md: outcome unknown), so it is not
+ * repeated. */
+static int retry_answer(const struct corral_client_response *r, const char *method)
+{
+    if (r->status != 503 || r->code == NULL)
+        return 0;
+    if (strcmp(r->code, "no_leader") == 0 || strcmp(r->code, "busy") == 0)
+        return 1;
+    return strcmp(method, "GET") == 0 &&
+           (strcmp(r->code, "shutting_down") == 0 || strcmp(r->code, "timeout") == 0);
 }
 
 static int request(struct corral_client *c, const char *method, const char *path, const char *query,
@@ -383,32 +452,79 @@ static int request(struct corral_client *c, const char *method, const char *path
         snprintf(c->err, sizeof(c->err), "out of memory");
         return CORRAL_ENOMEM;
     }
-    int rv = CORRAL_EIO;
-    size_t tried = 0;
-    if (c->leader[0] != '\0') {
-        char leader[sizeof(c->leader)];
-        memcpy(leader, c->leader, sizeof(leader));
-        int fail_over;
-        rv = exchange(c, leader, method, path, query, body, body_len, more, resp, &fail_over);
-        if (rv == 0 || !fail_over) {
-            c->cu->slist_free_all(more);
-            return rv;
+    c->deadline_ms = now_ms() + c->timeout_ms;
+    long backoff_ms = CORRAL_CLIENT_BACKOFF_MIN_MS;
+    int rv = CORRAL_EIO, tries = 0;
+    enum verdict last = V_FAIL;
+    /* Connection failures since the last pause: the endpoints are tried
+     * once each without waiting, then the client waits. */
+    size_t failed = 0;
+    for (;;) {
+        int to_leader = c->leader[0] != '\0';
+        char base[CORRAL_CLIENT_BASE_BYTES_MAX];
+        snprintf(base, sizeof(base), "%s", to_leader ? c->leader : c->endpoints[c->current]);
+        enum verdict v;
+        corral_client_response_free(resp);
+        rv = exchange(c, base, method, path, query, body, body_len, more, resp, &v);
+        last = rv == 0 ? V_FAIL : v;
+        tries++;
+        resp->tries = tries;
+        int again = rv == 0 ? retry_answer(resp, method) : v == V_RETRY;
+        if (!again)
+            break;
+        /* Not served here: the next endpoint, after a pause. */
+        if (to_leader)
+            c->leader[0] = '\0';
+        else
+            c->current = (c->current + 1) % c->n_endpoints;
+        long wait_ms = 0;
+        if (rv == 0) {
+            long ra_ms = resp->retry_after_s < 0 ? 0
+                         : resp->retry_after_s > CORRAL_CLIENT_BACKOFF_MAX_MS / 1000
+                             ? CORRAL_CLIENT_BACKOFF_MAX_MS
+                             : resp->retry_after_s * 1000;
+            wait_ms = ra_ms > backoff_ms ? ra_ms : backoff_ms;
+            /* The server asked for more time than is left: its answer
+             * stands. */
+            if (ra_ms >= left_ms(c))
+                break;
+            failed = 0;
+        } else if (++failed >= c->n_endpoints + (to_leader ? 1 : 0)) {
+            wait_ms = backoff_ms;
+            failed = 0;
         }
-        c->leader[0] = '\0'; /* gone: back to the list */
-    }
-    for (; tried < c->n_endpoints; tried++) {
-        size_t i = (c->current + tried) % c->n_endpoints;
-        int fail_over;
-        rv = exchange(c, c->endpoints[i], method, path, query, body, body_len, more, resp,
-                      &fail_over);
-        if (rv == 0)
-            c->current = i;
-        if (rv == 0 || !fail_over)
+        if (wait_ms > 0) {
+            long left = left_ms(c);
+            if (pause_ms(c, wait_ms < left ? wait_ms : left)) {
+                corral_client_response_free(resp);
+                snprintf(c->err, sizeof(c->err), "interrupted");
+                rv = CORRAL_ESHUTDOWN;
+                break;
+            }
+            backoff_ms = backoff_ms * 2 > CORRAL_CLIENT_BACKOFF_MAX_MS
+                             ? CORRAL_CLIENT_BACKOFF_MAX_MS
+                             : backoff_ms * 2;
+        }
+        if (left_ms(c) <= 0)
             break;
     }
     c->cu->slist_free_all(more);
-    if (rv != 0 && tried == c->n_endpoints && c->n_endpoints > 1)
-        prefix_error(c, "no endpoint answered; the last: ");
+    if (rv == 0)
+        return 0;
+    corral_client_response_free(resp);
+    if (last == V_UNKNOWN) {
+        size_t len = strlen(c->err);
+        snprintf(c->err + len, sizeof(c->err) - len,
+                 " after the %s was sent: its outcome is unknown (it may have been applied; "
+                 "not retried)",
+                 method);
+    } else if (last == V_RETRY) {
+        char prefix[128];
+        snprintf(prefix, sizeof(prefix),
+                 "no endpoint answered within %ld ms (%d %s); the last: ", c->timeout_ms, tries,
+                 tries == 1 ? "try" : "tries");
+        prefix_error(c, prefix);
+    }
     return rv;
 }
 

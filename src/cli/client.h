@@ -1,10 +1,14 @@
 /* A small HTTP client for the corral API (docs/api.md), on libcurl: one
- * request at a time against a list of endpoints, with failover to the next
- * endpoint when a connection cannot be made, and manual following of 307
- * not_leader redirects (the body is sent again to the leader). Where a
- * redirect led is remembered and asked first next time, so that a client
- * making many writes (`corral agent`'s heartbeats) goes to the leader
- * directly rather than through a follower each time.
+ * request at a time against a list of endpoints, with manual following of
+ * 307 not_leader redirects (the body is sent again to the leader), and
+ * retries until the request's deadline (timeout_ms) when the request was
+ * surely not served: a connection that could not be made (to an endpoint
+ * or where a 307 pointed) moves on to the next endpoint, a 503 no_leader
+ * or busy waits (Retry-After, capped) and tries the next one. A write
+ * whose answer was lost after it was sent is never repeated: its outcome
+ * is unknown. Where a redirect led is remembered and asked first next
+ * time, so that a client making many writes (`corral agent`'s heartbeats)
+ * goes to the leader directly rather than through a follower each time.
  *
  * Not thread-safe: one client per thread. Used by the corral command. */
 #ifndef CORRAL_CLI_CLIENT_H
@@ -26,9 +30,14 @@
 /* A URL we build (endpoint + path + query); keys are at most 512 bytes,
  * three times that once percent-encoded. */
 #define CORRAL_CLIENT_URL_BYTES_MAX 8192
-/* Connecting to one endpoint gives up after this (or the request timeout,
- * when shorter), so that a dead host does not hold up failover. */
+/* Connecting to one endpoint gives up after this (or what is left of the
+ * request's deadline, when shorter), so that a dead host does not hold up
+ * failover. */
 #define CORRAL_CLIENT_CONNECT_TIMEOUT_MS 2000L
+/* Waits between tries of a request that was not served: from the first,
+ * doubling to the second. A Retry-After is honoured up to the second. */
+#define CORRAL_CLIENT_BACKOFF_MIN_MS 50L
+#define CORRAL_CLIENT_BACKOFF_MAX_MS 1000L
 /* "scheme://host:port" of a remembered leader; a longer one is not kept. */
 #define CORRAL_CLIENT_BASE_BYTES_MAX 1100
 
@@ -42,7 +51,10 @@ struct corral_client {
      * answered there: tried before the endpoints while it answers; "" when
      * none. */
     char leader[CORRAL_CLIENT_BASE_BYTES_MAX];
-    long timeout_ms;              /* per HTTP exchange, redirects included */
+    /* A request's deadline: every try, redirect and wait of one
+     * corral_client_request fits in it. */
+    long timeout_ms;
+    long long deadline_ms;        /* of the request in progress (monotonic ms) */
     void *curl;                   /* CURL *, reused across requests (keeps connections) */
     const struct corral_curl *cu; /* libcurl, loaded on first use (curl_load.h) */
     /* When set by the caller, a request gives up (CORRAL_ESHUTDOWN) once
@@ -62,6 +74,7 @@ struct corral_client_response {
     const char *code;    /* error.code of an error body, else NULL; points into json */
     const char *message; /* error.message, else NULL; points into json */
     long retry_after_s;  /* the Retry-After header, -1 when absent */
+    int tries;           /* how many times the request was sent */
     char url[CORRAL_CLIENT_URL_BYTES_MAX]; /* the URL that answered */
 };
 
@@ -73,12 +86,22 @@ void corral_client_close(struct corral_client *c);
 
 /* Sends method (GET, PUT, POST, DELETE) to path (starting with '/', already
  * escaped) with query (escaped, without '?', may be NULL) and body (may be
- * NULL), trying the remembered leader and then each endpoint in turn while
- * connections fail, and following up to CORRAL_CLIENT_REDIRECTS_MAX 307s.
- * Returns 0 when some server answered (any status, in *resp), or
- * CORRAL_EIO (no endpoint answered, or the exchange broke),
- * CORRAL_ENOMEM, or CORRAL_ESHUTDOWN (c->cancel was set), with a message
- * in c->err and *resp empty. */
+ * NULL), trying the remembered leader and then each endpoint in turn, and
+ * following up to CORRAL_CLIENT_REDIRECTS_MAX 307s per try. Until
+ * c->timeout_ms has passed since the call, it tries again (the next
+ * endpoint; after each round of failed connections, or a 503, a wait
+ * from CORRAL_CLIENT_BACKOFF_MIN_MS doubling to _MAX_MS, or the
+ * Retry-After capped at _MAX_MS) when:
+ *   - no connection could be made (to an endpoint or to a 307's target);
+ *   - the answer is 503 no_leader or busy (the request was not served);
+ *   - a GET only: the answer is 503 shutting_down or timeout, or the
+ *     exchange broke after it was sent.
+ * A 503 whose Retry-After reaches past the deadline is returned at once.
+ * Returns 0 when some server answered (any status, in *resp, the last
+ * answer when retries ran out), or CORRAL_EIO (no endpoint answered by the
+ * deadline, or a write's exchange broke after it was sent: c->err then
+ * says its outcome is unknown), CORRAL_ENOMEM, or CORRAL_ESHUTDOWN
+ * (c->cancel was set), with a message in c->err and *resp empty. */
 int corral_client_request(struct corral_client *c, const char *method, const char *path,
                           const char *query, const char *body, size_t body_len,
                           struct corral_client_response *resp);

@@ -257,6 +257,8 @@ static int report_error(const struct corral_cli_ctx *x, const struct corral_clie
     fprintf(stderr, "%s: %s: %s (HTTP %ld from %s", x->o->prog, code, message, r->status, r->url);
     if (r->retry_after_s >= 0)
         fprintf(stderr, "; retry after %ld s", r->retry_after_s);
+    if (r->tries > 1)
+        fprintf(stderr, "; gave up after %d tries", r->tries);
     json_t *version = json_object_get(r->json, "version");
     if (strcmp(code, "cas_failed") == 0 && json_is_integer(version))
         fprintf(stderr, "; current version %" JSON_INTEGER_FORMAT, json_integer_value(version));

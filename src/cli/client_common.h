@@ -57,7 +57,7 @@ enum {
     "options for every command:\n"                                                                 \
     "  --endpoints URL[,URL...]  servers to try in order (default $CORRAL_ENDPOINTS,\n"            \
     "                            else " CORRAL_CLI_DEFAULT_ENDPOINTS ")\n"                         \
-    "  --timeout-ms N            per request (default 10000)\n"                                    \
+    "  --timeout-ms N            a request's deadline, retries included (default 10000)\n"         \
     "  --json                    print the server's JSON answer on one line\n"                     \
     "  --help                    print this text\n"
 
@@ -78,7 +78,7 @@ struct corral_cli_ctx {
     struct corral_cli_opts *o;
     const char **args; /* the positional arguments after the verb */
     int nargs;
-    long timeout_ms;               /* per request; a command may raise it */
+    long timeout_ms; /* a request's deadline, retries included; a command may raise it */
     volatile sig_atomic_t *cancel; /* see corral_client.cancel; may be NULL */
     int interrupted;               /* the last request ended on *cancel */
     int opened;                    /* client is initialized */

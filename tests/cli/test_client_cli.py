@@ -6,9 +6,11 @@ leader that answers 503. Checks output, --json and exit codes (0 ok, 1
 failure, 2 usage, 3 not found, 4 cas failed). The real cluster is tested by
 tests/cluster. Usage: test_client_cli.py CORRAL"""
 import json
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import ThreadingHTTPServer
 
@@ -18,7 +20,8 @@ CORRAL = sys.argv[1]
 failures = []
 LOCK = threading.Lock()
 STORE = {}  # key -> (value bytes, version)
-STATE = {"index": 0, "leader_url": None, "writes_seen": []}
+STATE = {"index": 0, "leader_url": None, "writes_seen": [], "dead_url": None}
+COUNTS = {}  # role -> requests it was sent (the retry stand-ins)
 
 
 def check(name, cond, detail=""):
@@ -37,7 +40,20 @@ class Handler(JsonHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n)
 
+    def count(self):
+        with LOCK:
+            COUNTS[self.role] = COUNTS.get(self.role, 0) + 1
+            return COUNTS[self.role]
+
+    def hang_up(self):
+        """Reads the whole request, then closes without an answer."""
+        self.body()
+        self.close_connection = True
+
     def do_GET(self):
+        if self.role == "closer":
+            self.count()
+            return self.hang_up()
         if self.role == "noleader":
             return self.error(503, "no_leader", "no leader", [("Retry-After", "1")])
         path, q = self.parts()
@@ -72,6 +88,21 @@ class Handler(JsonHandler):
         if self.role == "follower":
             loc = STATE["leader_url"] + self.path
             return self.error(307, "not_leader", "follower", [("Location", loc)])
+        if self.role == "stale_follower":  # points at a dead leader twice
+            n = self.count()
+            loc = (STATE["dead_url"] if n <= 2 else STATE["leader_url"]) + self.path
+            return self.error(307, "not_leader", "follower", [("Location", loc)])
+        if self.role == "electing" and self.count() <= 2:
+            self.body()
+            return self.error(503, "no_leader", "no leader", [("Retry-After", "1")])
+        if self.role == "closer":
+            self.count()
+            return self.hang_up()
+        if self.role == "silent":  # reads the write, answers too late
+            self.count()
+            self.body()
+            time.sleep(3)
+            return self.error(500, "internal", "too late")
         path, q = self.parts()
         key = urllib.parse.unquote_to_bytes(path[len("/v1/kv/"):]).decode()
         value = self.body()
@@ -115,8 +146,8 @@ def serve(role):
     return srv, f"http://127.0.0.1:{srv.server_address[1]}"
 
 
-def run(ep, args, stdin=None):
-    p = subprocess.run([CORRAL, *args, "--endpoints", ep, "--timeout-ms", "5000"],
+def run(ep, args, stdin=None, timeout_ms=5000):
+    p = subprocess.run([CORRAL, *args, "--endpoints", ep, "--timeout-ms", str(timeout_ms)],
                        input=stdin, capture_output=True, timeout=60)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
@@ -158,9 +189,11 @@ def test_errors(leader, follower, noleader):
     check("del via follower", rc == 0 and out.startswith("OK deleted version "), (rc, out, err))
     rc, out, err = run(leader, ["kv", "del", "new"])
     check("del missing", rc == 3, (rc, err))
-    rc, out, err = run(noleader, ["kv", "put", "k", "v"])
-    check("503 exit", rc == 1 and "no_leader" in err and "retry after 1 s" in err, (rc, err))
-    rc, out, err = run("127.0.0.1:1", ["status"])
+    # Retried once after its Retry-After (1 s); the next would pass 1500 ms.
+    rc, out, err = run(noleader, ["kv", "put", "k", "v"], timeout_ms=1500)
+    check("503 exit", rc == 1 and "no_leader" in err and "retry after 1 s" in err
+          and "gave up after 2 tries" in err, (rc, err))
+    rc, out, err = run("127.0.0.1:1", ["status"], timeout_ms=1000)
     check("unreachable", rc == 1 and "127.0.0.1:1" in err, (rc, err))
     for args in (["kv"], ["kv", "frob"], ["kv", "get"], ["kv", "get", "k", "--cas", "1"],
                  ["kv", "ls", "--limit", "0"], ["kv", "put", "k", "v", "--cas", "-1"],
@@ -193,6 +226,79 @@ def test_failover_status(leader, follower):
     check("status --json", rc == 0 and json.loads(out)["peers"][0]["id"] == 2, (rc, out))
 
 
+def dead_port():
+    """A port nothing listens on (bound, then closed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def timed(ep, args, timeout_ms):
+    t0 = time.monotonic()
+    rc, out, err = run(ep, args, timeout_ms=timeout_ms)
+    return rc, out, err, time.monotonic() - t0
+
+
+def test_retries(leader):
+    """Requests that were never served are retried until --timeout-ms; a
+    write whose answer was lost is not (issue 13)."""
+    STATE["dead_url"] = f"http://127.0.0.1:{dead_port()}"
+    stale, _ = serve("stale_follower")
+    electing, _ = serve("electing")
+    closer, _ = serve("closer")
+    silent, _ = serve("silent")
+    silent_url = f"http://127.0.0.1:{silent.server_address[1]}"
+    stale_url = f"http://127.0.0.1:{stale.server_address[1]}"
+    electing_url = f"http://127.0.0.1:{electing.server_address[1]}"
+    closer_url = f"http://127.0.0.1:{closer.server_address[1]}"
+
+    # A follower's 307 points at a dead leader (twice), then at the live one.
+    rc, out, err, took = timed(stale_url, ["kv", "put", "r/stale", "1"], 5000)
+    check("307 to a dead leader is retried", rc == 0 and out.startswith("OK version ")
+          and STORE["r/stale"][0] == b"1" and COUNTS.get("stale_follower") == 3, (rc, out, err))
+    check("307 retry within the timeout", took < 5.0, took)
+
+    # 503 no_leader (Retry-After: 1) twice, then served.
+    rc, out, err, took = timed(electing_url, ["kv", "put", "r/elect", "2"], 5000)
+    check("503 no_leader is retried", rc == 0 and STORE["r/elect"][0] == b"2"
+          and COUNTS.get("electing") == 3, (rc, out, err, COUNTS))
+    check("503 retry waits its Retry-After", 1.5 <= took < 5.0, took)
+
+    # Nobody listens anywhere: tries until the deadline, then says so.
+    dead = f"127.0.0.1:{dead_port()},127.0.0.1:{dead_port()}"
+    rc, out, err, took = timed(dead, ["kv", "put", "r/none", "3"], 3000)
+    check("all refusing exits 1", rc == 1 and "no endpoint answered within 3000 ms" in err
+          and "Couldn't connect" in err and out == "", (rc, err))
+    check("all refusing waits for the deadline", 2.5 <= took < 6.0, took)
+    rc, out, err, took = timed(dead, ["kv", "get", "r/none"], 1000)
+    check("all refusing, a read", rc == 1 and 0.7 <= took < 4.0, (rc, err, took))
+
+    # The connection closes after the write was read: sent once, not
+    # retried on the live leader after it, and its outcome is unknown.
+    before = len(STATE["writes_seen"])
+    rc, out, err, took = timed(f"{closer_url},{leader}", ["kv", "put", "r/lost", "4"], 5000)
+    check("lost answer: one request", COUNTS.get("closer") == 1
+          and len(STATE["writes_seen"]) == before and "r/lost" not in STORE, (COUNTS, err))
+    check("lost answer: outcome unknown", rc == 1 and "outcome is unknown" in err
+          and "not retried" in err, (rc, err))
+    rc, out, err, took = timed(f"{closer_url},{leader}", ["kv", "del", "r/elect"], 5000)
+    check("lost answer: delete not retried", rc == 1 and COUNTS.get("closer") == 2
+          and "outcome is unknown" in err and "r/elect" in STORE, (rc, err, COUNTS))
+    # The write was read and no answer came before the deadline.
+    rc, out, err, took = timed(f"{silent_url},{leader}", ["kv", "put", "r/slow", "5"], 1000)
+    check("timeout after sending: not retried", rc == 1 and COUNTS.get("silent") == 1
+          and "outcome is unknown" in err and "r/slow" not in STORE and took < 2.5,
+          (rc, err, took))
+    # A read may be repeated: the leader answers it.
+    rc, out, err, took = timed(f"{closer_url},{leader}", ["kv", "get", "r/elect"], 5000)
+    check("lost answer: a read is retried", rc == 0 and out == "2\n"
+          and COUNTS.get("closer") == 3, (rc, out, err, COUNTS))
+    for srv in (stale, electing, closer, silent):
+        srv.shutdown()
+
+
 def test_ls(leader, follower):
     for i in range(250):
         STORE[f"ls/{i:04d}"] = (f"v{i}".encode(), 1000 + i)
@@ -217,6 +323,7 @@ def main():
     test_writes_reads(leader, follower)
     test_errors(leader, follower, noleader)
     test_failover_status(leader, follower)
+    test_retries(leader)
     test_ls(leader, follower)
     for srv, _ in servers:
         srv.shutdown()

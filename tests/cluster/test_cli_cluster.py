@@ -1,7 +1,9 @@
 """`corral status` and `corral kv` against a real cluster: output, --json,
-exit codes (0 ok, 1 failure, 2 usage, 3 not found, 4 cas failed), and
-writes sent to a follower reaching the leader through its 307."""
+exit codes (0 ok, 1 failure, 2 usage, 3 not found, 4 cas failed),
+writes sent to a follower reaching the leader through its 307, and a
+write during an election retried until it lands."""
 import json
+import time
 
 from harness import ELECTION_TIMEOUT_MS, run_corral
 
@@ -92,3 +94,25 @@ def test_cli_status(cluster):
     obj = json.loads(out)
     assert rc == 0 and obj["role"] == "leader" and obj["id"] == leader.id, (rc, out, err)
     assert out.count("\n") == 1
+
+
+def test_cli_kv_put_rides_out_an_election(cluster):
+    """Issue 13: the leader is killed; a put sent at once, while the
+    followers still redirect to the dead leader (then answer no_leader),
+    is retried until a new leader takes it, within --timeout-ms."""
+    leader = cluster.wait_leader()
+    followers = cluster.followers(leader)
+    # Followers first: their 307 points at the dead leader.
+    endpoints = ",".join(n.url for n in [*followers, leader])
+    leader.kill()
+    t0 = time.monotonic()
+    rc, out, err = run_corral(["kv", "put", "elect/k", "survived", "--endpoints", endpoints,
+                               "--timeout-ms", "5000"])
+    took = time.monotonic() - t0
+    assert rc == 0 and out.startswith("OK version "), (rc, out, err)
+    assert took < 5.5, took
+    rc, out, err = run_corral(["kv", "get", "elect/k", "--endpoints", endpoints,
+                               "--timeout-ms", "5000"])
+    assert (rc, out) == (0, "survived\n"), (rc, out, err)
+    new_leader = cluster.wait_leader(exclude=(leader,))
+    assert new_leader.get("elect/k").json["value"] == "survived"
