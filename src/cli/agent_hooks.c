@@ -24,7 +24,7 @@ extern char **environ;
 static const char *const hook_vars[] = {
     "CORRAL_EVENT",          "CORRAL_MEMBER", "CORRAL_RESOURCE",     "CORRAL_RESOURCE_ID",
     "CORRAL_PARTITION",      "CORRAL_EPOCH",  "CORRAL_ROLE",         "CORRAL_COPY_FROM",
-    "CORRAL_COPY_FROM_ADDR", "CORRAL_REASON", "CORRAL_LEASE_END_MS",
+    "CORRAL_COPY_FROM_ADDR", "CORRAL_REASON", "CORRAL_LEASE_END_MS", "CORRAL_HOOK_START_MS",
 };
 #define HOOK_VARS (sizeof(hook_vars) / sizeof(hook_vars[0]))
 /* The longest value: an address (260 bytes) and the name. */
@@ -52,11 +52,12 @@ static int env_build(struct host *x, const struct corral_agent_hook *h, struct h
         h->from != CORRAL_AGENT_NONE ? agent_names_find(&x->members, h->from) : NULL;
     bool primary = h->kind == CORRAL_AGENT_ACQUIRE || h->kind == CORRAL_AGENT_RELEASE;
     const char *values[HOOK_VARS] = {0};
-    char resource_id[16], partition[16], epoch[24], lease_end[24];
+    char resource_id[16], partition[16], epoch[24], lease_end[24], start[24];
     snprintf(resource_id, sizeof(resource_id), "%" PRIu32, h->resource);
     snprintf(partition, sizeof(partition), "%" PRIu32, h->partition);
     snprintf(epoch, sizeof(epoch), "%" PRIu64, h->epoch);
     snprintf(lease_end, sizeof(lease_end), "%" PRIu64, corral_agent_lease_end(x->agent));
+    snprintf(start, sizeof(start), "%" PRIu64, agent_now_ms());
     values[0] = agent_event_name(h->kind);
     values[1] = x->o->name;
     values[2] = res != NULL ? res->name : "";
@@ -68,6 +69,7 @@ static int env_build(struct host *x, const struct corral_agent_hook *h, struct h
     values[8] = from != NULL ? from->addr : "";
     values[9] = h->kind == CORRAL_AGENT_RELEASE ? agent_reason_name(h->reason) : NULL;
     values[10] = lease_end;
+    values[11] = start;
     size_t n = 0;
     while (environ != NULL && environ[n] != NULL)
         n++;

@@ -16,7 +16,8 @@ LEASE_S = 1.0  # the servers' default --lease-ms
 HOOK = r'''#!/usr/bin/python3 -S
 import json, os, sys, time
 e = os.environ
-rec = {"t": time.monotonic(), "w": e["CORRAL_MEMBER"], "ev": e["CORRAL_EVENT"],
+rec = {"t": time.monotonic(), "t0": int(e["CORRAL_HOOK_START_MS"]) / 1000.0,
+       "w": e["CORRAL_MEMBER"], "ev": e["CORRAL_EVENT"],
        "r": e.get("CORRAL_RESOURCE", ""), "p": int(e.get("CORRAL_PARTITION", "-1")),
        "e": int(e.get("CORRAL_EPOCH", "0") or 0), "reason": e.get("CORRAL_REASON", "")}
 line = json.dumps(rec) + "\n"
@@ -95,19 +96,28 @@ class Workers:
 
 def intervals(records, faults, now):
     """(partition) -> list of (start, end, worker, epoch): who acted as
-    primary when, from the merged hook log and the faults."""
+    primary when, from the merged hook log and the faults. An acquire
+    counts from when the agent started its hook (t0, CORRAL_HOOK_START_MS:
+    the application cannot act before). A release counts until the hook
+    ran (t: the application has stopped by then), except a release for a
+    lost lease: it counts until the agent started it (t0), the instant the
+    agent stopped counting itself primary, because the protocol gives such
+    a hook only lease x drift + margin to take effect (docs/cli.md) and a
+    Python hook's start-up on a loaded machine can take longer; the
+    application's own guard there is the epoch."""
     cut = {}  # worker -> sorted list of (t, kind)
     for t, w, kind in faults:
         cut.setdefault(w, []).append((t, kind))
     out = {}
     open_ = {}
-    for rec in sorted(records, key=lambda r: r["t"]):
+    for rec in sorted(records, key=lambda r: r["t0"]):
         key = (rec["w"], rec["p"])
         if rec["ev"] == "acquire":
-            open_[key] = (rec["t"], rec["e"])
+            open_[key] = (rec["t0"], rec["e"])
         elif rec["ev"] == "release" and key in open_:
             start, epoch = open_.pop(key)
-            out.setdefault(rec["p"], []).append((start, rec["t"], rec["w"], epoch))
+            end = rec["t0"] if rec["reason"] == "lease_lost" else rec["t"]
+            out.setdefault(rec["p"], []).append((start, end, rec["w"], epoch))
     for (w, p), (start, epoch) in open_.items():
         out.setdefault(p, []).append((start, now, w, epoch))
     # A kill ends every interval at the kill; a freeze ends it one lease
