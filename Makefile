@@ -9,9 +9,14 @@ PREFIX ?= /usr/local
 TEST_SEEDS ?= 1000
 ASAN_SEEDS ?= 200
 SEEDS ?= 20000
+# Fuzzing (scripts/fuzz.sh): seconds per target for `make fuzz`, and for
+# the smoke run in `make test` (all targets at once; the replay driver
+# when clang has no libFuzzer).
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
 
 .PHONY: all deps build run test unit cluster purity layers sim-test asan bench sim fmt fmt-check \
-	install clean
+	install clean fuzz fuzz-smoke
 
 all: build
 
@@ -34,7 +39,7 @@ build: deps $(BUILD)/build.ninja
 run: build
 	$(BUILD)/src/cli/corral server run
 
-test: build fmt-check purity layers unit cluster sim-test asan
+test: build fmt-check purity layers unit cluster sim-test asan fuzz-smoke
 	@echo "make test: all passed"
 
 purity:
@@ -62,6 +67,14 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		scripts/sim-test.sh $(ASAN_BUILD) $(ASAN_SEEDS)
 
+# The fuzz targets of tests/fuzz under libFuzzer with ASan/UBSan, in
+# build-fuzz/, each for FUZZ_SECONDS over its committed seed corpus.
+fuzz:
+	scripts/fuzz.sh run $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	scripts/fuzz.sh smoke $(FUZZ_SMOKE_SECONDS)
+
 sim: build
 	$(BUILD)/tests/sim/corral-sim --seeds $(SEEDS) --random
 
@@ -79,4 +92,4 @@ install: build
 	meson install -C $(BUILD) --destdir "$(DESTDIR)"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-fuzz-replay

@@ -60,7 +60,8 @@ static const char kv_usage[] =
     "--cas VERSION writes only if the key's version is VERSION (0: absent).\n"
     "del prints 'OK deleted version N'.\n"
     "ls prints 'KEY<TAB>VALUE' lines (-v: 'KEY<TAB>VERSION<TAB>VALUE'), at most\n"
-    "N keys (default 100), or every key with --all.\n"
+    "N keys (default 100), or every key with --all; in keys and values a tab,\n"
+    "newline, CR and backslash print as \\t \\n \\r \\\\, other control bytes as \\xHH.\n"
     "\n"
     "Exit codes: 0 success, 1 failure (server error, unreachable), 2 usage,\n"
     "3 key not found, 4 --cas version mismatch.\n";
@@ -271,13 +272,38 @@ struct listing {
     int more;      /* the server has keys after `after` */
 };
 
+/* Writes a JSON string's bytes for one field of an `ls` line: a tab,
+ * newline, carriage return or backslash as \t, \n, \r, \\, any other
+ * control character (below 0x20, and 0x7f) as \xHH, every other byte as
+ * it is; so a line always holds exactly the fields it should. */
+static void print_escaped(const json_t *s)
+{
+    const char *p = json_string_value(s);
+    size_t n = p != NULL ? json_string_length(s) : 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '\t')
+            fputs("\\t", stdout);
+        else if (ch == '\n')
+            fputs("\\n", stdout);
+        else if (ch == '\r')
+            fputs("\\r", stdout);
+        else if (ch == '\\')
+            fputs("\\\\", stdout);
+        else if (ch < 0x20 || ch == 0x7f)
+            printf("\\x%02x", ch);
+        else
+            putchar(ch);
+    }
+}
+
 static void print_item(const struct corral_cli_opts *o, const json_t *item)
 {
-    fputs(corral_cli_str(item, "key", ""), stdout);
+    print_escaped(json_object_get(item, "key"));
     if (o->seen[O_VERBOSE])
         printf("\t%" JSON_INTEGER_FORMAT, corral_cli_int(item, "version"));
     putchar('\t');
-    print_value(item);
+    print_escaped(json_object_get(item, "value"));
     putchar('\n');
 }
 

@@ -314,6 +314,21 @@ def test_ls(leader, follower):
     check("ls --json", rc == 0 and len(obj["items"]) == 250 and obj["more"] is False, (rc, err))
     rc, out, err = run(leader, ["kv", "ls", "ls/"])
     check("ls default limit", rc == 0 and len(out.splitlines()) == 100, rc)
+    # Tabs, newlines, CRs, backslashes and other control bytes in keys and
+    # values are escaped, so every line is exactly KEY<TAB>VALUE; other
+    # bytes (UTF-8 included) print as they are.
+    STORE["esc/a\tb\\c"] = ("line1\nline2\r\x01\x7f\x1b[0m".encode(), 5)
+    STORE["esc/n\nk"] = ("t\tv \u00e9".encode(), 6)
+    rc, out, err = run(leader, ["kv", "ls", "esc/"])
+    want = "esc/a\\tb\\\\c\tline1\\nline2\\r\\x01\\x7f\\x1b[0m\nesc/n\\nk\tt\\tv \u00e9\n"
+    check("ls escapes", rc == 0 and out == want, (rc, out, want))
+    rc, out, err = run(leader, ["kv", "ls", "esc/", "-v"])
+    lines = out.split("\n")
+    check("ls -v escapes", rc == 0 and len(lines) == 3 and lines[0].split("\t")[1] == "5"
+          and all(len(ln.split("\t")) == 3 for ln in lines[:2]), (rc, lines))
+    rc, out, err = run(leader, ["kv", "ls", "esc/", "--json"])
+    obj = json.loads(out)
+    check("ls --json unescaped", rc == 0 and obj["items"][1]["key"] == "esc/n\nk", (rc, out))
 
 
 def main():

@@ -21,6 +21,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define REENC_CAP (1u << 20)
 static uint8_t reenc[REENC_CAP];
 
+/* rv and n come from the encode call that filled reenc; the callers make
+ * that call first (the order in which a function's arguments are
+ * evaluated is unspecified: gcc passed n before the encoder had set it). */
 static void check_same(int rv, const uint8_t *data, size_t size, size_t n)
 {
     if (rv != 0 || n != size || memcmp(reenc, data, size) != 0)
@@ -32,22 +35,30 @@ static void fuzz_one(const uint8_t *data, size_t size)
     size_t n = 0;
     struct corral_raft_msg m;
     if (corral_codec_msg_decode(data, size, &m) == 0) {
-        if (size <= REENC_CAP)
-            check_same(corral_codec_msg_encode(&m, reenc, REENC_CAP, &n), data, size, n);
+        if (size <= REENC_CAP) {
+            int rv = corral_codec_msg_encode(&m, reenc, REENC_CAP, &n);
+            check_same(rv, data, size, n);
+        }
         corral_raft_msg_clear(&m);
     }
     struct corral_raft_entry e;
     if (corral_codec_entry_decode(data, size, &e) == 0) {
-        if (size <= REENC_CAP)
-            check_same(corral_codec_entry_encode(&e, reenc, REENC_CAP, &n), data, size, n);
+        if (size <= REENC_CAP) {
+            int rv = corral_codec_entry_encode(&e, reenc, REENC_CAP, &n);
+            check_same(rv, data, size, n);
+        }
         corral_rbuf_unref(e.data);
     }
     struct corral_raft_hard_state hs;
-    if (corral_codec_hard_state_decode(data, size, &hs) == 0)
-        check_same(corral_codec_hard_state_encode(&hs, reenc, REENC_CAP, &n), data, size, n);
+    if (corral_codec_hard_state_decode(data, size, &hs) == 0) {
+        int rv = corral_codec_hard_state_encode(&hs, reenc, REENC_CAP, &n);
+        check_same(rv, data, size, n);
+    }
     struct corral_raft_snapshot_meta meta;
-    if (corral_codec_snapshot_meta_decode(data, size, &meta) == 0)
-        check_same(corral_codec_snapshot_meta_encode(&meta, reenc, REENC_CAP, &n), data, size, n);
+    if (corral_codec_snapshot_meta_decode(data, size, &meta) == 0) {
+        int rv = corral_codec_snapshot_meta_encode(&meta, reenc, REENC_CAP, &n);
+        check_same(rv, data, size, n);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
