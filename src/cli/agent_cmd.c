@@ -38,6 +38,7 @@ enum flag_id {
     O_HOOK_TIMEOUT,
     O_DRAIN_ON_STOP,
     O_DRAIN_TIMEOUT,
+    O_LEASE_FILE,
     O_LOG_LEVEL,
     O_HELP,
     O_N
@@ -61,6 +62,7 @@ static const struct {
     [O_HOOK_TIMEOUT] = {"--hook-timeout", true},
     [O_DRAIN_ON_STOP] = {"--drain-on-stop", false},
     [O_DRAIN_TIMEOUT] = {"--drain-timeout", true},
+    [O_LEASE_FILE] = {"--lease-file", true},
     [O_LOG_LEVEL] = {"--log-level", true},
     [O_HELP] = {"--help", false},
 };
@@ -91,6 +93,8 @@ static const char usage_text[] =
     "  --drain-on-stop        on SIGTERM, first drain the member and wait for its\n"
     "                         partitions to move away\n"
     "  --drain-timeout DUR    wait at most this for the drain (default 60s)\n"
+    "  --lease-file PATH      keep the lease end (CLOCK_MONOTONIC ms) in PATH, rewritten\n"
+    "                         on every change, for an application to fence itself\n"
     "  --log-level L          error, warn, info or debug (default info)\n"
     "  --help                 print this text\n"
     "\n"
@@ -285,6 +289,9 @@ static int check_hooks(const struct opts *o, struct agent_opts *a)
     if (rv == 0)
         rv = duration_flag(o, O_DRAIN_TIMEOUT, DRAIN_TIMEOUT_MS_DEFAULT, 0, &a->drain_timeout_ms);
     a->drain_on_stop = o->seen[O_DRAIN_ON_STOP];
+    a->lease_file = o->seen[O_LEASE_FILE] ? o->value[O_LEASE_FILE] : NULL;
+    if (rv == 0 && a->lease_file != NULL && a->lease_file[0] == '\0')
+        return usage_error("--lease-file: an empty path");
     return rv;
 }
 

@@ -335,6 +335,27 @@ static void schedule_heartbeat(struct host *x, uint64_t now)
         send_heartbeat(x, now);
 }
 
+/* --lease-file: the lease end, written to a temporary file renamed over
+ * PATH, so a reader sees the old value or the new one, never a part. */
+static void lease_file_update(struct host *x)
+{
+    uint64_t end = corral_agent_lease_end(x->agent);
+    if (x->o->lease_file == NULL || end == x->lease_file_end)
+        return;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", x->o->lease_file) >= (int)sizeof(tmp))
+        return;
+    FILE *f = fopen(tmp, "w");
+    bool ok = f != NULL && fprintf(f, "%" PRIu64 "\n", end) > 0;
+    ok = (f != NULL && fclose(f) == 0) && ok;
+    if (ok && rename(tmp, x->o->lease_file) == 0) {
+        x->lease_file_end = end;
+        return;
+    }
+    failing(&x->lease_file_fail, agent_now_ms(), "--lease-file %s: cannot write it",
+            x->o->lease_file);
+}
+
 static void leased(struct host *x, const json_t *j, uint64_t now)
 {
     json_int_t lease = int_or(j, "lease_ms", -1);
@@ -346,6 +367,7 @@ static void leased(struct host *x, const json_t *j, uint64_t now)
     }
     recovered(&x->hb_fail, "heartbeats answered");
     corral_agent_heartbeat_answered(x->agent, x->hb_seq, (uint32_t)lease, (uint64_t)index, now);
+    lease_file_update(x);
     settle(x);
     if (lease > 0)
         x->lease_ms = (uint32_t)lease;

@@ -66,6 +66,7 @@ struct agent_opts {
     uint64_t hook_timeout_ms;
     bool drain_on_stop;
     uint64_t drain_timeout_ms;
+    const char *lease_file; /* --lease-file, or NULL */
     int log_level;
 };
 
@@ -253,6 +254,8 @@ struct host {
     uint64_t hb_seq;       /* the one in flight */
     uint64_t hb_index;     /* the index it named */
     struct agent_failing hb_fail;
+    struct agent_failing lease_file_fail;
+    uint64_t lease_file_end; /* the lease end last written to --lease-file */
     /* The watch. */
     uint64_t watch_at_ms;
     uint64_t watch_index; /* the last index a watch answered */

@@ -46,7 +46,8 @@ class Workers:
         coords = ",".join(n.http_addr for n in self.cluster.nodes)
         argv = [CORRAL_BIN, "agent", "--name", name, "--coordinators", coords,
                 "--addr", f"127.0.0.1:{7000 + len(self.procs)}",
-                "--hook", f"{self.hook} {self.log}"]
+                "--hook", f"{self.hook} {self.log}",
+                "--lease-file", str(self.tmp / f"{name}.lease")]
         if zone:
             argv += ["--zone", zone]
         argv += list(extra)
@@ -62,8 +63,21 @@ class Workers:
         self.procs[name].wait(timeout=EXIT_WAIT_S)
 
     def stop(self, name):
-        self.faults.append((time.monotonic(), name, "stop"))
-        self.procs[name].send_signal(signal.SIGSTOP)
+        """SIGSTOP; records the agent's lease end as its --lease-file holds
+        it once the process is stopped (it cannot write any more)."""
+        t = time.monotonic()
+        p = self.procs[name]
+        p.send_signal(signal.SIGSTOP)
+        for _ in range(200):  # bounded: 2 s
+            with open(f"/proc/{p.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                    break
+            time.sleep(0.01)
+        with open(str(self.tmp / f"{name}.lease")) as f:
+            lease_end = int(f.read().strip()) / 1000.0
+        # The file is the agent's lease end: within one lease of now.
+        assert t - 0.1 < lease_end <= t + LEASE_S + 0.05, (t, lease_end)
+        self.faults.append((t, name, "stop", lease_end))
 
     def cont(self, name):
         self.procs[name].send_signal(signal.SIGCONT)
@@ -105,9 +119,10 @@ def intervals(records, faults, now):
     a hook only lease x drift + margin to take effect (docs/cli.md) and a
     Python hook's start-up on a loaded machine can take longer; the
     application's own guard there is the epoch."""
-    cut = {}  # worker -> sorted list of (t, kind)
-    for t, w, kind in faults:
-        cut.setdefault(w, []).append((t, kind))
+    cut = {}  # worker -> sorted list of (t, kind, lease end at a stop)
+    for f in faults:
+        t, w, kind = f[:3]
+        cut.setdefault(w, []).append((t, kind, f[3] if len(f) > 3 else None))
     out = {}
     open_ = {}
     for rec in sorted(records, key=lambda r: r["t0"]):
@@ -125,13 +140,16 @@ def intervals(records, faults, now):
     for p, ivs in out.items():
         fixed = []
         for start, end, w, epoch in ivs:
-            for t, kind in cut.get(w, []):
+            for t, kind, lease_end in cut.get(w, []):
                 if t < start or t > end:
                     continue
                 if kind == "kill":
                     end = min(end, t)
                 elif kind == "stop":
-                    end = min(end, t + LEASE_S)
+                    # Frozen, it cannot act past its lease: the end its
+                    # --lease-file held when it stopped (at most a lease
+                    # after the freeze).
+                    end = min(end, max(lease_end, t))
             fixed.append((start, end, w, epoch))
         out[p] = fixed
     return out

@@ -4,16 +4,17 @@ CLOCK_MONOTONIC timestamp, to one shared log. From the merged log the test
 checks what a user of a serious coordinator needs: balanced maps, a new
 primary for every partition of a killed worker (epoch + 1), no two workers
 acting as primary of one partition at any moment, a paused worker that
-stops counting as primary when its lease ends, a drain that moves
+stops counting as primary when its lease ends (its --lease-file), a drain that moves
 everything with only the hand-offs' gaps, a leader killed during a
 rebalance, and a rejoin under the same name.
 
 A worker acts as primary of (partition, epoch) from the start of its
 acquire hook until the end of its release hook; a worker killed with -9
 stops acting at the kill; a worker frozen with SIGSTOP cannot act past the
-end of its lease, which ended at the latest lease_ms after the freeze (its
-last heartbeat was sent before it), so its acting is cut there (the
-application's own fencing is the epoch, partitions.md)."""
+end of its lease, which its agent's --lease-file holds (read once the
+process is stopped), so its acting is cut there (the application's own
+fencing is the epoch, partitions.md). own_harness.intervals says which
+instant of each hook counts."""
 import json
 import sys
 import time
