@@ -569,7 +569,11 @@ static int start_core(struct corral_node *n, struct corral_storage_state *st)
     return 0;
 }
 
-static int start_network(struct corral_node *n)
+/* Binds the Raft and HTTP listeners, before the data dir is touched: a
+ * start that fails for a port in use, a permission or an address not of
+ * this host writes nothing. Nothing is dialed or served until the loop
+ * runs. */
+static int start_listeners(struct corral_node *n)
 {
     char err[256] = "";
     struct corral_transport_config tc = {.cluster_id = n->cfg.cluster_id,
@@ -584,16 +588,32 @@ static int start_network(struct corral_node *n)
         corral_log(CORRAL_LOG_ERROR, "%s", err);
         return rv;
     }
-    for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
-        const struct corral_node_peer_config *p = &n->cfg.peers[i];
-        if (p->id != n->cfg.id)
-            corral_transport_add_peer(n->transport, p->id, p->host, p->port);
-    }
     rv = corral_http_start(&n->loop, n->cfg.http_host, n->cfg.http_port, &n->cfg.http, on_http, n,
                            &n->http, err, sizeof(err));
     if (rv != 0)
         corral_log(CORRAL_LOG_ERROR, "%s", err);
     return rv;
+}
+
+static void add_peers(struct corral_node *n)
+{
+    for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
+        const struct corral_node_peer_config *p = &n->cfg.peers[i];
+        if (p->id != n->cfg.id)
+            corral_transport_add_peer(n->transport, p->id, p->host, p->port);
+    }
+}
+
+/* Closes what start_listeners opened and lets the loop release it. */
+static void stop_listeners(struct corral_node *n)
+{
+    if (n->http != NULL)
+        corral_http_stop(n->http);
+    n->http = NULL;
+    if (n->transport != NULL)
+        corral_transport_stop(n->transport, on_transport_closed, n);
+    n->transport = NULL;
+    uv_run(&n->loop, UV_RUN_DEFAULT);
 }
 
 static void start_timers(struct corral_node *n)
@@ -665,18 +685,18 @@ int corral_node_run(const struct corral_node_config *cfg, const struct corral_no
     uv_loop_init(&n->loop);
     init_peers(n);
     struct corral_storage_state st = {0};
+    if (start_listeners(n) != 0) {
+        stop_listeners(n);
+        node_free(n, &st);
+        return 1;
+    }
     if (open_storage(n, &st) != 0 || start_core(n, &st) != 0) {
+        stop_listeners(n);
         node_free(n, &st);
         return 1;
     }
     corral_storage_state_free(&st);
-    if (start_network(n) != 0) {
-        if (n->transport != NULL)
-            corral_transport_stop(n->transport, on_transport_closed, n);
-        uv_run(&n->loop, UV_RUN_DEFAULT);
-        node_free(n, &st);
-        return 1;
-    }
+    add_peers(n);
     start_timers(n);
     corral_log(CORRAL_LOG_INFO, "serving: cluster %s, HTTP %s, cluster id %016" PRIx64,
                n->cluster_addr, n->http_addr, n->cfg.cluster_id);
