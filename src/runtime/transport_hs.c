@@ -117,8 +117,9 @@ static void conn_refuse(struct conn *c, uint8_t status, const char *detail)
     struct peer *p = transport_peer_find(c->t, c->peer_id);
     if (p != NULL)
         p->st.refused++;
-    transport_log(c->t, 1, "transport: refused hello from %s (node %" PRIu64 "): %s: %s", c->name,
-                  c->peer_id, hello_status_name(status), detail);
+    transport_log_limited(c->t, c->host, 1,
+                          "transport: refused hello from %s (node %" PRIu64 "): %s: %s", c->name,
+                          c->peer_id, hello_status_name(status), detail);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->state = CONN_REFUSING;
     hs_write(c, reply_build(c->t, status, c->hs_buf));

@@ -2,6 +2,7 @@
 the data dir; a node refused by every peer for another cluster id stops;
 a port scan of the cluster port does not flood the log."""
 import os
+import re
 import socket
 import time
 
@@ -61,3 +62,34 @@ def test_failed_listen_writes_nothing(make_cluster, which, data):
         node.start()
         c.wait_leader()
         assert node.get("k").json["value"] == "v"
+
+
+def log_lines(node):
+    with open(node.log_path, "rb") as f:
+        return f.read().count(b"\n")
+
+
+# A port scan, or anything else opening and closing connections to the
+# cluster port without a handshake: a few lines per remote address per
+# 10 s, then a count of what was left out.
+def test_port_scan_does_not_flood_the_log(cluster):
+    node = cluster.node(1)
+    before = log_lines(node)
+    host, port = node.cluster_addr.rsplit(":", 1)
+    for i in range(500):
+        s = socket.create_connection((host, int(port)), timeout=5)
+        if i % 2:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")  # not a hello
+        s.close()
+    # The node has seen every connection once it answers after the last.
+    wait_until("the node to answer", lambda: node.status() is not None, 10)
+    time.sleep(0.5)
+    grown = log_lines(node) - before
+    assert grown < 20, f"{grown} lines:\n{node.output()[-3000:]}"
+    assert node.alive()
+    assert cluster.wait_leader().put("after-scan", "x").status == 200
+    # When the interval ends, one line counts what was left out.
+    wait_until("the suppressed-lines summary",
+               lambda: re.search(r"127\.0\.0\.1: \((\d+) more suppressed", node.output()), 15)
+    n = int(re.search(r"127\.0\.0\.1: \((\d+) more suppressed", node.output()).group(1))
+    assert 450 < n < 500, node.output()[-3000:]
