@@ -223,6 +223,39 @@ static void retry_reads(struct corral_node *n, uint64_t now)
         corral_pending_retry_reads(&n->pending, now, 2u * n->cfg.heartbeat_ms, ask_read, n);
 }
 
+static struct peer *find_peer(struct corral_node *n, uint64_t id);
+
+/* Stops the node when every peer has refused it for another cluster id
+ * (WRONG_CLUSTER_EXIT_MS), naming them. */
+static void check_wrong_cluster(struct corral_node *n)
+{
+    struct corral_transport_peer_stats st[CORRAL_RAFT_NODES_MAX];
+    if (n->transport == NULL || n->stopping)
+        return;
+    uint32_t ns = corral_transport_stats(n->transport, st, CORRAL_RAFT_NODES_MAX);
+    if (ns == 0 || ns > CORRAL_RAFT_NODES_MAX)
+        return;
+    for (uint32_t i = 0; i < ns; i++)
+        if (st[i].wrong_cluster_refusals < WRONG_CLUSTER_REFUSALS ||
+            st[i].wrong_cluster_ms < WRONG_CLUSTER_EXIT_MS)
+            return;
+    char list[1024] = "";
+    size_t len = 0;
+    for (uint32_t i = 0; i < ns && len < sizeof(list); i++) {
+        struct peer *p = find_peer(n, st[i].id);
+        len += (size_t)snprintf(
+            list + len, sizeof(list) - len, "%snode %" PRIu64 " at %s (cluster id %016" PRIx64 ")",
+            i > 0 ? ", " : "", st[i].id, p != NULL ? p->cluster_addr : "?", st[i].their_cluster_id);
+    }
+    corral_log(CORRAL_LOG_ERROR,
+               "every peer refuses this node because its cluster id differs (ours %016" PRIx64
+               "), for %u s now: %s. The cluster id comes from --peers: this node was started "
+               "with another --peers list than they were, or they use another data dir (another "
+               "cluster); stopping",
+               n->cfg.cluster_id, WRONG_CLUSTER_EXIT_MS / 1000, list);
+    node_stop(n, 1);
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     struct corral_node *n = t->data;
@@ -231,6 +264,7 @@ static void on_sweep(uv_timer_t *t)
     retry_reads(n, now);
     if (n->hooks.sweep != NULL && !n->stopping)
         n->hooks.sweep(n, now);
+    check_wrong_cluster(n);
     drain_ready(n);
 }
 

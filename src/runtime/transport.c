@@ -927,6 +927,9 @@ uint32_t corral_transport_stats(const struct corral_transport *t,
     for (uint32_t i = 0; i < t->n_peers && i < cap; i++) {
         out[i] = t->peers[i]->st;
         out[i].queued_bytes = peer_queued(t->peers[i]);
+        out[i].wrong_cluster_ms = out[i].wrong_cluster_refusals > 0
+                                      ? uv_now(t->loop) - t->peers[i]->wrong_cluster_since_ms
+                                      : 0;
     }
     return t->n_peers;
 }

@@ -107,7 +107,8 @@ struct peer {
     uv_timer_t timer; /* reconnect backoff */
     struct conn *out;
     uint32_t backoff_ms;
-    uint32_t failures; /* dial failures since the last handshake */
+    uint32_t failures;               /* dial failures since the last handshake */
+    uint64_t wrong_cluster_since_ms; /* the first of st.wrong_cluster_refusals */
     struct chunk_list pending;
 };
 

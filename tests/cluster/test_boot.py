@@ -93,3 +93,51 @@ def test_port_scan_does_not_flood_the_log(cluster):
                lambda: re.search(r"127\.0\.0\.1: \((\d+) more suppressed", node.output()), 15)
     n = int(re.search(r"127\.0\.0\.1: \((\d+) more suppressed", node.output()).group(1))
     assert 450 < n < 500, node.output()[-3000:]
+
+
+WRONG_CLUSTER_BOUND_S = 10  # WRONG_CLUSTER_EXIT_MS in src/runtime/node_impl.h
+
+
+def stranger(make_cluster, node_id, peer_addrs):
+    """A node not of any cluster made here: it is node_id of --peers
+    peer_addrs plus its own address (so another cluster id)."""
+    n = make_cluster(size=1).node(1)
+    n.id = node_id
+    addrs = list(peer_addrs)
+    addrs.insert(node_id - 1, n.cluster_addr)
+    return n, ",".join(addrs)
+
+
+def test_node_of_another_cluster_stops(cluster, make_cluster):
+    n, peers = stranger(make_cluster, 4, [m.cluster_addr for m in cluster.nodes])
+    t0 = time.monotonic()
+    n.start(peers=peers)
+    rc = n.wait_exit(timeout=WRONG_CLUSTER_BOUND_S + 15)
+    took = time.monotonic() - t0
+    out = n.output()
+    assert rc == 1, (rc, out[-3000:])
+    assert took >= WRONG_CLUSTER_BOUND_S - 1, (took, out[-3000:])
+    assert "cluster id differs" in out and "--peers" in out and "data dir" in out, out[-3000:]
+    for m in cluster.nodes:
+        assert f"node {m.id} at {m.cluster_addr}" in out, out[-3000:]
+    # The cluster kept working, and logged a few refusals, not one a dial.
+    assert cluster.wait_leader().put("k", "v").status == 200
+    for m in cluster.nodes:
+        refusals = m.output().count("refused hello")
+        assert 1 <= refusals <= 6, (m, refusals)
+
+
+# Peers that are down, or some that refuse while another is down: the node
+# keeps trying (they may come back, or be the cluster it belongs to).
+def test_node_with_peers_down_or_some_refusing_keeps_running(cluster, make_cluster):
+    down = make_cluster(size=3)  # nodes 2 and 3 never start: nothing listens there
+    alone = down.node(1).start()
+    some, peers = stranger(make_cluster, 4, [cluster.node(1).cluster_addr,
+                                             cluster.node(2).cluster_addr,
+                                             down.node(3).cluster_addr])
+    some.start(peers=peers)
+    time.sleep(WRONG_CLUSTER_BOUND_S + 3)
+    assert alone.alive(), alone.output()[-3000:]
+    assert some.alive(), some.output()[-3000:]
+    assert "cluster id differs" not in alone.output() + some.output()
+    assert "wrong cluster id" in some.output()  # it was refused, and said so
