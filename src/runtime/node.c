@@ -223,6 +223,39 @@ static void retry_reads(struct corral_node *n, uint64_t now)
         corral_pending_retry_reads(&n->pending, now, 2u * n->cfg.heartbeat_ms, ask_read, n);
 }
 
+static struct peer *find_peer(struct corral_node *n, uint64_t id);
+
+/* Stops the node when every peer has refused it for another cluster id
+ * (WRONG_CLUSTER_EXIT_MS), naming them. */
+static void check_wrong_cluster(struct corral_node *n)
+{
+    struct corral_transport_peer_stats st[CORRAL_RAFT_NODES_MAX];
+    if (n->transport == NULL || n->stopping)
+        return;
+    uint32_t ns = corral_transport_stats(n->transport, st, CORRAL_RAFT_NODES_MAX);
+    if (ns == 0 || ns > CORRAL_RAFT_NODES_MAX)
+        return;
+    for (uint32_t i = 0; i < ns; i++)
+        if (st[i].wrong_cluster_refusals < WRONG_CLUSTER_REFUSALS ||
+            st[i].wrong_cluster_ms < WRONG_CLUSTER_EXIT_MS)
+            return;
+    char list[1024] = "";
+    size_t len = 0;
+    for (uint32_t i = 0; i < ns && len < sizeof(list); i++) {
+        struct peer *p = find_peer(n, st[i].id);
+        len += (size_t)snprintf(
+            list + len, sizeof(list) - len, "%snode %" PRIu64 " at %s (cluster id %016" PRIx64 ")",
+            i > 0 ? ", " : "", st[i].id, p != NULL ? p->cluster_addr : "?", st[i].their_cluster_id);
+    }
+    corral_log(CORRAL_LOG_ERROR,
+               "every peer refuses this node because its cluster id differs (ours %016" PRIx64
+               "), for %u s now: %s. The cluster id comes from --peers: this node was started "
+               "with another --peers list than they were, or they use another data dir (another "
+               "cluster); stopping",
+               n->cfg.cluster_id, WRONG_CLUSTER_EXIT_MS / 1000, list);
+    node_stop(n, 1);
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     struct corral_node *n = t->data;
@@ -231,6 +264,7 @@ static void on_sweep(uv_timer_t *t)
     retry_reads(n, now);
     if (n->hooks.sweep != NULL && !n->stopping)
         n->hooks.sweep(n, now);
+    check_wrong_cluster(n);
     drain_ready(n);
 }
 
@@ -569,7 +603,11 @@ static int start_core(struct corral_node *n, struct corral_storage_state *st)
     return 0;
 }
 
-static int start_network(struct corral_node *n)
+/* Binds the Raft and HTTP listeners, before the data dir is touched: a
+ * start that fails for a port in use, a permission or an address not of
+ * this host writes nothing. Nothing is dialed or served until the loop
+ * runs. */
+static int start_listeners(struct corral_node *n)
 {
     char err[256] = "";
     struct corral_transport_config tc = {.cluster_id = n->cfg.cluster_id,
@@ -584,16 +622,32 @@ static int start_network(struct corral_node *n)
         corral_log(CORRAL_LOG_ERROR, "%s", err);
         return rv;
     }
-    for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
-        const struct corral_node_peer_config *p = &n->cfg.peers[i];
-        if (p->id != n->cfg.id)
-            corral_transport_add_peer(n->transport, p->id, p->host, p->port);
-    }
     rv = corral_http_start(&n->loop, n->cfg.http_host, n->cfg.http_port, &n->cfg.http, on_http, n,
                            &n->http, err, sizeof(err));
     if (rv != 0)
         corral_log(CORRAL_LOG_ERROR, "%s", err);
     return rv;
+}
+
+static void add_peers(struct corral_node *n)
+{
+    for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
+        const struct corral_node_peer_config *p = &n->cfg.peers[i];
+        if (p->id != n->cfg.id)
+            corral_transport_add_peer(n->transport, p->id, p->host, p->port);
+    }
+}
+
+/* Closes what start_listeners opened and lets the loop release it. */
+static void stop_listeners(struct corral_node *n)
+{
+    if (n->http != NULL)
+        corral_http_stop(n->http);
+    n->http = NULL;
+    if (n->transport != NULL)
+        corral_transport_stop(n->transport, on_transport_closed, n);
+    n->transport = NULL;
+    uv_run(&n->loop, UV_RUN_DEFAULT);
 }
 
 static void start_timers(struct corral_node *n)
@@ -665,18 +719,18 @@ int corral_node_run(const struct corral_node_config *cfg, const struct corral_no
     uv_loop_init(&n->loop);
     init_peers(n);
     struct corral_storage_state st = {0};
+    if (start_listeners(n) != 0) {
+        stop_listeners(n);
+        node_free(n, &st);
+        return 1;
+    }
     if (open_storage(n, &st) != 0 || start_core(n, &st) != 0) {
+        stop_listeners(n);
         node_free(n, &st);
         return 1;
     }
     corral_storage_state_free(&st);
-    if (start_network(n) != 0) {
-        if (n->transport != NULL)
-            corral_transport_stop(n->transport, on_transport_closed, n);
-        uv_run(&n->loop, UV_RUN_DEFAULT);
-        node_free(n, &st);
-        return 1;
-    }
+    add_peers(n);
     start_timers(n);
     corral_log(CORRAL_LOG_INFO, "serving: cluster %s, HTTP %s, cluster id %016" PRIx64,
                n->cluster_addr, n->http_addr, n->cfg.cluster_id);

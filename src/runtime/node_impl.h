@@ -17,6 +17,12 @@
 #define SWEEP_MS 50
 #define SNAPSHOT_KEEP_MAX 5000
 #define ADDR_MAX (CORRAL_HOST_MAX + 8)
+/* A node every peer refuses for another cluster id, at least this many
+ * times each over at least this long, stops: it was started with another
+ * --peers list than they were, and retrying cannot help. A peer that is
+ * down, or one that lets it in, keeps it running. */
+#define WRONG_CLUSTER_EXIT_MS 10000
+#define WRONG_CLUSTER_REFUSALS 3
 
 struct peer {
     uint64_t id;

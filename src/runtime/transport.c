@@ -26,16 +26,94 @@ static void peer_dial(struct peer *p);
 
 /* ---- logging, randomness, addresses ---- */
 
-void transport_log(struct corral_transport *t, int level, const char *fmt, ...)
+static void transport_vlog(struct corral_transport *t, int level, const char *fmt, va_list ap)
 {
     if (t->cb.log == NULL)
         return;
     char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    t->cb.log(t->cb.ud, level, msg);
+}
+
+void transport_log(struct corral_transport *t, int level, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    transport_vlog(t, level, fmt, ap);
     va_end(ap);
-    t->cb.log(t->cb.ud, level, msg);
+}
+
+/* Says how many lines about l's address were left out, and starts a new
+ * interval. */
+static void limit_roll(struct corral_transport *t, struct log_limit *l, uint64_t now)
+{
+    if (l->suppressed > 0)
+        transport_log(t, l->level,
+                      "transport: %s: (%" PRIu64 " more suppressed in the last %" PRIu64 " s)",
+                      l->key, l->suppressed, (now - l->since_ms + 999) / 1000);
+    l->since_ms = now;
+    l->lines = 0;
+    l->suppressed = 0;
+    l->level = 3;
+}
+
+static struct log_limit *limit_slot(struct corral_transport *t, const char *key, uint64_t now)
+{
+    struct log_limit *empty = NULL, *oldest = NULL;
+    for (int i = 0; i < LOG_LIMIT_SLOTS; i++) {
+        struct log_limit *l = &t->limits[i];
+        if (l->key[0] == '\0') {
+            if (empty == NULL)
+                empty = l;
+        } else if (strcmp(l->key, key) == 0) {
+            return l;
+        } else if (oldest == NULL || l->since_ms < oldest->since_ms) {
+            oldest = l;
+        }
+    }
+    struct log_limit *l = empty != NULL ? empty : oldest;
+    if (l->key[0] != '\0')
+        limit_roll(t, l, now);
+    snprintf(l->key, sizeof(l->key), "%s", key);
+    l->since_ms = now;
+    l->lines = 0;
+    l->suppressed = 0;
+    l->level = 3;
+    return l;
+}
+
+void transport_log_limited(struct corral_transport *t, const char *key, int level, const char *fmt,
+                           ...)
+{
+    if (t->cb.log == NULL)
+        return;
+    uint64_t now = uv_now(t->loop);
+    struct log_limit *l = limit_slot(t, key, now);
+    if (now - l->since_ms >= LOG_LIMIT_MS)
+        limit_roll(t, l, now);
+    if (l->lines >= LOG_LIMIT_LINES) {
+        l->suppressed++;
+        if (level < l->level)
+            l->level = level;
+        return;
+    }
+    l->lines++;
+    va_list ap;
+    va_start(ap, fmt);
+    transport_vlog(t, level, fmt, ap);
+    va_end(ap);
+}
+
+/* Once a second: the summaries of intervals that are over. */
+static void limits_sweep(struct corral_transport *t, uint64_t now)
+{
+    for (int i = 0; i < LOG_LIMIT_SLOTS; i++) {
+        struct log_limit *l = &t->limits[i];
+        if (l->key[0] != '\0' && now - l->since_ms >= LOG_LIMIT_MS) {
+            limit_roll(t, l, now);
+            l->key[0] = '\0';
+        }
+    }
 }
 
 /* splitmix64: enough to spread reconnects, seeded per node. */
@@ -77,6 +155,15 @@ static void addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
         port = ntohs(a->sin_port);
     }
     snprintf(out, cap, "%s:%u", ip, port);
+}
+
+static void addr_host(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    snprintf(out, cap, "?");
+    if (ss->ss_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)ss, out, cap);
+    else if (ss->ss_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)ss, out, cap);
 }
 
 /* ---- chunks: the send queue ---- */
@@ -326,16 +413,24 @@ void transport_conn_fail(struct conn *c, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    if (c->inbound && c->peer_id == 0)
-        transport_log(c->t, level, "transport: closing inbound connection from %s: %s", c->name,
-                      why);
-    else if (c->inbound)
+    /* A connection from a node of ours, past its handshake, is logged
+     * whole; the rest is limited per remote address. */
+    if (c->inbound && c->state == CONN_OPEN)
         transport_log(c->t, level,
                       "transport: closing inbound connection from %s (node %" PRIu64 "): %s",
                       c->name, c->peer_id, why);
+    else if (c->inbound && c->peer_id == 0)
+        transport_log_limited(c->t, c->host, level,
+                              "transport: closing inbound connection from %s: %s", c->name, why);
+    else if (c->inbound)
+        transport_log_limited(c->t, c->host, level,
+                              "transport: closing inbound connection from %s (node %" PRIu64
+                              "): %s",
+                              c->name, c->peer_id, why);
     else if (c->peer != NULL)
-        transport_log(c->t, level, "transport: connection to peer %" PRIu64 " at %s: %s",
-                      c->peer->st.id, c->name, why);
+        transport_log_limited(c->t, c->peer->name, level,
+                              "transport: connection to peer %" PRIu64 " at %s: %s", c->peer->st.id,
+                              c->name, why);
     transport_conn_close(c);
 }
 
@@ -476,7 +571,7 @@ static void on_connection(uv_stream_t *server, int status)
 {
     struct corral_transport *t = server->data;
     if (status < 0) {
-        transport_log(t, 1, "transport: accept failed: %s", uv_strerror(status));
+        transport_log_limited(t, "accept", 1, "transport: accept failed: %s", uv_strerror(status));
         return;
     }
     struct conn *c = conn_new(t, true);
@@ -495,6 +590,7 @@ static void on_connection(uv_stream_t *server, int status)
     memset(&ss, 0, sizeof(ss));
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen);
     addr_name(&ss, c->name, sizeof(c->name));
+    addr_host(&ss, c->host, sizeof(c->host));
     if (t->n_conns > CONNS_MAX) {
         transport_conn_fail(c, 1, "too many connections (%d)", CONNS_MAX);
         return;
@@ -582,6 +678,7 @@ static void sweep_cb(uv_timer_t *timer)
     assert_handles(t);
     assert_lists(t);
     uint64_t now = uv_now(t->loop);
+    limits_sweep(t, now);
     struct conn *c = t->conns;
     while (c != NULL) {
         struct conn *next = c->next;
@@ -830,6 +927,9 @@ uint32_t corral_transport_stats(const struct corral_transport *t,
     for (uint32_t i = 0; i < t->n_peers && i < cap; i++) {
         out[i] = t->peers[i]->st;
         out[i].queued_bytes = peer_queued(t->peers[i]);
+        out[i].wrong_cluster_ms = out[i].wrong_cluster_refusals > 0
+                                      ? uv_now(t->loop) - t->peers[i]->wrong_cluster_since_ms
+                                      : 0;
     }
     return t->n_peers;
 }

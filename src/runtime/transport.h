@@ -71,6 +71,12 @@ struct corral_transport_peer_stats {
     uint64_t sent_msgs, sent_bytes, dropped_msgs, queued_bytes;
     uint64_t recv_msgs, recv_bytes;
     uint64_t connects, refused; /* refused: handshakes rejected */
+    /* Our hellos it refused for another cluster id since our last
+     * handshake with it, for how long (ms since the first of them), and
+     * the cluster id it answered with. */
+    uint32_t wrong_cluster_refusals;
+    uint64_t wrong_cluster_ms;
+    uint64_t their_cluster_id;
 };
 
 struct corral_transport;

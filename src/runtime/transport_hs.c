@@ -117,8 +117,9 @@ static void conn_refuse(struct conn *c, uint8_t status, const char *detail)
     struct peer *p = transport_peer_find(c->t, c->peer_id);
     if (p != NULL)
         p->st.refused++;
-    transport_log(c->t, 1, "transport: refused hello from %s (node %" PRIu64 "): %s: %s", c->name,
-                  c->peer_id, hello_status_name(status), detail);
+    transport_log_limited(c->t, c->host, 1,
+                          "transport: refused hello from %s (node %" PRIu64 "): %s: %s", c->name,
+                          c->peer_id, hello_status_name(status), detail);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->state = CONN_REFUSING;
     hs_write(c, reply_build(c->t, status, c->hs_buf));
@@ -184,6 +185,11 @@ static void reply_accept(struct conn *c, const uint8_t *b)
     struct corral_transport *t = c->t;
     uint8_t status = b[5];
     uint64_t cluster = corral_get_le64(b + 6), id = corral_get_le64(b + 14);
+    if (status == HELLO_WRONG_CLUSTER) {
+        if (p->st.wrong_cluster_refusals++ == 0)
+            p->wrong_cluster_since_ms = uv_now(t->loop);
+        p->st.their_cluster_id = cluster;
+    }
     if (status != HELLO_OK) {
         p->st.refused++;
         transport_conn_fail(c, 1, "refused our hello: %s", hello_status_name(status));
@@ -199,6 +205,7 @@ static void reply_accept(struct conn *c, const uint8_t *b)
     p->st.connects++;
     p->backoff_ms = BACKOFF_MIN_MS;
     p->failures = 0;
+    p->st.wrong_cluster_refusals = 0;
     transport_log(t, 2, "transport: connected to peer %" PRIu64 " at %s", p->st.id, c->name);
     char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
     hs_http(b, REPLY_FIXED_BYTES, http);

@@ -22,7 +22,13 @@
  * - CONNS_MAX: open connections. Each peer dials us once, so more than this
  *   is a misbehaving client; refusing it keeps memory bounded.
  * - HANDSHAKE_MS: a connection without a completed handshake by then is
- *   closed, so a silent socket cannot hold a slot or stall a dialer. */
+ *   closed, so a silent socket cannot hold a slot or stall a dialer.
+ * - LOG_LIMIT_*: lines about connections that never got past the
+ *   handshake (a port scan, a node of another cluster) and about a peer's
+ *   dial failures: at most LOG_LIMIT_LINES per remote address (inbound: the
+ *   IP, any port; outbound: the peer's address) per LOG_LIMIT_MS, then one
+ *   "(N more suppressed)" line when the interval ends. LOG_LIMIT_SLOTS
+ *   addresses are tracked at once; a new one evicts the oldest. */
 #define CHUNK_BYTES ((size_t)64 << 10)
 #define WRITE_BUFS_MAX 64
 #define RBUF_BYTES ((size_t)64 << 10)
@@ -35,6 +41,9 @@
 #define KEEPALIVE_DELAY_S 10
 #define LISTEN_BACKLOG 128
 #define QUEUE_DEFAULT_BYTES ((size_t)64 << 20)
+#define LOG_LIMIT_MS 10000
+#define LOG_LIMIT_LINES 3
+#define LOG_LIMIT_SLOTS 32
 
 /* The handshake layouts of transport.h: fixed parts before the HTTP address,
  * then the address, then a CRC32C. */
@@ -77,6 +86,7 @@ struct conn {
     uint64_t peer_id; /* inbound: the hello's from */
     uint64_t started_ms;
     char name[64]; /* remote address, for log lines */
+    char host[64]; /* its IP without the port: inbound log lines are limited per host */
     uv_connect_t connect_req;
     uv_write_t hs_req;
     uint8_t hs_buf[HS_BYTES_MAX];
@@ -97,8 +107,18 @@ struct peer {
     uv_timer_t timer; /* reconnect backoff */
     struct conn *out;
     uint32_t backoff_ms;
-    uint32_t failures; /* dial failures since the last handshake */
+    uint32_t failures;               /* dial failures since the last handshake */
+    uint64_t wrong_cluster_since_ms; /* the first of st.wrong_cluster_refusals */
     struct chunk_list pending;
+};
+
+/* One remote address's log lines in the current interval. */
+struct log_limit {
+    char key[64]; /* "" when the slot is free */
+    uint64_t since_ms;
+    uint32_t lines;
+    uint64_t suppressed;
+    int level; /* the most severe suppressed line's */
 };
 
 struct corral_transport {
@@ -120,6 +140,7 @@ struct corral_transport {
     uint64_t rng;
     uint32_t handles; /* initialised and not yet closed */
     bool stopping;
+    struct log_limit limits[LOG_LIMIT_SLOTS];
     void (*on_closed)(void *ud);
     void *closed_ud;
 };
@@ -127,6 +148,9 @@ struct corral_transport {
 /* Shared helpers (transport.c). */
 __attribute__((format(printf, 3, 4))) void transport_log(struct corral_transport *t, int level,
                                                          const char *fmt, ...);
+/* transport_log, limited per key (a remote address: LOG_LIMIT_*). */
+__attribute__((format(printf, 4, 5))) void
+transport_log_limited(struct corral_transport *t, const char *key, int level, const char *fmt, ...);
 __attribute__((format(printf, 3, 4))) void transport_conn_fail(struct conn *c, int level,
                                                                const char *fmt, ...);
 void transport_conn_close(struct conn *c);
