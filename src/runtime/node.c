@@ -70,15 +70,12 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- the ready loop: the driver (core/raft_drive.h) with the node's io ---- */
 
-/* What a storage call's error rv was: "I/O error (No space left on
- * device)" when the storage knows the system call's errno. */
+/* What a storage call's error rv was: the system call's error ("No space
+ * left on device", "Input/output error") when the storage knows it. */
 static void storage_error(const struct corral_node *n, int rv, char *out, size_t len)
 {
     int e = rv == CORRAL_EIO ? corral_storage_errno(n->storage) : 0;
-    if (e != 0)
-        snprintf(out, len, "%s (%s)", corral_strerror(rv), strerror(e));
-    else
-        snprintf(out, len, "%s", corral_strerror(rv));
+    snprintf(out, len, "%s", e != 0 ? strerror(e) : corral_strerror(rv));
 }
 
 /* One batch, persisted on the loop thread before returning. (Handing the

@@ -1,6 +1,6 @@
 """Disk faults injected into real nodes with the LD_PRELOAD shim
 tests/fault/diskfault.c (libdiskfault.so): fsync/fdatasync failing with
-EIO, writes failing with ENOSPC, and short writes, only on files in the
+EIO, writes failing with ENOSPC or EIO, and short writes, only on files in the
 node's data directory, switched on and off while the node runs.
 
 For a single node, and for a follower and the leader of a 3-node cluster:
@@ -24,6 +24,7 @@ FAULT_LIB = os.environ.get("CORRAL_DISKFAULT") or os.path.join(
 FAULTS = {
     "fsync_eio": "input/output error",
     "write_enospc": "no space left on device",
+    "write_eio": "input/output error",
     "write_short": None,
 }
 
@@ -126,10 +127,16 @@ def test_single_node_disk_fault(make_cluster, mode):
         r = w.put([node])
         assert r is not None and r.status == 200, r
     fault.set(mode)
+    before = len(w.acked)
     for _ in range(WRITES_AFTER_FAULT):
         if not node.alive():
             break
         w.put([node])
+    if FAULTS[mode] is not None:
+        # One voter: every PUT sent after the switch needs an fsync of its
+        # own entry, which fails, so none of them may be acknowledged.
+        assert len(w.acked) == before, \
+            f"{len(w.acked) - before} PUTs acknowledged after {mode} was switched on"
     if FAULTS[mode] is None:
         assert fault.hits() > 0, f"{mode}: the fault was never met"
         assert node.alive(), node.output()[-3000:]

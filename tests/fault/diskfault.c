@@ -90,8 +90,8 @@ static void count_hit(void)
     char hits[4096];
     if (path == NULL || snprintf(hits, sizeof(hits), "%s.hits", path) >= (int)sizeof(hits))
         return;
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, hits, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                          0644);
+    int fd =
+        (int)syscall(SYS_openat, AT_FDCWD, hits, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
         return;
     syscall(SYS_write, fd, "x", 1);
