@@ -533,8 +533,16 @@ static int open_storage(struct corral_node *n, struct corral_storage_state *st)
         corral_log(CORRAL_LOG_WARN,
                    "WAL had a torn tail of %" PRIu64 " bytes (an interrupted write); truncated",
                    st->torn_bytes);
-    if (st->hs.term == 0 && st->snap.index == 0 && st->n_entries == 0)
-        return bootstrap(n, st);
+    if (st->hs.term == 0 && st->snap.index == 0 && st->n_entries == 0) {
+        rv = bootstrap(n, st);
+        if (rv != 0) {
+            char why[128];
+            storage_error(n, rv, why, sizeof(why));
+            corral_log(CORRAL_LOG_ERROR, "writing the first WAL entry to %s failed: %s",
+                       n->cfg.data_dir, why);
+        }
+        return rv;
+    }
     return 0;
 }
 
