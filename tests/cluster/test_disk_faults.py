@@ -94,9 +94,9 @@ def serving(node):
 
 def check_stopped(node, fault, mode, expect):
     """node met the fault and stopped on it, saying why, without a signal."""
-    assert fault.hits() > 0, f"{mode}: the fault was never met"
     rc = node.wait_exit(timeout=EXIT_WAIT_S)
     out = node.output()
+    assert fault.hits() > 0, f"{mode}: the fault was never met"
     assert rc is not None, f"{mode}: node {node.id} still runs after the fault:\n{out[-3000:]}"
     assert rc == 1, f"{mode}: exit code {rc} (negative: a signal):\n{out[-3000:]}"
     assert "Sanitizer" not in out
@@ -191,3 +191,20 @@ def test_cluster_disk_fault(make_cluster, mode, role):
                lambda: read_value(victim, last, stale=True) == w.acked[last], CONVERGE_WAIT_S)
     for key, value in w.acked.items():
         assert read_value(victim, key, stale=True) == value, f"node {victim.id} lacks {key}"
+
+
+@pytest.mark.parametrize("mode", [m for m in FAULTS if FAULTS[m] is not None])
+def test_disk_fault_at_first_start(make_cluster, mode):
+    """A fresh node on a failing disk exits 1 naming the error (it cannot
+    write its meta file), and starts once the disk works."""
+    c = make_cluster(size=1)
+    node = c.node(1)
+    fault = Fault(node)
+    fault.set(mode)
+    node.start()
+    check_stopped(node, fault, mode, FAULTS[mode])
+    assert "cannot use data dir" in node.output()
+    restart_clean(node, fault)
+    c.wait_leader()
+    r = node.put("k", "v")
+    assert r is not None and r.status == 200, r
