@@ -12,10 +12,11 @@ Then the fault is switched off, the node restarted, and every
 acknowledged write must still be readable, with the data directory
 opening cleanly."""
 import os
+import subprocess
 
 import pytest
 
-from harness import CONVERGE_WAIT_S, EXIT_WAIT_S, ROOT, wait_until
+from harness import CONVERGE_WAIT_S, CORRAL_BIN, EXIT_WAIT_S, ROOT, wait_until
 
 FAULT_LIB = os.environ.get("CORRAL_DISKFAULT") or os.path.join(
     ROOT, "build", "tests", "fault", "libdiskfault.so")
@@ -31,8 +32,24 @@ FAULTS = {
 # PUTs tried after the fault is on (a bound, not a target).
 WRITES_AFTER_FAULT = 120
 
+
+def preload():
+    """LD_PRELOAD for the shim. A sanitized build (make asan) needs its
+    libasan loaded first, or ASan refuses to start: it goes in front."""
+    try:
+        out = subprocess.run(["ldd", CORRAL_BIN], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    first = [line.split("=>")[1].split()[0] for line in out.splitlines()
+             if "libasan.so" in line and "=>" in line]
+    return " ".join(first[:1] + [FAULT_LIB])
+
+
 pytestmark = pytest.mark.skipif(not os.path.exists(FAULT_LIB),
                                 reason=f"no fault shim at {FAULT_LIB}")
+
+PRELOAD = preload() if os.path.exists(FAULT_LIB) else FAULT_LIB
 
 
 class Fault:
@@ -41,7 +58,7 @@ class Fault:
     def __init__(self, node):
         self.path = node.log_path + ".fault"
         self.set("off")
-        node.env = dict(os.environ, LD_PRELOAD=FAULT_LIB,
+        node.env = dict(os.environ, LD_PRELOAD=PRELOAD,
                         CORRAL_FAULT_DIR=os.path.realpath(node.data_dir),
                         CORRAL_FAULT_FILE=self.path)
 
