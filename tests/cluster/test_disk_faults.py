@@ -8,7 +8,8 @@ a client writes in a bounded loop and records which PUTs got 200; the
 fault is switched on; a failed write or fsync stops the node (exit code 1,
 never a signal) with a log line naming the error; a short write is
 completed by the storage code's retry loop, and the node keeps serving.
-Then the fault is switched off, the node restarted, and every
+Then the fault is switched off, whatever the node wrote but never synced
+is cut from its WAL (a disk losing it), the node restarted, and every
 acknowledged write must still be readable, with the data directory
 opening cleanly."""
 import os
@@ -67,6 +68,29 @@ class Fault:
             f.write(mode + "\n")
         os.replace(self.path + ".new", self.path)  # read whole or not at all
 
+    def drop_unsynced(self, data_dir):
+        """Cuts every WAL segment back to its size at its last successful
+        sync (the shim's .synced file; 0 when never synced), as a disk that
+        lost what was never made durable would leave it (after a failed
+        fsync the kernel may drop the dirty pages). Returns the bytes cut."""
+        synced = {}
+        try:
+            with open(self.path + ".synced") as f:
+                for line in f:
+                    size, path = line.rstrip("\n").split(" ", 1)
+                    synced[path] = int(size)
+        except FileNotFoundError:
+            pass
+        cut = 0
+        for name in os.listdir(data_dir):
+            if name.startswith("wal-") and name.endswith(".log"):
+                path = os.path.realpath(os.path.join(data_dir, name))
+                keep, size = synced.get(path, 0), os.path.getsize(path)
+                if size > keep:
+                    os.truncate(path, keep)
+                    cut += size - keep
+        return cut
+
     def hits(self):
         try:
             return os.path.getsize(self.path + ".hits")
@@ -121,11 +145,13 @@ def check_stopped(node, fault, mode, expect):
 
 
 def restart_clean(node, fault):
-    """Switches the fault off and restarts node, which must open its data
-    directory (no refusal) and serve."""
+    """Switches the fault off, drops what the node wrote but never synced,
+    and restarts it: it must open its data directory (no refusal) and
+    serve."""
     fault.set("off")
     if node.alive():
         assert node.terminate() == 0
+    fault.drop_unsynced(node.data_dir)
     node.start()
     wait_until(f"node {node.id} to serve after the restart", lambda: serving(node), 15)
     out = node.output()

@@ -21,7 +21,12 @@
  * the process; CORRAL_FAULT_DIR must be an absolute path without symlinks
  * (it is compared with /proc/self/fd/N). Every call that is failed is
  * counted in the file $CORRAL_FAULT_FILE.hits (one byte appended per hit),
- * so a test can tell that the fault was met. */
+ * so a test can tell that the fault was met.
+ *
+ * Every fsync or fdatasync that succeeds on such a file appends a line
+ * "<size> <path>" to $CORRAL_FAULT_FILE.synced: what the file held when it
+ * was last made durable. A test can cut files back to it after a fault
+ * to play a disk that lost what was never synced. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -30,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -64,8 +70,9 @@ static enum mode current_mode(void)
     return M_OFF;
 }
 
-/* True when fd is a file under CORRAL_FAULT_DIR or that directory. */
-static int fd_in_dir(int fd)
+/* True when fd is a file under CORRAL_FAULT_DIR or that directory; its
+ * path in path (len bytes) when path is not NULL. */
+static int fd_path_in_dir(int fd, char *path, size_t len)
 {
     const char *dir = getenv("CORRAL_FAULT_DIR");
     if (dir == NULL || dir[0] != '/')
@@ -81,7 +88,38 @@ static int fd_in_dir(int fd)
     target[n] = '\0';
     if ((size_t)n < dl || strncmp(target, dir, dl) != 0)
         return 0;
-    return target[dl] == '\0' || target[dl] == '/';
+    if (target[dl] != '\0' && target[dl] != '/')
+        return 0;
+    if (path != NULL)
+        snprintf(path, len, "%s", target);
+    return 1;
+}
+
+static int fd_in_dir(int fd)
+{
+    return fd_path_in_dir(fd, NULL, 0);
+}
+
+/* After a successful sync of fd: appends "<size> <path>" to the .synced
+ * file when fd is a regular file in the directory. */
+static void record_sync(int fd)
+{
+    int saved = errno;
+    const char *ctl = getenv("CORRAL_FAULT_FILE");
+    char path[4096], name[4096], line[4200];
+    struct stat st;
+    if (ctl != NULL && ctl[0] != '\0' && fd_path_in_dir(fd, path, sizeof(path)) &&
+        fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        snprintf(name, sizeof(name), "%s.synced", ctl) < (int)sizeof(name)) {
+        int n = snprintf(line, sizeof(line), "%lld %s\n", (long long)st.st_size, path);
+        int out = (int)syscall(SYS_openat, AT_FDCWD, name,
+                               O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (out >= 0 && n > 0 && n < (int)sizeof(line))
+            syscall(SYS_write, out, line, (size_t)n);
+        if (out >= 0)
+            syscall(SYS_close, out);
+    }
+    errno = saved;
 }
 
 static void count_hit(void)
@@ -138,7 +176,10 @@ int fsync(int fd)
         errno = EIO;
         return -1;
     }
-    return real_fsync(fd);
+    int rv = real_fsync(fd);
+    if (rv == 0)
+        record_sync(fd);
+    return rv;
 }
 
 int fdatasync(int fd)
@@ -148,7 +189,10 @@ int fdatasync(int fd)
         errno = EIO;
         return -1;
     }
-    return real_fdatasync(fd);
+    int rv = real_fdatasync(fd);
+    if (rv == 0)
+        record_sync(fd);
+    return rv;
 }
 
 /* For a write of len bytes: -1 with errno set (fail), or the number of
