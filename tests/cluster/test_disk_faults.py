@@ -224,6 +224,10 @@ def test_cluster_disk_fault(make_cluster, mode, role):
         new_leader = c.wait_leader(nodes=others)
         r = w.put([new_leader])
         assert r is not None and r.status == 200, r
+        # Every acknowledged write is on the two that are left.
+        for key, value in w.acked.items():
+            assert read_value(new_leader, key) == value, \
+                f"acknowledged {key} missing without node {victim.id}"
     restart_clean(victim, fault)
     leader = c.wait_leader(nodes=c.nodes)
     for key, value in w.acked.items():
