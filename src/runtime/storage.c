@@ -5,6 +5,7 @@
 #include "runtime/storage.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,12 +51,22 @@ void storage_assert_consistent(const struct corral_storage *s)
 }
 
 /* Marks s failed on an I/O error: after a failed write or fsync the state
- * of the file is unknown, so nothing more is written through s. */
+ * of the file is unknown, so nothing more is written through s. The
+ * errno of the first failure is kept for corral_storage_errno (the file
+ * helpers keep errno on CORRAL_EIO; this runs right after them). */
 static int check(struct corral_storage *s, int rv)
 {
-    if (rv == CORRAL_EIO)
+    if (rv == CORRAL_EIO) {
+        if (!s->failed)
+            s->fail_errno = errno;
         s->failed = true;
+    }
     return rv;
+}
+
+int corral_storage_errno(const struct corral_storage *s)
+{
+    return s->failed ? s->fail_errno : 0;
 }
 
 static int flush(struct corral_storage *s)

@@ -96,6 +96,12 @@ int corral_storage_set_hard_state(struct corral_storage *s,
 /* fdatasync of everything written since the last sync. */
 int corral_storage_sync(struct corral_storage *s);
 
+/* After a call answered CORRAL_EIO: the errno of the system call that
+ * failed s (ENOSPC for a full disk, EIO for a failed fsync, ...), so the
+ * log can say which; 0 when s has not failed or the cause is not a system
+ * call's. */
+int corral_storage_errno(const struct corral_storage *s);
+
 /* Replaces the snapshot with (meta, data), durably, then drops WAL entries
  * at or below meta->index (segments entirely covered are deleted; a
  * snapshot newer than the whole log, as one received from a leader,

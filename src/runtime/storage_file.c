@@ -135,6 +135,8 @@ int storage_file_write_all(int fd, const void *buf, size_t len)
         ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n == 0)
+            errno = EIO; /* no progress and no errno: not worth looping on */
         if (n <= 0)
             return CORRAL_EIO;
         p += n;
@@ -224,11 +226,15 @@ int storage_file_write_atomic(int dir_fd, const char *name, const struct piece *
         if (errno != EINTR)
             rv = CORRAL_EIO;
     }
+    int saved = errno; /* the failure's, kept across the cleanup */
     storage_file_close(&fd);
-    if (rv == 0 && renameat(dir_fd, tmp, dir_fd, name) != 0)
+    if (rv == 0 && renameat(dir_fd, tmp, dir_fd, name) != 0) {
         rv = CORRAL_EIO;
+        saved = errno;
+    }
     if (rv != 0) {
         unlinkat(dir_fd, tmp, 0);
+        errno = saved;
         return rv;
     }
     return storage_file_sync_dir(dir_fd);

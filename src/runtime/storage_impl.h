@@ -109,6 +109,7 @@ struct corral_storage {
     bool dirty;     /* the last segment has writes not yet fdatasync'ed */
     bool dir_dirty; /* the directory has changes not yet fsync'ed */
     bool failed;    /* after an I/O error every call answers CORRAL_EIO */
+    int fail_errno; /* errno of the failure that set failed, 0 when none */
     uint64_t syncs;
     uint64_t bytes_written;
 };

@@ -140,6 +140,7 @@ class Node:
         self.proc = None
         self.log_offset = 0
         self.stopped = False  # SIGSTOPped
+        self.env = None  # the process environment (None: the harness's own)
 
     def argv(self, peers=None, extra=()):
         return [CORRAL_BIN, "server", "run", "--id", str(self.id), "--data-dir", self.data_dir,
@@ -154,7 +155,7 @@ class Node:
         with open(self.log_path, "ab") as log:
             self.log_offset = log.tell()
             self.proc = subprocess.Popen(self.argv(peers, extra), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
+                                         stdout=log, stderr=subprocess.STDOUT, env=self.env)
         self.cluster.started_pids.append(self.proc.pid)
         self.stopped = False
         return self

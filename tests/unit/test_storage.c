@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sys/stat.h>
@@ -776,6 +777,34 @@ static void newer_version(void **state)
     refused(f, &ident, CORRAL_EVERSION, "wal-0000000000000001.log: format version 9");
 }
 
+/* A failed write fails the storage, which keeps the system call's errno
+ * for the log (EBADF here: the segment swapped for a read-only
+ * descriptor); what was synced before is still there after a reopen. */
+static void write_error_keeps_errno(void **state)
+{
+    struct fixture *f = *state;
+    reopen(f);
+    append(f, 1, 1, 10);
+    sync_ok(f);
+    assert_int_equal(corral_storage_errno(f->s), 0);
+    char name[NAME_BYTES], path[256];
+    storage_wal_name(name, 1);
+    path_of(f, name, path, sizeof(path));
+    int ro = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(ro >= 0);
+    close(f->s->fd);
+    f->s->fd = ro;
+    append(f, 1, 11, 12); /* buffered: nothing written yet */
+    assert_int_equal(corral_storage_sync(f->s), CORRAL_EIO);
+    assert_int_equal(corral_storage_errno(f->s), EBADF);
+    struct corral_raft_hard_state hs = {2, 0, 5};
+    assert_int_equal(corral_storage_set_hard_state(f->s, &hs), CORRAL_EIO);
+    assert_int_equal(corral_storage_sync(f->s), CORRAL_EIO);
+    assert_int_equal(corral_storage_errno(f->s), EBADF); /* the first failure's */
+    reopen(f);
+    check_log(f, 1, 10, 1, 10, 1);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -798,6 +827,7 @@ int main(void)
         T(wrong_ident),
         T(locked),
         T(newer_version),
+        T(write_error_keeps_errno),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
