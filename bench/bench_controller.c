@@ -161,6 +161,8 @@ static void print_phase(const struct layout *l, uint32_t members, const struct p
 /* One layout: bootstrap, steady state, then crash, join and drain, each
  * run to convergence. Returns whether every phase ended balanced and every
  * single-member evaluation stayed within 10 ms (the target). */
+static int time_target_off; /* --quick: the time target is not checked */
+
 static int run_layout(const struct layout *l, uint32_t members)
 {
     struct ctl_world *w = calloc(1, sizeof(*w));
@@ -219,7 +221,10 @@ static int run_layout(const struct layout *l, uint32_t members)
     for (int i = 0; i < 5; i++) {
         print_phase(l, members, &ph[i]);
         ok &= ph[i].balanced;
-        if (i >= 2 && ph[i].max_ms > 10.0)
+        /* The 10 ms target is the benchmark's verdict, not a test's: the
+         * --quick run in the unit suite checks balance only (a loaded
+         * machine must not fail a test on time). */
+        if (i >= 2 && ph[i].max_ms > 10.0 && !time_target_off)
             ok = 0;
     }
     world_close(w);
@@ -234,6 +239,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
+            time_target_off = 1;
         } else if (strcmp(argv[i], "--json-out") == 0 && i + 1 < argc) {
             json_path = argv[++i];
         } else {
