@@ -59,6 +59,12 @@ const char *uv_strerror(int err)
     return "stub error";
 }
 
+uint64_t uv_now(const uv_loop_t *loop)
+{
+    (void)loop;
+    return 0; /* the handshake's clock: only refusal bookkeeping reads it */
+}
+
 uv_buf_t uv_buf_init(char *base, unsigned int len)
 {
     uv_buf_t b;
@@ -74,6 +80,18 @@ static char logline[512];
 void transport_log(struct corral_transport *t, int level, const char *fmt, ...)
 {
     (void)t;
+    (void)level;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(logline, sizeof(logline), fmt, ap);
+    va_end(ap);
+}
+
+void transport_log_limited(struct corral_transport *t, const char *key, int level, const char *fmt,
+                           ...)
+{
+    (void)t;
+    (void)key;
     (void)level;
     va_list ap;
     va_start(ap, fmt);
