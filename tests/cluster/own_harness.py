@@ -87,7 +87,10 @@ class Workers:
         if not os.path.exists(self.log):
             return []
         with open(self.log) as f:
-            return [json.loads(line) for line in f if line.strip()]
+            text = f.read()
+        # A hook may be writing its line right now: whatever follows the
+        # last newline is not a whole record yet.
+        return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
 
     def close(self):
         for p in self.procs.values():

@@ -133,6 +133,25 @@ static inline struct corral_rbuf *fuzz_crc_fixed(const uint8_t *data, size_t siz
     return b;
 }
 
+/* What every target does with an input: fn on an exact-size copy (so ASan
+ * catches any over-read), then, when fix_crc, fn again on the copy with its
+ * CRC32C trailer recomputed. */
+static inline void fuzz_each(const uint8_t *data, size_t size,
+                             void (*fn)(const struct corral_rbuf *), bool fix_crc)
+{
+    if (size > UINT32_MAX)
+        return;
+    struct corral_rbuf *buf = corral_rbuf_new(data, (uint32_t)size);
+    if (buf == NULL)
+        return;
+    fn(buf);
+    corral_rbuf_unref(buf);
+    struct corral_rbuf *fixed = fix_crc ? fuzz_crc_fixed(data, size) : NULL;
+    if (fixed != NULL)
+        fn(fixed);
+    corral_rbuf_unref(fixed);
+}
+
 static inline int fuzz_rbuf_is(const struct corral_rbuf *b, const uint8_t *data, size_t size)
 {
     return b != NULL && b->len == size && memcmp(b->data, data, size) == 0;

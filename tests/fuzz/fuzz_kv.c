@@ -68,17 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_REQUIRE(fixture_snap != NULL);
         corral_state_free(st);
     }
-    if (size > UINT32_MAX)
-        return 0;
-    struct corral_rbuf *buf = corral_rbuf_new(data, (uint32_t)size);
-    if (buf == NULL)
-        return 0;
-    fuzz_cmd(buf);
-    fuzz_restore(buf);
-    corral_rbuf_unref(buf);
-    struct corral_rbuf *fixed = fuzz_crc_fixed(data, size);
-    if (fixed != NULL)
-        fuzz_restore(fixed);
-    corral_rbuf_unref(fixed);
+    fuzz_each(data, size, fuzz_cmd, false);
+    fuzz_each(data, size, fuzz_restore, true);
     return 0;
 }

@@ -66,16 +66,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_REQUIRE(fixture_snap != NULL);
         corral_state_free(st);
     }
-    if (size > UINT32_MAX)
-        return 0;
-    struct corral_rbuf *buf = corral_rbuf_new(data, (uint32_t)size);
-    if (buf == NULL)
-        return 0;
-    fuzz_one(buf);
-    corral_rbuf_unref(buf);
-    struct corral_rbuf *fixed = fuzz_crc_fixed(data, size);
-    if (fixed != NULL)
-        fuzz_one(fixed);
-    corral_rbuf_unref(fixed);
+    fuzz_each(data, size, fuzz_one, true);
     return 0;
 }
