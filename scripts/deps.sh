@@ -5,8 +5,9 @@
 set -euo pipefail
 
 pkgs=(gcc make meson ninja-build pkg-config libcmocka-dev libuv1-dev
-      libjansson-dev libmicrohttpd-dev libinih-dev libcurl4-openssl-dev
-      python3 python3-pytest clang-format)
+      libjansson-dev libmicrohttpd-dev libgnutls28-dev libinih-dev
+      libcurl4-openssl-dev python3 python3-pytest clang-format
+      openssl)  # openssl: the TLS tests make their certificates with it
 [ $# -gt 0 ] && pkgs=("$@")
 
 missing=()

@@ -16,10 +16,12 @@ void api_ready(struct corral_node *n, struct corral_http_request *req)
 {
     struct corral_node_info info;
     corral_node_info(n, &info);
+    char url[300];
     if (info.ready)
         api_json(req, 200, json_pack("{s:b}", "ready", 1));
     else
-        api_error_ex(req, API_ERR_NOT_READY, info.not_ready_reason, info.leader_http, NULL);
+        api_error_ex(req, API_ERR_NOT_READY, info.not_ready_reason,
+                     api_leader_url(&info, url, sizeof(url)), NULL);
 }
 
 /* last_contact_ms in the Raft progress is a reading of the leader's

@@ -56,10 +56,10 @@ static const struct {
 };
 
 /* The error body of e; message NULL takes the table's. */
-static json_t *error_json(enum api_err e, const char *message, const char *leader_http)
+static json_t *error_json(enum api_err e, const char *message, const char *leader_url)
 {
     return corral_http_error_json(errors[e].code, message ? message : errors[e].message,
-                                  leader_http);
+                                  leader_url);
 }
 
 /* Serializes body (stolen) compactly; NULL when there is none or no memory. */
@@ -89,10 +89,18 @@ void api_json(struct corral_http_request *req, unsigned status, json_t *body)
     free(text);
 }
 
-void api_error_ex(struct corral_http_request *req, enum api_err e, const char *message,
-                  const char *leader_http, json_t *extra)
+const char *api_leader_url(const struct corral_node_info *info, char *buf, size_t cap)
 {
-    json_t *body = error_json(e, message, leader_http);
+    if (info->leader_http == NULL)
+        return NULL;
+    snprintf(buf, cap, "%s://%s", info->tls ? "https" : "http", info->leader_http);
+    return buf;
+}
+
+void api_error_ex(struct corral_http_request *req, enum api_err e, const char *message,
+                  const char *leader_url, json_t *extra)
+{
+    json_t *body = error_json(e, message, leader_url);
     if (body != NULL && extra != NULL)
         json_object_update(body, extra);
     json_decref(extra);
@@ -147,10 +155,11 @@ void api_not_leader(struct corral_node *n, struct corral_http_request *req)
         api_error(req, API_ERR_PATH_TOO_LARGE);
         return;
     }
-    snprintf(location, sizeof(location), "http://%s%s%s%s", info.leader_http, path,
-             query[0] ? "?" : "", query);
+    char base[300];
+    api_leader_url(&info, base, sizeof(base));
+    snprintf(location, sizeof(location), "%s%s%s%s", base, path, query[0] ? "?" : "", query);
     /* Out of memory the body is empty: Location alone still redirects. */
-    char *text = dump(error_json(API_ERR_NOT_LEADER, NULL, info.leader_http));
+    char *text = dump(error_json(API_ERR_NOT_LEADER, NULL, base));
     send_text(req, errors[API_ERR_NOT_LEADER].status, text, "Location", location);
     free(text);
 }

@@ -58,11 +58,14 @@ void api_json(struct corral_http_request *req, unsigned status, json_t *body);
 /* Answers e: {"error": {"code", "message"}} with the table's status. */
 void api_error(struct corral_http_request *req, enum api_err e);
 /* api_error with more: message replaces the table's (NULL keeps it),
- * leader_http adds "leader", and extra's members (stolen, may be NULL)
+ * leader_url adds "leader", and extra's members (stolen, may be NULL)
  * are merged into the top level (e.g. the current version of a failed
  * compare-and-swap). */
 void api_error_ex(struct corral_http_request *req, enum api_err e, const char *message,
-                  const char *leader_http, json_t *extra);
+                  const char *leader_url, json_t *extra);
+/* "http://L" or "https://L" (the node serves TLS) for the leader's HTTP
+ * address L in buf, or NULL when info names none. */
+const char *api_leader_url(const struct corral_node_info *info, char *buf, size_t cap);
 /* For mutating requests: every query argument is one of allowed
  * (NULL-terminated; { NULL } for none) and none is repeated; else false,
  * answered 400 bad_request naming it. */

@@ -2,6 +2,7 @@
  * checks every flag (a bad one exits 2 before anything is sent), then
  * hands over to the host loop (agent_host.c). docs/cli.md describes the
  * flags, the hook environment and the exit codes. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,9 @@ enum flag_id {
     O_DRAIN_TIMEOUT,
     O_LEASE_FILE,
     O_LOG_LEVEL,
+    O_CACERT,
+    O_CERT,
+    O_KEY,
     O_HELP,
     O_N
 };
@@ -64,6 +68,9 @@ static const struct {
     [O_DRAIN_TIMEOUT] = {"--drain-timeout", true},
     [O_LEASE_FILE] = {"--lease-file", true},
     [O_LOG_LEVEL] = {"--log-level", true},
+    [O_CACERT] = {"--cacert", true},
+    [O_CERT] = {"--cert", true},
+    [O_KEY] = {"--key", true},
     [O_HELP] = {"--help", false},
 };
 
@@ -78,7 +85,8 @@ static const char usage_text[] =
     "options:\n"
     "  --name NAME            the member's name: 1-64 chars of [a-z0-9._-] (required)\n"
     "  --coordinators LIST    coordinators' HTTP addresses, comma-separated; http://\n"
-    "                         is optional (required)\n"
+    "                         is optional; https:// for coordinators run with\n"
+    "                         --tls-cert (required)\n"
     "  --addr HOST[:PORT]     what clients connect to (default: this host's name)\n"
     "  --zone ZONE            failure zone: 0-64 chars of [a-z0-9._-] (default none)\n"
     "  --weight W             placement weight, 1-1000 (default 1)\n"
@@ -96,6 +104,10 @@ static const char usage_text[] =
     "  --lease-file PATH      keep the lease end (CLOCK_MONOTONIC ms) in PATH, rewritten\n"
     "                         on every change, for an application to fence itself\n"
     "  --log-level L          error, warn, info or debug (default info)\n"
+    "  --cacert FILE          PEM CA of the coordinators' certificates (default\n"
+    "                         $CORRAL_CACERT, else the system's)\n"
+    "  --cert FILE, --key FILE  PEM client certificate and key, for coordinators\n"
+    "                         run with --tls-ca\n"
     "  --help                 print this text\n"
     "\n"
     "An event without a command succeeds at once. Commands run as /bin/sh -c CMD\n"
@@ -295,6 +307,33 @@ static int check_hooks(const struct opts *o, struct agent_opts *a)
     return rv;
 }
 
+/* --cacert (else $CORRAL_CACERT), --cert, --key: readable now, and used
+ * by every client the agent makes (its threads start later). */
+static int check_tls(const struct opts *o)
+{
+    struct corral_client_tls t = {
+        .cacert = o->seen[O_CACERT] ? o->value[O_CACERT] : getenv("CORRAL_CACERT"),
+        .cert = o->seen[O_CERT] ? o->value[O_CERT] : NULL,
+        .key = o->seen[O_KEY] ? o->value[O_KEY] : NULL,
+    };
+    if (t.cacert != NULL && t.cacert[0] == '\0')
+        t.cacert = NULL;
+    if ((t.cert == NULL) != (t.key == NULL))
+        return usage_error("--cert and --key go together: %s is missing",
+                           t.cert == NULL ? "--cert" : "--key");
+    const char *files[3] = {t.cacert, t.cert, t.key};
+    const char *names[3] = {o->seen[O_CACERT] ? "--cacert" : "$CORRAL_CACERT", "--cert", "--key"};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = files[i] != NULL ? fopen(files[i], "r") : NULL;
+        if (files[i] != NULL && f == NULL)
+            return usage_error("%s %s: cannot read: %s", names[i], files[i], strerror(errno));
+        if (f != NULL)
+            fclose(f);
+    }
+    corral_client_set_tls(&t);
+    return 0;
+}
+
 /* The list must parse as corral_client_init reads it; libcurl must load. */
 static int check_coordinators(const struct agent_opts *a)
 {
@@ -330,6 +369,8 @@ int corral_cmd_agent(int argc, char **argv)
     if (rv == 0 && a.log_level < 0)
         rv = usage_error("--log-level: '%s' is not error, warn, info or debug",
                          o.value[O_LOG_LEVEL]);
+    if (rv == 0)
+        rv = check_tls(&o);
     if (rv == 0)
         rv = check_coordinators(&a);
     if (rv == 0)

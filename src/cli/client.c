@@ -104,10 +104,18 @@ static int add_endpoint(struct corral_client *c, const char *s, size_t len)
     return 0;
 }
 
+static struct corral_client_tls default_tls;
+
+void corral_client_set_tls(const struct corral_client_tls *tls)
+{
+    default_tls = *tls;
+}
+
 int corral_client_init(struct corral_client *c, const char *endpoints, long timeout_ms)
 {
     memset(c, 0, sizeof(*c));
     c->timeout_ms = timeout_ms;
+    c->tls = default_tls;
     const char *p = endpoints;
     for (;;) {
         const char *comma = strchr(p, ',');
@@ -260,6 +268,16 @@ static CURLcode perform(struct corral_client *c, const char *method, const char 
     c->cu->easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
     c->cu->easy_setopt(h, CURLOPT_HEADERDATA, retry_after_s);
     c->cu->easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    if (c->tls.cacert != NULL)
+        c->cu->easy_setopt(h, CURLOPT_CAINFO, c->tls.cacert);
+    if (c->tls.cert != NULL) {
+        c->cu->easy_setopt(h, CURLOPT_SSLCERT, c->tls.cert);
+        c->cu->easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+    }
+    if (c->tls.key != NULL) {
+        c->cu->easy_setopt(h, CURLOPT_SSLKEY, c->tls.key);
+        c->cu->easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+    }
     if (c->cancel != NULL) {
         c->cu->easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cancel_cb);
         c->cu->easy_setopt(h, CURLOPT_XFERINFODATA, c);
@@ -289,6 +307,12 @@ static enum verdict classify(struct corral_client *c, CURLcode rc, const char *m
 {
     if (sink->over || sink->nomem || rc == CURLE_WRITE_ERROR || rc == CURLE_URL_MALFORMAT ||
         rc == CURLE_UNSUPPORTED_PROTOCOL)
+        return V_FAIL;
+    /* A certificate that does not verify, or files that do not load, will
+     * not do better on a retry (nor on the next endpoint: they share the
+     * CA). Nothing was sent. */
+    if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+        rc == CURLE_SSL_CERTPROBLEM)
         return V_FAIL;
     if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
         rc == CURLE_COULDNT_RESOLVE_PROXY)
@@ -362,6 +386,15 @@ static int transport_error(struct corral_client *c, const char *url, CURLcode rc
                  CORRAL_CLIENT_BODY_BYTES_MAX);
     else if (sink->nomem)
         snprintf(c->err, sizeof(c->err), "%.400s: out of memory", url);
+    else if (rc == CURLE_PEER_FAILED_VERIFICATION)
+        snprintf(c->err, sizeof(c->err),
+                 "%.400s: the server's TLS certificate did not verify (%s); give its CA with "
+                 "--cacert or $CORRAL_CACERT",
+                 url, c->cu->easy_strerror(rc));
+    else if (rc == CURLE_GOT_NOTHING && strncmp(url, "http://", 7) == 0)
+        snprintf(c->err, sizeof(c->err),
+                 "%.400s: %s (a server run with --tls-cert answers https:// only)", url,
+                 c->cu->easy_strerror(rc));
     else
         snprintf(c->err, sizeof(c->err), "%.400s: %s", url, c->cu->easy_strerror(rc));
     return sink->nomem ? CORRAL_ENOMEM : CORRAL_EIO;

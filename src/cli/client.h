@@ -43,6 +43,15 @@
 
 struct corral_curl;
 
+/* TLS for https:// endpoints: the CA file the server's certificate is
+ * verified against (NULL: the system's store), and a client certificate
+ * and key (PEM files) for a server that asks for one (NULL: none). */
+struct corral_client_tls {
+    const char *cacert;
+    const char *cert;
+    const char *key;
+};
+
 struct corral_client {
     char *endpoints[CORRAL_CLIENT_ENDPOINTS_MAX]; /* "http://host:port", no trailing '/' */
     size_t n_endpoints;
@@ -61,7 +70,8 @@ struct corral_client {
      * *cancel is nonzero: a signal handler sets it to end a blocking query.
      * libcurl looks at it about once a second while it waits. */
     volatile sig_atomic_t *cancel;
-    char err[512]; /* why the last request failed, when it returned nonzero */
+    struct corral_client_tls tls; /* from corral_client_set_tls; the caller may change it */
+    char err[512];                /* why the last request failed, when it returned nonzero */
 };
 
 /* One HTTP answer. Owned by the caller once filled; free with
@@ -83,6 +93,12 @@ struct corral_client_response {
  * CORRAL_ENOMEM, with a message in c->err. On error c needs no close. */
 int corral_client_init(struct corral_client *c, const char *endpoints, long timeout_ms);
 void corral_client_close(struct corral_client *c);
+
+/* The TLS files every client initialized after this call uses (the
+ * strings are not copied: they must outlive those clients). Process-wide,
+ * so that the clients of `corral agent`'s threads share them; call it
+ * before any thread starts. */
+void corral_client_set_tls(const struct corral_client_tls *tls);
 
 /* Sends method (GET, PUT, POST, DELETE) to path (starting with '/', already
  * escaped) with query (escaped, without '?', may be NULL) and body (may be

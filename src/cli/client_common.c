@@ -217,8 +217,49 @@ int corral_cli_main(const struct corral_cli_command *cmd, int argc, char **argv)
     return rv;
 }
 
+/* A TLS file the client is to read: readable now, else a usage error. */
+static int tls_file(const struct corral_cli_opts *o, const char *flag, const char *file)
+{
+    if (file == NULL)
+        return 0;
+    FILE *f = fopen(file, "r");
+    if (f == NULL)
+        return corral_cli_usage_error(o, "%s %s: cannot read: %s", flag, file, strerror(errno));
+    fclose(f);
+    return 0;
+}
+
+/* --cacert (else $CORRAL_CACERT), --cert and --key, for every client made
+ * from here on. */
+static int client_tls(const struct corral_cli_opts *o)
+{
+    struct corral_client_tls t = {
+        .cacert = o->value[CORRAL_CLI_O_CACERT],
+        .cert = o->value[CORRAL_CLI_O_CERT],
+        .key = o->value[CORRAL_CLI_O_KEY],
+    };
+    if (t.cacert == NULL)
+        t.cacert = getenv("CORRAL_CACERT");
+    if (t.cacert != NULL && t.cacert[0] == '\0')
+        t.cacert = NULL;
+    if ((t.cert == NULL) != (t.key == NULL))
+        return corral_cli_usage_error(o, "--cert and --key go together: %s is missing",
+                                      t.cert == NULL ? "--cert" : "--key");
+    int rv = tls_file(o, o->value[CORRAL_CLI_O_CACERT] ? "--cacert" : "$CORRAL_CACERT", t.cacert);
+    if (rv == 0)
+        rv = tls_file(o, "--cert", t.cert);
+    if (rv == 0)
+        rv = tls_file(o, "--key", t.key);
+    if (rv == 0)
+        corral_client_set_tls(&t);
+    return rv;
+}
+
 static int client_open(struct corral_cli_ctx *x)
 {
+    int trv = client_tls(x->o);
+    if (trv != 0)
+        return trv;
     const char *endpoints = x->o->value[CORRAL_CLI_O_ENDPOINTS];
     if (endpoints == NULL)
         endpoints = getenv("CORRAL_ENDPOINTS");

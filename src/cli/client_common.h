@@ -44,13 +44,19 @@ enum {
     CORRAL_CLI_O_TIMEOUT,
     CORRAL_CLI_O_JSON,
     CORRAL_CLI_O_HELP,
+    CORRAL_CLI_O_CACERT,
+    CORRAL_CLI_O_CERT,
+    CORRAL_CLI_O_KEY,
     CORRAL_CLI_O_COMMON
 };
 
 #define CORRAL_CLI_COMMON_FLAGS                                                                    \
     [CORRAL_CLI_O_ENDPOINTS] = {"--endpoints", NULL, 1, ~0u},                                      \
     [CORRAL_CLI_O_TIMEOUT] = {"--timeout-ms", NULL, 1, ~0u},                                       \
-    [CORRAL_CLI_O_JSON] = {"--json", NULL, 0, ~0u}, [CORRAL_CLI_O_HELP] = {"--help", "-h", 0, ~0u}
+    [CORRAL_CLI_O_JSON] = {"--json", NULL, 0, ~0u},                                                \
+    [CORRAL_CLI_O_HELP] = {"--help", "-h", 0, ~0u},                                                \
+    [CORRAL_CLI_O_CACERT] = {"--cacert", NULL, 1, ~0u},                                            \
+    [CORRAL_CLI_O_CERT] = {"--cert", NULL, 1, ~0u}, [CORRAL_CLI_O_KEY] = {"--key", NULL, 1, ~0u}
 
 /* The common options in a usage text. */
 #define CORRAL_CLI_COMMON_USAGE                                                                    \
@@ -59,6 +65,10 @@ enum {
     "                            else " CORRAL_CLI_DEFAULT_ENDPOINTS ")\n"                         \
     "  --timeout-ms N            a request's deadline, retries included (default 10000)\n"         \
     "  --json                    print the server's JSON answer on one line\n"                     \
+    "  --cacert FILE             PEM CA that signed the servers' certificates, for https://\n"     \
+    "                            endpoints (default $CORRAL_CACERT, else the system's)\n"          \
+    "  --cert FILE, --key FILE   PEM client certificate and key, for a server run with\n"          \
+    "                            --tls-ca\n"                                                       \
     "  --help                    print this text\n"
 
 struct corral_cli_opts {

@@ -28,6 +28,7 @@ struct server_opts {
     char election_timeout_ms[32], heartbeat_ms[32], snapshot_entries[32], log_level[16];
     char request_timeout_ms[32], max_connections[32];
     char member_heartbeat_ms[32], lease_ms[32], max_drift_percent[32];
+    char tls_cert[TEXT_MAX], tls_key[TEXT_MAX], tls_ca[TEXT_MAX];
     char err[512];
 };
 
@@ -72,6 +73,13 @@ static const struct opt_def opt_defs[] = {
     OPT(max_drift_percent, "max-drift-percent",
         "bound on how much faster or slower two hosts' clocks run, 1-50 (default 10)"),
     OPT(log_level, "log-level", "error, warn, info or debug (default info)"),
+    OPT(tls_cert, "tls-cert",
+        "PEM certificate (chain) of the HTTP API: serve it over TLS (needs --tls-key; every node "
+        "of the cluster must use TLS)"),
+    OPT(tls_key, "tls-key", "PEM private key (unencrypted) of --tls-cert"),
+    OPT(tls_ca, "tls-ca",
+        "PEM CA certificate(s): HTTP clients must present a certificate it signed (needs "
+        "--tls-cert)"),
 };
 #undef OPT
 #define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
@@ -466,6 +474,73 @@ static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
     return true;
 }
 
+/* A PEM file's text (NUL-terminated, malloc'd; kept for the life of the
+ * process: MHD reads it in place), or NULL with why in o->err. */
+#define PEM_BYTES_MAX (1u << 20)
+static char *read_pem(struct server_opts *o, const char *flag, const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (f == NULL) {
+        snprintf(o->err, sizeof(o->err), "--%s %s: cannot read: %s", flag, file, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(PEM_BYTES_MAX + 1);
+    size_t n = buf != NULL ? fread(buf, 1, PEM_BYTES_MAX + 1, f) : 0;
+    int failed = buf == NULL || ferror(f);
+    int e = errno;
+    fclose(f);
+    if (failed || n > PEM_BYTES_MAX || n == 0 || memchr(buf, '\0', n) != NULL ||
+        strstr((buf[n] = '\0', buf), "-----BEGIN ") == NULL) {
+        snprintf(o->err, sizeof(o->err), "--%s %s: %s", flag, file,
+                 buf == NULL         ? "out of memory"
+                 : failed            ? strerror(e ? e : EIO)
+                 : n > PEM_BYTES_MAX ? "over 1 MiB: not a PEM file"
+                                     : "not a PEM file (no \"-----BEGIN \" line)");
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* --tls-cert, --tls-key, --tls-ca: read and checked (the key matches the
+ * certificate, the CA parses) before anything touches the data dir. */
+static bool load_tls(struct server_opts *o, struct corral_http_tls *t)
+{
+    memset(t, 0, sizeof(*t));
+    bool cert = o->tls_cert[0] != '\0', key = o->tls_key[0] != '\0', ca = o->tls_ca[0] != '\0';
+    if (cert != key) {
+        snprintf(o->err, sizeof(o->err), "--tls-cert and --tls-key go together: %s is missing",
+                 cert ? "--tls-key" : "--tls-cert");
+        return false;
+    }
+    if (ca && !cert) {
+        snprintf(o->err, sizeof(o->err), "--tls-ca needs --tls-cert and --tls-key");
+        return false;
+    }
+    if (!cert)
+        return true;
+    char *c = read_pem(o, "tls-cert", o->tls_cert);
+    char *k = c != NULL ? read_pem(o, "tls-key", o->tls_key) : NULL;
+    char *a = k != NULL && ca ? read_pem(o, "tls-ca", o->tls_ca) : NULL;
+    if (c == NULL || k == NULL || (ca && a == NULL)) {
+        free(c);
+        free(k);
+        return false;
+    }
+    *t = (struct corral_http_tls){.cert_pem = c, .key_pem = k, .ca_pem = a};
+    char why[300];
+    if (corral_http_tls_check(t, why, sizeof(why)) != 0) {
+        snprintf(o->err, sizeof(o->err), "--tls-cert/--tls-key%s: %.300s", ca ? "/--tls-ca" : "",
+                 why);
+        free(c);
+        free(k);
+        free(a);
+        memset(t, 0, sizeof(*t));
+        return false;
+    }
+    return true;
+}
+
 static bool build_config(struct server_opts *o, struct corral_node_config *c, int *level)
 {
     memset(c, 0, sizeof(*c));
@@ -501,6 +576,8 @@ static bool build_config(struct server_opts *o, struct corral_node_config *c, in
         snprintf(o->err, sizeof(o->err), "--http-addr and --cluster-addr are the same address");
         return false;
     }
+    if (!load_tls(o, &c->tls))
+        return false;
     c->cluster_id = cluster_id(c);
     return true;
 }

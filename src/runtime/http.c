@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -29,6 +31,8 @@ struct corral_http {
     void *ud;
     uint64_t open_connections;
     struct corral_http_stats stats;
+    bool tls;
+    bool verify_clients; /* TLS with a CA: every connection's certificate is checked */
 };
 
 struct corral_http_request {
@@ -55,6 +59,8 @@ struct http_conn {
     bool nul;
     bool encoded_slash;  /* the raw path (before '?') holds %2F */
     const char *uri_end; /* one past the raw URI's first NUL byte */
+    int client_cert;     /* verify_clients: 0 not checked yet, 1 verified, -1 refused */
+    char cert_why[160];  /* why it was refused */
 };
 
 static struct http_conn *conn_state(struct MHD_Connection *conn)
@@ -124,14 +130,11 @@ void corral_http_respond(struct corral_http_request *req, unsigned status, const
     }
 }
 
-json_t *corral_http_error_json(const char *code, const char *message, const char *leader_http)
+json_t *corral_http_error_json(const char *code, const char *message, const char *leader_url)
 {
     json_t *err = json_pack("{s:s, s:s}", "code", code, "message", message);
-    if (err != NULL && leader_http != NULL) {
-        char url[300];
-        snprintf(url, sizeof(url), "http://%s", leader_http);
-        json_object_set_new(err, "leader", json_string(url));
-    }
+    if (err != NULL && leader_url != NULL)
+        json_object_set_new(err, "leader", json_string(leader_url));
     return json_pack("{s:o*}", "error", err);
 }
 
@@ -195,6 +198,49 @@ static const char *framing_error(struct MHD_Connection *conn)
     return NULL;
 }
 
+/* The connection's client certificate against the CA (verify_clients):
+ * checked once per connection, the verdict kept. Returns true when it
+ * verified; else why in c->cert_why. */
+static bool client_verified(struct MHD_Connection *conn, struct http_conn *c)
+{
+    if (c->client_cert != 0)
+        return c->client_cert > 0;
+    c->client_cert = -1;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    gnutls_session_t session = ci != NULL ? (gnutls_session_t)ci->tls_session : NULL;
+    if (session == NULL) {
+        snprintf(c->cert_why, sizeof(c->cert_why), "no TLS session");
+        return false;
+    }
+    unsigned n_certs = 0;
+    if (gnutls_certificate_get_peers(session, &n_certs) == NULL || n_certs == 0) {
+        snprintf(c->cert_why, sizeof(c->cert_why),
+                 "a client certificate is required (signed by the server's --tls-ca)");
+        return false;
+    }
+    unsigned status = 0;
+    int rv = gnutls_certificate_verify_peers2(session, &status);
+    if (rv < 0) {
+        snprintf(c->cert_why, sizeof(c->cert_why), "the client certificate did not verify: %s",
+                 gnutls_strerror(rv));
+        return false;
+    }
+    if (status != 0) {
+        gnutls_datum_t out = {0};
+        if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) == 0) {
+            snprintf(c->cert_why, sizeof(c->cert_why), "the client certificate did not verify: %s",
+                     (const char *)out.data);
+            gnutls_free(out.data);
+        } else {
+            snprintf(c->cert_why, sizeof(c->cert_why), "the client certificate did not verify");
+        }
+        return false;
+    }
+    c->client_cert = 1;
+    return true;
+}
+
 /* Answered whatever the connection count: a load balancer's probe must
  * not read a full server as a dead one. */
 static bool is_health(const char *path)
@@ -230,6 +276,10 @@ static struct corral_http_request *request_new(struct corral_http *h, struct MHD
     req->encoded_slash = c->encoded_slash;
     if (c->nul || version != c->uri_end) {
         respond_error(req, 400, "bad_request", "the path or query holds a NUL byte (%00)", true);
+        return req;
+    }
+    if (h->verify_clients && !client_verified(conn, c)) {
+        respond_error(req, 401, "unauthenticated", c->cert_why, true);
         return req;
     }
     const char *bad_framing = framing_error(conn);
@@ -444,13 +494,30 @@ static int parse_listen(const char *host, uint16_t port, struct sockaddr_storage
     return CORRAL_EINVAL;
 }
 
-static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uint16_t port)
+static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uint16_t port,
+                                    const struct corral_http_tls *tls)
 {
     struct sockaddr_storage ss;
     bool v6 = false;
     if (parse_listen(host, port, &ss, &v6) != 0)
         return NULL;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0u);
+    /* TLS: the key and certificate (and the CA client certificates are
+     * checked against) in memory; options MHD takes only with
+     * MHD_USE_TLS, so an array that is empty for plain HTTP. MHD copies
+     * nothing: the texts must outlive the daemon (the node's config). */
+    struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
+    size_t k = 0;
+    if (h->tls) {
+        flags |= MHD_USE_TLS;
+        tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)tls->key_pem};
+        tls_opts[k++] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)tls->cert_pem};
+        if (tls->ca_pem != NULL)
+            tls_opts[k++] =
+                (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)tls->ca_pem};
+        tls_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
     /* MHD counts a connection until its cleanup, a little after its
      * close notification: its limit leaves room for those. */
     uint64_t mhd_limit = hard_cap(&h->limits) + 256;
@@ -464,7 +531,7 @@ static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uin
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
-        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
 }
 
 /* Why MHD could not listen: it does not report errno, so bind a socket of
@@ -503,9 +570,39 @@ static void listen_error(const char *host, uint16_t port, char *err, size_t errl
              v6 ? "]" : "", port, why);
 }
 
+int corral_http_tls_check(const struct corral_http_tls *t, char *err, size_t errlen)
+{
+    gnutls_certificate_credentials_t cred;
+    if (gnutls_certificate_allocate_credentials(&cred) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return CORRAL_EINVAL;
+    }
+    int bad = 0;
+    gnutls_datum_t cert = {(unsigned char *)(uintptr_t)t->cert_pem, (unsigned)strlen(t->cert_pem)};
+    gnutls_datum_t key = {(unsigned char *)(uintptr_t)t->key_pem, (unsigned)strlen(t->key_pem)};
+    int rv = gnutls_certificate_set_x509_key_mem(cred, &cert, &key, GNUTLS_X509_FMT_PEM);
+    if (rv < 0) {
+        snprintf(err, errlen, "the certificate and key do not load as a PEM pair: %s",
+                 gnutls_strerror(rv));
+        bad = 1;
+    }
+    if (!bad && t->ca_pem != NULL) {
+        gnutls_datum_t ca = {(unsigned char *)(uintptr_t)t->ca_pem, (unsigned)strlen(t->ca_pem)};
+        rv = gnutls_certificate_set_x509_trust_mem(cred, &ca, GNUTLS_X509_FMT_PEM);
+        if (rv <= 0) {
+            snprintf(err, errlen, "the CA holds no PEM certificate%s%s", rv < 0 ? ": " : "",
+                     rv < 0 ? gnutls_strerror(rv) : "");
+            bad = 1;
+        }
+    }
+    gnutls_certificate_free_credentials(cred);
+    return bad ? CORRAL_EINVAL : 0;
+}
+
 int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
-                      const struct corral_http_limits *limits, corral_http_handler handler,
-                      void *ud, struct corral_http **out, char *err, size_t errlen)
+                      const struct corral_http_limits *limits, const struct corral_http_tls *tls,
+                      corral_http_handler handler, void *ud, struct corral_http **out, char *err,
+                      size_t errlen)
 {
     struct corral_http *h = corral_calloc(1, sizeof(*h));
     if (h == NULL)
@@ -514,9 +611,20 @@ int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
     h->limits = *limits;
     h->handler = handler;
     h->ud = ud;
-    h->mhd = start_mhd(h, host, port);
+    h->tls = tls != NULL && tls->cert_pem != NULL;
+    h->verify_clients = h->tls && tls->ca_pem != NULL;
+    if (h->tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        snprintf(err, errlen, "this libmicrohttpd was built without TLS");
+        corral_free(h);
+        return CORRAL_EIO;
+    }
+    h->mhd = start_mhd(h, host, port, tls);
     if (h->mhd == NULL) {
         listen_error(host, port, err, errlen);
+        if (h->tls) {
+            size_t len = strlen(err);
+            snprintf(err + len, errlen - len, " (or TLS did not set up)");
+        }
         corral_free(h);
         return CORRAL_EIO;
     }

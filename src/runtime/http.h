@@ -46,6 +46,24 @@ struct corral_http_limits {
 };
 void corral_http_limits_default(struct corral_http_limits *l);
 
+/* TLS for the server (MHD_USE_TLS): the PEM texts themselves, not file
+ * names. cert_pem NULL: plain HTTP. ca_pem set: every client must present
+ * a certificate that this CA signed; each connection's certificate is
+ * checked (gnutls_certificate_verify_peers2) before its first request is
+ * handled, and a client without one, or with one that does not verify, is
+ * answered 401 unauthenticated (every path, /health included) and its
+ * connection closed. */
+struct corral_http_tls {
+    const char *cert_pem; /* the server's certificate (chain), PEM */
+    const char *key_pem;  /* its private key, PEM, unencrypted */
+    const char *ca_pem;   /* NULL: client certificates are not asked for */
+};
+
+/* Whether t's PEM texts load (the key matches the certificate, the CA
+ * holds at least one certificate): 0, or CORRAL_EINVAL with why in err.
+ * For checking a configuration before anything starts. */
+int corral_http_tls_check(const struct corral_http_tls *t, char *err, size_t errlen);
+
 struct corral_http_request; /* opaque, owned by the server */
 
 /* The handler: once per complete request. */
@@ -53,11 +71,13 @@ typedef void (*corral_http_handler)(void *ud, struct corral_http_request *req);
 
 struct corral_http;
 
-/* Listens on host:port (numeric IPv4 or IPv6). CORRAL_EIO with a message
- * in err when the address cannot be bound. */
+/* Listens on host:port (numeric IPv4 or IPv6), over TLS when tls is not
+ * NULL and tls->cert_pem is set. CORRAL_EIO with a message in err when the
+ * address cannot be bound (or TLS cannot be set up). */
 int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
-                      const struct corral_http_limits *limits, corral_http_handler handler,
-                      void *ud, struct corral_http **out, char *err, size_t errlen);
+                      const struct corral_http_limits *limits, const struct corral_http_tls *tls,
+                      corral_http_handler handler, void *ud, struct corral_http **out, char *err,
+                      size_t errlen);
 
 /* Stops listening and closes every connection. Every request must have
  * been answered. Frees h. */
@@ -98,10 +118,10 @@ void corral_http_respond(struct corral_http_request *req, unsigned status, const
 
 /* The one shape of every error body, for the errors this server answers
  * itself and for the API's (src/api builds on it):
- * {"error":{"code":C,"message":M}}, with "leader":"http://L" inside the
- * error when leader_http (L) is not NULL. The caller may add top-level
- * members. NULL when out of memory. */
-json_t *corral_http_error_json(const char *code, const char *message, const char *leader_http);
+ * {"error":{"code":C,"message":M}}, with "leader":U inside the error when
+ * leader_url (U, "http://host:port" or "https://host:port") is not NULL.
+ * The caller may add top-level members. NULL when out of memory. */
+json_t *corral_http_error_json(const char *code, const char *message, const char *leader_url);
 
 /* Counters for /metrics: responses by status code. */
 struct corral_http_stats {

@@ -446,6 +446,7 @@ void corral_node_info(struct corral_node *n, struct corral_node_info *info)
     info->cluster_addr = n->cluster_addr;
     info->leader = s.leader;
     info->leader_http = leader_http(n, s.leader);
+    info->tls = n->cfg.tls.cert_pem != NULL;
     info->leader_stale = s.role != CORRAL_RAFT_LEADER && s.leader != 0 &&
                          node_now_ms() - n->last_leader_contact_ms > n->cfg.election_timeout_ms;
     info->not_ready_reason = not_ready(n, &s);
@@ -643,8 +644,8 @@ static int start_listeners(struct corral_node *n)
         corral_log(CORRAL_LOG_ERROR, "%s", err);
         return rv;
     }
-    rv = corral_http_start(&n->loop, n->cfg.http_host, n->cfg.http_port, &n->cfg.http, on_http, n,
-                           &n->http, err, sizeof(err));
+    rv = corral_http_start(&n->loop, n->cfg.http_host, n->cfg.http_port, &n->cfg.http, &n->cfg.tls,
+                           on_http, n, &n->http, err, sizeof(err));
     if (rv != 0)
         corral_log(CORRAL_LOG_ERROR, "%s", err);
     return rv;

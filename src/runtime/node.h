@@ -49,6 +49,10 @@ struct corral_node_config {
     uint32_t request_timeout_ms;
     uint32_t max_pending;
     struct corral_http_limits http;
+    /* TLS on the HTTP API (tls.cert_pem NULL: plain HTTP). The texts must
+     * outlive the node. Redirects and "leader" URLs then say https://:
+     * every node of a cluster must use TLS or none (docs/operations.md). */
+    struct corral_http_tls tls;
     /* Partition ownership: leases, liveness and the controller
      * (core/coord.h). max_election_timeout_ms is set by the node from
      * election_timeout_ms. */
@@ -138,6 +142,9 @@ struct corral_node_info {
     const char *cluster_addr; /* "host:port" */
     uint64_t leader;
     const char *leader_http; /* NULL when unknown */
+    /* The HTTP API is served over TLS: URLs to this cluster's nodes are
+     * https:// (every node is taken to do the same). */
+    bool tls;
     /* A follower that has not heard from that leader for longer than an
      * election timeout (a frozen or cut-off leader it still names). */
     bool leader_stale;
