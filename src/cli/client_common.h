@@ -44,13 +44,16 @@ enum {
     CORRAL_CLI_O_TIMEOUT,
     CORRAL_CLI_O_JSON,
     CORRAL_CLI_O_HELP,
+    CORRAL_CLI_O_TOKEN_FILE,
     CORRAL_CLI_O_COMMON
 };
 
 #define CORRAL_CLI_COMMON_FLAGS                                                                    \
     [CORRAL_CLI_O_ENDPOINTS] = {"--endpoints", NULL, 1, ~0u},                                      \
     [CORRAL_CLI_O_TIMEOUT] = {"--timeout-ms", NULL, 1, ~0u},                                       \
-    [CORRAL_CLI_O_JSON] = {"--json", NULL, 0, ~0u}, [CORRAL_CLI_O_HELP] = {"--help", "-h", 0, ~0u}
+    [CORRAL_CLI_O_JSON] = {"--json", NULL, 0, ~0u},                                                \
+    [CORRAL_CLI_O_HELP] = {"--help", "-h", 0, ~0u},                                                \
+    [CORRAL_CLI_O_TOKEN_FILE] = {"--token-file", NULL, 1, ~0u}
 
 /* The common options in a usage text. */
 #define CORRAL_CLI_COMMON_USAGE                                                                    \
@@ -59,6 +62,8 @@ enum {
     "                            else " CORRAL_CLI_DEFAULT_ENDPOINTS ")\n"                         \
     "  --timeout-ms N            a request's deadline, retries included (default 10000)\n"         \
     "  --json                    print the server's JSON answer on one line\n"                     \
+    "  --token-file PATH         the cluster token, sent as a bearer token (default\n"             \
+    "                            $CORRAL_TOKEN_FILE, else none)\n"                                 \
     "  --help                    print this text\n"
 
 struct corral_cli_opts {
