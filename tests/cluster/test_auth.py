@@ -194,3 +194,26 @@ def test_loose_token_file_warns_and_open_cluster_warns(make_cluster, tmp_path):
     wait_log(n, "readable by group or other")
     c.wait_leader()
     assert "the cluster is OPEN" not in n.output()
+
+
+def test_two_line_token_file_and_config_key(make_cluster, tmp_path):
+    """A rotation's middle step: nodes with "current, next" and "next, current"
+    files (the latter given by the config file) form one cluster; HTTP takes
+    either token."""
+    c = make_cluster()
+    a = token_file(tmp_path, "a", TOKEN + "\n" + OTHER)
+    b = token_file(tmp_path, "b", OTHER + "\n" + TOKEN)
+    conf = tmp_path / "n3.ini"
+    conf.write_text(f"token-file = {b}\n")
+    for n in c.nodes[:2]:
+        n.headers = bearer(TOKEN)
+        n.start(extra=("--token-file", a))
+    c.nodes[2].headers = bearer(OTHER)
+    c.nodes[2].start(extra=("--config", str(conf)))
+    leader = c.wait_leader()
+    for tok in (TOKEN, OTHER):
+        r = leader.request("PUT", kv_path("r"), tok, headers=bearer(tok))
+        assert r.status == 200, (tok, r)
+    r = leader.request("PUT", kv_path("r"), "no", headers=bearer("x" * 20))
+    assert r.status == 401, r
+    assert leader.get("r").json["value"] == OTHER
