@@ -270,6 +270,7 @@ static void transport_free(struct corral_transport *t)
         chunks_free(&t->peers[i]->pending);
         corral_free(t->peers[i]);
     }
+    memset(&t->tokens, 0, sizeof(t->tokens));
     corral_free(t);
     if (on_closed != NULL)
         on_closed(ud);

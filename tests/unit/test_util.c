@@ -14,6 +14,11 @@
 #include "util/parse.h"
 #include "util/rbuf.h"
 #include "util/sha256.h"
+#include "util/token.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void test_crc32c_vectors(void **state)
 {
@@ -197,6 +202,51 @@ static void test_hmac_rfc4231(void **state)
     assert_false(corral_ct_equal("abc", "abd", 3));
 }
 
+static int write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    fputs(text, f);
+    fclose(f);
+    return chmod(path, mode);
+}
+
+static void test_token_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/corral-token-XXXXXX", path[64], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/t", dir);
+    struct corral_tokens t;
+    bool loose = true;
+    assert_int_equal(write_file(path, "  0123456789abcdef \r\n\n", 0600), 0);
+    assert_int_equal(corral_tokens_load(path, &t, &loose, err, sizeof(err)), 0);
+    assert_false(loose);
+    assert_int_equal(t.n, 1);
+    assert_string_equal(t.tok[0], "0123456789abcdef");
+    assert_true(corral_tokens_match(&t, "0123456789abcdef", 16));
+    assert_false(corral_tokens_match(&t, "0123456789abcdeX", 16));
+    assert_false(corral_tokens_match(&t, "0123456789abcde", 15));
+    assert_int_equal(write_file(path, "current-0123456789\nnext-0123456789ab\n", 0644), 0);
+    assert_int_equal(corral_tokens_load(path, &t, &loose, err, sizeof(err)), 0);
+    assert_true(loose);
+    assert_int_equal(t.n, 2);
+    assert_true(corral_tokens_match(&t, "next-0123456789ab", 17));
+    assert_true(corral_tokens_match(&t, "current-0123456789", 18));
+    static const char *const bad[] = {"short\n", "", "\n \n",
+                                      "aaaaaaaaaaaaaaaa\nbbbbbbbbbbbbbbbb\ncccccccccccccccc\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(write_file(path, bad[i], 0600), 0);
+        assert_int_equal(corral_tokens_load(path, &t, NULL, err, sizeof(err)), -1);
+        assert_int_equal(t.n, 0);
+    }
+    unlink(path);
+    assert_int_equal(corral_tokens_load(path, &t, NULL, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "cannot open"));
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_rbuf_refs),      cmocka_unit_test(test_mem_fail_injection),
         cmocka_unit_test(test_strerror),       cmocka_unit_test(test_parse_u64),
         cmocka_unit_test(test_sha256_vectors), cmocka_unit_test(test_hmac_rfc4231),
+        cmocka_unit_test(test_token_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
