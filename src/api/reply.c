@@ -53,6 +53,8 @@ static const struct {
     [API_ERR_METHOD] = {405, "method_not_allowed", "method not allowed here"},
     [API_ERR_CONFLICT] = {409, "conflict", "the change conflicts with the cluster state"},
     [API_ERR_FULL] = {507, "full", "a cluster state limit would be passed"},
+    [API_ERR_UNAUTHORIZED] = {401, "unauthorized",
+                              "missing or wrong token: send Authorization: Bearer <cluster token>"},
 };
 
 /* The error body of e; message NULL takes the table's. */
@@ -105,6 +107,13 @@ void api_error_ex(struct corral_http_request *req, enum api_err e, const char *m
         json_object_update(body, extra);
     json_decref(extra);
     api_json(req, errors[e].status, body);
+}
+
+void api_unauthorized(struct corral_http_request *req)
+{
+    char *text = dump(error_json(API_ERR_UNAUTHORIZED, NULL, NULL));
+    send_text(req, errors[API_ERR_UNAUTHORIZED].status, text, "WWW-Authenticate", "Bearer");
+    free(text);
 }
 
 void api_error(struct corral_http_request *req, enum api_err e)

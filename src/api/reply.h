@@ -49,6 +49,7 @@ enum api_err {
     API_ERR_METHOD, /* 405 with the caller's message */
     API_ERR_CONFLICT,
     API_ERR_FULL,
+    API_ERR_UNAUTHORIZED, /* 401; answer with api_unauthorized */
     API_ERR_COUNT
 };
 
@@ -75,6 +76,8 @@ bool api_args_only(struct corral_http_request *req, const char *const *allowed);
 bool api_flag_arg(struct corral_http_request *req, const char *name, bool *on);
 /* 503 no_leader, or 307 to the leader with the same path and query. */
 void api_not_leader(struct corral_node *n, struct corral_http_request *req);
+/* 401 unauthorized with WWW-Authenticate: Bearer. */
+void api_unauthorized(struct corral_http_request *req);
 /* Answers a node error code (CORRAL_ETIMEDOUT, CORRAL_EBUSY, ...). */
 void api_node_error(struct corral_http_request *req, int err);
 

@@ -40,6 +40,7 @@ enum flag_id {
     O_DRAIN_ON_STOP,
     O_DRAIN_TIMEOUT,
     O_LEASE_FILE,
+    O_TOKEN_FILE,
     O_LOG_LEVEL,
     O_CACERT,
     O_CERT,
@@ -67,6 +68,7 @@ static const struct {
     [O_DRAIN_ON_STOP] = {"--drain-on-stop", false},
     [O_DRAIN_TIMEOUT] = {"--drain-timeout", true},
     [O_LEASE_FILE] = {"--lease-file", true},
+    [O_TOKEN_FILE] = {"--token-file", true},
     [O_LOG_LEVEL] = {"--log-level", true},
     [O_CACERT] = {"--cacert", true},
     [O_CERT] = {"--cert", true},
@@ -103,6 +105,8 @@ static const char usage_text[] =
     "  --drain-timeout DUR    wait at most this for the drain (default 60s)\n"
     "  --lease-file PATH      keep the lease end (CLOCK_MONOTONIC ms) in PATH, rewritten\n"
     "                         on every change, for an application to fence itself\n"
+    "  --token-file PATH      the cluster token, sent as a bearer token (default\n"
+    "                         $CORRAL_TOKEN_FILE, else none)\n"
     "  --log-level L          error, warn, info or debug (default info)\n"
     "  --cacert FILE          PEM CA of the coordinators' certificates (default\n"
     "                         $CORRAL_CACERT, else the system's)\n"
@@ -345,6 +349,10 @@ static int check_coordinators(const struct agent_opts *a)
         fprintf(stderr, PROG ": %s\n", c.err);
         return CORRAL_EXIT_FAILURE;
     }
+    if (a->token_file != NULL && corral_client_set_token_file(&c, a->token_file) != 0) {
+        corral_client_close(&c);
+        return usage_error("%s", c.err);
+    }
     corral_client_close(&c);
     return 0;
 }
@@ -369,6 +377,7 @@ int corral_cmd_agent(int argc, char **argv)
     if (rv == 0 && a.log_level < 0)
         rv = usage_error("--log-level: '%s' is not error, warn, info or debug",
                          o.value[O_LOG_LEVEL]);
+    a.token_file = corral_client_token_file(o.seen[O_TOKEN_FILE] ? o.value[O_TOKEN_FILE] : NULL);
     if (rv == 0)
         rv = check_tls(&o);
     if (rv == 0)

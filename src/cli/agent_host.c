@@ -624,12 +624,14 @@ static int setup(struct host *x)
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    int rv =
-        agent_req_start(&x->ctl, "registration", x->o->coordinators, x->wake_w, err, sizeof(err));
+    int rv = agent_req_start(&x->ctl, "registration", x->o->coordinators, x->o->token_file,
+                             x->wake_w, err, sizeof(err));
     if (rv == 0)
-        rv = agent_req_start(&x->hb, "heartbeat", x->o->coordinators, x->wake_w, err, sizeof(err));
+        rv = agent_req_start(&x->hb, "heartbeat", x->o->coordinators, x->o->token_file, x->wake_w,
+                             err, sizeof(err));
     if (rv == 0)
-        rv = agent_req_start(&x->watch, "watch", x->o->coordinators, x->wake_w, err, sizeof(err));
+        rv = agent_req_start(&x->watch, "watch", x->o->coordinators, x->o->token_file, x->wake_w,
+                             err, sizeof(err));
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rv != 0) {
         fprintf(stderr, "corral agent: %s\n", err);

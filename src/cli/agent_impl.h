@@ -67,6 +67,7 @@ struct agent_opts {
     bool drain_on_stop;
     uint64_t drain_timeout_ms;
     const char *lease_file; /* --lease-file, or NULL */
+    const char *token_file; /* --token-file or $CORRAL_TOKEN_FILE, or NULL */
     int log_level;
 };
 
@@ -116,8 +117,8 @@ struct agent_req {
 /* Sets up r's client (0, or corral_client_init's error with the reason in
  * err) and starts its thread (CORRAL_EIO). Signals must be blocked in the
  * calling thread, so that the new thread inherits the mask. */
-int agent_req_start(struct agent_req *r, const char *what, const char *endpoints, int wake_fd,
-                    char *err, size_t errlen);
+int agent_req_start(struct agent_req *r, const char *what, const char *endpoints,
+                    const char *token_file, int wake_fd, char *err, size_t errlen);
 /* Hands the thread a job (r must not be busy); the job's body moves. */
 void agent_req_submit(struct agent_req *r, struct agent_req_job *job);
 /* The answer of the job submitted, once there: true, with rv 0 and the

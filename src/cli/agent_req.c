@@ -51,8 +51,8 @@ static void *req_main(void *arg)
     return NULL;
 }
 
-int agent_req_start(struct agent_req *r, const char *what, const char *endpoints, int wake_fd,
-                    char *err, size_t errlen)
+int agent_req_start(struct agent_req *r, const char *what, const char *endpoints,
+                    const char *token_file, int wake_fd, char *err, size_t errlen)
 {
     memset(r, 0, sizeof(*r));
     r->what = what;
@@ -60,6 +60,11 @@ int agent_req_start(struct agent_req *r, const char *what, const char *endpoints
     int rv = corral_client_init(&r->client, endpoints, 1000);
     if (rv != 0) {
         snprintf(err, errlen, "%s", r->client.err);
+        return rv;
+    }
+    if (token_file != NULL && (rv = corral_client_set_token_file(&r->client, token_file)) != 0) {
+        snprintf(err, errlen, "%s", r->client.err);
+        corral_client_close(&r->client);
         return rv;
     }
     if (pthread_mutex_init(&r->mu, NULL) != 0 || pthread_cond_init(&r->cond, NULL) != 0 ||

@@ -111,6 +111,27 @@ void corral_client_set_tls(const struct corral_client_tls *tls)
     default_tls = *tls;
 }
 
+int corral_client_set_token_file(struct corral_client *c, const char *path)
+{
+    struct corral_tokens t;
+    char why[400];
+    if (corral_tokens_load(path, &t, NULL, why, sizeof(why)) != 0) {
+        snprintf(c->err, sizeof(c->err), "--token-file: %s", why);
+        return CORRAL_EINVAL;
+    }
+    snprintf(c->auth_header, sizeof(c->auth_header), "Authorization: Bearer %s", t.tok[0]);
+    memset(&t, 0, sizeof(t));
+    return 0;
+}
+
+const char *corral_client_token_file(const char *flag)
+{
+    if (flag != NULL)
+        return flag;
+    const char *env = getenv("CORRAL_TOKEN_FILE");
+    return env != NULL && env[0] != '\0' ? env : NULL;
+}
+
 int corral_client_init(struct corral_client *c, const char *endpoints, long timeout_ms)
 {
     memset(c, 0, sizeof(*c));
@@ -480,6 +501,8 @@ static int request(struct corral_client *c, const char *method, const char *path
     /* "Expect:" stops libcurl from waiting for 100-continue on big bodies. */
     struct curl_slist *headers = c->cu->slist_append(NULL, "Expect:");
     struct curl_slist *more = headers != NULL ? c->cu->slist_append(headers, content_type) : NULL;
+    if (more != NULL && c->auth_header[0] != '\0')
+        more = c->cu->slist_append(more, c->auth_header);
     if (more == NULL) {
         c->cu->slist_free_all(headers);
         snprintf(c->err, sizeof(c->err), "out of memory");

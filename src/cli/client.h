@@ -19,6 +19,8 @@
 
 #include <jansson.h>
 
+#include "util/token.h"
+
 /* Endpoints in one --endpoints list; more is surely a mistake. */
 #define CORRAL_CLIENT_ENDPOINTS_MAX 64
 /* 307 hops per request. One is normal; leadership may move once while a
@@ -72,6 +74,9 @@ struct corral_client {
     volatile sig_atomic_t *cancel;
     struct corral_client_tls tls; /* from corral_client_set_tls; the caller may change it */
     char err[512];                /* why the last request failed, when it returned nonzero */
+    /* "Authorization: Bearer <token>", sent on every request and every
+     * redirect hop; "" when no token file was given. */
+    char auth_header[CORRAL_TOKEN_MAX + 32];
 };
 
 /* One HTTP answer. Owned by the caller once filled; free with
@@ -93,6 +98,13 @@ struct corral_client_response {
  * CORRAL_ENOMEM, with a message in c->err. On error c needs no close. */
 int corral_client_init(struct corral_client *c, const char *endpoints, long timeout_ms);
 void corral_client_close(struct corral_client *c);
+/* Reads the cluster token from path (util/token.h; its first line) and
+ * sends it as a bearer token from now on. Returns 0, or CORRAL_EINVAL
+ * with a message in c->err. */
+int corral_client_set_token_file(struct corral_client *c, const char *path);
+/* The token file a command uses: flag when given, else
+ * $CORRAL_TOKEN_FILE when set and not empty, else NULL (none). */
+const char *corral_client_token_file(const char *flag);
 
 /* The TLS files every client initialized after this call uses (the
  * strings are not copied: they must outlive those clients). Process-wide,

@@ -270,6 +270,12 @@ static int client_open(struct corral_cli_ctx *x)
         fprintf(stderr, "%s: %s\n", x->o->prog, x->client.err);
         return rv == CORRAL_EINVAL ? CORRAL_EXIT_USAGE : CORRAL_EXIT_FAILURE;
     }
+    const char *tf = corral_client_token_file(x->o->value[CORRAL_CLI_O_TOKEN_FILE]);
+    if (tf != NULL && corral_client_set_token_file(&x->client, tf) != 0) {
+        fprintf(stderr, "%s: %s\n", x->o->prog, x->client.err);
+        corral_client_close(&x->client);
+        return CORRAL_EXIT_USAGE;
+    }
     x->opened = 1;
     return 0;
 }

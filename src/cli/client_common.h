@@ -47,6 +47,7 @@ enum {
     CORRAL_CLI_O_CACERT,
     CORRAL_CLI_O_CERT,
     CORRAL_CLI_O_KEY,
+    CORRAL_CLI_O_TOKEN_FILE,
     CORRAL_CLI_O_COMMON
 };
 
@@ -56,7 +57,8 @@ enum {
     [CORRAL_CLI_O_JSON] = {"--json", NULL, 0, ~0u},                                                \
     [CORRAL_CLI_O_HELP] = {"--help", "-h", 0, ~0u},                                                \
     [CORRAL_CLI_O_CACERT] = {"--cacert", NULL, 1, ~0u},                                            \
-    [CORRAL_CLI_O_CERT] = {"--cert", NULL, 1, ~0u}, [CORRAL_CLI_O_KEY] = {"--key", NULL, 1, ~0u}
+    [CORRAL_CLI_O_CERT] = {"--cert", NULL, 1, ~0u}, [CORRAL_CLI_O_KEY] = {"--key", NULL, 1, ~0u},  \
+    [CORRAL_CLI_O_TOKEN_FILE] = {"--token-file", NULL, 1, ~0u}
 
 /* The common options in a usage text. */
 #define CORRAL_CLI_COMMON_USAGE                                                                    \
@@ -69,6 +71,8 @@ enum {
     "                            endpoints (default $CORRAL_CACERT, else the system's)\n"          \
     "  --cert FILE, --key FILE   PEM client certificate and key, for a server run with\n"          \
     "                            --tls-ca\n"                                                       \
+    "  --token-file PATH         the cluster token, sent as a bearer token (default\n"             \
+    "                            $CORRAL_TOKEN_FILE, else none)\n"                                 \
     "  --help                    print this text\n"
 
 struct corral_cli_opts {

@@ -16,6 +16,7 @@
 #include "runtime/log.h"
 #include "runtime/node.h"
 #include "util/parse.h"
+#include "util/token.h"
 
 #define DEFAULT_CLUSTER_PORT 8139
 #define DEFAULT_HTTP_PORT 8140
@@ -29,6 +30,8 @@ struct server_opts {
     char request_timeout_ms[32], max_connections[32];
     char member_heartbeat_ms[32], lease_ms[32], max_drift_percent[32];
     char tls_cert[TEXT_MAX], tls_key[TEXT_MAX], tls_ca[TEXT_MAX];
+    char token_file[TEXT_MAX], auth_reads[16];
+    bool token_loose; /* the token file is readable by group or other */
     char err[512];
 };
 
@@ -80,6 +83,13 @@ static const struct opt_def opt_defs[] = {
     OPT(tls_ca, "tls-ca",
         "PEM CA certificate(s): HTTP clients must present a certificate it signed (needs "
         "--tls-cert)"),
+    OPT(token_file, "token-file",
+        "file with the cluster token (at least 16 bytes; a second line: the next token, during a "
+        "rotation); peers prove it, HTTP writes send it as a bearer token (default: none, an "
+        "open cluster)"),
+    OPT(auth_reads, "auth-reads",
+        "with --token-file, GETs need the token too, but /health and /health/ready (a flag; in "
+        "the config file: auth-reads = true)"),
 };
 #undef OPT
 #define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
@@ -254,6 +264,11 @@ static int parse_flags(struct server_opts *o, int argc, char **argv)
             continue;
         }
         const struct opt_def *d = find_opt(name);
+        if (d != NULL && strcmp(name, "auth-reads") == 0 && eq == NULL) { /* a flag */
+            if (!set_opt(o, d, "true"))
+                return 2;
+            continue;
+        }
         if (d == NULL) {
             snprintf(o->err, sizeof(o->err), "unknown option '--%s'", name);
             return 2;
@@ -541,6 +556,32 @@ static bool load_tls(struct server_opts *o, struct corral_http_tls *t)
     return true;
 }
 
+static bool parse_auth(struct server_opts *o, struct corral_node_config *c)
+{
+    const char *ar = o->auth_reads;
+    if (ar[0] == '\0' || strcmp(ar, "false") == 0 || strcmp(ar, "0") == 0)
+        c->auth_reads = false;
+    else if (strcmp(ar, "true") == 0 || strcmp(ar, "1") == 0)
+        c->auth_reads = true;
+    else {
+        snprintf(o->err, sizeof(o->err), "--auth-reads: '%s' is not true or false", ar);
+        return false;
+    }
+    if (o->token_file[0] == '\0') {
+        if (c->auth_reads) {
+            snprintf(o->err, sizeof(o->err), "--auth-reads needs --token-file");
+            return false;
+        }
+        return true;
+    }
+    char why[400];
+    if (corral_tokens_load(o->token_file, &c->tokens, &o->token_loose, why, sizeof(why)) != 0) {
+        snprintf(o->err, sizeof(o->err), "--token-file: %s", why);
+        return false;
+    }
+    return true;
+}
+
 static bool build_config(struct server_opts *o, struct corral_node_config *c, int *level)
 {
     memset(c, 0, sizeof(*c));
@@ -579,7 +620,7 @@ static bool build_config(struct server_opts *o, struct corral_node_config *c, in
     if (!load_tls(o, &c->tls))
         return false;
     c->cluster_id = cluster_id(c);
-    return true;
+    return parse_auth(o, c);
 }
 
 /* The role flags (--coordinator, --worker) take no value: they are taken
@@ -649,6 +690,11 @@ static int server_run(int argc, char **argv)
         return CORRAL_EXIT_USAGE;
     }
     corral_log_setup(level, c.id);
+    if (o.token_loose)
+        corral_log(CORRAL_LOG_WARN,
+                   "token file %s is readable by group or other users: chmod 600 it (anyone who "
+                   "reads it can join the cluster and write to it)",
+                   o.token_file);
     struct corral_node_hooks hooks;
     if (corral_api_hooks(&hooks) != 0) {
         fprintf(stderr, "corral server run: out of memory\n");

@@ -672,6 +672,11 @@ bool corral_http_path_encoded_slash(const struct corral_http_request *req)
     return req->encoded_slash;
 }
 
+const char *corral_http_header(const struct corral_http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
 const char *corral_http_arg(const struct corral_http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);

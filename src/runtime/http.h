@@ -105,6 +105,8 @@ int corral_http_query(const struct corral_http_request *req, char *buf, size_t c
 /* Percent-encodes in for a URL path (keeps unreserved bytes and '/').
  * CORRAL_ETOOBIG when it does not fit in cap bytes. */
 int corral_http_escape(const char *in, char *out, size_t cap);
+/* A request header (case-insensitive name), or NULL when absent. */
+const char *corral_http_header(const struct corral_http_request *req, const char *name);
 const uint8_t *corral_http_body(const struct corral_http_request *req, size_t *len);
 /* true when the body exceeded max_body_bytes (the body is then empty). */
 int corral_http_body_too_large(const struct corral_http_request *req);

@@ -636,7 +636,8 @@ static int start_listeners(struct corral_node *n)
                                          .node_id = n->cfg.id,
                                          .listen_host = n->cfg.cluster_host,
                                          .listen_port = n->cfg.cluster_port,
-                                         .http_addr = n->http_addr};
+                                         .http_addr = n->http_addr,
+                                         .tokens = &n->cfg.tokens};
     struct corral_transport_callbacks cb = {
         .ud = n, .on_msg = on_msg, .on_peer_http = on_peer_http, .log = on_transport_log};
     int rv = corral_transport_start(&n->loop, &tc, &cb, &n->transport, err, sizeof(err));
@@ -756,6 +757,17 @@ int corral_node_run(const struct corral_node_config *cfg, const struct corral_no
     start_timers(n);
     corral_log(CORRAL_LOG_INFO, "serving: cluster %s, HTTP %s, cluster id %016" PRIx64,
                n->cluster_addr, n->http_addr, n->cfg.cluster_id);
+    if (n->cfg.tokens.n == 0)
+        corral_log(CORRAL_LOG_WARN,
+                   "the cluster is OPEN: no --token-file, so peers are not authenticated and "
+                   "anyone who reaches %s can write to the HTTP API (docs/operations.md, "
+                   "Security)",
+                   n->http_addr);
+    else
+        corral_log(CORRAL_LOG_INFO,
+                   "authentication on: peers prove the cluster token; HTTP %s need a bearer "
+                   "token",
+                   n->cfg.auth_reads ? "requests but /health" : "writes");
     uv_run(&n->loop, UV_RUN_DEFAULT);
     int code = n->exit_code;
     corral_log(CORRAL_LOG_INFO, "stopped");

@@ -22,6 +22,7 @@
 #include "core/state.h"
 #include "runtime/http.h"
 #include "runtime/metrics.h"
+#include "util/token.h"
 
 #define CORRAL_HOST_MAX 64
 
@@ -57,6 +58,11 @@ struct corral_node_config {
      * (core/coord.h). max_election_timeout_ms is set by the node from
      * election_timeout_ms. */
     struct corral_coord_config coord;
+    /* The cluster token (util/token.h; n 0: an open cluster): proven in
+     * the transport handshake and required as a bearer token on mutating
+     * HTTP requests, and on reads too with auth_reads. */
+    struct corral_tokens tokens;
+    bool auth_reads;
 };
 
 /* The API layer (src/api) plugs in here; every hook runs on the loop

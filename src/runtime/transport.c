@@ -270,6 +270,7 @@ static void transport_free(struct corral_transport *t)
         chunks_free(&t->peers[i]->pending);
         corral_free(t->peers[i]);
     }
+    memset(&t->tokens, 0, sizeof(t->tokens));
     corral_free(t);
     if (on_closed != NULL)
         on_closed(ud);
@@ -371,6 +372,7 @@ static struct conn *conn_new(struct corral_transport *t, bool inbound)
     c->tcp.data = c;
     c->connect_req.data = c;
     c->hs_req.data = c;
+    c->proof_req.data = c;
     c->wr_req.data = c;
     c->next = t->conns;
     if (t->conns != NULL)
@@ -511,6 +513,8 @@ static void conn_process(struct conn *c)
     while (rc > 0 && pos < c->rlen) {
         if (c->state == CONN_HELLO)
             rc = c->inbound ? transport_take_hello(c, &pos) : transport_take_reply(c, &pos);
+        else if (c->state == CONN_PROOF)
+            rc = transport_take_proof(c, &pos);
         else if (c->state == CONN_OPEN && c->inbound)
             rc = take_frame(c, &pos);
         else if (c->state == CONN_OPEN) {
@@ -544,6 +548,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (c->state == CONN_CLOSING || nread == 0)
         return;
+    if (nread == UV_EOF && c->state == CONN_PROOF) {
+        transport_conn_fail(c, 1,
+                            "closed before proving the cluster token: our proof failed "
+                            "at its end (its token differs from ours?)");
+        return;
+    }
     if (nread == UV_EOF) {
         transport_conn_fail(c, 2, "closed by the remote end");
         return;
@@ -682,7 +692,8 @@ static void sweep_cb(uv_timer_t *timer)
     struct conn *c = t->conns;
     while (c != NULL) {
         struct conn *next = c->next;
-        bool stuck = c->state == CONN_CONNECTING || c->state == CONN_HELLO;
+        bool stuck =
+            c->state == CONN_CONNECTING || c->state == CONN_HELLO || c->state == CONN_PROOF;
         if (stuck && now - c->started_ms >= HANDSHAKE_MS)
             transport_conn_fail(c, c->peer != NULL ? peer_fail_level(c->peer) : 1,
                                 "no handshake within %d ms", HANDSHAKE_MS);
@@ -861,6 +872,8 @@ int corral_transport_start(uv_loop_t *loop, const struct corral_transport_config
     t->cb = *cb;
     t->cluster_id = cfg->cluster_id;
     t->node_id = cfg->node_id;
+    if (cfg->tokens != NULL)
+        t->tokens = *cfg->tokens;
     t->queue_max_bytes = cfg->queue_max_bytes != 0 ? cfg->queue_max_bytes : QUEUE_DEFAULT_BYTES;
     t->http_len = (uint16_t)(cfg->http_addr != NULL ? strlen(cfg->http_addr) : 0);
     memcpy(t->http_addr, cfg->http_addr != NULL ? cfg->http_addr : "", t->http_len);

@@ -16,6 +16,20 @@
  *       cluster id, u64 node id, u16 http_len, http address, u32 CRC32C.
  *       On a nonzero status the acceptor closes; the dialer logs the reason
  *       and retries later with backoff.
+ *   With a cluster token (version 2, CORRAL_TRANSPORT_VERSION_AUTH), the
+ *   hello carries 16 random bytes (the dialer's nonce Nd) after the to
+ *   node id, and the reply carries the acceptor's nonce Na and its proof
+ *   after its node id, both before http_len. The proof of a node is
+ *   HMAC-SHA256(token, "corral-hs" || role || u64 cluster id || u64 its
+ *   own id || the peer's nonce || its own nonce), role 'a' for the
+ *   acceptor and 'd' for the dialer. The dialer checks the acceptor's
+ *   proof, then sends a proof frame: magic "CRLP", u8 0, its 32-byte
+ *   proof, u32 CRC32C; only then does the acceptor take message frames.
+ *   The token never crosses the wire. Without a token the handshake is
+ *   version 1 as above, byte for byte. A node with a token refuses a
+ *   version 1 hello (status 4, no token) and one without refuses a
+ *   version 2 hello (status 5, unexpected token); a wrong proof closes the
+ *   connection, logged on the side that checked it.
  *   message frames after that (dialer -> acceptor only): u32 length, then
  *       length bytes of a codec-encoded Raft message (core/codec.h, which
  *       carries its own version byte and CRC32C). A frame longer than
@@ -38,8 +52,10 @@
 #include <uv.h>
 
 #include "core/raft.h"
+#include "util/token.h"
 
 #define CORRAL_TRANSPORT_VERSION 1
+#define CORRAL_TRANSPORT_VERSION_AUTH 2
 #define CORRAL_TRANSPORT_HTTP_ADDR_MAX 255
 
 struct corral_transport_callbacks {
@@ -61,7 +77,9 @@ struct corral_transport_config {
     uint64_t node_id;
     const char *listen_host; /* numeric IPv4 or IPv6 address */
     uint16_t listen_port;
-    const char *http_addr;  /* advertised "host:port", copied */
+    const char *http_addr; /* advertised "host:port", copied */
+    /* The cluster token(s), copied; NULL or none: the open handshake. */
+    const struct corral_tokens *tokens;
     size_t queue_max_bytes; /* 0: the default, 64 MiB */
 };
 

@@ -9,39 +9,108 @@
 #include "runtime/transport_impl.h"
 #include "util/bytes.h"
 #include "util/crc32c.h"
+#include "util/sha256.h"
+
+#include <sys/random.h>
 
 enum hello_status {
     HELLO_OK = 0,
     HELLO_WRONG_CLUSTER = 1,
     HELLO_WRONG_NODE = 2,
     HELLO_BAD_VERSION = 3,
+    HELLO_NO_TOKEN = 4,         /* we have a token, its hello proves none */
+    HELLO_UNEXPECTED_TOKEN = 5, /* its hello proves a token, we have none */
 };
 
-static size_t hello_build(const struct corral_transport *t, uint64_t to, uint8_t *b)
+static bool authed(const struct corral_transport *t)
 {
+    return t->tokens.n > 0;
+}
+
+/* Our proof for a handshake (transport.h): role 'a' or 'd'. */
+static void hs_proof(const struct corral_transport *t, char role, const uint8_t *peer_nonce,
+                     const uint8_t *own_nonce, uint8_t out[HS_PROOF_BYTES], uint32_t token)
+{
+    uint8_t ids[16];
+    corral_put_le64(ids, t->cluster_id);
+    corral_put_le64(ids + 8, t->node_id);
+    const void *parts[] = {"corral-hs", &role, ids, peer_nonce, own_nonce};
+    size_t lens[] = {9, 1, sizeof(ids), HS_NONCE_BYTES, HS_NONCE_BYTES};
+    corral_hmac_sha256(t->tokens.tok[token], t->tokens.len[token], parts, lens, 5, out);
+}
+
+/* Whether proof is a peer's (id, role) proof with one of our tokens. */
+static bool hs_proof_ok(const struct corral_transport *t, char role, uint64_t id,
+                        const uint8_t *peer_nonce, const uint8_t *own_nonce, const uint8_t *proof)
+{
+    uint8_t ids[16], want[HS_PROOF_BYTES];
+    corral_put_le64(ids, t->cluster_id);
+    corral_put_le64(ids + 8, id);
+    /* The peer's own nonce comes last in its proof, ours before it. */
+    const void *parts[] = {"corral-hs", &role, ids, own_nonce, peer_nonce};
+    size_t lens[] = {9, 1, sizeof(ids), HS_NONCE_BYTES, HS_NONCE_BYTES};
+    bool ok = false;
+    for (uint32_t k = 0; k < t->tokens.n; k++) {
+        corral_hmac_sha256(t->tokens.tok[k], t->tokens.len[k], parts, lens, 5, want);
+        if (corral_ct_equal(want, proof, HS_PROOF_BYTES))
+            ok = true;
+    }
+    return ok;
+}
+
+/* A fresh nonce from the kernel; on the (unexpected) failure of
+ * getrandom the handshake is not attempted. */
+static int hs_nonce(uint8_t out[HS_NONCE_BYTES])
+{
+    size_t got = 0;
+    while (got < HS_NONCE_BYTES) {
+        ssize_t n = getrandom(out + got, HS_NONCE_BYTES - got, 0);
+        if (n < 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static size_t hello_build(const struct corral_transport *t, uint64_t to, const uint8_t *nonce,
+                          uint8_t *b)
+{
+    size_t fixed = nonce != NULL ? HELLO2_FIXED_BYTES : HELLO_FIXED_BYTES;
     memcpy(b, "CRLH", 4);
-    b[4] = CORRAL_TRANSPORT_VERSION;
+    b[4] = nonce != NULL ? CORRAL_TRANSPORT_VERSION_AUTH : CORRAL_TRANSPORT_VERSION;
     corral_put_le64(b + 5, t->cluster_id);
     corral_put_le64(b + 13, t->node_id);
     corral_put_le64(b + 21, to);
-    corral_put_le16(b + 29, t->http_len);
-    memcpy(b + HELLO_FIXED_BYTES, t->http_addr, t->http_len);
-    size_t n = HELLO_FIXED_BYTES + (size_t)t->http_len;
+    if (nonce != NULL)
+        memcpy(b + 29, nonce, HS_NONCE_BYTES);
+    corral_put_le16(b + fixed - 2, t->http_len);
+    memcpy(b + fixed, t->http_addr, t->http_len);
+    size_t n = fixed + (size_t)t->http_len;
     assert(n + 4 <= HS_BYTES_MAX); /* start bounded http_len; c->hs_buf holds this */
     corral_put_le32(b + n, corral_crc32c(0, b, n));
     return n + 4;
 }
 
-static size_t reply_build(const struct corral_transport *t, uint8_t status, uint8_t *b)
+/* The reply: version 1, or version 2 when c's hello was (with our nonce
+ * and, on status 0, our proof). */
+static size_t reply_build(const struct conn *c, bool v2, uint8_t status, uint8_t *b)
 {
+    const struct corral_transport *t = c->t;
+    size_t fixed = v2 ? REPLY2_FIXED_BYTES : REPLY_FIXED_BYTES;
     memcpy(b, "CRLR", 4);
-    b[4] = CORRAL_TRANSPORT_VERSION;
+    b[4] = v2 ? CORRAL_TRANSPORT_VERSION_AUTH : CORRAL_TRANSPORT_VERSION;
     b[5] = status;
     corral_put_le64(b + 6, t->cluster_id);
     corral_put_le64(b + 14, t->node_id);
-    corral_put_le16(b + 22, t->http_len);
-    memcpy(b + REPLY_FIXED_BYTES, t->http_addr, t->http_len);
-    size_t n = REPLY_FIXED_BYTES + (size_t)t->http_len;
+    if (v2) {
+        memcpy(b + 22, c->nonce, HS_NONCE_BYTES);
+        memset(b + 22 + HS_NONCE_BYTES, 0, HS_PROOF_BYTES);
+        if (status == HELLO_OK)
+            hs_proof(t, 'a', c->peer_nonce, c->nonce, b + 22 + HS_NONCE_BYTES, 0);
+    }
+    corral_put_le16(b + fixed - 2, t->http_len);
+    memcpy(b + fixed, t->http_addr, t->http_len);
+    size_t n = fixed + (size_t)t->http_len;
     assert(n + 4 <= HS_BYTES_MAX);
     corral_put_le32(b + n, corral_crc32c(0, b, n));
     return n + 4;
@@ -58,6 +127,10 @@ static const char *hello_status_name(unsigned status)
         return "wrong node id";
     case HELLO_BAD_VERSION:
         return "unsupported version";
+    case HELLO_NO_TOKEN:
+        return "no cluster token: the cluster requires one (--token-file), or the node is older";
+    case HELLO_UNEXPECTED_TOKEN:
+        return "a cluster token: the cluster has none";
     default:
         return "unknown status";
     }
@@ -112,7 +185,7 @@ static void hs_http(const uint8_t *b, size_t fixed, char *out)
     out[n] = '\0';
 }
 
-static void conn_refuse(struct conn *c, uint8_t status, const char *detail)
+static void conn_refuse(struct conn *c, bool v2, uint8_t status, const char *detail)
 {
     struct peer *p = transport_peer_find(c->t, c->peer_id);
     if (p != NULL)
@@ -122,37 +195,97 @@ static void conn_refuse(struct conn *c, uint8_t status, const char *detail)
                           c->peer_id, hello_status_name(status), detail);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->state = CONN_REFUSING;
-    hs_write(c, reply_build(c->t, status, c->hs_buf));
+    hs_write(c, reply_build(c, v2, status, c->hs_buf));
 }
 
-/* Validates the hello at b (len bytes, whole, CRC checked) and answers. */
-static void hello_accept(struct conn *c, const uint8_t *b)
+/* Validates the hello at b (len bytes, whole, CRC checked; version 1 or,
+ * v2, version 2) and answers. */
+static void hello_accept(struct conn *c, const uint8_t *b, bool v2)
 {
     struct corral_transport *t = c->t;
     char detail[128];
     uint64_t cluster = corral_get_le64(b + 5), to = corral_get_le64(b + 21);
     c->peer_id = corral_get_le64(b + 13);
+    if (v2 && !authed(t)) {
+        conn_refuse(c, false, HELLO_UNEXPECTED_TOKEN,
+                    "it proves a cluster token and we have none (start every node with the "
+                    "same --token-file, or none)");
+        return;
+    }
+    if (!v2 && authed(t)) {
+        conn_refuse(c, false, HELLO_NO_TOKEN,
+                    "it has no cluster token (or runs an older corral); this cluster requires "
+                    "one");
+        return;
+    }
+    if (v2) {
+        memcpy(c->peer_nonce, b + 29, HS_NONCE_BYTES);
+        if (hs_nonce(c->nonce) != 0) {
+            transport_conn_fail(c, 0, "getrandom failed: no nonce for the handshake");
+            return;
+        }
+    }
     if (cluster != t->cluster_id) {
         snprintf(detail, sizeof(detail), "it is in cluster %" PRIx64 ", we are in %" PRIx64,
                  cluster, t->cluster_id);
-        conn_refuse(c, HELLO_WRONG_CLUSTER, detail);
+        conn_refuse(c, v2, HELLO_WRONG_CLUSTER, detail);
         return;
     }
     if (to != t->node_id || c->peer_id == 0 || c->peer_id == t->node_id) {
         snprintf(detail, sizeof(detail),
                  "it dialed node %" PRIu64 " from node %" PRIu64 ", we are node %" PRIu64, to,
                  c->peer_id, t->node_id);
-        conn_refuse(c, HELLO_WRONG_NODE, detail);
+        conn_refuse(c, v2, HELLO_WRONG_NODE, detail);
         return;
     }
-    if (hs_write(c, reply_build(t, HELLO_OK, c->hs_buf)) != 0)
+    /* Its HTTP address, told once the handshake is done. */
+    char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
+    hs_http(b, v2 ? HELLO2_FIXED_BYTES : HELLO_FIXED_BYTES, http);
+    if (hs_write(c, reply_build(c, v2, HELLO_OK, c->hs_buf)) != 0)
         return;
+    if (v2) {
+        c->state = CONN_PROOF;
+        memcpy(c->peer_http, http, sizeof(http));
+        return;
+    }
     c->state = CONN_OPEN;
     transport_log(t, 2, "transport: accepted node %" PRIu64 " from %s", c->peer_id, c->name);
-    char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
-    hs_http(b, HELLO_FIXED_BYTES, http);
     if (t->cb.on_peer_http != NULL)
         t->cb.on_peer_http(t->cb.ud, c->peer_id, http);
+}
+
+/* Inbound, after our version 2 reply: the dialer's proof. */
+int transport_take_proof(struct conn *c, size_t *pos)
+{
+    struct corral_transport *t = c->t;
+    const uint8_t *b = c->rbuf + *pos;
+    size_t avail = c->rlen - *pos;
+    size_t m = avail < 4 ? avail : 4;
+    if (memcmp(b, "CRLP", m) != 0 ||
+        (avail >= PROOF_FRAME_BYTES && !hs_crc_ok(b, PROOF_FRAME_BYTES))) {
+        transport_conn_fail(c, 1, "malformed token proof");
+        return -1;
+    }
+    if (avail < PROOF_FRAME_BYTES)
+        return 0;
+    *pos += PROOF_FRAME_BYTES;
+    if (b[4] != 0 || !hs_proof_ok(t, 'd', c->peer_id, c->peer_nonce, c->nonce, b + 5)) {
+        struct peer *p = transport_peer_find(t, c->peer_id);
+        if (p != NULL)
+            p->st.refused++;
+        transport_log_limited(t, c->host, 1,
+                              "transport: refused hello from %s (node %" PRIu64
+                              "): wrong cluster token proof: its --token-file differs from ours",
+                              c->name, c->peer_id);
+        transport_conn_close(c);
+        return -1;
+    }
+    c->state = CONN_OPEN;
+    transport_log(t, 2, "transport: accepted node %" PRIu64 " from %s (token proven)", c->peer_id,
+                  c->name);
+    if (t->cb.on_peer_http != NULL)
+        t->cb.on_peer_http(t->cb.ud, c->peer_id, c->peer_http);
+    return c->state == CONN_OPEN ? 1 : -1;
 }
 
 /* The inbound side's first frame. Returns 1 on progress, 0 when more bytes
@@ -161,13 +294,16 @@ int transport_take_hello(struct conn *c, size_t *pos)
 {
     const uint8_t *b = c->rbuf + *pos;
     size_t avail = c->rlen - *pos, len = 0;
-    if (avail >= 5 && memcmp(b, "CRLH", 4) == 0 && b[4] != CORRAL_TRANSPORT_VERSION) {
+    if (avail >= 5 && memcmp(b, "CRLH", 4) == 0 && b[4] != CORRAL_TRANSPORT_VERSION &&
+        b[4] != CORRAL_TRANSPORT_VERSION_AUTH) {
         char detail[64];
-        snprintf(detail, sizeof(detail), "version %u, ours %u", b[4], CORRAL_TRANSPORT_VERSION);
-        conn_refuse(c, HELLO_BAD_VERSION, detail);
+        snprintf(detail, sizeof(detail), "version %u, ours %u", b[4],
+                 authed(c->t) ? CORRAL_TRANSPORT_VERSION_AUTH : CORRAL_TRANSPORT_VERSION);
+        conn_refuse(c, false, HELLO_BAD_VERSION, detail);
         return -1;
     }
-    int rc = hs_frame(b, avail, "CRLH", HELLO_FIXED_BYTES, &len);
+    bool v2 = avail >= 5 && b[4] == CORRAL_TRANSPORT_VERSION_AUTH;
+    int rc = hs_frame(b, avail, "CRLH", v2 ? HELLO2_FIXED_BYTES : HELLO_FIXED_BYTES, &len);
     if (rc < 0 || (rc == 0 && !hs_crc_ok(b, len))) {
         transport_conn_fail(c, 1, "malformed hello");
         return -1;
@@ -175,11 +311,45 @@ int transport_take_hello(struct conn *c, size_t *pos)
     if (rc > 0)
         return 0;
     *pos += len;
-    hello_accept(c, b);
-    return c->state == CONN_OPEN ? 1 : -1;
+    hello_accept(c, b, v2);
+    return c->state == CONN_OPEN || c->state == CONN_PROOF ? 1 : -1;
 }
 
-static void reply_accept(struct conn *c, const uint8_t *b)
+static void proof_write_cb(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (c->state != CONN_CLOSING && status < 0)
+        transport_conn_fail(c, 1, "token proof write failed: %s", uv_strerror(status));
+}
+
+/* Checks the acceptor's proof in the version 2 reply at b and sends ours:
+ * 0, or -1 when the connection is failing. */
+static int reply_prove(struct conn *c, const uint8_t *b)
+{
+    struct corral_transport *t = c->t;
+    const uint8_t *nonce = b + 22, *proof = b + 22 + HS_NONCE_BYTES;
+    if (!hs_proof_ok(t, 'a', c->peer->st.id, nonce, c->nonce, proof)) {
+        c->peer->st.refused++;
+        transport_conn_fail(c, 1,
+                            "it failed to prove the cluster token: its --token-file differs from "
+                            "ours; not joining it");
+        return -1;
+    }
+    uint8_t *f = c->proof_buf;
+    memcpy(f, "CRLP", 4);
+    f[4] = 0;
+    hs_proof(t, 'd', nonce, c->nonce, f + 5, 0);
+    corral_put_le32(f + 5 + HS_PROOF_BYTES, corral_crc32c(0, f, 5 + HS_PROOF_BYTES));
+    uv_buf_t buf = uv_buf_init((char *)f, PROOF_FRAME_BYTES);
+    int rc = uv_write(&c->proof_req, (uv_stream_t *)&c->tcp, &buf, 1, proof_write_cb);
+    if (rc != 0) {
+        transport_conn_fail(c, 1, "token proof write failed: %s", uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static void reply_accept(struct conn *c, const uint8_t *b, bool v2)
 {
     struct peer *p = c->peer;
     struct corral_transport *t = c->t;
@@ -200,6 +370,13 @@ static void reply_accept(struct conn *c, const uint8_t *b)
         transport_conn_fail(c, 1, "answered as node %" PRIu64 " of cluster %" PRIx64, id, cluster);
         return;
     }
+    if (authed(t) && !v2) {
+        p->st.refused++;
+        transport_conn_fail(c, 1, "accepted without proving the cluster token");
+        return;
+    }
+    if (v2 && reply_prove(c, b) != 0)
+        return;
     c->state = CONN_OPEN;
     p->st.connected = true;
     p->st.connects++;
@@ -208,7 +385,7 @@ static void reply_accept(struct conn *c, const uint8_t *b)
     p->st.wrong_cluster_refusals = 0;
     transport_log(t, 2, "transport: connected to peer %" PRIu64 " at %s", p->st.id, c->name);
     char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
-    hs_http(b, REPLY_FIXED_BYTES, http);
+    hs_http(b, v2 ? REPLY2_FIXED_BYTES : REPLY_FIXED_BYTES, http);
     if (t->cb.on_peer_http != NULL)
         t->cb.on_peer_http(t->cb.ud, p->st.id, http);
 }
@@ -218,13 +395,20 @@ int transport_take_reply(struct conn *c, size_t *pos)
 {
     const uint8_t *b = c->rbuf + *pos;
     size_t avail = c->rlen - *pos, len = 0;
-    if (avail >= 5 && memcmp(b, "CRLR", 4) == 0 && b[4] != CORRAL_TRANSPORT_VERSION) {
+    unsigned ours = authed(c->t) ? CORRAL_TRANSPORT_VERSION_AUTH : CORRAL_TRANSPORT_VERSION;
+    /* A version 1 reply to our version 2 hello is a refusal (an older
+     * node, or one without a token), read for its status. */
+    if (avail >= 5 && memcmp(b, "CRLR", 4) == 0 && b[4] != ours &&
+        b[4] != CORRAL_TRANSPORT_VERSION) {
         c->peer->st.refused++;
-        transport_conn_fail(c, 1, "it speaks transport version %u, we speak %u", b[4],
-                            CORRAL_TRANSPORT_VERSION);
+        transport_conn_fail(c, 1, "it speaks transport version %u, we speak %u%s", b[4], ours,
+                            b[4] == CORRAL_TRANSPORT_VERSION_AUTH
+                                ? " (it has a cluster token, we have none: --token-file)"
+                                : "");
         return -1;
     }
-    int rc = hs_frame(b, avail, "CRLR", REPLY_FIXED_BYTES, &len);
+    bool v2 = avail >= 5 && b[4] == CORRAL_TRANSPORT_VERSION_AUTH;
+    int rc = hs_frame(b, avail, "CRLR", v2 ? REPLY2_FIXED_BYTES : REPLY_FIXED_BYTES, &len);
     if (rc < 0 || (rc == 0 && !hs_crc_ok(b, len))) {
         transport_conn_fail(c, 1, "malformed hello reply");
         return -1;
@@ -232,11 +416,19 @@ int transport_take_reply(struct conn *c, size_t *pos)
     if (rc > 0)
         return 0;
     *pos += len;
-    reply_accept(c, b);
+    reply_accept(c, b, v2);
     return c->state == CONN_OPEN ? 1 : -1;
 }
 
 int transport_hello_send(struct conn *c)
 {
-    return hs_write(c, hello_build(c->t, c->peer->st.id, c->hs_buf));
+    const uint8_t *nonce = NULL;
+    if (authed(c->t)) {
+        if (hs_nonce(c->nonce) != 0) {
+            transport_conn_fail(c, 0, "getrandom failed: no nonce for the handshake");
+            return -1;
+        }
+        nonce = c->nonce;
+    }
+    return hs_write(c, hello_build(c->t, c->peer->st.id, nonce, c->hs_buf));
 }

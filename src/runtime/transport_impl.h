@@ -12,6 +12,7 @@
 
 #include "core/codec.h"
 #include "runtime/transport.h"
+#include "util/token.h"
 
 /* Limits, each with its reason:
  * - CHUNK_BYTES: the unit of a send queue. Small frames are packed into
@@ -49,12 +50,20 @@
  * then the address, then a CRC32C. */
 #define HELLO_FIXED_BYTES (4 + 1 + 8 + 8 + 8 + 2)
 #define REPLY_FIXED_BYTES (4 + 1 + 1 + 8 + 8 + 2)
-#define HS_BYTES_MAX (HELLO_FIXED_BYTES + CORRAL_TRANSPORT_HTTP_ADDR_MAX + 4)
+/* Version 2 (with a cluster token): the hello adds the dialer's nonce, the
+ * reply the acceptor's nonce and proof; then the dialer's proof frame. */
+#define HS_NONCE_BYTES 16
+#define HS_PROOF_BYTES 32
+#define HELLO2_FIXED_BYTES (HELLO_FIXED_BYTES + HS_NONCE_BYTES)
+#define REPLY2_FIXED_BYTES (REPLY_FIXED_BYTES + HS_NONCE_BYTES + HS_PROOF_BYTES)
+#define PROOF_FRAME_BYTES (4 + 1 + HS_PROOF_BYTES + 4)
+#define HS_BYTES_MAX (REPLY2_FIXED_BYTES + CORRAL_TRANSPORT_HTTP_ADDR_MAX + 4)
 _Static_assert(HS_BYTES_MAX < RBUF_BYTES, "a handshake fits the resting receive buffer");
 
 enum conn_state {
     CONN_CONNECTING, /* outbound: TCP connect in flight */
     CONN_HELLO,      /* outbound: awaiting the reply; inbound: the hello */
+    CONN_PROOF,      /* inbound, with a token: our reply sent, awaiting the proof */
     CONN_OPEN,       /* handshake done */
     CONN_REFUSING,   /* inbound: writing a refusal, then closing */
     CONN_CLOSING,    /* uv_close called; freed in its callback */
@@ -90,6 +99,11 @@ struct conn {
     uv_connect_t connect_req;
     uv_write_t hs_req;
     uint8_t hs_buf[HS_BYTES_MAX];
+    uv_write_t proof_req; /* outbound: the proof frame, after the hello */
+    uint8_t proof_buf[PROOF_FRAME_BYTES];
+    uint8_t nonce[HS_NONCE_BYTES];                      /* ours, for this handshake */
+    uint8_t peer_nonce[HS_NONCE_BYTES];                 /* inbound: the hello's */
+    char peer_http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1]; /* inbound, in CONN_PROOF */
     uv_write_t wr_req;
     bool writing;
     struct chunk_list inflight; /* chunks owned by wr_req */
@@ -126,6 +140,7 @@ struct corral_transport {
     struct corral_transport_callbacks cb;
     uint64_t cluster_id;
     uint64_t node_id;
+    struct corral_tokens tokens; /* n 0: the open, version 1 handshake */
     size_t queue_max_bytes;
     char http_addr[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
     uint16_t http_len;
@@ -163,5 +178,7 @@ struct peer *transport_peer_find(const struct corral_transport *t, uint64_t id);
 int transport_hello_send(struct conn *c);
 int transport_take_hello(struct conn *c, size_t *pos);
 int transport_take_reply(struct conn *c, size_t *pos);
+/* Inbound in CONN_PROOF: the dialer's proof frame. */
+int transport_take_proof(struct conn *c, size_t *pos);
 
 #endif

@@ -82,13 +82,13 @@ class Response:
         return f"<{self.status} {self.body[:300]!r}>"
 
 
-def http(url, method="GET", body=None, timeout=HTTP_TIMEOUT_S):
+def http(url, method="GET", body=None, timeout=HTTP_TIMEOUT_S, headers=None):
     """One request, redirects not followed. Returns a Response, or None when
     no HTTP answer came (refused, reset, timed out)."""
     data = body.encode() if isinstance(body, str) else body
     if data is None and method in ("PUT", "POST"):
         data = b""
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with OPENER.open(req, timeout=timeout) as r:
             return Response(r.status, r.headers, r.read())
@@ -141,6 +141,7 @@ class Node:
         self.log_offset = 0
         self.stopped = False  # SIGSTOPped
         self.env = None  # the process environment (None: the harness's own)
+        self.headers = {}  # sent on every request (an Authorization header)
 
     def argv(self, peers=None, extra=()):
         return [CORRAL_BIN, "server", "run", "--id", str(self.id), "--data-dir", self.data_dir,
@@ -217,8 +218,9 @@ class Node:
                       if f.startswith("snap-") and f.endswith(".snap"))
 
     # HTTP against this node.
-    def request(self, method, path, body=None, timeout=HTTP_TIMEOUT_S):
-        return http(self.url + path, method, body, timeout)
+    def request(self, method, path, body=None, timeout=HTTP_TIMEOUT_S, headers=None):
+        return http(self.url + path, method, body, timeout,
+                    self.headers if headers is None else headers)
 
     def status(self, timeout=2.0):
         r = self.request("GET", "/v1/status", timeout=timeout)
@@ -236,20 +238,21 @@ class Node:
 
     def write(self, method, key, value, cas, follow, timeout):
         url = self.url + kv_path(key, {"cas": str(cas)} if cas is not None else None)
-        return follow_redirects(url, method, value, timeout) if follow else \
-            http(url, method, value, timeout)
+        return follow_redirects(url, method, value, timeout, headers=self.headers) if follow \
+            else http(url, method, value, timeout, self.headers)
 
     def __repr__(self):
         return f"<node {self.id} {self.http_addr} pid {self.proc.pid if self.proc else None}>"
 
 
-def follow_redirects(url, method, body, timeout, hops=3):
-    """A request that follows up to `hops` 307s, sending the body again."""
-    r = http(url, method, body, timeout)
+def follow_redirects(url, method, body, timeout, hops=3, headers=None):
+    """A request that follows up to `hops` 307s, sending the body (and the
+    headers) again."""
+    r = http(url, method, body, timeout, headers)
     for _ in range(hops):
         if r is None or r.status != 307:
             break
-        r = http(r.headers["Location"], method, body, timeout)
+        r = http(r.headers["Location"], method, body, timeout, headers)
     return r
 
 

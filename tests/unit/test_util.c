@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -12,6 +13,12 @@
 #include "util/mem.h"
 #include "util/parse.h"
 #include "util/rbuf.h"
+#include "util/sha256.h"
+#include "util/token.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void test_crc32c_vectors(void **state)
 {
@@ -100,12 +107,154 @@ static void test_strerror(void **state)
     assert_string_equal(corral_strerror(CORRAL_ERRNO_MAX + 1), "unknown error");
 }
 
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static void test_sha256_vectors(void **state)
+{
+    (void)state;
+    /* FIPS 180-4 examples (the NIST CSRC example values). */
+    static const struct {
+        const char *in, *out;
+    } v[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+    };
+    uint8_t d[32];
+    char h[65];
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        corral_sha256(v[i].in, strlen(v[i].in), d);
+        hex(d, 32, h);
+        assert_string_equal(h, v[i].out);
+    }
+    /* One million 'a', fed in uneven pieces. */
+    struct corral_sha256 s;
+    corral_sha256_init(&s);
+    char a[997];
+    memset(a, 'a', sizeof(a));
+    size_t left = 1000000;
+    while (left > 0) {
+        size_t n = left < sizeof(a) ? left : sizeof(a);
+        corral_sha256_update(&s, a, n);
+        left -= n;
+    }
+    corral_sha256_final(&s, d);
+    hex(d, 32, h);
+    assert_string_equal(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+static void test_hmac_rfc4231(void **state)
+{
+    (void)state;
+    uint8_t k20[20], kaa20[20], dd50[50], k25[25], cd50[50], kaa131[131];
+    memset(k20, 0x0b, sizeof(k20));
+    memset(kaa20, 0xaa, sizeof(kaa20));
+    memset(dd50, 0xdd, sizeof(dd50));
+    for (int i = 0; i < 25; i++)
+        k25[i] = (uint8_t)(i + 1);
+    memset(cd50, 0xcd, sizeof(cd50));
+    memset(kaa131, 0xaa, sizeof(kaa131));
+    static const char t6[] = "Test Using Larger Than Block-Size Key - Hash Key First";
+    static const char t7[] = "This is a test using a larger than block-size key and a larger "
+                             "than block-size data. The key needs to be hashed before being used "
+                             "by the HMAC algorithm.";
+    const struct {
+        const void *key;
+        size_t klen;
+        const void *data;
+        size_t dlen;
+        const char *out;
+    } v[] = {
+        {k20, 20, "Hi There", 8,
+         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+        {"Jefe", 4, "what do ya want for nothing?", 28,
+         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+        {kaa20, 20, dd50, 50, "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"},
+        {k25, 25, cd50, 50, "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"},
+        {kaa131, 131, t6, strlen(t6),
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+        {kaa131, 131, t7, strlen(t7),
+         "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"},
+    };
+    uint8_t d[32];
+    char h[65];
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        const void *parts[] = {v[i].data};
+        size_t lens[] = {v[i].dlen};
+        corral_hmac_sha256(v[i].key, v[i].klen, parts, lens, 1, d);
+        hex(d, 32, h);
+        assert_string_equal(h, v[i].out);
+    }
+    /* RFC 4231 test case 5 is truncated to 128 bits. */
+    uint8_t k5[20], d5[] = "Test With Truncation";
+    memset(k5, 0x0c, sizeof(k5));
+    const void *p5[] = {d5, d5 + 4};
+    size_t l5[] = {4, sizeof(d5) - 1 - 4}; /* in two parts */
+    corral_hmac_sha256(k5, sizeof(k5), p5, l5, 2, d);
+    hex(d, 16, h);
+    assert_string_equal(h, "a3b6167473100ee06e0c796c2955552b");
+    assert_true(corral_ct_equal("abc", "abc", 3));
+    assert_false(corral_ct_equal("abc", "abd", 3));
+}
+
+static int write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    fputs(text, f);
+    fclose(f);
+    return chmod(path, mode);
+}
+
+static void test_token_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/corral-token-XXXXXX", path[64], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/t", dir);
+    struct corral_tokens t;
+    bool loose = true;
+    assert_int_equal(write_file(path, "  0123456789abcdef \r\n\n", 0600), 0);
+    assert_int_equal(corral_tokens_load(path, &t, &loose, err, sizeof(err)), 0);
+    assert_false(loose);
+    assert_int_equal(t.n, 1);
+    assert_string_equal(t.tok[0], "0123456789abcdef");
+    assert_true(corral_tokens_match(&t, "0123456789abcdef", 16));
+    assert_false(corral_tokens_match(&t, "0123456789abcdeX", 16));
+    assert_false(corral_tokens_match(&t, "0123456789abcde", 15));
+    assert_int_equal(write_file(path, "current-0123456789\nnext-0123456789ab\n", 0644), 0);
+    assert_int_equal(corral_tokens_load(path, &t, &loose, err, sizeof(err)), 0);
+    assert_true(loose);
+    assert_int_equal(t.n, 2);
+    assert_true(corral_tokens_match(&t, "next-0123456789ab", 17));
+    assert_true(corral_tokens_match(&t, "current-0123456789", 18));
+    static const char *const bad[] = {"short\n", "", "\n \n",
+                                      "aaaaaaaaaaaaaaaa\nbbbbbbbbbbbbbbbb\ncccccccccccccccc\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(write_file(path, bad[i], 0600), 0);
+        assert_int_equal(corral_tokens_load(path, &t, NULL, err, sizeof(err)), -1);
+        assert_int_equal(t.n, 0);
+    }
+    unlink(path);
+    assert_int_equal(corral_tokens_load(path, &t, NULL, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "cannot open"));
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_vectors), cmocka_unit_test(test_crc32c_incremental),
         cmocka_unit_test(test_rbuf_refs),      cmocka_unit_test(test_mem_fail_injection),
         cmocka_unit_test(test_strerror),       cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_sha256_vectors), cmocka_unit_test(test_hmac_rfc4231),
+        cmocka_unit_test(test_token_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
