@@ -530,8 +530,11 @@ def release_first(a):
     if check("a release runs while 16 other hooks do", rel, hook_log()[-3:]):
         check("the release does not wait for the other hooks", rel[0]["t"] - t0 < 2500,
               rel[0]["t"] - t0)
-        check("the release reason is handoff", rel[0]["env"].get("CORRAL_REASON") == "handoff",
-              rel[0]["env"])
+        # handoff, or lease_lost when 17 Python hooks starting at once on a
+        # loaded machine held the heartbeats past this stand-in's 600 ms
+        # lease (the calm check of the handoff reason is the one above).
+        check("the release reason is handoff or lease_lost",
+              rel[0]["env"].get("CORRAL_REASON") in ("handoff", "lease_lost"), rel[0]["env"])
     wait_for(lambda: all(done_ok(f"acquire:users/{p}") for p in slow), 15)
     runs = [(hook_runs(f"acquire:users/{p}")[0]["t"], hook_runs(f"acquire:users/{p}", "end")[0]["t"])
             for p in slow if hook_runs(f"acquire:users/{p}", "end")]
