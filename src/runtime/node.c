@@ -13,6 +13,7 @@
 #include "runtime/log.h"
 #include "runtime/node_impl.h"
 #include "util/mem.h"
+#include "util/parse.h"
 
 uint64_t node_now_ms(void)
 {
@@ -309,6 +310,15 @@ static void on_msg(void *ud, const struct corral_raft_msg *m)
 static void on_peer_http(void *ud, uint64_t id, const char *http)
 {
     struct peer *p = find_peer(ud, id);
+    /* Peers passed the handshake, but what they announce goes into
+     * clients' Location headers: nothing but a plain host:port. */
+    if (!corral_parse_hostport_safe(http)) {
+        corral_log(CORRAL_LOG_WARN,
+                   "node %" PRIu64 " announced an HTTP address that is not a plain "
+                   "host:port; ignored",
+                   id);
+        return;
+    }
     if (p != NULL && strcmp(p->http, http) != 0) {
         snprintf(p->http, sizeof(p->http), "%s", http);
         corral_log(CORRAL_LOG_INFO, "node %" PRIu64 " serves HTTP on %s", id, http);

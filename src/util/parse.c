@@ -19,3 +19,15 @@ bool corral_parse_u64(const char *s, uint64_t *out)
     *out = v;
     return true;
 }
+
+bool corral_parse_hostport_safe(const char *s)
+{
+    size_t n = 0;
+    bool colon = false;
+    for (; s[n] != '\0'; n++) {
+        if (n >= 260 || s[n] <= ' ' || s[n] > '~')
+            return false;
+        colon |= s[n] == ':';
+    }
+    return n > 0 && colon;
+}

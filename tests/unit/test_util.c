@@ -71,6 +71,27 @@ static void test_mem_fail_injection(void **state)
     corral_free(c);
 }
 
+static void test_parse_hostport_safe(void **state)
+{
+    (void)state;
+    assert_true(corral_parse_hostport_safe("127.0.0.1:8140"));
+    assert_true(corral_parse_hostport_safe("[::1]:8140"));
+    assert_true(corral_parse_hostport_safe("node-1.example:80"));
+    assert_false(corral_parse_hostport_safe(""));
+    assert_false(corral_parse_hostport_safe("nocolon"));
+    assert_false(corral_parse_hostport_safe("h:1\r\nSet-Cookie: x=y"));
+    assert_false(corral_parse_hostport_safe("h :1"));
+    assert_false(corral_parse_hostport_safe("h:1\x7f"));
+    assert_false(corral_parse_hostport_safe("h:\x01"));
+    char long_addr[300];
+    memset(long_addr, 'a', sizeof(long_addr) - 1);
+    long_addr[sizeof(long_addr) - 1] = '\0';
+    long_addr[5] = ':';
+    assert_false(corral_parse_hostport_safe(long_addr));
+    long_addr[260] = '\0';
+    assert_true(corral_parse_hostport_safe(long_addr));
+}
+
 static void test_parse_u64(void **state)
 {
     (void)state;
@@ -250,10 +271,15 @@ static void test_token_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c_vectors), cmocka_unit_test(test_crc32c_incremental),
-        cmocka_unit_test(test_rbuf_refs),      cmocka_unit_test(test_mem_fail_injection),
-        cmocka_unit_test(test_strerror),       cmocka_unit_test(test_parse_u64),
-        cmocka_unit_test(test_sha256_vectors), cmocka_unit_test(test_hmac_rfc4231),
+        cmocka_unit_test(test_crc32c_vectors),
+        cmocka_unit_test(test_crc32c_incremental),
+        cmocka_unit_test(test_rbuf_refs),
+        cmocka_unit_test(test_mem_fail_injection),
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_parse_hostport_safe),
+        cmocka_unit_test(test_sha256_vectors),
+        cmocka_unit_test(test_hmac_rfc4231),
         cmocka_unit_test(test_token_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
