@@ -160,19 +160,17 @@ static void set_status(struct corral_node *n, struct corral_http_request *req, c
     propose(n, req, name, &c, false);
 }
 
-/* ---- DELETE: drain (or mark dead), wait until it holds nothing, delete ---- */
-
-static uint32_t replicas_of(const struct corral_state *st, uint32_t id)
+static void drain(struct corral_node *n, struct corral_http_request *req, const char *name)
 {
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < corral_state_resource_count(st); i++) {
-        const struct corral_state_resource *r = corral_state_resource_at(st, i);
-        for (uint32_t p = 0; p < r->partitions; p++)
-            for (uint8_t j = 0; j < r->parts[p].n_replicas; j++)
-                k += r->parts[p].replicas[j].member == id;
-    }
-    return k;
+    set_status(n, req, name, CORRAL_MEMBER_DRAINING);
 }
+
+static void activate(struct corral_node *n, struct corral_http_request *req, const char *name)
+{
+    set_status(n, req, name, CORRAL_MEMBER_ACTIVE);
+}
+
+/* ---- DELETE: drain (or mark dead), wait until it holds nothing, delete ---- */
 
 static bool try_delete(struct corral_node *n, struct api_wait *w, bool timed_out)
 {
@@ -182,7 +180,7 @@ static bool try_delete(struct corral_node *n, struct api_wait *w, bool timed_out
         api_json(w->req, 200, json_pack("{s:s, s:b}", "name", w->name, "deleted", 1));
         return true;
     }
-    uint32_t held = replicas_of(st, m->id);
+    uint32_t held = corral_state_member_replicas(st, m->id);
     if (held == 0) {
         struct corral_state_cmd c = {.type = CORRAL_STATE_MEMBER_DELETE, .id = m->id};
         propose(n, w->req, w->name, &c, true);
@@ -241,7 +239,7 @@ static void remove_member(struct corral_node *n, struct corral_http_request *req
         api_error(req, API_ERR_NO_MEMBER);
         return;
     }
-    if (replicas_of(corral_node_state(n), m->id) == 0) {
+    if (corral_state_member_replicas(corral_node_state(n), m->id) == 0) {
         struct corral_state_cmd c = {.type = CORRAL_STATE_MEMBER_DELETE, .id = m->id};
         propose(n, req, name, &c, true);
         return;
@@ -513,18 +511,16 @@ void api_members(struct corral_node *n, struct corral_http_request *req, const c
     const char *rest;
     if (!api_list_or_name(n, req, path, list, "member", name, &rest))
         return;
+    static const char *const none[] = {NULL}, *const del[] = {"wait", "force", NULL};
     static const struct {
         const char *sub, *method;
-        int op;
+        void (*fn)(struct corral_node *, struct corral_http_request *, const char *);
+        const char *const *args; /* a write's only arguments; NULL: a GET ignores others */
     } routes[] = {
-        {"", "GET", 0},
-        {"", "PUT", 1},
-        {"", "DELETE", 2},
-        {"/heartbeat", "POST", 3},
-        {"/assignment", "GET", 4},
-        {"/stoppable", "GET", 5},
-        {"/drain", "POST", 6},
-        {"/activate", "POST", 7},
+        {"", "GET", answer_member, NULL},    {"", "PUT", put, none},
+        {"", "DELETE", remove_member, del},  {"/heartbeat", "POST", heartbeat, none},
+        {"/assignment", "GET", watch, NULL}, {"/stoppable", "GET", stoppable, NULL},
+        {"/drain", "POST", drain, none},     {"/activate", "POST", activate, none},
     };
     bool path_known = false;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
@@ -533,38 +529,9 @@ void api_members(struct corral_node *n, struct corral_http_request *req, const c
         path_known = true;
         if (!api_method_is(req, routes[i].method))
             continue;
-        /* Writes take only their documented arguments (DELETE: wait,
-         * force); GETs ignore others. */
-        static const char *const none[] = {NULL}, *const del[] = {"wait", "force", NULL};
-        if (routes[i].op != 0 && routes[i].op != 4 && routes[i].op != 5 &&
-            !api_args_only(req, routes[i].op == 2 ? del : none))
-            return;
-        switch (routes[i].op) {
-        case 0:
-            answer_member(n, req, name);
-            return;
-        case 1:
-            put(n, req, name);
-            return;
-        case 2:
-            remove_member(n, req, name);
-            return;
-        case 3:
-            heartbeat(n, req, name);
-            return;
-        case 4:
-            watch(n, req, name);
-            return;
-        case 5:
-            stoppable(n, req, name);
-            return;
-        case 6:
-            set_status(n, req, name, CORRAL_MEMBER_DRAINING);
-            return;
-        default:
-            set_status(n, req, name, CORRAL_MEMBER_ACTIVE);
-            return;
-        }
+        if (routes[i].args == NULL || api_args_only(req, routes[i].args))
+            routes[i].fn(n, req, name);
+        return;
     }
     if (path_known)
         api_error(req, API_ERR_METHOD);

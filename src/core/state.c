@@ -196,6 +196,12 @@ const struct corral_kv *corral_state_kv(const struct corral_state *st)
     return st->kv;
 }
 
+uint32_t corral_state_member_replicas(const struct corral_state *st, uint32_t id)
+{
+    const struct state_member *m = state_member_get(st, id);
+    return m != NULL ? m->n_replicas : 0;
+}
+
 uint64_t corral_state_assign_index(const struct corral_state *st)
 {
     return st->assign_index;

@@ -332,6 +332,10 @@ const struct corral_state_member *corral_state_member_by_id(const struct corral_
 const struct corral_state_member *corral_state_member_by_name(const struct corral_state *st,
                                                               const char *name, uint32_t len);
 
+/* The number of partitions whose row holds member id (0 for no such
+ * member): kept by the state, O(log members). */
+uint32_t corral_state_member_replicas(const struct corral_state *st, uint32_t id);
+
 /* Resources in increasing id order. */
 uint32_t corral_state_resource_count(const struct corral_state *st);
 const struct corral_state_resource *corral_state_resource_at(const struct corral_state *st,
