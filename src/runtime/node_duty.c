@@ -20,15 +20,16 @@ void node_duty_batch(struct corral_node *n, const struct corral_raft_ready *rd)
                                 node_now_ms()) != 0)
         corral_log(CORRAL_LOG_ERROR, "out of memory starting the leader's ownership duty");
     bool now = corral_coord_leading(n->coord);
-    if (now && !was)
-        corral_log(
-            CORRAL_LOG_INFO,
-            "leader's ownership duty starts (term %" PRIu64
-            "): no lease counts as over for the first %u ms",
-            rd->term,
-            (n->cfg.coord.liveness.max_election_timeout_ms + n->cfg.coord.liveness.lease_ms) *
-                    (1000u + n->cfg.coord.liveness.max_drift_permille) / 1000u +
-                n->cfg.coord.liveness.margin_ms);
+    if (now && !was) {
+        /* A member never heard (id 0: none) has the new-leader wait's end
+         * as its lease end (liveness.h L2): the formula stays there. */
+        uint64_t t = node_now_ms(),
+                 end = corral_liveness_lease_end(corral_coord_liveness(n->coord), 0);
+        corral_log(CORRAL_LOG_INFO,
+                   "leader's ownership duty starts (term %" PRIu64
+                   "): no lease counts as over for the first %" PRIu64 " ms",
+                   rd->term, end > t ? end - t : 0);
+    }
 }
 
 static void count_ops(struct corral_node_duty_stats *d, const struct corral_controller_stats *s)
