@@ -97,12 +97,13 @@ class Cluster:
 
     name = "?"
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, nodes=NODES):
         self.workdir = workdir
-        self.procs = [None] * NODES
-        client_ports = free_ports(2 * NODES)
-        self.client = [f"127.0.0.1:{p}" for p in client_ports[:NODES]]
-        self.peer = [f"127.0.0.1:{p}" for p in client_ports[NODES:]]
+        self.n = nodes
+        self.procs = [None] * nodes
+        client_ports = free_ports(2 * nodes)
+        self.client = [f"127.0.0.1:{p}" for p in client_ports[:nodes]]
+        self.peer = [f"127.0.0.1:{p}" for p in client_ports[nodes:]]
 
     def urls(self):
         return ",".join(f"http://{c}" for c in self.client)
@@ -111,13 +112,18 @@ class Cluster:
         args = self.node_args(i)
         logf = open(os.path.join(self.workdir, f"{self.name}-{i + 1}.log"), "ab")
         try:
+            env = None
+            extra = getattr(self, "env", None)
+            if extra is not None and extra[i]:
+                env = dict(os.environ, **extra[i])
             self.procs[i] = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
+                                             stderr=subprocess.STDOUT, start_new_session=True,
+                                             env=env)
         finally:
             logf.close()
 
     def start(self):
-        for i in range(NODES):
+        for i in range(self.n):
             self.start_node(i)
 
     def alive(self, i):
@@ -152,7 +158,7 @@ class Cluster:
                 self.kill(i)
 
     def wait_healthy(self, nodes=None, timeout=HEALTH_TIMEOUT_S):
-        nodes = range(NODES) if nodes is None else nodes
+        nodes = range(self.n) if nodes is None else nodes
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for i in nodes:
@@ -166,7 +172,7 @@ class Cluster:
     def find_leader(self, timeout=LEADER_TIMEOUT_S):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for i in range(NODES):
+            for i in range(self.n):
                 if self.alive(i) and self.is_leader(i):
                     return i
             time.sleep(0.05)
@@ -174,7 +180,7 @@ class Cluster:
 
     def log_tails(self, lines=15):
         out = []
-        for i in range(NODES):
+        for i in range(self.n):
             path = os.path.join(self.workdir, f"{self.name}-{i + 1}.log")
             try:
                 with open(path, errors="replace") as f:
@@ -189,7 +195,7 @@ class EtcdCluster(Cluster):
     name = "etcd"
 
     def node_args(self, i):
-        initial = ",".join(f"n{j + 1}=http://{self.peer[j]}" for j in range(NODES))
+        initial = ",".join(f"n{j + 1}=http://{self.peer[j]}" for j in range(self.n))
         return ["etcd", "--name", f"n{i + 1}",
                 "--data-dir", os.path.join(self.workdir, f"etcd-{i + 1}"),
                 "--listen-client-urls", f"http://{self.client[i]}",
@@ -241,9 +247,10 @@ class EtcdCluster(Cluster):
 class CorralCluster(Cluster):
     name = "corral"
 
-    def __init__(self, workdir, exe):
-        super().__init__(workdir)
+    def __init__(self, workdir, exe, nodes=NODES, env=None):
+        super().__init__(workdir, nodes)
         self.exe = exe
+        self.env = env  # per node: a dict of extra environment variables, or None
 
     def node_args(self, i):
         return [self.exe, "server", "run", "--id", str(i + 1),
@@ -331,7 +338,7 @@ def run_loadgen(loadgen, target, op, urls, leader_only, a):
 def failover_once(cl, run):
     """Kills the leader; returns ms until a write succeeds through a survivor."""
     leader = cl.find_leader()
-    survivors = [i for i in range(NODES) if i != leader]
+    survivors = [i for i in range(cl.n) if i != leader]
     done = threading.Event()
     result = {}
     lock = threading.Lock()

@@ -4,7 +4,7 @@
  * single epoll loop, records per-request latency in a log-linear histogram
  * and prints one JSON line.
  *
- *   corral-loadgen --target corral|etcd --op put|get --urls URL[,URL...]
+ *   corral-loadgen --target corral|etcd --op put|get|health --urls URL[,URL...]
  *       [--leader-only] [--clients 64] [--value-bytes 100] [--keys 10000]
  *       [--duration-s 10] [--warmup-s 2] [--requests N] [--prefill]
  *       [--timeout-ms 5000] [--leader-wait-s 10] [--seed 1] [--verbose]
@@ -35,7 +35,7 @@
 _Static_assert(REQ_BYTES_MAX <= RBUF_BYTES_MAX, "request fits the buffer size bound");
 
 enum target { TARGET_CORRAL, TARGET_ETCD };
-enum op { OP_PUT, OP_GET };
+enum op { OP_PUT, OP_GET, OP_HEALTH }; /* health: GET /health, the HTTP floor */
 enum phase { PHASE_PREFILL, PHASE_WARMUP, PHASE_MEASURE, PHASE_DRAIN };
 
 struct conn {
@@ -151,14 +151,18 @@ static size_t base64(const char *in, size_t n, char *out)
     return o;
 }
 
-static void request_build(struct run *rn, struct conn *c, bool put)
+static void request_build(struct run *rn, struct conn *c, enum op op)
 {
     char key[KEY_BYTES_MAX];
     int kn = snprintf(key, sizeof(key), "k%010" PRIu32, c->key);
     size_t vn = rn->o.value_bytes;
     char *w = c->io.wbuf;
+    bool put = op == OP_PUT;
     int n;
-    if (rn->o.target == TARGET_CORRAL) {
+    if (op == OP_HEALTH) { /* the same path on both systems */
+        n = snprintf(w, REQ_BYTES_MAX, "GET /health HTTP/1.1\r\nHost: %s\r\n\r\n", c->io.ep.host);
+        c->io.wlen = (size_t)n;
+    } else if (rn->o.target == TARGET_CORRAL) {
         if (put) {
             n = snprintf(w, REQ_BYTES_MAX,
                          "PUT /v1/kv/%s HTTP/1.1\r\nHost: %s\r\n"
@@ -237,7 +241,7 @@ static void conn_next(struct run *rn, struct conn *c)
     }
     c->phase = rn->phase;
     c->redirects = 0;
-    request_build(rn, c, rn->o.op == OP_PUT || rn->phase == PHASE_PREFILL);
+    request_build(rn, c, rn->phase == PHASE_PREFILL ? OP_PUT : rn->o.op);
     c->start_ns = now_ns();
     c->deadline_ns = c->start_ns + (uint64_t)rn->o.timeout_ms * 1000000ull;
     const char *why;
@@ -256,7 +260,7 @@ static bool conn_redirect(struct run *rn, struct conn *c, const struct http_resp
     hconn_close(&c->io);
     c->io.ep = ep; /* later requests on this connection go there too */
     c->redirects++;
-    request_build(rn, c, rn->o.op == OP_PUT || c->phase == PHASE_PREFILL);
+    request_build(rn, c, c->phase == PHASE_PREFILL ? OP_PUT : rn->o.op);
     const char *why;
     if (hconn_send(&c->io, &why) != 0)
         conn_fail(rn, c, &rn->err_conn, why);
@@ -389,7 +393,10 @@ static void report(const struct run *rn)
            ",\"errors_conn\":%" PRIu64 ",\"errors_timeout\":%" PRIu64 ",\"redirects\":%" PRIu64
            ",\"prefill_errors\":%" PRIu64 ",\"ops_per_s\":%.1f"
            ",\"mean_ms\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
-           rn->o.target == TARGET_CORRAL ? "corral" : "etcd", rn->o.op == OP_PUT ? "put" : "get",
+           rn->o.target == TARGET_CORRAL ? "corral" : "etcd",
+           rn->o.op == OP_PUT   ? "put"
+           : rn->o.op == OP_GET ? "get"
+                                : "health",
            rn->o.clients, rn->n_eps, rn->o.leader_only ? "true" : "false", rn->o.value_bytes,
            rn->o.keys, secs, rn->ok, rn->err_status + rn->err_conn + rn->err_timeout,
            rn->err_status, rn->err_conn, rn->err_timeout, rn->redirects, rn->prefill_errors,
@@ -399,10 +406,11 @@ static void report(const struct run *rn)
 
 _Noreturn static void usage(void)
 {
-    fprintf(stderr, "usage: corral-loadgen --target corral|etcd --op put|get --urls URL[,URL...]\n"
-                    "  [--leader-only] [--clients 64] [--value-bytes 100] [--keys 10000]\n"
-                    "  [--duration-s 10] [--warmup-s 2] [--requests N] [--prefill]\n"
-                    "  [--timeout-ms 5000] [--leader-wait-s 10] [--seed 1] [--verbose]\n");
+    fprintf(stderr,
+            "usage: corral-loadgen --target corral|etcd --op put|get|health --urls URL[,URL...]\n"
+            "  [--leader-only] [--clients 64] [--value-bytes 100] [--keys 10000]\n"
+            "  [--duration-s 10] [--warmup-s 2] [--requests N] [--prefill]\n"
+            "  [--timeout-ms 5000] [--leader-wait-s 10] [--seed 1] [--verbose]\n");
     exit(2);
 }
 
@@ -446,8 +454,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
         if (strcmp(a, "--target") == 0 && (strcmp(v, "corral") == 0 || strcmp(v, "etcd") == 0)) {
             o->target = v[0] == 'c' ? TARGET_CORRAL : TARGET_ETCD;
             have_target = true;
-        } else if (strcmp(a, "--op") == 0 && (strcmp(v, "put") == 0 || strcmp(v, "get") == 0)) {
-            o->op = v[0] == 'p' ? OP_PUT : OP_GET;
+        } else if (strcmp(a, "--op") == 0 &&
+                   (strcmp(v, "put") == 0 || strcmp(v, "get") == 0 || strcmp(v, "health") == 0)) {
+            o->op = v[0] == 'p' ? OP_PUT : v[0] == 'g' ? OP_GET : OP_HEALTH;
             have_op = true;
         } else if (strcmp(a, "--urls") == 0)
             o->urls = v;

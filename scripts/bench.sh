@@ -27,6 +27,19 @@ else
   echo "cluster bench skipped: etcd is not installed (scripts/bench-deps.sh installs it)"
 fi
 
+# One client's latency against this machine's floor (HTTP round trip,
+# fdatasync, loopback TCP), corral and etcd on 1 and 3 nodes, 64 and 256
+# clients in alternating rounds, and the traced stage breakdown
+# (bench/latency_bench.py, about 3 minutes).
+echo
+echo "== latency (one client vs the floor; throughput; stages)"
+if command -v etcd >/dev/null; then
+  python3 bench/latency_bench.py --build "$build" --json-out bench/results/bench-latency.jsonl
+else
+  python3 bench/latency_bench.py --build "$build" --no-etcd \
+    --json-out bench/results/bench-latency.jsonl
+fi
+
 # Heartbeat capacity of one leader: N simulated members on loopback
 # (bench/member_bench.py, corral-memberload), about 3 minutes.
 echo

@@ -28,12 +28,17 @@ static bool is_leader_data(const struct corral_raft_msg *m)
 /* D1: the leader's data messages early, every other one once durable. */
 static void send_msgs(struct corral_drive *d, bool early)
 {
+    uint32_t sent = 0;
     for (uint32_t i = 0; i < d->rd.n_msgs; i++) {
         if (is_leader_data(&d->rd.msgs[i]) != early)
             continue;
         d->io.send(d->io.ud, &d->rd.msgs[i]);
-        d->stats.early_sends += early;
+        sent++;
     }
+    if (early)
+        d->stats.early_sends += sent;
+    if (early && sent > 0 && d->io.flush != NULL)
+        d->io.flush(d->io.ud); /* out before the fsync, not after it */
 }
 
 /* D3: every committed entry is below the batch's first new entry, and

@@ -8,7 +8,7 @@
  *
  *     corral_drive_run(d)
  *       rd = corral_raft_ready()                   (no batch in flight)
- *       send rd's leader data messages             D1
+ *       send rd's leader data messages, flush      D1
  *       apply rd.committed now if already durable  D3
  *       io.persist(rd, rd.must_sync, &done)        D2
  *       ... done, or later corral_drive_persisted(d)
@@ -74,6 +74,11 @@ struct corral_drive_io {
     int (*persist)(void *ud, const struct corral_raft_ready *rd, bool must_sync, bool *done);
     /* Hands one message to the network (best effort; Raft retransmits). */
     void (*send)(void *ud, const struct corral_raft_msg *m);
+    /* The messages sent so far must leave now, not at the host's next
+     * chance: called after the early sends (D1), before persist, so the
+     * followers' disk writes really overlap the leader's. May be NULL (a
+     * host whose send is immediate). */
+    void (*flush)(void *ud);
     /* Entry e was applied to the state; res is the state's result for a
      * NORMAL entry with a payload, NULL for no-op and conf entries. */
     void (*applied)(void *ud, const struct corral_raft_entry *e,

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "corral.h"
+#include "runtime/trace.h"
 #include "util/mem.h"
 
 #define HTTP_POOL_BYTES (16u << 10)
@@ -33,6 +34,8 @@ struct corral_http {
     struct corral_http_stats stats;
     bool tls;
     bool verify_clients; /* TLS with a CA: every connection's certificate is checked */
+    uint64_t requests;   /* requests seen: the last one's sequence number (trace.h) */
+    bool resumed;        /* a connection was resumed since MHD last ran */
 };
 
 struct corral_http_request {
@@ -48,6 +51,7 @@ struct corral_http_request {
     bool suspended;
     struct MHD_Response *response; /* set by respond, queued by the access handler */
     unsigned status;
+    uint64_t seq; /* trace.h */
 };
 
 /* Per connection (MHD's socket context): whether the request being parsed
@@ -120,11 +124,14 @@ void corral_http_respond(struct corral_http_request *req, unsigned status, const
     req->response = resp; /* NULL: the access handler fails the connection */
     req->status = status;
     count_status(req->http, status);
+    CORRAL_TRACE(CORRAL_TRACE_HTTP_QUEUED, req->seq, status);
     if (req->suspended) {
         req->suspended = false;
         MHD_resume_connection(req->conn);
         /* MHD picks resumed connections up in its next run; an external
-         * loop must ask for that run itself. */
+         * loop must ask for that run itself (corral_http_flush does it
+         * sooner). */
+        req->http->resumed = true;
         if (!req->http->closing)
             uv_timer_start(&req->http->timer, on_timer, 0, 0);
     }
@@ -261,6 +268,8 @@ static struct corral_http_request *request_new(struct corral_http *h, struct MHD
     req->conn = conn;
     req->method = method;
     req->path = url;
+    req->seq = ++h->requests;
+    CORRAL_TRACE(CORRAL_TRACE_HTTP_PARSE, req->seq, 0);
     /* MHD has decoded the path and every query argument by now (the
      * unescape callback below saw each). */
     struct http_conn *c = conn_state(conn);
@@ -360,7 +369,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return queue_response(req);
     }
     req->dispatched = true;
+    CORRAL_TRACE(CORRAL_TRACE_HTTP_DISPATCH, req->seq, 0);
+    corral_trace_request = req->seq;
     h->handler(h->ud, req);
+    corral_trace_request = 0;
     if (req->status != 0)
         return queue_response(req);
     req->suspended = true;
@@ -377,6 +389,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct corral_http_request *req = *con_cls;
     if (req == NULL)
         return;
+    CORRAL_TRACE(CORRAL_TRACE_HTTP_WRITTEN, req->seq, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (req->response != NULL)
         MHD_destroy_response(req->response);
     corral_free(req->body);
@@ -449,8 +462,22 @@ static void run_mhd(struct corral_http *h)
 {
     if (h->closing)
         return;
+    bool resumed = h->resumed;
+    h->resumed = false;
     MHD_run(h->mhd);
+    /* A resumed connection takes its answer in one run (the access
+     * handler queues it after the run's writes) and writes it in the
+     * next: both now, not the second after whatever the loop does next
+     * (a batch's fsync). */
+    if (resumed)
+        MHD_run(h->mhd);
     rearm_timer(h);
+}
+
+void corral_http_flush(struct corral_http *h)
+{
+    if (h != NULL && h->resumed)
+        run_mhd(h);
 }
 
 static void on_timer(uv_timer_t *t)

@@ -83,6 +83,11 @@ int corral_http_start(uv_loop_t *loop, const char *host, uint16_t port,
  * been answered. Frees h. */
 void corral_http_stop(struct corral_http *h);
 
+/* Sends the answers given since libmicrohttpd last ran, now rather than
+ * at the loop's next turn (the node calls it after each driver run, so
+ * the answers leave before the next batch's fsync). */
+void corral_http_flush(struct corral_http *h);
+
 /* Request accessors; strings are valid until the request is answered.
  * The path and query strings hold no NUL byte, so strlen is their length:
  * a request whose path or query has one (raw, or decoded from %00) is

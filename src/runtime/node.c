@@ -12,6 +12,7 @@
 #include "corral.h"
 #include "runtime/log.h"
 #include "runtime/node_impl.h"
+#include "runtime/trace.h"
 #include "util/mem.h"
 #include "util/parse.h"
 
@@ -59,6 +60,7 @@ static void node_stop(struct corral_node *n, int exit_code)
     uv_close((uv_handle_t *)&n->tick, on_closed_handle);
     uv_close((uv_handle_t *)&n->sweep, on_closed_handle);
     uv_close((uv_handle_t *)&n->check, on_closed_handle);
+    uv_close((uv_handle_t *)&n->prepare, on_closed_handle);
     uv_close((uv_handle_t *)&n->sigterm, on_closed_handle);
     uv_close((uv_handle_t *)&n->sigint, on_closed_handle);
 }
@@ -93,10 +95,15 @@ static int io_persist(void *ud, const struct corral_raft_ready *rd, bool must_sy
         rv = corral_storage_append(n->storage, rd->entries, rd->n_entries);
     if (rv == 0 && rd->has_hard_state)
         rv = corral_storage_set_hard_state(n->storage, &rd->hard_state);
+    uint64_t last = rd->n_entries > 0 ? rd->entries[rd->n_entries - 1].index : 0;
+    if (rd->has_hard_state)
+        CORRAL_TRACE(CORRAL_TRACE_COMMIT, rd->hard_state.commit, 0);
+    CORRAL_TRACE(CORRAL_TRACE_WAL_WRITTEN, last, rd->n_entries);
     if (rv == 0 && must_sync) {
         uint64_t t0 = uv_hrtime();
         rv = corral_storage_sync(n->storage);
         corral_hist_observe(&n->fsync_hist, (double)(uv_hrtime() - t0) / 1e9);
+        CORRAL_TRACE(CORRAL_TRACE_FSYNC_DONE, last, rd->n_entries);
     }
     if (rv != 0) {
         char why[128];
@@ -107,16 +114,31 @@ static int io_persist(void *ud, const struct corral_raft_ready *rd, bool must_sy
     return rv;
 }
 
+/* The index a trace record gives a message (trace.h). */
+static uint64_t trace_msg_index(const struct corral_raft_msg *m)
+{
+    return m->type == CORRAL_RAFT_MSG_APPEND ? m->index + m->n_entries : m->index;
+}
+
 static void io_send(void *ud, const struct corral_raft_msg *m)
 {
     struct corral_node *n = ud;
+    CORRAL_TRACE(CORRAL_TRACE_SEND, (uint64_t)m->type << 32 | m->to, trace_msg_index(m));
     corral_transport_send(n->transport, m);
+}
+
+static void io_flush(void *ud)
+{
+    struct corral_node *n = ud;
+    if (n->transport != NULL)
+        corral_transport_flush(n->transport);
 }
 
 static void io_applied(void *ud, const struct corral_raft_entry *e,
                        const struct corral_state_result *res)
 {
     struct corral_node *n = ud;
+    CORRAL_TRACE(CORRAL_TRACE_APPLY, e->index, 0);
     corral_pending_applied(&n->pending, e, res);
     if (n->hooks.applied != NULL)
         n->hooks.applied(n, e, res);
@@ -155,8 +177,10 @@ static void io_batch_done(void *ud, const struct corral_raft_ready *rd)
     struct corral_node *n = ud;
     note_leader(n, rd);
     node_duty_batch(n, rd);
-    for (uint32_t i = 0; i < rd->n_reads; i++)
+    for (uint32_t i = 0; i < rd->n_reads; i++) {
+        CORRAL_TRACE(CORRAL_TRACE_READ_READY, rd->reads[i].id, rd->reads[i].index);
         corral_pending_read_ready(&n->pending, &rd->reads[i]);
+    }
     corral_pending_release_reads(&n->pending, corral_state_applied(n->st));
     assert(corral_pending_check(&n->pending) || n->pending.count > 64);
     n->batch_seen = true; /* the API's hook runs once the driver is done */
@@ -181,6 +205,7 @@ static int io_save_snapshot(void *ud, const struct corral_raft_snapshot_meta *me
 static const struct corral_drive_io node_io = {
     .persist = io_persist,
     .send = io_send,
+    .flush = io_flush,
     .applied = io_applied,
     .restored = io_restored,
     .batch_done = io_batch_done,
@@ -192,11 +217,15 @@ static void drain_ready(struct corral_node *n)
     if (n->stopping)
         return;
     int rv = corral_drive_run(&n->drive);
+    if (n->transport != NULL)
+        corral_transport_flush(n->transport); /* the acknowledgements, now */
     /* Outside the driver: a blocking query answered here may propose. */
     if (rv == 0 && n->batch_seen && n->hooks.batch_done != NULL) {
         n->batch_seen = false;
         n->hooks.batch_done(n);
     }
+    if (rv == 0)
+        corral_http_flush(n->http); /* the answers, before the next batch */
     if (rv != 0) {
         if (rv != CORRAL_EIO)
             corral_log(CORRAL_LOG_ERROR, "applying to the store failed: %s; stopping",
@@ -208,6 +237,16 @@ static void drain_ready(struct corral_node *n)
 static void on_check(uv_check_t *c)
 {
     drain_ready(c->data);
+}
+
+/* Before the loop blocks in its poll: work a timer callback made ready
+ * (a proposal from an HTTP request libmicrohttpd parsed in its timer run,
+ * a tick's messages) would otherwise wait for the next event, up to a
+ * whole tick, before the check above runs. A resumed HTTP answer starts
+ * a zero timer, so the poll after this does not block either. */
+static void on_prepare(uv_prepare_t *p)
+{
+    drain_ready(p->data);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -301,6 +340,7 @@ static void on_msg(void *ud, const struct corral_raft_msg *m)
         (m->type == CORRAL_RAFT_MSG_APPEND || m->type == CORRAL_RAFT_MSG_HEARTBEAT ||
          m->type == CORRAL_RAFT_MSG_SNAPSHOT))
         n->last_leader_contact_ms = node_now_ms();
+    CORRAL_TRACE(CORRAL_TRACE_RECV, (uint64_t)m->type << 32 | m->from, trace_msg_index(m));
     int rv = corral_raft_step(n->raft, m);
     if (rv != 0 && corral_log_enabled(CORRAL_LOG_DEBUG))
         corral_log(CORRAL_LOG_DEBUG, "dropped %s from node %" PRIu64 ": %s",
@@ -357,6 +397,7 @@ int corral_node_propose(struct corral_node *n, const struct corral_state_cmd *c,
     if (rv != 0)
         return rv == CORRAL_EFULL ? CORRAL_EBUSY : rv;
     n->proposals++;
+    CORRAL_TRACE(CORRAL_TRACE_PROPOSE, index, corral_trace_request);
     if (corral_coord_proposed(n->coord, n->st, c, index) != 0)
         corral_log(CORRAL_LOG_WARN, "out of memory recording a proposal: leases of this term "
                                     "cover it whole");
@@ -386,6 +427,7 @@ int corral_node_read(struct corral_node *n, corral_node_read_cb cb, void *ctx)
     int rv = corral_raft_read_index(n->raft, id);
     if (rv != 0)
         return rv;
+    CORRAL_TRACE(CORRAL_TRACE_READ, id, corral_trace_request);
     uint64_t now = node_now_ms();
     return corral_pending_add_read(&n->pending, id, now, now + n->cfg.request_timeout_ms, cb, ctx);
 }
@@ -688,12 +730,15 @@ static void start_timers(struct corral_node *n)
     uv_timer_init(&n->loop, &n->tick);
     uv_timer_init(&n->loop, &n->sweep);
     uv_check_init(&n->loop, &n->check);
+    uv_prepare_init(&n->loop, &n->prepare);
     uv_signal_init(&n->loop, &n->sigterm);
     uv_signal_init(&n->loop, &n->sigint);
-    n->tick.data = n->sweep.data = n->check.data = n->sigterm.data = n->sigint.data = n;
+    n->tick.data = n->sweep.data = n->check.data = n->prepare.data = n->sigterm.data =
+        n->sigint.data = n;
     uv_timer_start(&n->tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_start(&n->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     uv_check_start(&n->check, on_check);
+    uv_prepare_start(&n->prepare, on_prepare);
     uv_signal_start(&n->sigterm, on_signal, SIGTERM);
     uv_signal_start(&n->sigint, on_signal, SIGINT);
 }
@@ -765,6 +810,9 @@ int corral_node_run(const struct corral_node_config *cfg, const struct corral_no
     corral_storage_state_free(&st);
     add_peers(n);
     start_timers(n);
+    if (corral_trace_start() != 0)
+        corral_log(CORRAL_LOG_WARN, "CORRAL_TRACE_FILE is set but its buffer did not allocate: "
+                                    "no trace");
     corral_log(CORRAL_LOG_INFO, "serving: cluster %s, HTTP %s, cluster id %016" PRIx64,
                n->cluster_addr, n->http_addr, n->cfg.cluster_id);
     if (n->cfg.tokens.n == 0)
@@ -779,6 +827,7 @@ int corral_node_run(const struct corral_node_config *cfg, const struct corral_no
                    "token",
                    n->cfg.auth_reads ? "requests but /health" : "writes");
     uv_run(&n->loop, UV_RUN_DEFAULT);
+    corral_trace_stop();
     int code = n->exit_code;
     corral_log(CORRAL_LOG_INFO, "stopped");
     node_free(n, &st);

@@ -36,6 +36,7 @@ struct corral_node {
     uv_loop_t loop;
     uv_timer_t tick, sweep;
     uv_check_t check;
+    uv_prepare_t prepare;
     uv_signal_t sigterm, sigint;
     struct corral_raft *raft;
     struct corral_storage *storage;

@@ -728,14 +728,21 @@ static void peer_flush(struct peer *p)
     }
 }
 
+void corral_transport_flush(struct corral_transport *t)
+{
+    if (t->stopping)
+        return;
+    assert_handles(t);
+    for (uint32_t i = 0; i < t->n_peers; i++)
+        peer_flush(t->peers[i]);
+}
+
 static void flush_cb(uv_prepare_t *prep)
 {
     struct corral_transport *t = prep->data;
     uv_prepare_stop(prep);
     t->flush_armed = false;
-    assert_handles(t);
-    for (uint32_t i = 0; i < t->n_peers; i++)
-        peer_flush(t->peers[i]);
+    corral_transport_flush(t);
 }
 
 /* Writes go out once per loop iteration, just before it polls, so every

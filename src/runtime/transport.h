@@ -128,6 +128,12 @@ int corral_transport_add_peer(struct corral_transport *t, uint64_t id, const cha
  * of m. Queued frames go out in one batched write per loop iteration. */
 int corral_transport_send(struct corral_transport *t, const struct corral_raft_msg *m);
 
+/* Hands every queued message to the kernel now (one writev per peer whose
+ * connection has no write in flight) instead of just before the loop
+ * polls: the node calls it before a blocking fsync and after each driver
+ * run, so no message waits behind the loop's other work. */
+void corral_transport_flush(struct corral_transport *t);
+
 /* Fills up to cap entries; returns the number of peers. */
 uint32_t corral_transport_stats(const struct corral_transport *t,
                                 struct corral_transport_peer_stats *out, uint32_t cap);
