@@ -351,6 +351,31 @@ static void test_base64_strict(void **state)
     assert_int_equal(corral_base64_decode("Zm\0v", 4, out, &len), CORRAL_EINVAL);
 }
 
+/* Strictness as a property: every 4-character string over the alphabet
+ * and '=' (65^4 of them) decodes exactly when it is the encoding of what
+ * it decodes to, so no value has a second accepted spelling. */
+static void test_base64_canonical(void **state)
+{
+    (void)state;
+    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
+    const size_t k = sizeof(chars) - 1;
+    size_t accepted = 0;
+    for (size_t i = 0; i < k * k * k * k; i++) {
+        char in[4] = {chars[i / (k * k * k)], chars[i / (k * k) % k], chars[i / k % k],
+                      chars[i % k]};
+        uint8_t out[3];
+        size_t len = 0;
+        if (corral_base64_decode(in, 4, out, &len) != 0)
+            continue;
+        char again[5];
+        assert_int_equal(corral_base64_encode(out, len, again), 4);
+        assert_memory_equal(again, in, 4);
+        accepted++;
+    }
+    /* Exactly the encodings of the 2^24 + 2^16 + 2^8 values of 1-3 bytes. */
+    assert_int_equal(accepted, (1u << 24) + (1u << 16) + (1u << 8));
+}
+
 static bool valid(const char *s)
 {
     return corral_utf8_valid((const uint8_t *)s, strlen(s));
@@ -407,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_base64_rfc4648),
         cmocka_unit_test(test_base64_round_trip),
         cmocka_unit_test(test_base64_strict),
+        cmocka_unit_test(test_base64_canonical),
         cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
