@@ -1,25 +1,52 @@
 /* /v1/kv: the config store. See docs/api.md. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/reply.h"
 #include "api/routes.h"
 #include "corral.h"
+#include "util/base64.h"
 #include "util/parse.h"
+#include "util/utf8.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
 
+/* {"key","value","version"}, with "value_base64" (RFC 4648, padded) in
+ * place of "value" when the value is not UTF-8 (docs/api.md). NULL when
+ * out of memory. */
 static json_t *item_json(const struct corral_kv_item *it)
 {
-    return json_pack("{s:s%, s:s%, s:I}", "key", (const char *)it->key, (size_t)it->key_len,
-                     "value", (const char *)it->value, (size_t)it->value_len, "version",
-                     (json_int_t)it->version);
+    json_t *value;
+    const char *name = "value";
+    if (corral_utf8_valid(it->value, it->value_len)) {
+        value = json_stringn(it->value_len ? (const char *)it->value : "", it->value_len);
+    } else {
+        name = "value_base64";
+        char *b64 = malloc(corral_base64_encoded_len(it->value_len) + 1);
+        size_t n = b64 != NULL ? corral_base64_encode(it->value, it->value_len, b64) : 0;
+        value = b64 != NULL ? json_stringn(b64, n) : NULL;
+        free(b64);
+    }
+    return json_pack("{s:s%, s:o, s:I}", "key", (const char *)it->key, (size_t)it->key_len, name,
+                     value, "version", (json_int_t)it->version);
 }
 
 /* ---- reads ---- */
 
-static void serve_get(struct corral_node *n, struct corral_http_request *req)
+/* ?raw=1: the value's exact bytes, its version in a header. */
+static void serve_raw(struct corral_http_request *req, const struct corral_kv_item *it)
+{
+    char version[24];
+    snprintf(version, sizeof(version), "%" PRIu64, it->version);
+    corral_http_respond(req, 200, "application/octet-stream",
+                        it->value_len ? (const char *)it->value : "", it->value_len,
+                        "X-Corral-Version", version, NULL, NULL);
+}
+
+static void serve_get(struct corral_node *n, struct corral_http_request *req, bool raw)
 {
     const char *key = corral_http_path(req) + strlen("/v1/kv/");
     struct corral_kv_item it;
@@ -27,9 +54,13 @@ static void serve_get(struct corral_node *n, struct corral_http_request *req)
         api_error(req, API_ERR_NO_KEY);
         return;
     }
+    if (raw) {
+        serve_raw(req, &it);
+        return;
+    }
     json_t *body = item_json(&it);
     if (body == NULL)
-        api_error(req, API_ERR_STORED_UTF8);
+        api_error(req, API_ERR_OOM);
     else
         api_json(req, 200, body);
 }
@@ -56,40 +87,52 @@ static void serve_list(struct corral_node *n, struct corral_http_request *req)
                                 (uint32_t)strlen(prefix), (const uint8_t *)after,
                                 (uint32_t)strlen(after), items, (uint32_t)limit, &more);
     json_t *arr = json_array();
-    for (uint32_t i = 0; arr != NULL && i < k; i++)
-        json_array_append_new(arr, item_json(&items[i]));
+    for (uint32_t i = 0; arr != NULL && i < k; i++) {
+        if (json_array_append_new(arr, item_json(&items[i])) != 0) {
+            json_decref(arr); /* an item that did not build: no memory */
+            arr = NULL;
+        }
+    }
     free(items);
-    api_json(req, 200, json_pack("{s:o, s:b}", "items", arr, "more", more));
+    if (arr == NULL)
+        api_error(req, API_ERR_OOM);
+    else
+        api_json(req, 200, json_pack("{s:o, s:b}", "items", arr, "more", more));
 }
 
 struct read_ctx {
     struct corral_node *node;
     struct corral_http_request *req;
     bool list;
+    bool raw; /* a key's GET only */
 };
+
+static void serve(struct corral_node *n, struct corral_http_request *req, bool list, bool raw)
+{
+    if (list)
+        serve_list(n, req);
+    else
+        serve_get(n, req, raw);
+}
 
 static void on_read(void *ctx, int err)
 {
     struct read_ctx *rc = ctx;
     if (err != 0)
         api_node_error(rc->req, err);
-    else if (rc->list)
-        serve_list(rc->node, rc->req);
     else
-        serve_get(rc->node, rc->req);
+        serve(rc->node, rc->req, rc->list, rc->raw);
     free(rc);
 }
 
 static void kv_read(struct corral_node *n, struct corral_http_request *req, bool list)
 {
-    bool stale = false;
-    if (!api_flag_arg(req, "stale", &stale))
+    bool stale = false, raw = false;
+    /* The listing does not know raw, and ignores it as any other. */
+    if (!api_flag_arg(req, "stale", &stale) || (!list && !api_flag_arg(req, "raw", &raw)))
         return;
     if (stale) { /* local state, no quorum needed */
-        if (list)
-            serve_list(n, req);
-        else
-            serve_get(n, req);
+        serve(n, req, list, raw);
         return;
     }
     struct read_ctx *rc = malloc(sizeof(*rc));
@@ -97,7 +140,7 @@ static void kv_read(struct corral_node *n, struct corral_http_request *req, bool
         api_error(req, API_ERR_OOM);
         return;
     }
-    *rc = (struct read_ctx){n, req, list};
+    *rc = (struct read_ctx){n, req, list, raw};
     int rv = corral_node_read(n, on_read, rc);
     if (rv != 0) {
         free(rc);
@@ -162,12 +205,6 @@ static bool write_cmd(struct corral_http_request *req, bool del, struct corral_k
         api_error(req, API_ERR_VALUE_TOO_LARGE);
         return false;
     }
-    json_t *utf8 = json_stringn(body_len ? (const char *)body : "", body_len);
-    if (utf8 == NULL) {
-        api_error(req, API_ERR_VALUE_UTF8);
-        return false;
-    }
-    json_decref(utf8);
     if (!del) {
         cmd->value = body;
         cmd->value_len = (uint32_t)body_len;

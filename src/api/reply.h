@@ -22,7 +22,6 @@ enum api_err {
     API_ERR_BAD_LIMIT,
     API_ERR_BAD_CAS,
     API_ERR_KEY_UTF8,
-    API_ERR_VALUE_UTF8,
     API_ERR_KEY_TOO_LARGE,
     API_ERR_VALUE_TOO_LARGE,
     API_ERR_PATH_TOO_LARGE,
@@ -37,7 +36,6 @@ enum api_err {
     API_ERR_BUSY,
     API_ERR_SHUTTING_DOWN,
     API_ERR_OOM,
-    API_ERR_STORED_UTF8,
     API_ERR_APPLY,
     API_ERR_INTERNAL,
     API_ERR_BAD_REQUEST, /* 400 with the caller's message */

@@ -15,6 +15,8 @@
 #include "cli/client_common.h"
 #include "core/kv.h"
 #include "corral.h"
+#include "util/base64.h"
+#include "util/utf8.h"
 
 /* Keys `kv ls` prints when neither --limit nor --all is given, and the
  * most the server returns in one page (docs/api.md). */
@@ -55,13 +57,15 @@ static const char kv_usage[] =
     "       corral kv ls [PREFIX] [--limit N | --all] [--stale] [-v]\n"
     "\n" CORRAL_CLI_COMMON_USAGE "\n"
     "get prints the value and a newline (--raw: the exact bytes only; -v: then\n"
-    "'version N'); --stale reads the answering node's state without Raft.\n"
+    "'version N'); a UTF-8 value prints as it is, any other escaped as ls does.\n"
+    "--stale reads the answering node's state without Raft.\n"
     "put prints 'OK version N'; VALUE '-' reads the value from stdin.\n"
     "--cas VERSION writes only if the key's version is VERSION (0: absent).\n"
     "del prints 'OK deleted version N'.\n"
     "ls prints 'KEY<TAB>VALUE' lines (-v: 'KEY<TAB>VERSION<TAB>VALUE'), at most\n"
     "N keys (default 100), or every key with --all; in keys and values a tab,\n"
-    "newline, CR and backslash print as \\t \\n \\r \\\\, other control bytes as \\xHH.\n"
+    "newline, CR and backslash print as \\t \\n \\r \\\\, other control bytes and\n"
+    "bytes that are not UTF-8 as \\xHH.\n"
     "\n"
     "Exit codes: 0 success, 1 failure (server error, unreachable), 2 usage,\n"
     "3 key not found, 4 --cas version mismatch.\n";
@@ -152,11 +156,86 @@ static int check_key(const struct corral_cli_opts *o, const char *key)
     return 0;
 }
 
-static void print_value(const json_t *item)
+/* An item's value: "value" as it is, or "value_base64" decoded into
+ * owned (docs/api.md). */
+struct value {
+    const uint8_t *p;
+    size_t len;
+    bool binary;    /* it came as value_base64: it is not UTF-8 */
+    uint8_t *owned; /* malloc'd, or NULL; free with value_free */
+};
+
+static void value_free(struct value *v)
 {
-    const json_t *v = json_object_get(item, "value");
-    fwrite(json_string_value(v) != NULL ? json_string_value(v) : "", 1, json_string_length(v),
-           stdout);
+    free(v->owned);
+    v->owned = NULL;
+}
+
+/* Fills v from item, or says on stderr why it cannot and returns
+ * CORRAL_EXIT_FAILURE. */
+static int value_of(const struct corral_cli_opts *o, const json_t *item, struct value *v)
+{
+    const json_t *s = json_object_get(item, "value");
+    const json_t *b64 = json_object_get(item, "value_base64");
+    *v = (struct value){0};
+    if (json_is_string(s) && b64 == NULL) {
+        v->p = (const uint8_t *)json_string_value(s);
+        v->len = json_string_length(s);
+        return 0;
+    }
+    if (json_is_string(b64) && s == NULL) {
+        size_t n = json_string_length(b64);
+        v->owned = malloc(corral_base64_decoded_max(n) + 1);
+        if (v->owned == NULL) {
+            fprintf(stderr, "%s: out of memory\n", o->prog);
+            return CORRAL_EXIT_FAILURE;
+        }
+        if (corral_base64_decode(json_string_value(b64), n, v->owned, &v->len) == 0) {
+            v->p = v->owned;
+            v->binary = true;
+            return 0;
+        }
+        value_free(v);
+    }
+    fprintf(stderr, "%s: the server's answer holds no value or a malformed one\n", o->prog);
+    return CORRAL_EXIT_FAILURE;
+}
+
+/* Writes bytes for one field of an `ls` line, or a binary value of `get`:
+ * a tab, newline, carriage return or backslash as \t, \n, \r, \\, any
+ * other control character (below 0x20, and 0x7f) and each byte that is
+ * not part of valid UTF-8 as \xHH, every other byte as it is; so a line
+ * always holds exactly the fields it should, and reads back one way. */
+static void print_escaped(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = p[i];
+        size_t seq = corral_utf8_seq(p + i, n - i);
+        if (seq > 1) {
+            fwrite(p + i, 1, seq, stdout);
+            i += seq;
+            continue;
+        }
+        if (ch == '\t')
+            fputs("\\t", stdout);
+        else if (ch == '\n')
+            fputs("\\n", stdout);
+        else if (ch == '\r')
+            fputs("\\r", stdout);
+        else if (ch == '\\')
+            fputs("\\\\", stdout);
+        else if (seq == 0 || ch < 0x20 || ch == 0x7f)
+            printf("\\x%02x", ch);
+        else
+            putchar(ch);
+        i++;
+    }
+}
+
+static void print_escaped_str(const json_t *s)
+{
+    const char *p = json_string_value(s);
+    print_escaped((const uint8_t *)(p != NULL ? p : ""), p != NULL ? json_string_length(s) : 0);
 }
 
 static int kv_get(struct corral_cli_ctx *x, const char *key)
@@ -169,17 +248,22 @@ static int kv_get(struct corral_cli_ctx *x, const char *key)
     free(path);
     if (rv != 0)
         return rv;
+    struct value v = {0};
     if (x->o->seen[CORRAL_CLI_O_JSON]) {
         corral_cli_print_json(&r);
-    } else {
-        print_value(r.json);
+    } else if ((rv = value_of(x->o, r.json, &v)) == 0) {
+        if (v.binary && !x->o->seen[O_RAW])
+            print_escaped(v.p, v.len);
+        else
+            fwrite(v.p, 1, v.len, stdout);
         if (!x->o->seen[O_RAW])
             putchar('\n');
         if (x->o->seen[O_VERBOSE])
             printf("version %" JSON_INTEGER_FORMAT "\n", corral_cli_int(r.json, "version"));
+        value_free(&v);
     }
     corral_client_response_free(&r);
-    return CORRAL_EXIT_OK;
+    return rv != 0 ? rv : CORRAL_EXIT_OK;
 }
 
 /* Reads stdin into *buf, at most CORRAL_KV_VALUE_BYTES_MAX bytes. */
@@ -272,39 +356,20 @@ struct listing {
     int more;      /* the server has keys after `after` */
 };
 
-/* Writes a JSON string's bytes for one field of an `ls` line: a tab,
- * newline, carriage return or backslash as \t, \n, \r, \\, any other
- * control character (below 0x20, and 0x7f) as \xHH, every other byte as
- * it is; so a line always holds exactly the fields it should. */
-static void print_escaped(const json_t *s)
+static int print_item(const struct corral_cli_opts *o, const json_t *item)
 {
-    const char *p = json_string_value(s);
-    size_t n = p != NULL ? json_string_length(s) : 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch == '\t')
-            fputs("\\t", stdout);
-        else if (ch == '\n')
-            fputs("\\n", stdout);
-        else if (ch == '\r')
-            fputs("\\r", stdout);
-        else if (ch == '\\')
-            fputs("\\\\", stdout);
-        else if (ch < 0x20 || ch == 0x7f)
-            printf("\\x%02x", ch);
-        else
-            putchar(ch);
-    }
-}
-
-static void print_item(const struct corral_cli_opts *o, const json_t *item)
-{
-    print_escaped(json_object_get(item, "key"));
+    struct value v;
+    int rv = value_of(o, item, &v);
+    if (rv != 0)
+        return rv;
+    print_escaped_str(json_object_get(item, "key"));
     if (o->seen[O_VERBOSE])
         printf("\t%" JSON_INTEGER_FORMAT, corral_cli_int(item, "version"));
     putchar('\t');
-    print_escaped(json_object_get(item, "value"));
+    print_escaped(v.p, v.len);
     putchar('\n');
+    value_free(&v);
+    return 0;
 }
 
 /* Takes one page's items. Keys must increase, or paging could loop. */
@@ -322,8 +387,8 @@ static int ls_take(const struct corral_cli_ctx *x, struct listing *l, const json
         }
         if (x->o->seen[CORRAL_CLI_O_JSON])
             json_array_append(l->items, (json_t *)item);
-        else
-            print_item(x->o, item);
+        else if (print_item(x->o, item) != 0)
+            return CORRAL_EXIT_FAILURE;
         free(l->after);
         if ((l->after = strdup(key)) == NULL)
             return CORRAL_EXIT_FAILURE;

@@ -5,6 +5,7 @@ stand-in of the HTTP API (docs/api.md): a "leader" that keeps a store, a
 leader that answers 503. Checks output, --json and exit codes (0 ok, 1
 failure, 2 usage, 3 not found, 4 cas failed). The real cluster is tested by
 tests/cluster. Usage: test_client_cli.py CORRAL"""
+import base64
 import json
 import socket
 import subprocess
@@ -19,7 +20,19 @@ from standin import JsonHandler
 CORRAL = sys.argv[1]
 failures = []
 LOCK = threading.Lock()
-STORE = {}  # key -> (value bytes, version)
+STORE = {}  # key -> (value bytes, or a canned dict of value fields, version)
+
+
+def item(key):
+    """The JSON item of key as the server gives it: "value" when UTF-8,
+    else "value_base64" (docs/api.md); a canned dict as it is."""
+    v, ver = STORE[key]
+    if isinstance(v, dict):
+        return {"key": key, **v, "version": ver}
+    try:
+        return {"key": key, "value": v.decode(), "version": ver}
+    except UnicodeDecodeError:
+        return {"key": key, "value_base64": base64.b64encode(v).decode(), "version": ver}
 STATE = {"index": 0, "leader_url": None, "writes_seen": [], "dead_url": None}
 COUNTS = {}  # role -> requests it was sent (the retry stand-ins)
 
@@ -66,8 +79,8 @@ class Handler(JsonHandler):
             with LOCK:
                 if key not in STORE:
                     return self.error(404, "not_found", "no such key")
-                v, ver = STORE[key]
-            return self.reply(200, {"key": key, "value": v.decode(), "version": ver})
+                it = item(key)
+            return self.reply(200, it)
         self.error(404, "not_found", "no such route")
 
     def list(self, q):
@@ -78,8 +91,7 @@ class Handler(JsonHandler):
             return self.error(400, "bad_request", "limit over 1000")
         with LOCK:
             keys = sorted(k for k in STORE if k.startswith(prefix) and (after is None or k > after))
-            items = [{"key": k, "value": STORE[k][0].decode(), "version": STORE[k][1]}
-                     for k in keys[:limit]]
+            items = [item(k) for k in keys[:limit]]
         self.reply(200, {"items": items, "more": len(keys) > limit})
 
     def write(self, method):
@@ -146,10 +158,15 @@ def serve(role):
     return srv, f"http://127.0.0.1:{srv.server_address[1]}"
 
 
-def run(ep, args, stdin=None, timeout_ms=5000):
+def run_bytes(ep, args, stdin=None, timeout_ms=5000):
     p = subprocess.run([CORRAL, *args, "--endpoints", ep, "--timeout-ms", str(timeout_ms)],
                        input=stdin, capture_output=True, timeout=60)
-    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+
+def run(ep, args, stdin=None, timeout_ms=5000):
+    rc, out, err = run_bytes(ep, args, stdin, timeout_ms)
+    return rc, out.decode(errors="replace"), err
 
 
 def test_writes_reads(leader, follower):
@@ -331,6 +348,46 @@ def test_ls(leader, follower):
     check("ls --json unescaped", rc == 0 and obj["items"][1]["key"] == "esc/n\nk", (rc, out))
 
 
+def test_binary(leader, follower):
+    # A value that is not UTF-8 arrives as value_base64: get and ls print
+    # it escaped (bytes outside UTF-8 as \xHH, control bytes and backslash
+    # as ls does, valid UTF-8 sequences as they are); --raw the bytes.
+    blob = b"a\x00b\xff\xfe\\\n\t\xe2\x82\xac\xc3"
+    rc, out, err = run(follower, ["kv", "put", "bin/k", "-"], stdin=blob)
+    check("put binary stdin", rc == 0 and STORE["bin/k"][0] == blob, (rc, err))
+    esc = b"a\\x00b\\xff\\xfe\\\\\\n\\t\xe2\x82\xac\\xc3"
+    rc, out, err = run_bytes(leader, ["kv", "get", "bin/k"])
+    check("get binary escaped", rc == 0 and out == esc + b"\n", (rc, out, err))
+    rc, out, err = run_bytes(leader, ["kv", "get", "bin/k", "-v"])
+    check("get binary -v", rc == 0 and out == esc + b"\nversion %d\n" % STORE["bin/k"][1],
+          (rc, out))
+    rc, out, err = run_bytes(leader, ["kv", "get", "bin/k", "--raw"])
+    check("get binary --raw", rc == 0 and out == blob, (rc, out, err))
+    rc, out, err = run(leader, ["kv", "get", "bin/k", "--json"])
+    check("get binary --json", rc == 0 and json.loads(out) == item("bin/k"), (rc, out))
+    rc, out, err = run_bytes(leader, ["kv", "ls", "bin/", "-v"])
+    check("ls binary", rc == 0 and out == b"bin/k\t%d\t%s\n" % (STORE["bin/k"][1], esc),
+          (rc, out, err))
+    # A UTF-8 value with a backslash still prints as it is in get.
+    STORE["bin/t"] = (b"\\xff \xc3\xa9", 7)
+    rc, out, err = run_bytes(leader, ["kv", "get", "bin/t"])
+    check("get UTF-8 unescaped", rc == 0 and out == b"\\xff \xc3\xa9\n", (rc, out))
+    STORE["bin/empty"] = (b"", 8)
+    rc, out, err = run_bytes(leader, ["kv", "get", "bin/empty", "--raw"])
+    check("get empty --raw", rc == 0 and out == b"", (rc, out))
+    # A malformed answer is a failure, not garbage printed.
+    for canned in ({"value_base64": "Zg="}, {"value_base64": "Zh=="}, {"value_base64": 3},
+                   {"value": "x", "value_base64": "eA=="}, {}):
+        STORE["bad/k"] = (canned, 9)
+        for args in (["get", "bad/k"], ["get", "bad/k", "--raw"], ["ls", "bad/"]):
+            rc, out, err = run(leader, ["kv", *args])
+            check(f"malformed {canned} {args}", rc == 1 and "malformed" in err, (rc, out, err))
+        rc, out, err = run(leader, ["kv", "get", "bad/k", "--json"])
+        check(f"malformed {canned} --json as sent", rc == 0 and json.loads(out) == item("bad/k"),
+              (rc, out))
+    del STORE["bad/k"]
+
+
 def main():
     servers = [serve(r) for r in ("leader", "follower", "noleader")]
     (_, leader), (_, follower), (_, noleader) = servers
@@ -340,6 +397,7 @@ def main():
     test_failover_status(leader, follower)
     test_retries(leader)
     test_ls(leader, follower)
+    test_binary(leader, follower)
     for srv, _ in servers:
         srv.shutdown()
     for f in failures:

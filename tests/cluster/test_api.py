@@ -1,6 +1,7 @@
 """The HTTP API's contract (docs/api.md) on a real cluster: limits, error
 answers, compare-and-swap, paging, metrics, readiness and the connection
 limit."""
+import base64
 import json
 import select
 import socket
@@ -22,7 +23,6 @@ def test_limits_and_bad_requests(cluster):
     assert leader.put("k" * 512, "v").status == 200
     assert_error(leader.request("PUT", kv_path("a", {"cas": "abc"}), "v"), 400, "bad_request")
     assert_error(leader.request("PUT", kv_path("a", {"cas": "-1"}), "v"), 400, "bad_request")
-    assert_error(leader.request("PUT", kv_path("bin"), b"\xff\xfe"), 400, "bad_request")
     assert_error(leader.request("POST", kv_path("a"), "v"), 405, "method_not_allowed")
     assert_error(leader.request("DELETE", "/v1/status"), 405, "method_not_allowed")
     assert_error(leader.request("GET", "/no/such/route"), 404, "not_found")
@@ -30,6 +30,68 @@ def test_limits_and_bad_requests(cluster):
     assert_error(leader.request("GET", "/v1/kv/?limit=1001"), 400, "bad_request")
     assert_error(leader.get("never-written"), 404, "not_found")
     assert_error(leader.delete("never-written"), 404, "not_found")
+
+
+def test_values_are_bytes(cluster):
+    """A value is any bytes (issue 13): one that is not UTF-8 is given as
+    value_base64 in JSON, ?raw=1 answers the exact bytes, a UTF-8 one
+    (NUL included) stays "value"."""
+    leader = cluster.wait_leader()
+    blob = b"a\x00b\xff\xfe\x80\\\n"
+    r = leader.put("bin/blob", blob)
+    assert r.status == 200, r
+    version = r.json["version"]
+    for key, value in (("bin/nul", b"x\x00y"), ("bin/text", "caf\u00e9".encode()),
+                       ("bin/empty", b"")):
+        assert leader.put(key, value).status == 200
+    r = leader.get("bin/blob")
+    assert r.status == 200, r
+    assert r.json == {"key": "bin/blob", "value_base64": "YQBi//6AXAo=", "version": version}
+    assert base64.b64decode(r.json["value_base64"], validate=True) == blob
+    assert leader.get("bin/nul").json["value"] == "x\x00y"
+    assert leader.get("bin/text").json["value"] == "caf\u00e9"
+    assert leader.get("bin/empty").json["value"] == ""
+
+    def raw(node, key, **query):
+        return node.request("GET", kv_path(key, {"raw": "1", **query}))
+
+    # ?raw=1: the bytes, with the version in a header; linearizable on a
+    # follower too, and composed with stale.
+    follower = cluster.followers(leader)[0]
+    for node in (leader, follower):
+        r = raw(node, "bin/blob")
+        assert r.status == 200 and r.body == blob, r
+        assert r.headers["Content-Type"] == "application/octet-stream"
+        assert r.headers["X-Corral-Version"] == str(version)
+    r = raw(leader, "bin/blob", stale="1")
+    assert r.status == 200 and r.body == blob and r.headers["X-Corral-Version"] == str(version)
+    for flag in ("", "true"):
+        assert leader.request("GET", kv_path("bin/blob", {"raw": flag})).body == blob
+    assert raw(leader, "bin/text").body == "caf\u00e9".encode()
+    r = raw(leader, "bin/empty")
+    assert r.status == 200 and r.body == b"", r
+    assert_error(raw(leader, "bin/never-written"), 404, "not_found")
+    for bad in ("0", "false", "yes"):
+        assert_error(leader.request("GET", kv_path("bin/blob", {"raw": bad})), 400,
+                     "bad_request")
+
+    # The listing: each item as a GET gives it; raw is not its argument
+    # and, as any unknown one on a read, is ignored.
+    r = leader.request("GET", "/v1/kv/?prefix=bin/")
+    assert r.status == 200, r
+    items = {it["key"]: it for it in r.json["items"]}
+    assert items["bin/blob"] == {"key": "bin/blob", "value_base64": "YQBi//6AXAo=",
+                                 "version": version}
+    assert items["bin/nul"]["value"] == "x\x00y" and "value_base64" not in items["bin/nul"]
+    assert leader.request("GET", "/v1/kv/?prefix=bin/&raw=1&nope=2").json == r.json
+    assert leader.request("GET", kv_path("bin/blob", {"nope": "1"})).json["value_base64"]
+
+    # The size limit is the same for bytes.
+    big = bytes(range(256)) * 1024
+    assert leader.put("bin/big", big).status == 200
+    assert raw(leader, "bin/big").body == big
+    assert base64.b64decode(leader.get("bin/big").json["value_base64"]) == big
+    assert_error(leader.put("bin/big", big + b"\xff"), 413, "too_large")
 
 
 def test_compare_and_swap(cluster):

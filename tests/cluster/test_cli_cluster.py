@@ -1,11 +1,13 @@
 """`corral status` and `corral kv` against a real cluster: output, --json,
 exit codes (0 ok, 1 failure, 2 usage, 3 not found, 4 cas failed),
-writes sent to a follower reaching the leader through its 307, and a
-write during an election retried until it lands."""
+writes sent to a follower reaching the leader through its 307, binary
+values, and a write during an election retried until it lands."""
+import base64
 import json
+import subprocess
 import time
 
-from harness import ELECTION_TIMEOUT_MS, run_corral
+from harness import CORRAL_BIN, ELECTION_TIMEOUT_MS, run_corral
 
 
 def kv(node, *args, stdin=None):
@@ -72,6 +74,40 @@ def test_cli_kv_ls_pages(cluster):
     rc, out, err = kv(leader, "ls", "--all", "--json")
     obj = json.loads(out)
     assert rc == 0 and obj["more"] is False and len(obj["items"]) == 151, (rc, err)
+
+
+def test_cli_kv_binary_values(cluster):
+    """Values are bytes: put - sends stdin exactly, get --raw gives it
+    back, get and ls print it escaped, --json as the server sent it."""
+    leader = cluster.wait_leader()
+    follower = cluster.followers(leader)[0]
+
+    def raw_get(node, key):
+        p = subprocess.run([CORRAL_BIN, "kv", "get", key, "--raw", "--endpoints", node.url],
+                           capture_output=True, timeout=60)
+        return p.returncode, p.stdout
+
+    every = bytes(range(256)) * 64  # 16 KiB, every byte value, NUL and 0xff included
+    rc, out, err = kv(follower, "put", "bin/every", "-", stdin=every)
+    assert rc == 0, (rc, out, err)
+    assert raw_get(leader, "bin/every") == (0, every)
+    assert raw_get(follower, "bin/every") == (0, every)
+    blob = b"\x00\xff b\\ \n\xe2\x82\xac\xc3\x7f"
+    rc, out, err = kv(leader, "put", "bin/k", "-", stdin=blob)
+    assert rc == 0, (rc, out, err)
+    version = int(out.split()[-1])
+    assert raw_get(follower, "bin/k") == (0, blob)
+    escaped = "\\x00\\xff b\\\\ \\n\u20ac\\xc3\\x7f"
+    rc, out, err = kv(follower, "get", "bin/k", "-v")
+    assert (rc, out) == (0, f"{escaped}\nversion {version}\n"), (rc, out, err)
+    rc, out, err = kv(leader, "ls", "bin/k")
+    assert (rc, out) == (0, f"bin/k\t{escaped}\n"), (rc, out, err)
+    rc, out, err = kv(leader, "get", "bin/k", "--json")
+    assert rc == 0 and json.loads(out) == {"key": "bin/k", "value_base64": base64.b64encode(
+        blob).decode(), "version": version}, (rc, out)
+    rc, out, err = kv(leader, "ls", "bin/", "--json")
+    items = json.loads(out)["items"]
+    assert rc == 0 and [base64.b64decode(it["value_base64"]) for it in items] == [every, blob]
 
 
 def test_cli_status(cluster):

@@ -1,4 +1,5 @@
-/* Unit tests for src/util: CRC32C test vectors, reference counting. */
+/* Unit tests for src/util: CRC32C test vectors, reference counting,
+ * base64 (RFC 4648 vectors) and UTF-8 validity. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,12 +10,14 @@
 #include <cmocka.h>
 
 #include "corral.h"
+#include "util/base64.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
 #include "util/parse.h"
 #include "util/rbuf.h"
 #include "util/sha256.h"
 #include "util/token.h"
+#include "util/utf8.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -268,6 +271,151 @@ static void test_token_file(void **state)
     rmdir(dir);
 }
 
+/* RFC 4648 section 10, and bytes that use '+' and '/'. */
+static const struct {
+    const char *plain;
+    size_t len;
+    const char *enc;
+} b64_vectors[] = {
+    {"", 0, ""},
+    {"f", 1, "Zg=="},
+    {"fo", 2, "Zm8="},
+    {"foo", 3, "Zm9v"},
+    {"foob", 4, "Zm9vYg=="},
+    {"fooba", 5, "Zm9vYmE="},
+    {"foobar", 6, "Zm9vYmFy"},
+    {"\0\xff", 2, "AP8="},
+    {"\xfb\xff\xbf", 3, "+/+/"},
+    {"a\0b\xff\xfe", 5, "YQBi//4="},
+};
+
+static void test_base64_rfc4648(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(b64_vectors) / sizeof(b64_vectors[0]); i++) {
+        const uint8_t *in = (const uint8_t *)b64_vectors[i].plain;
+        size_t n = b64_vectors[i].len, want = strlen(b64_vectors[i].enc);
+        char enc[16];
+        memset(enc, 'X', sizeof(enc));
+        assert_int_equal(corral_base64_encoded_len(n), want);
+        assert_int_equal(corral_base64_encode(in, n, enc), want);
+        assert_string_equal(enc, b64_vectors[i].enc);
+        uint8_t dec[16];
+        size_t dec_len = 99;
+        assert_true(corral_base64_decoded_max(want) >= n);
+        assert_int_equal(corral_base64_decode(enc, want, dec, &dec_len), 0);
+        assert_int_equal(dec_len, n);
+        assert_memory_equal(dec, in, n);
+    }
+}
+
+static void test_base64_round_trip(void **state)
+{
+    (void)state;
+    uint8_t in[256], dec[256];
+    char enc[4 * 86 + 1];
+    for (size_t i = 0; i < sizeof(in); i++)
+        in[i] = (uint8_t)(255 - i);
+    for (size_t n = 0; n <= sizeof(in); n++) {
+        size_t len = corral_base64_encode(in, n, enc), dec_len = 0;
+        assert_int_equal(len % 4, 0);
+        assert_int_equal(corral_base64_decode(enc, len, dec, &dec_len), 0);
+        assert_int_equal(dec_len, n);
+        assert_memory_equal(dec, in, n);
+    }
+}
+
+static void test_base64_strict(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "Zg",       /* not a multiple of 4 */
+        "Zg=",      /* not a multiple of 4 */
+        "Zm9vY",    /* not a multiple of 4 */
+        "Zh==",     /* unused bits set: not the canonical "Zg==" */
+        "Zm9=",     /* unused bits set: not the canonical "Zm8=" */
+        "Z===",     /* three pads */
+        "====",     /* only pads */
+        "Zg==Zm8=", /* padding before the end */
+        "Zm=v",     /* '=' inside a group */
+        "Zm9v\n",   /* a newline */
+        "Zm 9",     /* a space */
+        "Zm-_",     /* the URL-safe alphabet */
+        "Zm9\x80",  /* a byte outside ASCII */
+    };
+    uint8_t out[16];
+    size_t len;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(corral_base64_decode(bad[i], strlen(bad[i]), out, &len), CORRAL_EINVAL);
+    assert_int_equal(corral_base64_decode("Zm9v\0", 5, out, &len), CORRAL_EINVAL);
+    assert_int_equal(corral_base64_decode("Zm\0v", 4, out, &len), CORRAL_EINVAL);
+}
+
+/* Strictness as a property: every 4-character string over the alphabet
+ * and '=' (65^4 of them) decodes exactly when it is the encoding of what
+ * it decodes to, so no value has a second accepted spelling. */
+static void test_base64_canonical(void **state)
+{
+    (void)state;
+    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
+    const size_t k = sizeof(chars) - 1;
+    size_t accepted = 0;
+    for (size_t i = 0; i < k * k * k * k; i++) {
+        char in[4] = {chars[i / (k * k * k)], chars[i / (k * k) % k], chars[i / k % k],
+                      chars[i % k]};
+        uint8_t out[3];
+        size_t len = 0;
+        if (corral_base64_decode(in, 4, out, &len) != 0)
+            continue;
+        char again[5];
+        assert_int_equal(corral_base64_encode(out, len, again), 4);
+        assert_memory_equal(again, in, 4);
+        accepted++;
+    }
+    /* Exactly the encodings of the 2^24 + 2^16 + 2^8 values of 1-3 bytes. */
+    assert_int_equal(accepted, (1u << 24) + (1u << 16) + (1u << 8));
+}
+
+static bool valid(const char *s)
+{
+    return corral_utf8_valid((const uint8_t *)s, strlen(s));
+}
+
+static void test_utf8(void **state)
+{
+    (void)state;
+    assert_true(valid(""));
+    assert_true(valid("plain ascii"));
+    assert_true(valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80")); /* 2, 3, 4 bytes */
+    assert_true(valid("\xed\x9f\xbf\xee\x80\x80\xf4\x8f\xbf\xbf"));  /* U+D7FF U+E000 U+10FFFF */
+    assert_true(corral_utf8_valid((const uint8_t *)"a\0b", 3));
+    static const char *const bad[] = {
+        "\xff",
+        "\xfe",
+        "\x80",
+        "a\xbf",
+        "\xc0\x80",
+        "\xc1\xbf",
+        "\xe0\x80\xaf",
+        "\xf0\x8f\xbf\xbf", /* overlong */
+        "\xed\xa0\x80",
+        "\xed\xbf\xbf", /* surrogates */
+        "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80", /* > U+10FFFF */
+        "\xc3",
+        "\xe2\x82",
+        "\xf0\x9f\x98", /* cut short */
+        "\xc3(",
+        "\xe2(\xa1",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(valid(bad[i]));
+    assert_int_equal(corral_utf8_seq((const uint8_t *)"\xe2\x82\xac!", 4), 3);
+    assert_int_equal(corral_utf8_seq((const uint8_t *)"\xe2\x82\xac", 2), 0);
+    assert_int_equal(corral_utf8_seq((const uint8_t *)"\xff", 1), 0);
+    assert_int_equal(corral_utf8_seq((const uint8_t *)"", 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +429,11 @@ int main(void)
         cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_hmac_rfc4231),
         cmocka_unit_test(test_token_file),
+        cmocka_unit_test(test_base64_rfc4648),
+        cmocka_unit_test(test_base64_round_trip),
+        cmocka_unit_test(test_base64_strict),
+        cmocka_unit_test(test_base64_canonical),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
