@@ -212,10 +212,11 @@ def test_token_node_in_open_cluster_stops(make_cluster, tmp_path):
 
 def test_rotation_skipped_node_keeps_running(make_cluster, tmp_path):
     """A rotation done wrong: nodes 1 and 2 prove "next" (step 2), node 3
-    still has only "current" (step 1 skipped). Node 3 refuses their proofs,
-    and they refuse its dials' proof; but they accept its token, so it
-    shares one with them and must not stop (the fix is its token file, and
-    it joins once restarted with it)."""
+    still has only "current" (step 1 skipped). Node 3 refuses their proofs
+    both ways and never joins; but they accept its token (their dials send
+    their proof only after checking its), so it shares one with them and
+    must not stop: the fix is its token file, and it joins once restarted
+    with it."""
     c = make_cluster()
     step2 = token_file(tmp_path, "step2", OTHER + "\n" + TOKEN)
     for n in c.nodes[:2]:
