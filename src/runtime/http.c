@@ -19,7 +19,26 @@
 #include "runtime/trace.h"
 #include "util/mem.h"
 
-#define HTTP_POOL_BYTES (16u << 10)
+/* libmicrohttpd's memory pool of a connection holds the request line and
+ * header lines as read, its index of the headers, and then our answer's
+ * status line and headers (the body is read into what is left). A
+ * request that does not fit gets MHD's own HTML 414 or 431, so the pool
+ * holds one just over both of our limits with room to spare. Measured
+ * with 0.9.75: 8 KiB + 1 of target with 16 KiB + 1 of headers in 100
+ * lines reach request_new, in 136 lines they do not (MHD indexes each
+ * header in the pool too, about 56 bytes); 16 KiB + 1 of headers alone
+ * reach it in 200 lines, and any 8 KiB + 1 target alone. MHD zeroes
+ * the whole pool for every request (MHD_pool_reset), and above 32 KiB
+ * maps it per connection: 32 KiB, its default, and no more. (A 16 KiB
+ * pool, before these limits, halved that zeroing, measured then at about
+ * 5% of a leader's CPU under load; an idle connection now holds 16 KiB
+ * more once it has served a request.) */
+#define HTTP_POOL_BYTES (32u << 10)
+_Static_assert(HTTP_POOL_BYTES >=
+                   CORRAL_HTTP_TARGET_BYTES_MAX + CORRAL_HTTP_HEADER_BYTES_MAX + (4u << 10),
+               "the pool holds a request at both limits, its index and the answer");
+_Static_assert(CORRAL_HTTP_TARGET_BYTES_MAX == 8192 && CORRAL_HTTP_HEADER_BYTES_MAX == 16384,
+               "the 414 and 431 messages name them");
 
 struct corral_http {
     uv_loop_t *loop;
@@ -62,6 +81,7 @@ struct corral_http_request {
 struct http_conn {
     bool nul;
     bool encoded_slash;  /* the raw path (before '?') holds %2F */
+    size_t uri_bytes;    /* the raw request target's length */
     const char *uri_end; /* one past the raw URI's first NUL byte */
     int client_cert;     /* verify_clients: 0 not checked yet, 1 verified, -1 refused */
     char cert_why[160];  /* why it was refused */
@@ -163,11 +183,13 @@ static void respond_error(struct corral_http_request *req, unsigned status, cons
  * value are one), at most one Transfer-Encoding and only "chunked", and
  * never both. MHD 0.9.75 picks one framing silently (the first
  * Content-Length, or chunked over Content-Length): a proxy in front that
- * picked the other would see a second, smuggled request in the body. */
+ * picked the other would see a second, smuggled request in the body.
+ * The same pass adds up the header lines' bytes. */
 struct framing {
     unsigned n_cl, n_te;
     bool cl_differ, te_other;
     const char *cl;
+    size_t header_bytes;
 };
 
 static enum MHD_Result framing_iter(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -178,6 +200,7 @@ static enum MHD_Result framing_iter(void *cls, enum MHD_ValueKind kind, const ch
     if (key == NULL)
         return MHD_YES;
     value = value != NULL ? value : "";
+    f->header_bytes += strlen(key) + 2 + strlen(value) + 2; /* "key: value\r\n" */
     if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
         if (f->n_cl++ > 0 && strcmp(f->cl, value) != 0)
             f->cl_differ = true;
@@ -191,11 +214,16 @@ static enum MHD_Result framing_iter(void *cls, enum MHD_ValueKind kind, const ch
     return MHD_YES;
 }
 
-/* The message of a framing refusal, NULL when the framing is sound. */
-static const char *framing_error(struct MHD_Connection *conn)
+/* The message of a framing refusal, NULL when the framing is sound;
+ * *too_large when the header lines are over CORRAL_HTTP_HEADER_BYTES_MAX
+ * (then NULL: that is answered first). */
+static const char *framing_error(struct MHD_Connection *conn, bool *too_large)
 {
     struct framing f = {0};
     MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_iter, &f);
+    *too_large = f.header_bytes > CORRAL_HTTP_HEADER_BYTES_MAX;
+    if (*too_large)
+        return NULL;
     if (f.cl_differ)
         return "two different Content-Length headers";
     if (f.n_cl > 0 && f.n_te > 0)
@@ -291,7 +319,17 @@ static struct corral_http_request *request_new(struct corral_http *h, struct MHD
         respond_error(req, 401, "unauthenticated", c->cert_why, true);
         return req;
     }
-    const char *bad_framing = framing_error(conn);
+    if (c->uri_bytes > CORRAL_HTTP_TARGET_BYTES_MAX) {
+        respond_error(req, 414, "too_large", "the request target (path and query) is over 8 KiB",
+                      true);
+        return req;
+    }
+    bool headers_too_large = false;
+    const char *bad_framing = framing_error(conn, &headers_too_large);
+    if (headers_too_large) {
+        respond_error(req, 431, "too_large", "the request headers are over 16 KiB in all", true);
+        return req;
+    }
     if (bad_framing != NULL) {
         respond_error(req, 400, "bad_request", bad_framing, true);
         return req;
@@ -435,7 +473,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     struct http_conn *c = conn_state(conn);
     if (c != NULL) {
         c->nul = false;
-        c->uri_end = uri + strlen(uri) + 1;
+        c->uri_bytes = strlen(uri);
+        c->uri_end = uri + c->uri_bytes + 1;
         c->encoded_slash = false;
         for (const char *q = uri; *q != '\0' && *q != '?'; q++)
             if (q[0] == '%' && q[1] == '2' && (q[2] == 'F' || q[2] == 'f'))
@@ -551,14 +590,11 @@ static struct MHD_Daemon *start_mhd(struct corral_http *h, const char *host, uin
     return MHD_start_daemon(
         flags, port, on_accept, h, on_access, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)mhd_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)h->limits.idle_timeout_s,
-        /* MHD zeroes a connection's memory pool for every request: 16 KiB
-         * (headers, the read buffer) instead of the default 32 KiB halves
-         * that cost, which was about 5% of a leader's CPU under load. */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
-        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        (unsigned)h->limits.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)HTTP_POOL_BYTES, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h,
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
 }
 
 /* Why MHD could not listen: it does not report errno, so bind a socket of

@@ -18,13 +18,17 @@
  * accepted), idle connections (closed after idle_timeout_s). A request
  * whose framing is ambiguous (two different Content-Length headers, both
  * Content-Length and Transfer-Encoding, a Transfer-Encoding other than
- * "chunked") is answered 400 bad_request and its connection closed.
+ * "chunked") is answered 400 bad_request and its connection closed. A
+ * request target over CORRAL_HTTP_TARGET_BYTES_MAX is answered 414, header
+ * lines over CORRAL_HTTP_HEADER_BYTES_MAX 431, both too_large with the
+ * connection closed.
  *
- * Errors libmicrohttpd detects while parsing (a request line or headers
- * over its memory pool: 414, 431; a malformed header line,
- * Content-Length or chunk: 400; an HTTP version other than 1.0/1.1: 505)
- * it answers itself, before any callback of ours, with its own fixed HTML
- * body: 0.9.75 has no way to replace it (docs/api.md lists them). */
+ * Errors libmicrohttpd detects while parsing (a request line and headers
+ * over its memory pool, which holds both limits above: 414, 431; a
+ * malformed header line, Content-Length or chunk: 400; an HTTP version
+ * other than 1.0/1.1: 505) it answers itself, before any callback of
+ * ours, with its own fixed HTML body: 0.9.75 has no way to replace it
+ * (docs/api.md lists them). */
 #ifndef CORRAL_RUNTIME_HTTP_H
 #define CORRAL_RUNTIME_HTTP_H
 
@@ -38,6 +42,13 @@
 /* Connections past max_connections still accepted (and answered 503
  * busy, or a health check) before new ones are closed at once. */
 #define CORRAL_HTTP_CAP_EXTRA 64u
+
+/* The raw request target (path and query) and the header lines (each
+ * name, value, ": " and CRLF) past which a request is refused in our
+ * error shape: the sizes common servers take (nginx and Apache an 8 KiB
+ * request line, Node.js 16 KiB of headers). */
+#define CORRAL_HTTP_TARGET_BYTES_MAX (8u << 10)
+#define CORRAL_HTTP_HEADER_BYTES_MAX (16u << 10)
 
 struct corral_http_limits {
     size_t max_body_bytes;    /* default 256 KiB + 1 KiB */

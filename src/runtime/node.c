@@ -278,9 +278,24 @@ static void retry_reads(struct corral_node *n, uint64_t now)
 
 static struct peer *find_peer(struct corral_node *n, uint64_t id);
 
-/* Stops the node when every peer has refused it for another cluster id
- * (WRONG_CLUSTER_EXIT_MS), naming them. */
-static void check_wrong_cluster(struct corral_node *n)
+/* Whether every peer has refused us for one reason at least
+ * REFUSED_EXIT_COUNT times over at least REFUSED_EXIT_MS: cluster
+ * (another cluster id) or not (a token mismatch). */
+static bool all_refuse(const struct corral_transport_peer_stats *st, uint32_t ns, bool cluster)
+{
+    for (uint32_t i = 0; i < ns; i++) {
+        uint32_t count = cluster ? st[i].wrong_cluster_refusals : st[i].wrong_token_refusals;
+        uint64_t ms = cluster ? st[i].wrong_cluster_ms : st[i].wrong_token_ms;
+        if (count < REFUSED_EXIT_COUNT || ms < REFUSED_EXIT_MS)
+            return false;
+    }
+    return ns > 0;
+}
+
+/* Stops the node when every peer has refused it for another cluster id,
+ * or for a cluster token no token of ours matches (REFUSED_EXIT_MS),
+ * naming them. */
+static void check_refused(struct corral_node *n)
 {
     struct corral_transport_peer_stats st[CORRAL_RAFT_NODES_MAX];
     if (n->transport == NULL || n->stopping)
@@ -288,24 +303,36 @@ static void check_wrong_cluster(struct corral_node *n)
     uint32_t ns = corral_transport_stats(n->transport, st, CORRAL_RAFT_NODES_MAX);
     if (ns == 0 || ns > CORRAL_RAFT_NODES_MAX)
         return;
-    for (uint32_t i = 0; i < ns; i++)
-        if (st[i].wrong_cluster_refusals < WRONG_CLUSTER_REFUSALS ||
-            st[i].wrong_cluster_ms < WRONG_CLUSTER_EXIT_MS)
-            return;
+    bool cluster = all_refuse(st, ns, true);
+    if (!cluster && !all_refuse(st, ns, false))
+        return;
     char list[1024] = "";
     size_t len = 0;
     for (uint32_t i = 0; i < ns && len < sizeof(list); i++) {
         struct peer *p = find_peer(n, st[i].id);
-        len += (size_t)snprintf(
-            list + len, sizeof(list) - len, "%snode %" PRIu64 " at %s (cluster id %016" PRIx64 ")",
-            i > 0 ? ", " : "", st[i].id, p != NULL ? p->cluster_addr : "?", st[i].their_cluster_id);
+        char why[64];
+        if (cluster)
+            snprintf(why, sizeof(why), "cluster id %016" PRIx64, st[i].their_cluster_id);
+        else
+            snprintf(why, sizeof(why), "%s", st[i].wrong_token_why);
+        len +=
+            (size_t)snprintf(list + len, sizeof(list) - len, "%snode %" PRIu64 " at %s (%s)",
+                             i > 0 ? ", " : "", st[i].id, p != NULL ? p->cluster_addr : "?", why);
     }
-    corral_log(CORRAL_LOG_ERROR,
-               "every peer refuses this node because its cluster id differs (ours %016" PRIx64
-               "), for %u s now: %s. The cluster id comes from --peers: this node was started "
-               "with another --peers list than they were, or they use another data dir (another "
-               "cluster); stopping",
-               n->cfg.cluster_id, WRONG_CLUSTER_EXIT_MS / 1000, list);
+    if (cluster)
+        corral_log(CORRAL_LOG_ERROR,
+                   "every peer refuses this node because its cluster id differs (ours %016" PRIx64
+                   "), for %u s now: %s. The cluster id comes from --peers: this node was started "
+                   "with another --peers list than they were, or they use another data dir "
+                   "(another cluster); stopping",
+                   n->cfg.cluster_id, REFUSED_EXIT_MS / 1000, list);
+    else
+        corral_log(CORRAL_LOG_ERROR,
+                   "every peer refuses this node because no cluster token of ours matches theirs "
+                   "(%s), for %u s now: %s. Give every node the same --token-file (in a "
+                   "rotation, a first line the others accept: docs/operations.md); stopping",
+                   n->cfg.tokens.n > 0 ? "this node has one" : "this node has none",
+                   REFUSED_EXIT_MS / 1000, list);
     node_stop(n, 1);
 }
 
@@ -317,7 +344,7 @@ static void on_sweep(uv_timer_t *t)
     retry_reads(n, now);
     if (n->hooks.sweep != NULL && !n->stopping)
         n->hooks.sweep(n, now);
-    check_wrong_cluster(n);
+    check_refused(n);
     drain_ready(n);
 }
 

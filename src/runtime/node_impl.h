@@ -17,12 +17,13 @@
 #define SWEEP_MS 50
 #define SNAPSHOT_KEEP_MAX 5000
 #define ADDR_MAX (CORRAL_HOST_MAX + 8)
-/* A node every peer refuses for another cluster id, at least this many
- * times each over at least this long, stops: it was started with another
- * --peers list than they were, and retrying cannot help. A peer that is
- * down, or one that lets it in, keeps it running. */
-#define WRONG_CLUSTER_EXIT_MS 10000
-#define WRONG_CLUSTER_REFUSALS 3
+/* A node every peer refuses for another cluster id, or for a token none
+ * of ours matches, at least this many times each over at least this long,
+ * stops: it was started with another --peers list or --token-file than
+ * they were, and retrying cannot help. A peer that is down, one that lets
+ * it in, or one that accepts a token of ours keeps it running. */
+#define REFUSED_EXIT_MS 10000
+#define REFUSED_EXIT_COUNT 3
 
 struct peer {
     uint64_t id;

@@ -950,6 +950,9 @@ uint32_t corral_transport_stats(const struct corral_transport *t,
         out[i].wrong_cluster_ms = out[i].wrong_cluster_refusals > 0
                                       ? uv_now(t->loop) - t->peers[i]->wrong_cluster_since_ms
                                       : 0;
+        out[i].wrong_token_ms = out[i].wrong_token_refusals > 0
+                                    ? uv_now(t->loop) - t->peers[i]->wrong_token_since_ms
+                                    : 0;
     }
     return t->n_peers;
 }

@@ -95,6 +95,15 @@ struct corral_transport_peer_stats {
     uint32_t wrong_cluster_refusals;
     uint64_t wrong_cluster_ms;
     uint64_t their_cluster_id;
+    /* The same for a token mismatch that no token of ours can mend: it
+     * proved a token that is none of ours, or refused us for having a
+     * token (or none) when it has none (or one); wrong_token_why says
+     * which, a static string. A token of ours it accepts (its proof, when
+     * it dials us) or a handshake clears them: in a rotation the two
+     * sides share a token. */
+    uint32_t wrong_token_refusals;
+    uint64_t wrong_token_ms;
+    const char *wrong_token_why;
 };
 
 struct corral_transport;

@@ -136,6 +136,16 @@ static const char *hello_status_name(unsigned status)
     }
 }
 
+/* Counts a refusal of our hello (or of the acceptor's proof) by p that
+ * means no token of ours matches its: see wrong_token_refusals in
+ * transport.h. */
+static void wrong_token(struct peer *p, const char *why)
+{
+    if (p->st.wrong_token_refusals++ == 0)
+        p->wrong_token_since_ms = uv_now(p->t->loop);
+    p->st.wrong_token_why = why;
+}
+
 static void hs_write_cb(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
@@ -269,8 +279,13 @@ int transport_take_proof(struct conn *c, size_t *pos)
     if (avail < PROOF_FRAME_BYTES)
         return 0;
     *pos += PROOF_FRAME_BYTES;
+    /* A dialer sends its proof only after it accepted ours (reply_prove):
+     * it shares our first token, whether or not we accept its. Our dials
+     * it refuses are then a rotation under way, not a node to stop. */
+    struct peer *p = transport_peer_find(t, c->peer_id);
+    if (p != NULL)
+        p->st.wrong_token_refusals = 0;
     if (b[4] != 0 || !hs_proof_ok(t, 'd', c->peer_id, c->peer_nonce, c->nonce, b + 5)) {
-        struct peer *p = transport_peer_find(t, c->peer_id);
         if (p != NULL)
             p->st.refused++;
         transport_log_limited(t, c->host, 1,
@@ -330,6 +345,7 @@ static int reply_prove(struct conn *c, const uint8_t *b)
     const uint8_t *nonce = b + 22, *proof = b + 22 + HS_NONCE_BYTES;
     if (!hs_proof_ok(t, 'a', c->peer->st.id, nonce, c->nonce, proof)) {
         c->peer->st.refused++;
+        wrong_token(c->peer, "it proves a token that is none of ours");
         transport_conn_fail(c, 1,
                             "it failed to prove the cluster token: its --token-file differs from "
                             "ours; not joining it");
@@ -360,6 +376,10 @@ static void reply_accept(struct conn *c, const uint8_t *b, bool v2)
             p->wrong_cluster_since_ms = uv_now(t->loop);
         p->st.their_cluster_id = cluster;
     }
+    if (status == HELLO_NO_TOKEN)
+        wrong_token(p, "it requires a token and we have none");
+    if (status == HELLO_UNEXPECTED_TOKEN)
+        wrong_token(p, "it has no token and we have one");
     if (status != HELLO_OK) {
         p->st.refused++;
         transport_conn_fail(c, 1, "refused our hello: %s", hello_status_name(status));
@@ -383,6 +403,7 @@ static void reply_accept(struct conn *c, const uint8_t *b, bool v2)
     p->backoff_ms = BACKOFF_MIN_MS;
     p->failures = 0;
     p->st.wrong_cluster_refusals = 0;
+    p->st.wrong_token_refusals = 0;
     transport_log(t, 2, "transport: connected to peer %" PRIu64 " at %s", p->st.id, c->name);
     char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
     hs_http(b, v2 ? REPLY2_FIXED_BYTES : REPLY_FIXED_BYTES, http);

@@ -123,6 +123,7 @@ struct peer {
     uint32_t backoff_ms;
     uint32_t failures;               /* dial failures since the last handshake */
     uint64_t wrong_cluster_since_ms; /* the first of st.wrong_cluster_refusals */
+    uint64_t wrong_token_since_ms;   /* the first of st.wrong_token_refusals */
     struct chunk_list pending;
 };
 

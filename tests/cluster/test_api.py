@@ -322,8 +322,9 @@ def test_server_errors_are_json(cluster):
         assert answers, (data, answer)
         assert_json_error(answers[0], status, code)
     mhd = [
-        (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
+        # Beyond the 32 KiB pool (HTTP_POOL_BYTES): libmicrohttpd's own.
+        (b"GET /" + b"a" * 40000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", 431),
         (b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),
         (b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505),
     ]
@@ -331,6 +332,71 @@ def test_server_errors_are_json(cluster):
         answer, closed = raw_exchange(leader, data)
         answers = parse_answers(answer)
         assert answers and answers[0][0] == status and closed, (status, answer[:300])
+    assert leader.request("GET", "/health").status == 200
+
+
+TARGET_MAX = 8 * 1024  # CORRAL_HTTP_TARGET_BYTES_MAX in src/runtime/http.h
+HEADERS_MAX = 16 * 1024  # CORRAL_HTTP_HEADER_BYTES_MAX
+
+
+def header_lines(total, line=1000):
+    """Header lines "X-Pn: aaa\\r\\n" of total bytes in all (line bytes each,
+    the last shorter), Host and Connection included."""
+    out = b"Host: x\r\nConnection: close\r\n"
+    i = 0
+    while len(out) < total:
+        name = b"X-P%d: " % i
+        left = total - len(out)
+        n = max(1, min(line, left) - len(name) - 2)
+        out += name + b"a" * n + b"\r\n"
+        i += 1
+    assert len(out) == total, (len(out), total)
+    return out
+
+
+def test_request_target_and_header_limits(cluster):
+    """A request target over 8 KiB gets a JSON 414, header lines over
+    16 KiB a JSON 431 (both too_large, the connection closed), up to
+    libmicrohttpd's pool; at the limits the request is served."""
+    leader = cluster.wait_leader()
+
+    def get(target, headers):
+        return raw_exchange(leader, b"GET " + target + b" HTTP/1.1\r\n" + headers + b"\r\n")
+
+    def target(n):
+        return b"/health?pad=" + b"a" * (n - len(b"/health?pad="))
+    small = header_lines(60)
+    answer, _ = get(target(TARGET_MAX), header_lines(HEADERS_MAX))
+    assert parse_answers(answer)[0][0] == 200, answer[:300]
+    for data in (target(TARGET_MAX + 1), b"/v1/kv/" + b"k" * (10 * 1024)):
+        answer, closed = get(data, small)
+        answers = parse_answers(answer)
+        assert len(answers) == 1 and closed, answer[:300]
+        assert_json_error(answers[0], 414, "too_large")
+        assert "8 KiB" in json.loads(answers[0][2])["error"]["message"]
+    # 80-byte lines: about 200 headers, each also indexed in the pool.
+    for headers in (header_lines(HEADERS_MAX + 1), header_lines(20 * 1024),
+                    header_lines(HEADERS_MAX + 1, line=80)):
+        answer, closed = get(b"/health", headers)
+        answers = parse_answers(answer)
+        assert len(answers) == 1 and closed, (len(headers), answer[:300])
+        assert_json_error(answers[0], 431, "too_large")
+        assert "16 KiB" in json.loads(answers[0][2])["error"]["message"]
+    # Both at once with 100 header lines (docs/api.md): at the limits
+    # served, just over them ours.
+    answer, _ = get(target(TARGET_MAX), header_lines(HEADERS_MAX, line=164))
+    assert parse_answers(answer)[0][0] == 200, answer[:300]
+    answer, _ = get(target(TARGET_MAX + 1), header_lines(HEADERS_MAX + 1, line=164))
+    assert_json_error(parse_answers(answer)[0], 414, "too_large")
+    # Beyond the pool: libmicrohttpd's HTML answer and a closed connection,
+    # and the node serves on.
+    for data, status in ((b"GET /" + b"a" * (64 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+                         (b"GET /health HTTP/1.1\r\n" + header_lines(64 * 1024) + b"\r\n", 431)):
+        answer, closed = raw_exchange(leader, data)
+        answers = parse_answers(answer)
+        assert closed and (not answers or answers[0][0] == status), answer[:300]
+    assert leader.put("after-big", "1").status == 200
+    assert leader.request("GET", "/health").status == 200
 
 
 def test_write_query_arguments_are_strict(cluster):

@@ -134,12 +134,31 @@ def wait_log(node, text, timeout=20):
     return wait_until(f"node {node.id} to log {text!r}", lambda: text in node.output(), timeout)
 
 
+REFUSED_BOUND_S = 10  # REFUSED_EXIT_MS in src/runtime/node_impl.h
+
+
+def assert_stops_for_token(bad, good, t0, why):
+    """bad exits with 1 after about REFUSED_BOUND_S, naming every good node
+    and the fix."""
+    rc = bad.wait_exit(timeout=REFUSED_BOUND_S + 15)
+    took = time.monotonic() - t0
+    out = bad.output()
+    assert rc == 1, (rc, out[-3000:])
+    assert took >= REFUSED_BOUND_S - 1, (took, out[-3000:])
+    assert "every peer refuses this node because no cluster token of ours matches" in out, \
+        out[-3000:]
+    assert "--token-file" in out, out[-3000:]
+    for m in good:
+        assert f"node {m.id} at {m.cluster_addr} ({why})" in out, out[-3000:]
+
+
 def test_other_token_is_refused(make_cluster, tmp_path):
     c = make_cluster()
     tok = token_file(tmp_path, "token", TOKEN)
     start_authed(c, tok, nodes=c.nodes[:2])
     c.wait_leader(nodes=c.nodes[:2])
     bad = c.nodes[2]
+    t0 = time.monotonic()
     bad.start(extra=("--token-file", token_file(tmp_path, "other", OTHER)))
     bad.headers = bearer(OTHER)
     wait_log(bad, "failed to prove the cluster token")
@@ -153,6 +172,9 @@ def test_other_token_is_refused(make_cluster, tmp_path):
     r = bad.put("x", "2", follow=False)
     assert r is None or r.status != 200, r
     assert leader.get("x").json["value"] == "1"
+    # Every peer refuses it for 10 s: it stops, and says what to fix.
+    assert_stops_for_token(bad, c.nodes[:2], t0, "it proves a token that is none of ours")
+    assert c.wait_leader(nodes=c.nodes[:2]).put("x", "3").status == 200
 
 
 def test_no_token_node_cannot_join(make_cluster, tmp_path):
@@ -162,6 +184,7 @@ def test_no_token_node_cannot_join(make_cluster, tmp_path):
     c.wait_leader(nodes=c.nodes[:2])
     open_node = c.nodes[2]
     open_node.headers = {}
+    t0 = time.monotonic()
     open_node.start()
     wait_log(open_node, "the cluster is OPEN")
     wait_log(open_node, "no cluster token")
@@ -169,6 +192,54 @@ def test_no_token_node_cannot_join(make_cluster, tmp_path):
     time.sleep(1.0)
     st = open_node.status()
     assert st is not None and (st.get("leader") or {}).get("id") is None, st
+    assert_stops_for_token(open_node, c.nodes[:2], t0, "it requires a token and we have none")
+
+
+def test_token_node_in_open_cluster_stops(make_cluster, tmp_path):
+    c = make_cluster()
+    for n in c.nodes[:2]:
+        n.headers = {}
+        n.start()
+    c.wait_leader(nodes=c.nodes[:2])
+    authed = c.nodes[2]
+    authed.headers = bearer(TOKEN)
+    t0 = time.monotonic()
+    authed.start(extra=("--token-file", token_file(tmp_path, "token", TOKEN)))
+    assert_stops_for_token(authed, c.nodes[:2], t0, "it has no token and we have one")
+    assert "this node has one" in authed.output()
+    assert c.wait_leader(nodes=c.nodes[:2]).put("k", "v").status == 200
+
+
+def test_rotation_skipped_node_keeps_running(make_cluster, tmp_path):
+    """A rotation done wrong: nodes 1 and 2 prove "next" (step 2), node 3
+    still has only "current" (step 1 skipped). Node 3 refuses their proofs
+    both ways and never joins; but they accept its token (their dials send
+    their proof only after checking its), so it shares one with them and
+    must not stop: the fix is its token file, and it joins once restarted
+    with it."""
+    c = make_cluster()
+    step2 = token_file(tmp_path, "step2", OTHER + "\n" + TOKEN)
+    for n in c.nodes[:2]:
+        n.headers = bearer(OTHER)
+        n.start(extra=("--token-file", step2))
+    c.wait_leader(nodes=c.nodes[:2])
+    skipped = c.nodes[2]
+    skipped.headers = bearer(TOKEN)
+    skipped.start(extra=("--token-file", token_file(tmp_path, "current", TOKEN)))
+    wait_log(skipped, "failed to prove the cluster token")
+    time.sleep(REFUSED_BOUND_S + 3)
+    assert skipped.alive(), skipped.output()[-3000:]
+    assert "every peer refuses" not in skipped.output()
+    st = skipped.status()
+    assert st is not None and (st.get("leader") or {}).get("id") is None, st
+    skipped.restart(extra=("--token-file", step2))
+    skipped.headers = bearer(OTHER)
+    leader = c.wait_leader()
+    assert leader.put("joined", "1").status == 200
+    def read_on_3():
+        r = skipped.get("joined")
+        return r is not None and r.status == 200 and r.json["value"] == "1"
+    wait_until("node 3 to read the write", read_on_3, 20)
 
 
 def test_token_file_checks(tmp_path):

@@ -95,7 +95,7 @@ def test_port_scan_does_not_flood_the_log(cluster):
     assert 450 < n < 500, node.output()[-3000:]
 
 
-WRONG_CLUSTER_BOUND_S = 10  # WRONG_CLUSTER_EXIT_MS in src/runtime/node_impl.h
+WRONG_CLUSTER_BOUND_S = 10  # REFUSED_EXIT_MS in src/runtime/node_impl.h
 
 
 def stranger(make_cluster, node_id, peer_addrs):

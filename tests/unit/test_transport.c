@@ -843,6 +843,13 @@ static void tokens_refused(struct fx *f, const struct corral_tokens *a,
     run_for(f, 50);
     assert_int_equal(f->nodes[1].got[f->nodes[0].id], 0);
     assert_int_equal(f->nodes[0].got[f->nodes[1].id], 0);
+    /* Counted for the node's stop-when-every-peer-refuses check. */
+    for (int i = 0; i < 2; i++) {
+        struct corral_transport_peer_stats st = stats_of(&f->nodes[i], f->nodes[1 - i].id);
+        assert_true(st.wrong_token_refusals >= 1);
+        assert_non_null(st.wrong_token_why);
+        assert_int_equal(st.wrong_cluster_refusals, 0);
+    }
 }
 
 static void test_token_wrong(void **state)
@@ -874,6 +881,8 @@ static void test_token_rotation_mismatch(void **state)
      * its proof and node 1 closing: only node 1's side is asserted. */
     assert_true(f->nodes[0].refuse_logs + f->nodes[1].refuse_logs >= 1);
     assert_int_equal(f->nodes[1].got[f->nodes[0].id], 0);
+    /* Node 1's proof was one node 0 accepts: not a mismatch to stop for. */
+    assert_int_equal(stats_of(&f->nodes[0], f->nodes[1].id).wrong_token_refusals, 0);
 }
 
 int main(void)
