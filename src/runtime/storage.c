@@ -69,15 +69,27 @@ int corral_storage_errno(const struct corral_storage *s)
     return s->failed ? s->fail_errno : 0;
 }
 
+/* Writes the buffer in place at the end of the last segment's records,
+ * first zeroing the next PREALLOC_BYTES step past them when the
+ * preallocated space runs out (the batch's fdatasync then makes the new
+ * size durable once, and the records after it need no size change). */
 static int flush(struct corral_storage *s)
 {
     if (s->buf_len == 0)
         return 0;
-    assert(s->fd >= 0);
-    int rv = check(s, storage_file_write_all(s->fd, s->buf, s->buf_len));
+    assert(s->fd >= 0 && s->file_off <= s->alloc_end);
+    uint64_t end = s->file_off + s->buf_len;
+    int rv = check(s, storage_file_pwrite_all(s->fd, s->buf, s->buf_len, s->file_off));
+    if (rv == 0 && end > s->alloc_end) {
+        uint64_t to = (end / PREALLOC_BYTES + 1) * PREALLOC_BYTES;
+        rv = check(s, storage_file_zero(s->fd, end, to));
+        if (rv == 0)
+            s->alloc_end = to;
+    }
     if (rv != 0)
         return rv;
     s->bytes_written += s->buf_len;
+    s->file_off = end;
     s->buf_len = 0;
     s->dirty = true;
     return 0;
@@ -106,11 +118,17 @@ static uint64_t record_end(struct corral_storage *s, uint8_t type, size_t len)
     return off;
 }
 
-/* Closes the last segment (durably) and starts wal-<first>. */
+/* Closes the last segment (durably, cut to its records, so only the last
+ * segment ever has a zero tail) and starts wal-<first>. */
 static int roll(struct corral_storage *s, uint64_t first)
 {
     if (s->fd >= 0) {
         int rv = flush(s);
+        if (rv == 0 && s->alloc_end > s->file_off) {
+            if (ftruncate(s->fd, (off_t)s->file_off) != 0)
+                rv = check(s, CORRAL_EIO);
+            s->dirty = true;
+        }
         if (rv == 0 && s->dirty)
             rv = check(s, storage_file_datasync(s->fd));
         if (rv != 0)
@@ -125,11 +143,12 @@ static int roll(struct corral_storage *s, uint64_t first)
     }
     char name[NAME_BYTES];
     storage_wal_name(name, first);
-    s->fd = openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    s->fd = openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (s->fd < 0) {
         s->n_segs--;
         return check(s, CORRAL_EIO);
     }
+    s->file_off = s->alloc_end = 0;
     s->dir_dirty = true;
     uint8_t *p = record_begin(s, REC_SEGMENT_BYTES);
     if (p == NULL)
@@ -230,10 +249,11 @@ static int cut_segment(struct corral_storage *s, uint32_t i, uint64_t off)
     storage_file_close(&s->fd);
     char name[NAME_BYTES];
     storage_wal_name(name, s->segs[i].first);
-    s->fd = openat(s->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
+    s->fd = openat(s->dir_fd, name, O_WRONLY | O_CLOEXEC);
     if (s->fd < 0 || ftruncate(s->fd, (off_t)off) != 0)
         return check(s, CORRAL_EIO);
     s->segs[i].size = off;
+    s->file_off = s->alloc_end = off;
     s->dirty = false;
     return check(s, storage_file_datasync(s->fd));
 }

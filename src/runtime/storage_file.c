@@ -145,6 +145,37 @@ int storage_file_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+int storage_file_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            errno = EIO;
+        if (n <= 0)
+            return CORRAL_EIO;
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+int storage_file_zero(int fd, uint64_t off, uint64_t end)
+{
+    static const uint8_t zeros[64 << 10];
+    while (off < end) {
+        size_t n = end - off < sizeof(zeros) ? (size_t)(end - off) : sizeof(zeros);
+        int rv = storage_file_pwrite_all(fd, zeros, n, off);
+        if (rv != 0)
+            return rv;
+        off += n;
+    }
+    return 0;
+}
+
 int storage_file_datasync(int fd)
 {
     while (fdatasync(fd) != 0) {

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "corral.h"
@@ -318,10 +319,22 @@ static int take_record(struct loader *ld, const char *name, const struct rec *r,
     return fail(ld, CORRAL_ECORRUPT, "%s: a second segment header at offset %" PRIu64, name, off);
 }
 
+/* Where the run of zero bytes that ends b starts (len when b[len - 1] is
+ * not zero). */
+static size_t zero_tail(const uint8_t *b, size_t len)
+{
+    while (len > 0 && b[len - 1] == 0)
+        len--;
+    return len;
+}
+
 static bool valid_record_after(const uint8_t *b, size_t len, size_t from)
 {
     struct rec r;
-    for (size_t off = from; off + REC_OVERHEAD <= len; off++) {
+    /* A record starting in the zero tail would be all zeros: its header's
+     * checksum fails. So the scan ends where the zeros begin. */
+    size_t stop = zero_tail(b, len);
+    for (size_t off = from; off < stop && off + REC_OVERHEAD <= len; off++) {
         if (storage_rec_parse(b, len, off, &r) == REC_OK)
             return true;
     }
@@ -349,6 +362,13 @@ static int parse_segment(struct loader *ld, const char *name, const uint8_t *b, 
     while (off < len) {
         if (storage_rec_parse(b, len, off, &r) != REC_OK) {
             storage_seg_last(ld->s)->size = off;
+            /* Unused preallocated space (storage_impl.h): not torn; in
+             * the last segment it takes the next records. Only the last
+             * one has it, as roll-over cuts a segment to its records, but
+             * a zero tail elsewhere is no loss either: check_order sees
+             * any entry missing after it. */
+            if (off > 0 && zero_tail(b, len) <= off)
+                return 0;
             return bad_record(ld, name, b, len, off, last);
         }
         int rv = take_record(ld, name, &r, off);
@@ -459,9 +479,14 @@ static int open_last_segment(struct loader *ld)
         return 0;
     char name[NAME_BYTES];
     storage_wal_name(name, seg->first);
-    s->fd = openat(s->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (s->fd < 0)
+    s->fd = openat(s->dir_fd, name, O_WRONLY | O_CLOEXEC);
+    struct stat st;
+    if (s->fd < 0 || fstat(s->fd, &st) != 0)
         return fail(ld, CORRAL_EIO, "%s: cannot open: %s", name, strerror(errno));
+    /* Records continue after the last good one, in the zeros of the
+     * preallocated tail when there is one (parse_segment). */
+    s->file_off = seg->size;
+    s->alloc_end = (uint64_t)st.st_size > seg->size ? (uint64_t)st.st_size : seg->size;
     return 0;
 }
 

@@ -52,8 +52,8 @@ void corral_trace_record(enum corral_trace_stage stage, uint64_t a, uint64_t b)
     }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    records[n_records++] = (struct record){(uint32_t)stage, a, b,
-                                           (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec};
+    records[n_records++] = (struct record){
+        (uint32_t)stage, a, b, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec};
 }
 
 void corral_trace_stop(void)

@@ -58,10 +58,10 @@ void corral_trace_record(enum corral_trace_stage stage, uint64_t a, uint64_t b);
 /* Writes the file (when on) and frees the buffer. */
 void corral_trace_stop(void);
 
-#define CORRAL_TRACE(stage, a, b)                                                                 \
-    do {                                                                                          \
-        if (corral_trace_enabled)                                                                 \
-            corral_trace_record((stage), (a), (b));                                               \
+#define CORRAL_TRACE(stage, a, b)                                                                  \
+    do {                                                                                           \
+        if (corral_trace_enabled)                                                                  \
+            corral_trace_record((stage), (a), (b));                                                \
     } while (0)
 
 #endif

@@ -26,7 +26,10 @@
  * Every fsync or fdatasync that succeeds on such a file appends a line
  * "<size> <path>" to $CORRAL_FAULT_FILE.synced: what the file held when it
  * was last made durable. A test can cut files back to it after a fault
- * to play a disk that lost what was never synced. */
+ * to play a disk that lost what was never synced. The size counts up to
+ * the file's last non-zero byte, plus 4: a WAL segment is preallocated
+ * with zeros that later records overwrite in place, so its length says
+ * nothing, and a record's checksum may end in up to 4 zero bytes. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -100,6 +103,35 @@ static int fd_in_dir(int fd)
     return fd_path_in_dir(fd, NULL, 0);
 }
 
+/* The file's bytes up to its last non-zero one, plus 4, at most size
+ * (read through its path: the fd may be write-only). */
+static long long data_end(const char *path, long long size)
+{
+    static char buf[65536];
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return size;
+    long long end = size, out = 0;
+    while (end > 0) {
+        long long from = end > (long long)sizeof(buf) ? end - (long long)sizeof(buf) : 0;
+        ssize_t n = (ssize_t)syscall(SYS_pread64, fd, buf, (size_t)(end - from), (off_t)from);
+        if (n != (ssize_t)(end - from)) {
+            out = size; /* unreadable: the whole file */
+            break;
+        }
+        ssize_t i = n;
+        while (i > 0 && buf[i - 1] == 0)
+            i--;
+        if (i > 0) {
+            out = from + i + 4 < size ? from + i + 4 : size;
+            break;
+        }
+        end = from;
+    }
+    syscall(SYS_close, fd);
+    return out;
+}
+
 /* After a successful sync of fd: appends "<size> <path>" to the .synced
  * file when fd is a regular file in the directory. */
 static void record_sync(int fd)
@@ -111,7 +143,8 @@ static void record_sync(int fd)
     if (ctl != NULL && ctl[0] != '\0' && fd_path_in_dir(fd, path, sizeof(path)) &&
         fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
         snprintf(name, sizeof(name), "%s.synced", ctl) < (int)sizeof(name)) {
-        int n = snprintf(line, sizeof(line), "%lld %s\n", (long long)st.st_size, path);
+        int n =
+            snprintf(line, sizeof(line), "%lld %s\n", data_end(path, (long long)st.st_size), path);
         int out = (int)syscall(SYS_openat, AT_FDCWD, name,
                                O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (out >= 0 && n > 0 && n < (int)sizeof(line))

@@ -565,14 +565,15 @@ static void torn_tail_every_byte(void **state)
     append(f, 1, 1, 4);
     set_hs(f, 1, 7, 2);
     sync_ok(f);
-    off_t good = file_size(f, name);
+    off_t good = (off_t)f->s->file_off; /* the file has preallocated zeros after it */
     append(f, 1, 5, 5);
+    sync_ok(f);
+    size_t full = f->s->file_off;
     close_storage(f);
     struct dir_image img;
     take_image(f, &img);
     int w = find_file(&img, name);
-    size_t full = img.len[w];
-    assert_true((size_t)good < full);
+    assert_true((size_t)good < full && full < img.len[w]);
     for (size_t cut = (size_t)good; cut < full; cut++) {
         write_file(f, name, img.data[w], cut);
         reopen(f);
@@ -621,6 +622,69 @@ static void torn_segment_header(void **state)
     assert_int_equal(f->st.torn_bytes, 0);
     assert_false(exists(f, name));
     check_log(f, 1, 12, 1, 12, 1);
+}
+
+/* The last segment is preallocated: its zero tail is no torn tail, stays
+ * for the next records, and a torn record inside it is cut with it. A
+ * segment closed by roll-over holds its records only. */
+static void preallocated_tail(void **state)
+{
+    struct fixture *f = *state;
+    char name[NAME_BYTES];
+    wal(name, 1);
+    reopen(f);
+    append(f, 1, 1, 5);
+    sync_ok(f);
+    off_t data = (off_t)f->s->file_off;
+    close_storage(f);
+    assert_int_equal(file_size(f, name), PREALLOC_BYTES);
+    reopen(f);
+    assert_int_equal(f->st.torn_bytes, 0);
+    assert_int_equal(file_size(f, name), PREALLOC_BYTES);
+    check_log(f, 1, 5, 1, 5, 1);
+    assert_int_equal(f->s->file_off, data);
+    /* New records land in the zeros, in place. */
+    append(f, 1, 6, 7);
+    sync_ok(f);
+    off_t data2 = (off_t)f->s->file_off;
+    assert_true(data2 > data);
+    close_storage(f);
+    assert_int_equal(file_size(f, name), PREALLOC_BYTES);
+    reopen(f);
+    check_log(f, 1, 7, 1, 7, 1);
+    close_storage(f);
+    /* A record cut short inside the zeros (its first half written): torn,
+     * and the file is cut where it starts. */
+    struct dir_image img;
+    take_image(f, &img);
+    int w = find_file(&img, name);
+    uint8_t *bytes = malloc(img.len[w]);
+    assert_non_null(bytes);
+    memcpy(bytes, img.data[w], img.len[w]);
+    size_t rec = (size_t)(data2 - data) / 2; /* entries 6 and 7: about one each */
+    memcpy(bytes + data2, bytes + data, rec / 2);
+    write_file(f, name, bytes, img.len[w]);
+    reopen(f);
+    check_log(f, 1, 7, 1, 7, 1);
+    assert_int_equal(f->st.torn_bytes, img.len[w] - (size_t)data2);
+    assert_int_equal(file_size(f, name), data2);
+    /* ...and the log goes on from there, preallocating again. */
+    append(f, 2, 8, 8);
+    sync_ok(f);
+    assert_int_equal(file_size(f, name), PREALLOC_BYTES);
+    reopen(f);
+    check_log(f, 1, 8, 1, 7, 2);
+    free(bytes);
+    free_image(&img);
+    /* Roll-over cuts the closed segment to its records. */
+    corral_storage_set_segment_bytes_for_test(200);
+    reopen(f);
+    append(f, 2, 9, 30);
+    sync_ok(f);
+    close_storage(f);
+    assert_true(file_size(f, name) < 4096);
+    reopen(f);
+    check_log(f, 1, 30, 1, 7, 2);
 }
 
 static void corruption_in_the_middle(void **state)
@@ -820,6 +884,7 @@ int main(void)
         T(snapshot_gap_is_allowed),
         T(torn_tail_every_byte),
         T(torn_segment_header),
+        T(preallocated_tail),
         T(corruption_in_the_middle),
         T(corruption_in_older_segment),
         T(bad_meta),
