@@ -68,8 +68,8 @@ static int probe_fsync(const char *dir, size_t n, uint64_t *t, bool append)
     char msg[MSG_BYTES];
     memset(msg, 'x', sizeof(msg));
     for (size_t i = 0; i < n; i++) {
-        off_t off = append ? (off_t)(i * MSG_BYTES)
-                           : (off_t)((i * MSG_BYTES) % (FILE_BYTES - MSG_BYTES));
+        off_t off =
+            append ? (off_t)(i * MSG_BYTES) : (off_t)((i * MSG_BYTES) % (FILE_BYTES - MSG_BYTES));
         uint64_t t0 = now_ns();
         if (pwrite(fd, msg, sizeof(msg), off) != (ssize_t)sizeof(msg) || fdatasync(fd) != 0)
             return die("write+fdatasync");

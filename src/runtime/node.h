@@ -2,14 +2,18 @@
  * config store and the HTTP server, driven by one libuv loop.
  *
  * The loop: a 10 ms timer ticks the core; the transport steps messages
- * into it; HTTP handlers propose writes and ask for reads. After every
- * loop iteration (a uv_check) the node runs the driver (core/raft_drive.h),
- * which owns the order of each ready batch: the leader's appends go out
- * first, entries already durable are applied, the batch is written to the
- * WAL with one fsync when it must sync (group commit: every proposal since
- * the last batch shares it), then the other messages go out, the rest is
- * applied and the requests it completes are answered (runtime/pending.h).
- * The simulator runs the same driver. */
+ * into it; HTTP handlers propose writes and ask for reads. Before the loop
+ * blocks in its poll (a uv_prepare) and after each poll (a uv_check) the
+ * node runs the driver (core/raft_drive.h), which owns the order of each
+ * ready batch: the leader's appends go out first (flushed to the sockets
+ * at once, so the followers' fsyncs overlap the leader's), entries already
+ * durable are applied, the batch is written to the WAL with one fsync
+ * when it must sync (group commit: every proposal since the last batch
+ * shares it), then the other messages go out, the rest is applied and
+ * the requests it completes are answered (runtime/pending.h). After each
+ * driver run the transport and the HTTP answers are flushed, so nothing
+ * waits for the loop's next turn (a tick, up to 10 ms). The simulator
+ * runs the same driver. */
 #ifndef CORRAL_RUNTIME_NODE_H
 #define CORRAL_RUNTIME_NODE_H
 
