@@ -90,8 +90,7 @@ static bool record(struct corral_leader_health *h, uint64_t now_ms,
 
 /* H6: the first signal of `order` bad within recover_ms; NONE when none
  * is (the period is over, H2). */
-static enum corral_leader_health_reason cause(const struct corral_leader_health *h,
-                                              uint64_t now_ms)
+static enum corral_leader_health_reason cause(const struct corral_leader_health *h, uint64_t now_ms)
 {
     for (size_t i = 0; i < N_SIGNALS; i++) {
         enum corral_leader_health_reason r = order[i];
@@ -196,8 +195,8 @@ uint64_t corral_leader_health_pick(const struct corral_raft_status *st, uint64_t
 }
 
 enum corral_leader_transfer_refusal
-corral_leader_transfer_check(const struct corral_raft_status *st, uint64_t target,
-                             uint64_t now_ms, uint64_t contact_ms, uint64_t *chosen)
+corral_leader_transfer_check(const struct corral_raft_status *st, uint64_t target, uint64_t now_ms,
+                             uint64_t contact_ms, uint64_t *chosen)
 {
     *chosen = 0;
     if (target == st->id)

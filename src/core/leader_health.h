@@ -111,17 +111,17 @@ void corral_leader_health_step(struct corral_leader_health *h, uint64_t now_ms,
  * the refusals of POST /v1/leader/transfer. */
 enum corral_leader_transfer_refusal {
     CORRAL_LT_OK = 0,
-    CORRAL_LT_SELF = 1,        /* target is this node */
-    CORRAL_LT_NOT_VOTER = 2,   /* no voter of the configuration has that id */
-    CORRAL_LT_NO_CONTACT = 3,  /* not heard from within contact_ms */
-    CORRAL_LT_RUNNING = 4,     /* a transfer is already running */
-    CORRAL_LT_NO_TARGET = 5,   /* target 0: no other voter qualifies (H4) */
+    CORRAL_LT_SELF = 1,       /* target is this node */
+    CORRAL_LT_NOT_VOTER = 2,  /* no voter of the configuration has that id */
+    CORRAL_LT_NO_CONTACT = 3, /* not heard from within contact_ms */
+    CORRAL_LT_RUNNING = 4,    /* a transfer is already running */
+    CORRAL_LT_NO_TARGET = 5,  /* target 0: no other voter qualifies (H4) */
 };
 /* target 0: pick one by H4 into *chosen. Otherwise *chosen = target when
  * it qualifies. */
 enum corral_leader_transfer_refusal
-corral_leader_transfer_check(const struct corral_raft_status *st, uint64_t target,
-                             uint64_t now_ms, uint64_t contact_ms, uint64_t *chosen);
+corral_leader_transfer_check(const struct corral_raft_status *st, uint64_t target, uint64_t now_ms,
+                             uint64_t contact_ms, uint64_t *chosen);
 
 /* H4: the most caught-up voter heard within contact_ms, or 0. */
 uint64_t corral_leader_health_pick(const struct corral_raft_status *st, uint64_t now_ms,

@@ -55,12 +55,12 @@ static struct corral_leader_health_sample healthy(void)
 
 static struct corral_leader_health_sample slow_fsync(uint64_t ms)
 {
-    return (struct corral_leader_health_sample){.leading = true, .fsync_seen = true,
-                                                .fsync_ms = ms};
+    return (struct corral_leader_health_sample){
+        .leading = true, .fsync_seen = true, .fsync_ms = ms};
 }
 
-static void step(struct corral_leader_health *h, uint64_t now,
-                 struct corral_leader_health_sample s, struct corral_leader_health_decision *d)
+static void step(struct corral_leader_health *h, uint64_t now, struct corral_leader_health_sample s,
+                 struct corral_leader_health_decision *d)
 {
     struct corral_raft_status st = status3(now, 90, 100);
     corral_leader_health_step(h, now, &s, &st, d);
@@ -73,8 +73,10 @@ static void test_healthy_never_degrades(void **state)
     corral_leader_health_init(&h, &cfg);
     struct corral_leader_health_decision d;
     for (uint64_t t = 0; t < 10000; t += 10) {
-        struct corral_leader_health_sample s = {.leading = true, .loop_lag_ms = 200,
-                                                .fsync_seen = true, .fsync_ms = 100,
+        struct corral_leader_health_sample s = {.leading = true,
+                                                .loop_lag_ms = 200,
+                                                .fsync_seen = true,
+                                                .fsync_ms = 100,
                                                 .apply_backlog = 1000};
         step(&h, T0 + t, s, &d); /* every signal at its limit: not over (H1) */
         assert_false(d.degraded);
@@ -198,8 +200,7 @@ static void test_reason_order(void **state)
     assert_int_equal(d.reason, CORRAL_LH_FSYNC); /* bad 10 ms ago */
     step(&h, T0 + 1021, s, &d);
     assert_int_equal(d.reason, CORRAL_LH_APPLY_BACKLOG);
-    assert_string_equal(corral_leader_health_reason_name(CORRAL_LH_APPLY_BACKLOG),
-                        "apply_backlog");
+    assert_string_equal(corral_leader_health_reason_name(CORRAL_LH_APPLY_BACKLOG), "apply_backlog");
     assert_string_equal(corral_leader_health_reason_name(CORRAL_LH_OPERATOR), "operator");
 }
 
@@ -307,14 +308,11 @@ static void test_operator_checks(void **state)
     assert_int_equal(to, 3);
     assert_int_equal(corral_leader_transfer_check(&st, 1, now, CONTACT, &to), CORRAL_LT_SELF);
     assert_int_equal(to, 0);
-    assert_int_equal(corral_leader_transfer_check(&st, 7, now, CONTACT, &to),
-                     CORRAL_LT_NOT_VOTER);
+    assert_int_equal(corral_leader_transfer_check(&st, 7, now, CONTACT, &to), CORRAL_LT_NOT_VOTER);
     st.progress[2].last_contact_ms = now - 1000;
-    assert_int_equal(corral_leader_transfer_check(&st, 3, now, CONTACT, &to),
-                     CORRAL_LT_NO_CONTACT);
+    assert_int_equal(corral_leader_transfer_check(&st, 3, now, CONTACT, &to), CORRAL_LT_NO_CONTACT);
     st.progress[1].last_contact_ms = now - 1000;
-    assert_int_equal(corral_leader_transfer_check(&st, 0, now, CONTACT, &to),
-                     CORRAL_LT_NO_TARGET);
+    assert_int_equal(corral_leader_transfer_check(&st, 0, now, CONTACT, &to), CORRAL_LT_NO_TARGET);
     st.transfer_target = 2;
     assert_int_equal(corral_leader_transfer_check(&st, 3, now, CONTACT, &to), CORRAL_LT_RUNNING);
     assert_int_equal(corral_leader_transfer_check(&st, 0, now, CONTACT, &to), CORRAL_LT_RUNNING);
