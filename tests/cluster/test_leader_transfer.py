@@ -105,14 +105,17 @@ def test_operator_transfer(make_cluster):
 # limit on every write, not so slow that followers time out on their own
 # (the loop, blocked in the fsync, sends no heartbeat meanwhile).
 SLOW_MS = 150
-FLAGS = ["--leader-max-fsync-ms", "100"]
+# No snapshot during the test: saving one takes several fsyncs in a row,
+# which block the loop past the election timeout, so the followers elect
+# another leader by themselves (measured: about 7 s after the fault went
+# on with the harness's 64 entries, transfer off). That is not what is
+# tested here.
+FLAGS = ["--leader-max-fsync-ms", "100", "--snapshot-entries", "100000"]
 # From switching the fault on until leadership must have moved: the
 # 1000 ms bound, a slow batch, an election (about 1.1 s when measured);
-# generous for a loaded machine.
-MOVE_WITHIN_S = 8.0
-# How long the variant with automatic transfer off must keep its leader:
-# over three times what the transfer took.
-STAY_S = 4.0
+# more than three times that for a loaded machine. The variant with
+# automatic transfer off must keep its leader for as long.
+MOVE_WITHIN_S = 4.0
 
 
 @pytest.mark.skipif(not os.path.exists(FAULT_LIB), reason=f"no fault shim at {FAULT_LIB}")
@@ -132,9 +135,8 @@ def test_slow_leader_hands_over(make_cluster, degraded_ms):
     start = time.monotonic()
     moved_to = None
     # Bounded in count and time: each PUT takes a slow fsync or less.
-    bound = MOVE_WITHIN_S if degraded_ms != "0" else STAY_S
     for _ in range(400):
-        if time.monotonic() - start > bound:
+        if time.monotonic() - start > MOVE_WITHIN_S:
             break
         w.put(c.nodes)
         view = c.leader_view(others)
