@@ -46,8 +46,7 @@ static int run_transfer(struct corral_cli_ctx *x)
         char *end = NULL;
         errno = 0;
         unsigned long long id = strtoull(s, &end, 10);
-        if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || id == 0 ||
-            id > NODE_ID_MAX)
+        if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || id == 0 || id > NODE_ID_MAX)
             return corral_cli_usage_error(x->o, "ID must be a node id (1, 2, ...), not '%s'", s);
         snprintf(query, sizeof(query), "to=%llu", id);
     }
@@ -57,8 +56,8 @@ static int run_transfer(struct corral_cli_ctx *x)
 
 static const struct corral_cli_verb leader_verbs[] = {{"transfer", F_TRANSFER, 0, 1, run_transfer}};
 
-static const struct corral_cli_command leader_command = {
-    "corral leader", leader_usage, flags, CORRAL_CLI_O_COMMON, leader_verbs, 1};
+static const struct corral_cli_command leader_command = {"corral leader",     leader_usage, flags,
+                                                         CORRAL_CLI_O_COMMON, leader_verbs, 1};
 
 int corral_cmd_leader(int argc, char **argv)
 {
