@@ -94,6 +94,12 @@ void api_leader_transfer(struct corral_node *n, struct corral_http_request *req)
                      NULL);
         return;
     }
+    /* Room to wait is checked first: a transfer started and then answered
+     * 503 busy would be retried by clients into a 409 running. */
+    if (api_ctx(n)->n_waits >= API_WAITS_MAX) {
+        api_error(req, API_ERR_BUSY);
+        return;
+    }
     uint64_t to = 0;
     enum corral_leader_transfer_refusal why;
     int rv = corral_node_transfer(n, target, &to, &why);
