@@ -94,6 +94,17 @@ static void node_metrics(const struct corral_node_stats *st, struct sbuf *o)
     hist(o, "corral_commit_latency_seconds", "Leader: from proposal to applied, per write.",
          &st->commit_latency);
     hist(o, "corral_fsync_latency_seconds", "WAL fsync duration.", &st->fsync_latency);
+    hist(o, "corral_loop_lag_seconds", "How late each 10 ms tick of the event loop fired.",
+         &st->loop_lag);
+    metric(o, "corral_leader_degraded", "gauge",
+           "1 on a leader whose fsync, loop lag or apply backlog is over its limit.",
+           st->leader_degraded);
+    sbuf_printf(o, "# HELP corral_leader_transfers_total Leadership transfers this node started "
+                   "as leader, by reason.\n# TYPE corral_leader_transfers_total counter\n");
+    for (int r = CORRAL_LH_OPERATOR; r <= CORRAL_LH_REASON_MAX; r++)
+        sbuf_printf(o, "corral_leader_transfers_total{reason=\"%s\"} %" PRIu64 "\n",
+                    corral_leader_health_reason_name((enum corral_leader_health_reason)r),
+                    st->transfers[r]);
 }
 
 static void peer_metrics(const struct corral_node_stats *st, struct sbuf *o)

@@ -53,6 +53,8 @@ static const struct {
     [API_ERR_FULL] = {507, "full", "a cluster state limit would be passed"},
     [API_ERR_UNAUTHORIZED] = {401, "unauthorized",
                               "missing or wrong token: send Authorization: Bearer <cluster token>"},
+    [API_ERR_TRANSFER_REFUSED] = {409, "transfer_refused",
+                                  "leadership cannot be handed to that node now"},
 };
 
 /* The error body of e; message NULL takes the table's. */

@@ -47,7 +47,8 @@ enum api_err {
     API_ERR_METHOD, /* 405 with the caller's message */
     API_ERR_CONFLICT,
     API_ERR_FULL,
-    API_ERR_UNAUTHORIZED, /* 401; answer with api_unauthorized */
+    API_ERR_UNAUTHORIZED,     /* 401; answer with api_unauthorized */
+    API_ERR_TRANSFER_REFUSED, /* 409 with the caller's message and "reason" */
     API_ERR_COUNT
 };
 

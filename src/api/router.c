@@ -69,6 +69,10 @@ void corral_api_route(struct corral_node *n, struct corral_http_request *req)
         api_events(n, req);
         return;
     }
+    if (strcmp(path, "/v1/leader/transfer") == 0) {
+        api_leader_transfer(n, req);
+        return;
+    }
     static const struct {
         const char *path;
         void (*fn)(struct corral_node *, struct corral_http_request *);

@@ -29,6 +29,8 @@ static const struct subcommand subcommands[] = {
      corral_cmd_resource},
     {"lookup", "which partition, primary and replicas hold a resource's key", corral_cmd_lookup},
     {"plan", "the moves the controller would make for a resource", corral_cmd_plan},
+    {"leader", "hand leadership to another coordinator: 'corral leader transfer [ID]'",
+     corral_cmd_leader},
     {"events", "print the cluster's change log; --follow waits for more", corral_cmd_events},
     {"agent", "run a member: heartbeats, assignment and hook commands (see --help)",
      corral_cmd_agent},

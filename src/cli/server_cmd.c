@@ -21,6 +21,16 @@
 #define DEFAULT_CLUSTER_PORT 8139
 #define DEFAULT_HTTP_PORT 8140
 #define TEXT_MAX 4096
+/* Leader health (docs/operations.md, "Leader health" says why these):
+ * below the 300 ms election timeout, whose followers already replace a
+ * leader stalled longer; far above a healthy disk's fsync (under 10 ms)
+ * and a healthy loop's lag (under a tick); sustained for 3 s. */
+#define LEADER_MAX_FSYNC_MS_DEFAULT 250
+#define LEADER_MAX_LOOP_LAG_MS_DEFAULT 250
+#define LEADER_MAX_APPLY_BACKLOG_DEFAULT 10000
+#define LEADER_DEGRADED_MS_DEFAULT 3000
+/* A shorter bound would hand leadership over for one slow batch. */
+#define LEADER_DEGRADED_MS_MIN 100
 
 /* Options as text: flags override the config file, then everything is
  * parsed and checked at once. */
@@ -29,6 +39,8 @@ struct server_opts {
     char election_timeout_ms[32], heartbeat_ms[32], snapshot_entries[32], log_level[16];
     char request_timeout_ms[32], max_connections[32];
     char member_heartbeat_ms[32], lease_ms[32], max_drift_percent[32];
+    char leader_max_fsync_ms[32], leader_max_loop_lag_ms[32], leader_max_apply_backlog[32];
+    char leader_degraded_ms[32];
     char tls_cert[TEXT_MAX], tls_key[TEXT_MAX], tls_ca[TEXT_MAX];
     char token_file[TEXT_MAX], auth_reads[16];
     bool token_loose; /* the token file is readable by group or other */
@@ -75,6 +87,19 @@ static const struct opt_def opt_defs[] = {
         "the lease a heartbeat answer grants; more than 2 member heartbeats (default 1000)"),
     OPT(max_drift_percent, "max-drift-percent",
         "bound on how much faster or slower two hosts' clocks run, 1-50 (default 10)"),
+    OPT(leader_max_fsync_ms, "leader-max-fsync-ms",
+        "a leader whose WAL fsyncs take longer than this is degraded; 0: not watched (default " STR(
+            LEADER_MAX_FSYNC_MS_DEFAULT) ")"),
+    OPT(leader_max_loop_lag_ms, "leader-max-loop-lag-ms",
+        "a leader whose event loop runs a tick later than this is degraded; 0: not watched "
+        "(default " STR(LEADER_MAX_LOOP_LAG_MS_DEFAULT) ")"),
+    OPT(leader_max_apply_backlog, "leader-max-apply-backlog",
+        "a leader with more committed entries not yet applied is degraded; 0: not watched "
+        "(default " STR(LEADER_MAX_APPLY_BACKLOG_DEFAULT) ")"),
+    OPT(leader_degraded_ms, "leader-degraded-ms",
+        "a leader degraded this long hands leadership to the most caught-up voter; 0: never, "
+        "else at least " STR(LEADER_DEGRADED_MS_MIN) " (default " STR(
+            LEADER_DEGRADED_MS_DEFAULT) ")"),
     OPT(log_level, "log-level", "error, warn, info or debug (default info)"),
     OPT(tls_cert, "tls-cert",
         "PEM certificate (chain) of the HTTP API: serve it over TLS (needs --tls-key; every node "
@@ -122,8 +147,8 @@ static void usage(FILE *out)
                  "Runs a coordinator. With no options: a cluster of one on 127.0.0.1,\n"
                  "Raft on port 8139, HTTP on port 8140, data in ./corral-data.\n\noptions:\n");
     for (size_t i = 0; i < N_OPTS; i++)
-        fprintf(out, "  --%-20s %s\n", opt_defs[i].name, opt_defs[i].help);
-    fprintf(out, "  --%-20s %s\n", "config FILE",
+        fprintf(out, "  --%-25s %s\n", opt_defs[i].name, opt_defs[i].help);
+    fprintf(out, "  --%-25s %s\n", "config FILE",
             "INI file with the same keys (no section or [server]); flags override it");
     fprintf(out, "\nExit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure (data dir\n"
                  "refused or corrupt, address in use, I/O error), 2 bad flags or config.\n");
@@ -451,6 +476,12 @@ static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
         {"member-heartbeat-ms", o->member_heartbeat_ms, 10, 60000, 250, 0},
         {"lease-ms", o->lease_ms, 30, 600000, 1000, 0},
         {"max-drift-percent", o->max_drift_percent, 1, 50, 10, 0},
+        {"leader-max-fsync-ms", o->leader_max_fsync_ms, 0, 600000, LEADER_MAX_FSYNC_MS_DEFAULT, 0},
+        {"leader-max-loop-lag-ms", o->leader_max_loop_lag_ms, 0, 600000,
+         LEADER_MAX_LOOP_LAG_MS_DEFAULT, 0},
+        {"leader-max-apply-backlog", o->leader_max_apply_backlog, 0, 100000000,
+         LEADER_MAX_APPLY_BACKLOG_DEFAULT, 0},
+        {"leader-degraded-ms", o->leader_degraded_ms, 0, 3600000, LEADER_DEGRADED_MS_DEFAULT, 0},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         nums[i].v = nums[i].def;
@@ -472,6 +503,17 @@ static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
     lc->lease_ms = (uint32_t)nums[6].v;
     lc->max_drift_permille = (uint32_t)nums[7].v * 10u;
     lc->suspect_after_ms = 2u * lc->heartbeat_ms;
+    c->leader_health = (struct corral_leader_health_config){.max_fsync_ms = nums[8].v,
+                                                            .max_loop_lag_ms = nums[9].v,
+                                                            .max_apply_backlog = nums[10].v,
+                                                            .degraded_ms = nums[11].v};
+    if (nums[11].v != 0 && nums[11].v < LEADER_DEGRADED_MS_MIN) {
+        snprintf(o->err, sizeof(o->err),
+                 "--leader-degraded-ms: %" PRIu64 " is below %u: one slow batch would hand "
+                 "leadership over (0 turns automatic transfer off)",
+                 nums[11].v, LEADER_DEGRADED_MS_MIN);
+        return false;
+    }
     if (lc->lease_ms <= 2u * lc->heartbeat_ms) {
         snprintf(o->err, sizeof(o->err),
                  "--lease-ms (%u) must be more than twice --member-heartbeat-ms (%u): a lease "

@@ -763,8 +763,10 @@ void corral_raft_status(const struct corral_raft *r, struct corral_raft_status *
     s->stable_index = r->log.stable;
     s->conf = r->conf;
     s->n_progress = r->n_progress;
-    if (r->role == CORRAL_RAFT_LEADER)
+    if (r->role == CORRAL_RAFT_LEADER) {
         quorum_contact(r, s);
+        s->transfer_target = r->transfer_target;
+    }
     for (uint32_t i = 0; i < r->n_progress; i++) {
         s->progress[i].id = r->progress[i].id;
         s->progress[i].match = r->progress[i].match;

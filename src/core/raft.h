@@ -357,6 +357,10 @@ struct corral_raft_status {
      * they make a quorum (what /health/ready reports). */
     uint32_t voters_in_contact;
     bool quorum_in_contact;
+    /* Leader only: the node a leadership transfer is handing to, 0 when
+     * none runs (corral_raft_transfer; abandoned after an election
+     * timeout). */
+    uint64_t transfer_target;
     uint32_t n_progress;
     struct {
         uint64_t id;

@@ -102,7 +102,9 @@ static int io_persist(void *ud, const struct corral_raft_ready *rd, bool must_sy
     if (rv == 0 && must_sync) {
         uint64_t t0 = uv_hrtime();
         rv = corral_storage_sync(n->storage);
-        corral_hist_observe(&n->fsync_hist, (double)(uv_hrtime() - t0) / 1e9);
+        uint64_t ns = uv_hrtime() - t0;
+        corral_hist_observe(&n->fsync_hist, (double)ns / 1e9);
+        node_health_fsync(n, ns / 1000000u);
         CORRAL_TRACE(CORRAL_TRACE_FSYNC_DONE, last, rd->n_entries);
     }
     if (rv != 0) {
@@ -252,11 +254,14 @@ static void on_prepare(uv_prepare_t *p)
 static void on_tick(uv_timer_t *t)
 {
     struct corral_node *n = t->data;
-    corral_raft_tick(n->raft, node_now_ms());
+    uint64_t now = node_now_ms();
+    corral_raft_tick(n->raft, now);
     drain_ready(n);
     /* As the simulator: the controller runs after the tick's batch. */
     if (!n->stopping)
         node_duty_tick(n);
+    if (!n->stopping)
+        node_health_tick(n, now);
 }
 
 static void ask_read(void *ud, uint64_t read_id)
@@ -594,7 +599,10 @@ void corral_node_stats(const struct corral_node *n, struct corral_node_stats *st
         .wal_bytes_written = ss.bytes_written,
         .commit_latency = n->pending.commit_hist,
         .fsync_latency = n->fsync_hist,
+        .leader_degraded = s.role == CORRAL_RAFT_LEADER && n->health.degraded,
+        .loop_lag = n->loop_lag_hist,
     };
+    memcpy(st->transfers, n->transfers, sizeof(st->transfers));
     lag_stats(n, &s, st);
     st->n_peers = corral_node_peers(n, st->peers, CORRAL_RAFT_NODES_MAX);
     if (n->http != NULL)
@@ -699,6 +707,7 @@ static int start_core(struct corral_node *n, struct corral_storage_state *st)
                                                           : SNAPSHOT_KEEP_MAX};
     corral_drive_init(&n->drive, n->raft, n->st, &io, &dc, st->snap.index);
     corral_pending_init(&n->pending);
+    node_health_init(n);
     corral_log(CORRAL_LOG_INFO, "recovered term %" PRIu64 ", snapshot %" PRIu64 ", %u log entries",
                st->hs.term, st->snap.index, st->n_entries);
     return 0;

@@ -22,6 +22,7 @@
 
 #include "core/coord.h"
 #include "core/kv.h"
+#include "core/leader_health.h"
 #include "core/raft.h"
 #include "core/state.h"
 #include "runtime/http.h"
@@ -67,6 +68,11 @@ struct corral_node_config {
      * HTTP requests, and on reads too with auth_reads. */
     struct corral_tokens tokens;
     bool auth_reads;
+    /* The leader's own health (core/leader_health.h): the limits and
+     * degraded_ms come from the flags; the node sets contact_ms to the
+     * election timeout and recover_ms and cooldown_ms to
+     * NODE_HEALTH_RECOVER_MS and NODE_HEALTH_COOLDOWN_MS. */
+    struct corral_leader_health_config leader_health;
 };
 
 /* The API layer (src/api) plugs in here; every hook runs on the loop
@@ -111,6 +117,17 @@ int corral_node_write(struct corral_node *n, const struct corral_kv_cmd *cmd,
  * index (coord.h K2). CORRAL_EINVAL when the command does not encode. */
 int corral_node_propose(struct corral_node *n, const struct corral_state_cmd *c,
                         corral_node_write_cb cb, void *ctx);
+
+/* ---- Leadership transfer (node_health.c). ---- */
+
+/* An operator asks this node, the leader, to hand leadership to target
+ * (0: the most caught-up voter in contact, leader_health.h H4). Returns
+ * 0 with *refusal CORRAL_LT_OK and *to the node it hands to (the outcome
+ * shows in corral_node_raft_status later: the transfer is abandoned after
+ * an election timeout), 0 with another *refusal when it cannot start, or
+ * CORRAL_ENOTLEADER, CORRAL_ESHUTDOWN. */
+int corral_node_transfer(struct corral_node *n, uint64_t target, uint64_t *to,
+                         enum corral_leader_transfer_refusal *refusal);
 
 /* ---- Partition ownership (node_duty.c), leader side. ---- */
 
@@ -208,6 +225,11 @@ struct corral_node_stats {
     uint32_t n_peers;
     struct corral_node_peer_info peers[CORRAL_RAFT_NODES_MAX];
     struct corral_http_stats http; /* zero while the server is not running */
+    /* Leadership transfers this node started as leader, by reason
+     * (enum corral_leader_health_reason; [0] unused). */
+    uint64_t transfers[CORRAL_LH_REASON_MAX + 1];
+    bool leader_degraded;        /* leader_health.h H2, on the leader */
+    struct corral_hist loop_lag; /* seconds each tick fired late */
 };
 void corral_node_stats(const struct corral_node *n, struct corral_node_stats *st);
 

@@ -24,6 +24,13 @@
  * it in, or one that accepts a token of ours keeps it running. */
 #define REFUSED_EXIT_MS 10000
 #define REFUSED_EXIT_COUNT 3
+/* Leader health (core/leader_health.h): a degraded leader counts as
+ * healthy again after this long without a bad sample (a disk slow on
+ * every few batches keeps it degraded; one spike is over in a second),
+ * and makes at most one automatic transfer per cool-down, so that two
+ * slow nodes cannot hand leadership back and forth. */
+#define NODE_HEALTH_RECOVER_MS 1000
+#define NODE_HEALTH_COOLDOWN_MS 60000
 
 struct peer {
     uint64_t id;
@@ -61,12 +68,28 @@ struct corral_node {
     uint64_t leader_changes, proposals;
     struct corral_hist fsync_hist;
 
+    /* The leader's health (node_health.c). */
+    struct corral_leader_health health;
+    uint64_t last_tick_ms;
+    bool fsync_seen;       /* since the last tick ... */
+    uint64_t fsync_max_ms; /* ... and the slowest one */
+    uint64_t transfers[CORRAL_LH_REASON_MAX + 1];
+    struct corral_hist loop_lag_hist;
+
     /* The coordinator duty (node_duty.c). */
     struct corral_coord *coord;
     struct corral_node_duty_stats duty;
 };
 
 uint64_t node_now_ms(void);
+
+/* node_health.c: the limits in place (at start). */
+void node_health_init(struct corral_node *n);
+/* node_health.c: an fsync of the WAL took ms. */
+void node_health_fsync(struct corral_node *n, uint64_t ms);
+/* node_health.c: on every tick, after the tick's batch: measures the
+ * tick's lateness and feeds the leader's health; may start a transfer. */
+void node_health_tick(struct corral_node *n, uint64_t now_ms);
 
 /* node_duty.c: after every ready batch (leadership may have changed). */
 void node_duty_batch(struct corral_node *n, const struct corral_raft_ready *rd);

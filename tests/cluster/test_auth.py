@@ -57,9 +57,13 @@ def test_token_cluster_writes_redirects_cli_agent(make_cluster, tmp_path):
             r = node.request("PUT", "/v1/resources/r9", json.dumps({"partitions": 4}),
                              headers=hdr)
             assert r.status == 401, r
+            r = node.request("POST", f"/v1/leader/transfer?to={follower.id}", "",
+                             headers=hdr)
+            assert r.status == 401, r
             # A route that does not exist is still behind the rule (by method).
             r = node.request("POST", "/v1/nothing-here", "", headers=hdr)
             assert r.status == 401, r
+    assert c.wait_leader() is leader  # no transfer happened
     r = leader.get("a")
     assert r.status == 200 and r.json["value"] == "1", r
     assert leader.request("GET", "/v1/members/w9").status == 404

@@ -16,11 +16,15 @@
  *     write_eio     the same, with EIO
  *     write_short   writes of 2 bytes or more write only the first half
  *                   and return that count (a correct caller loops)
+ *     fsync_slow_ms=N  fsync and fdatasync sleep N ms (at most 60000)
+ *                   before they go through: a slow disk
+ *                   (tests/cluster/test_leader_transfer.py)
  *
  * The environment is read at every call too (getenv), so it is the one of
  * the process; CORRAL_FAULT_DIR must be an absolute path without symlinks
  * (it is compared with /proc/self/fd/N). Every call that is failed is
- * counted in the file $CORRAL_FAULT_FILE.hits (one byte appended per hit),
+ * counted in the file $CORRAL_FAULT_FILE.hits (one byte appended per hit;
+ * a slowed call counts too),
  * so a test can tell that the fault was met.
  *
  * Every fsync or fdatasync that succeeds on such a file appends a line
@@ -41,9 +45,14 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
-enum mode { M_OFF, M_FSYNC_EIO, M_WRITE_ENOSPC, M_WRITE_EIO, M_WRITE_SHORT };
+enum mode { M_OFF, M_FSYNC_EIO, M_WRITE_ENOSPC, M_WRITE_EIO, M_WRITE_SHORT, M_FSYNC_SLOW };
+
+#define SLOW_MS_MAX 60000
+/* fsync_slow_ms's N, as the last current_mode() read it. */
+static long slow_ms;
 
 /* The mode in CORRAL_FAULT_FILE, read with raw syscalls (no stdio, no
  * wrapped call). */
@@ -70,6 +79,14 @@ static enum mode current_mode(void)
         return M_WRITE_EIO;
     if (strcmp(buf, "write_short") == 0)
         return M_WRITE_SHORT;
+    if (strncmp(buf, "fsync_slow_ms=", 14) == 0) {
+        char *end = NULL;
+        long ms = strtol(buf + 14, &end, 10);
+        if (end != buf + 14 && *end == '\0' && ms > 0 && ms <= SLOW_MS_MAX) {
+            slow_ms = ms;
+            return M_FSYNC_SLOW;
+        }
+    }
     return M_OFF;
 }
 
@@ -175,7 +192,7 @@ static enum mode fault_for(int fd, int is_sync)
 {
     int saved = errno;
     enum mode m = current_mode();
-    if (m != M_OFF && (m == M_FSYNC_EIO) != is_sync)
+    if (m != M_OFF && (m == M_FSYNC_EIO || m == M_FSYNC_SLOW) != is_sync)
         m = M_OFF;
     if (m != M_OFF && !fd_in_dir(fd))
         m = M_OFF;
@@ -202,13 +219,32 @@ typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
 typedef ssize_t (*writev_fn)(int, const struct iovec *, int);
 typedef ssize_t (*pwritev_fn)(int, const struct iovec *, int, off_t);
 
+/* The sync fault for fd: -1 with errno set (fail), or 0 to go through,
+ * after sleeping in M_FSYNC_SLOW. */
+static int sync_fault(int fd)
+{
+    switch (fault_for(fd, 1)) {
+    case M_FSYNC_EIO:
+        errno = EIO;
+        return -1;
+    case M_FSYNC_SLOW: {
+        int saved = errno;
+        struct timespec ts = {.tv_sec = slow_ms / 1000, .tv_nsec = (slow_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        errno = saved;
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
 int fsync(int fd)
 {
     REAL(fsync, sync_fn)
-    if (fault_for(fd, 1) == M_FSYNC_EIO) {
-        errno = EIO;
+    if (sync_fault(fd) != 0)
         return -1;
-    }
     int rv = real_fsync(fd);
     if (rv == 0)
         record_sync(fd);
@@ -218,10 +254,8 @@ int fsync(int fd)
 int fdatasync(int fd)
 {
     REAL(fdatasync, sync_fn)
-    if (fault_for(fd, 1) == M_FSYNC_EIO) {
-        errno = EIO;
+    if (sync_fault(fd) != 0)
         return -1;
-    }
     int rv = real_fdatasync(fd);
     if (rv == 0)
         record_sync(fd);
