@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(codec state_cmd state_restore kv transport_hs wal config)
+TARGETS=(codec state_cmd state_restore kv transport_hs wal config http)
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 REPLAY_BUILD=${REPLAY_BUILD:-build-fuzz-replay}
 FUZZ_MUTATIONS=${FUZZ_MUTATIONS:-10000}

@@ -343,6 +343,74 @@ static void wal(void)
     rm_dir(dir);
 }
 
+/* ---- The config file and HTTP requests: text ---- */
+
+static void put_text(const char *target, const char *text)
+{
+    put_file(target, text, strlen(text));
+}
+
+static void config(void)
+{
+    put_text("config", "id = 2\ndata-dir = /var/lib/corral\n"
+                       "peers = 127.0.0.1:8139,127.0.0.2:8139,127.0.0.3:8139\n");
+    put_text("config", "; a comment\n[server]\ncluster-addr = 10.0.0.1:8139\n"
+                       "http-addr = 10.0.0.1:8140\nlog-level = debug\nauth-reads = true\n");
+    put_text("config", "election-timeout-ms = 300\nheartbeat-ms = 50\nsnapshot-entries = 1000\n"
+                       "request-timeout-ms = 5000\nmax-connections = 64\n"
+                       "member-heartbeat-ms = 250\nlease-ms = 1000\nmax-drift-percent = 10\n");
+    put_text("config", "[server]\ntls-cert = c.pem\ntls-key = k.pem\ntls-ca = ca.pem\n"
+                       "token-file = /etc/corral/token\n");
+    put_text("config", "id = 1\n  continued\n");
+    put_text("config", "[agent]\nid = 1\nid = 2\nbogus = 3\n");
+}
+
+/* fuzz_http: two flag bytes, then requests separated by "\n~~\n". */
+static void put_http(uint8_t flags, uint8_t flags2, const char *requests)
+{
+    size_t n = strlen(requests);
+    uint8_t *b = malloc(n + 2);
+    FUZZ_REQUIRE(b != NULL);
+    b[0] = flags;
+    b[1] = flags2;
+    memcpy(b + 2, requests, n);
+    put_file("http", b, n + 2);
+    free(b);
+}
+
+static void http(void)
+{
+    put_http(0, 0, "GET /health\n~~\nGET /health/ready\n~~\nGET /v1/status\n~~\nGET /metrics");
+    put_http(0, 0,
+             "PUT /v1/kv/app/a?cas=0\n\nhello\n~~\nGET /v1/kv/app/a\n~~\n"
+             "GET /v1/kv?prefix=app/&limit=10\n~~\nDELETE /v1/kv/app/a?cas=101\n~~\n"
+             "GET /v1/kv/cfg%2Fa");
+    put_http(0, 0,
+             "PUT /v1/members/d\nContent-Type: application/json\n\n"
+             "{\"addr\":\"10.0.0.4:7000\",\"zone\":\"z1\",\"weight\":100}\n~~\n"
+             "GET /v1/members\n~~\nGET /v1/members/a\n~~\n"
+             "POST /v1/members/a/heartbeat\n\n{\"index\":0}\n~~\n"
+             "POST /v1/members/c/status\n\n{\"status\":\"draining\"}\n~~\n"
+             "DELETE /v1/members/b");
+    put_http(0, 0,
+             "PUT /v1/resources/s\n\n{\"partitions\":8,\"replicas\":2}\n~~\n"
+             "GET /v1/resources\n~~\nGET /v1/resources/r\n~~\n"
+             "GET /v1/resources/r/partitions/0\n~~\nDELETE /v1/resources/q");
+    put_http(0, 0,
+             "GET /v1/members?index=1&wait=1s\n~~\nGET /v1/events?index=1&wait=500ms\n~~\n"
+             "PUT /v1/kv/x\n\n1\n~~\nGET /v1/events?index=0");
+    put_http(8, 0,
+             "PUT /v1/kv/x\n\n1\n~~\nPUT /v1/kv/x\nAuthorization: Bearer "
+             "fuzz-token-0123456789abcdef\n\n1\n~~\nGET /v1/kv/x");
+    put_http(8 | 16, 0,
+             "GET /v1/status\n~~\nGET /health\n~~\nGET /v1/kv/x\nAuthorization: "
+             "bearer  fuzz-token-0123456789abcdef \n");
+    put_http(1, 0, "PUT /v1/kv/x?cas=0\n\n1\n~~\nGET /v1/kv/x?stale\n~~\nGET /v1/status");
+    put_http(2 | 4, 0, "PUT /v1/kv/x\n\n1\n~~\nGET /health/ready");
+    put_http(64, 2, "PUT /v1/kv/x\n\n1\n~~\nGET /v1/kv/x\n~~\nPOST /v1/kv/x\n~~\nGET /nope");
+    put_http(32 | 128, 1, "PUT /v1/kv/x\n\n1\n~~\nPUT /v1/members/e\n\n{}");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -356,5 +424,7 @@ int main(int argc, char **argv)
     handshakes();
     codec();
     wal();
+    config();
+    http();
     return 0;
 }
