@@ -154,6 +154,35 @@ static void handshakes(void)
         corral_put_le32(b + n, corral_crc32c(0, b, n));
         put_file("transport_hs", b, n + 4);
     }
+    /* Version 2 (a token): a hello with its nonce, followed by a proof
+     * frame (its proof zeros: the harness also sends the right one), and
+     * an OK reply (the harness puts the acceptor's proof in). */
+    memcpy(b, "CRLH", 4);
+    b[4] = CORRAL_TRANSPORT_VERSION_AUTH;
+    corral_put_le64(b + 5, clusters[0]);
+    corral_put_le64(b + 13, 1);
+    corral_put_le64(b + 21, 2);
+    memset(b + 29, 0x5a, HS_NONCE_BYTES);
+    corral_put_le16(b + HELLO2_FIXED_BYTES - 2, (uint16_t)hl);
+    memcpy(b + HELLO2_FIXED_BYTES, http, hl);
+    size_t n = HELLO2_FIXED_BYTES + hl;
+    corral_put_le32(b + n, corral_crc32c(0, b, n));
+    n += 4;
+    memcpy(b + n, "CRLP", 4);
+    memset(b + n + 4, 0, 1 + HS_PROOF_BYTES);
+    corral_put_le32(b + n + 5 + HS_PROOF_BYTES, corral_crc32c(0, b + n, 5 + HS_PROOF_BYTES));
+    put_file("transport_hs", b, n + PROOF_FRAME_BYTES);
+    memcpy(b, "CRLR", 4);
+    b[4] = CORRAL_TRANSPORT_VERSION_AUTH;
+    b[5] = 0;
+    corral_put_le64(b + 6, clusters[0]);
+    corral_put_le64(b + 14, 2);
+    memset(b + 22, 0xa5, HS_NONCE_BYTES + HS_PROOF_BYTES);
+    corral_put_le16(b + REPLY2_FIXED_BYTES - 2, (uint16_t)hl);
+    memcpy(b + REPLY2_FIXED_BYTES, http, hl);
+    n = REPLY2_FIXED_BYTES + hl;
+    corral_put_le32(b + n, corral_crc32c(0, b, n));
+    put_file("transport_hs", b, n + 4);
 }
 
 static void codec(void)
