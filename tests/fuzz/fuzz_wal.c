@@ -72,7 +72,7 @@ static void dir_clear(void);
 /* The directory goes when the process exits normally. */
 static void dir_remove(void)
 {
-    char path[256];
+    char path[512];
     dir_clear();
     snprintf(path, sizeof(path), "%s/%s", dir, LOCK_NAME);
     unlink(path);
@@ -96,7 +96,7 @@ static void dir_clear(void)
     DIR *d = opendir(dir);
     FUZZ_REQUIRE(d != NULL);
     struct dirent *e;
-    char path[256];
+    char path[512];
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.' || strcmp(e->d_name, LOCK_NAME) == 0)
             continue;
@@ -108,7 +108,7 @@ static void dir_clear(void)
 
 static void put(const char *name, const uint8_t *b, size_t len)
 {
-    char path[256];
+    char path[512];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     FUZZ_REQUIRE(fd >= 0);
@@ -119,7 +119,7 @@ static void put(const char *name, const uint8_t *b, size_t len)
 /* The file's bytes equal b[0..len) (a refused open changed nothing). */
 static bool same(const char *name, const uint8_t *b, size_t len)
 {
-    char path[256];
+    char path[512];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     int fd = open(path, O_RDONLY);
     if (fd < 0)
