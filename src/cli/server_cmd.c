@@ -2,17 +2,16 @@
  * validated completely before anything touches the disk. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ini.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "api/api.h"
 #include "cli/cli.h"
+#include "cli/server_config.h"
 #include "runtime/log.h"
 #include "runtime/node.h"
 #include "util/parse.h"
@@ -20,240 +19,18 @@
 
 #define DEFAULT_CLUSTER_PORT 8139
 #define DEFAULT_HTTP_PORT 8140
-#define TEXT_MAX 4096
-/* Leader health (docs/operations.md, "Leader health" says why these):
- * below the 300 ms election timeout, whose followers already replace a
- * leader stalled longer; far above a healthy disk's fsync (under 10 ms)
- * and a healthy loop's lag (under a tick); sustained for 3 s. */
-#define LEADER_MAX_FSYNC_MS_DEFAULT 250
-#define LEADER_MAX_LOOP_LAG_MS_DEFAULT 250
-#define LEADER_MAX_APPLY_BACKLOG_DEFAULT 10000
-#define LEADER_DEGRADED_MS_DEFAULT 3000
-/* A shorter bound would hand leadership over for one slow batch. */
-#define LEADER_DEGRADED_MS_MIN 100
-
-/* Options as text: flags override the config file, then everything is
- * parsed and checked at once. */
-struct server_opts {
-    char id[32], data_dir[TEXT_MAX], cluster_addr[256], http_addr[256], peers[TEXT_MAX];
-    char election_timeout_ms[32], heartbeat_ms[32], snapshot_entries[32], log_level[16];
-    char request_timeout_ms[32], max_connections[32];
-    char member_heartbeat_ms[32], lease_ms[32], max_drift_percent[32];
-    char leader_max_fsync_ms[32], leader_max_loop_lag_ms[32], leader_max_apply_backlog[32];
-    char leader_degraded_ms[32];
-    char tls_cert[TEXT_MAX], tls_key[TEXT_MAX], tls_ca[TEXT_MAX];
-    char token_file[TEXT_MAX], auth_reads[16];
-    bool token_loose; /* the token file is readable by group or other */
-    char err[512];
-};
-
-struct opt_def {
-    const char *name; /* flag without "--", also the config file key */
-    size_t offset;
-    size_t size;
-    const char *help;
-};
-
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define OPT(field, name, help)                                                                     \
-    {                                                                                              \
-        name, offsetof(struct server_opts, field), sizeof(((struct server_opts *)0)->field), help  \
-    }
-static const struct opt_def opt_defs[] = {
-    OPT(id, "id",
-        "this node's id: its 1-based position in --peers (default: found from --cluster-addr, or "
-        "1)"),
-    OPT(data_dir, "data-dir",
-        "where the WAL, snapshots and meta file live (default ./corral-data)"),
-    OPT(cluster_addr, "cluster-addr", "HOST:PORT for Raft traffic (default 127.0.0.1:8139)"),
-    OPT(http_addr, "http-addr", "HOST:PORT for the HTTP API (default 127.0.0.1:8140)"),
-    OPT(peers, "peers",
-        "HOST:PORT,... cluster addresses of all initial coordinators, this one included (default: "
-        "none, a cluster of one)"),
-    OPT(election_timeout_ms, "election-timeout-ms",
-        "base election timeout, randomized in [t, 2t) (default " STR(
-            CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT) ")"),
-    OPT(heartbeat_ms, "heartbeat-ms",
-        "leader heartbeat interval (default " STR(CORRAL_RAFT_HEARTBEAT_MS_DEFAULT) ")"),
-    OPT(snapshot_entries, "snapshot-entries",
-        "snapshot and compact the log every N applied entries (default 50000)"),
-    OPT(request_timeout_ms, "request-timeout-ms",
-        "HTTP requests waiting on Raft answer 503 after this (default 5000)"),
-    OPT(max_connections, "max-connections", "open HTTP connections before 503 busy (default 1024)"),
-    OPT(member_heartbeat_ms, "member-heartbeat-ms",
-        "how often members heartbeat to the leader (default 250)"),
-    OPT(lease_ms, "lease-ms",
-        "the lease a heartbeat answer grants; more than 2 member heartbeats (default 1000)"),
-    OPT(max_drift_percent, "max-drift-percent",
-        "bound on how much faster or slower two hosts' clocks run, 1-50 (default 10)"),
-    OPT(leader_max_fsync_ms, "leader-max-fsync-ms",
-        "a leader whose WAL fsyncs take longer than this is degraded; 0: not watched (default " STR(
-            LEADER_MAX_FSYNC_MS_DEFAULT) ")"),
-    OPT(leader_max_loop_lag_ms, "leader-max-loop-lag-ms",
-        "a leader whose event loop runs a tick later than this is degraded; 0: not watched "
-        "(default " STR(LEADER_MAX_LOOP_LAG_MS_DEFAULT) ")"),
-    OPT(leader_max_apply_backlog, "leader-max-apply-backlog",
-        "a leader with more committed entries not yet applied is degraded; 0: not watched "
-        "(default " STR(LEADER_MAX_APPLY_BACKLOG_DEFAULT) ")"),
-    OPT(leader_degraded_ms, "leader-degraded-ms",
-        "a leader degraded this long hands leadership to the most caught-up voter; 0: never, "
-        "else at least " STR(LEADER_DEGRADED_MS_MIN) " (default " STR(
-            LEADER_DEGRADED_MS_DEFAULT) ")"),
-    OPT(log_level, "log-level", "error, warn, info or debug (default info)"),
-    OPT(tls_cert, "tls-cert",
-        "PEM certificate (chain) of the HTTP API: serve it over TLS (needs --tls-key; every node "
-        "of the cluster must use TLS)"),
-    OPT(tls_key, "tls-key", "PEM private key (unencrypted) of --tls-cert"),
-    OPT(tls_ca, "tls-ca",
-        "PEM CA certificate(s): HTTP clients must present a certificate it signed (needs "
-        "--tls-cert)"),
-    OPT(token_file, "token-file",
-        "file with the cluster token (at least 16 bytes; a second line: the next token, during a "
-        "rotation); peers prove it, HTTP writes send it as a bearer token (default: none, an "
-        "open cluster)"),
-    OPT(auth_reads, "auth-reads",
-        "with --token-file, GETs need the token too, but /health and /health/ready (a flag; in "
-        "the config file: auth-reads = true)"),
-};
-#undef OPT
-#define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
-
-static const struct opt_def *find_opt(const char *name)
-{
-    for (size_t i = 0; i < N_OPTS; i++)
-        if (strcmp(opt_defs[i].name, name) == 0)
-            return &opt_defs[i];
-    return NULL;
-}
-
-static bool set_opt(struct server_opts *o, const struct opt_def *d, const char *value)
-{
-    if (value[0] == '\0') {
-        snprintf(o->err, sizeof(o->err), "--%s: empty value", d->name);
-        return false;
-    }
-    if (strlen(value) >= d->size) {
-        snprintf(o->err, sizeof(o->err), "--%s: value too long", d->name);
-        return false;
-    }
-    memcpy((char *)o + d->offset, value, strlen(value) + 1);
-    return true;
-}
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: corral server run [options]\n\n"
                  "Runs a coordinator. With no options: a cluster of one on 127.0.0.1,\n"
                  "Raft on port 8139, HTTP on port 8140, data in ./corral-data.\n\noptions:\n");
-    for (size_t i = 0; i < N_OPTS; i++)
-        fprintf(out, "  --%-25s %s\n", opt_defs[i].name, opt_defs[i].help);
+    for (size_t i = 0; i < SERVER_N_OPTS; i++)
+        fprintf(out, "  --%-25s %s\n", server_opt_defs[i].name, server_opt_defs[i].help);
     fprintf(out, "  --%-25s %s\n", "config FILE",
             "INI file with the same keys (no section or [server]); flags override it");
     fprintf(out, "\nExit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure (data dir\n"
                  "refused or corrupt, address in use, I/O error), 2 bad flags or config.\n");
-}
-
-/* The config file is read through our own reader so the handler knows the
- * line: inih's INI_HANDLER_LINENO is fixed when the library is built. */
-struct ini_ctx {
-    struct server_opts *o;
-    const char *file;
-    FILE *f;
-    int line;           /* of the text last handed to inih */
-    bool line_done;     /* that text ended with a newline */
-    bool indented;      /* that line began with a space or tab */
-    int set_at[N_OPTS]; /* line each key was given on, 0 if not yet */
-    bool failed;
-};
-
-static char *ini_read(char *str, int num, void *stream)
-{
-    struct ini_ctx *c = stream;
-    char *s = fgets(str, num, c->f);
-    if (s == NULL)
-        return NULL;
-    if (c->line_done) {
-        c->line++;
-        c->indented = s[0] == ' ' || s[0] == '\t';
-    }
-    size_t len = strlen(s);
-    c->line_done = len > 0 && s[len - 1] == '\n';
-    return s;
-}
-
-static int on_ini(void *user, const char *section, const char *name, const char *value)
-{
-    struct ini_ctx *c = user;
-    if (c->failed)
-        return 0;
-    if (section[0] != '\0' && strcmp(section, "server") != 0) {
-        snprintf(c->o->err, sizeof(c->o->err), "%s:%d: unknown section [%s]", c->file, c->line,
-                 section);
-        c->failed = true;
-        return 0;
-    }
-    const struct opt_def *d = find_opt(name);
-    if (d == NULL) {
-        snprintf(c->o->err, sizeof(c->o->err), "%s:%d: unknown key '%s'", c->file, c->line, name);
-        c->failed = true;
-        return 0;
-    }
-    int *at = &c->set_at[d - opt_defs];
-    if (*at != 0) {
-        /* inih reads an indented line after a key as more of its value
-         * and hands it over under the same name. */
-        if (c->indented && *at < c->line)
-            snprintf(c->o->err, sizeof(c->o->err),
-                     "%s:%d: indented line continues '%s' from %s:%d; values are one line "
-                     "(remove the indentation)",
-                     c->file, c->line, name, c->file, *at);
-        else
-            snprintf(c->o->err, sizeof(c->o->err), "%s:%d: duplicate key '%s' (first at %s:%d)",
-                     c->file, c->line, name, c->file, *at);
-        c->failed = true;
-        return 0;
-    }
-    *at = c->line;
-    if (!set_opt(c->o, d, value)) {
-        char why[sizeof(c->o->err)];
-        snprintf(why, sizeof(why), "%s", c->o->err);
-        snprintf(c->o->err, sizeof(c->o->err), "%s:%d: %.300s", c->file, c->line, why);
-        c->failed = true;
-        return 0;
-    }
-    return 1;
-}
-
-static bool load_config(struct server_opts *o, const char *file)
-{
-    struct ini_ctx c = {.o = o, .file = file, .line_done = true};
-    c.f = fopen(file, "r");
-    if (c.f == NULL) {
-        snprintf(o->err, sizeof(o->err), "--config %s: cannot open: %s", file, strerror(errno));
-        return false;
-    }
-    /* fopen() opens a directory for reading; fgets() then fails with
-     * EISDIR, which inih takes for an empty file. */
-    struct stat st;
-    if (fstat(fileno(c.f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(o->err, sizeof(o->err), "--config %s: is a directory, not a file", file);
-        fclose(c.f);
-        return false;
-    }
-    errno = 0;
-    int rv = ini_parse_stream(ini_read, &c, on_ini, &c);
-    int read_errno = errno;
-    bool read_failed = ferror(c.f) != 0;
-    fclose(c.f);
-    if (read_failed) {
-        snprintf(o->err, sizeof(o->err), "--config %s: cannot read: %s", file,
-                 strerror(read_errno ? read_errno : EIO));
-        return false;
-    }
-    if (rv != 0 && !c.failed)
-        snprintf(o->err, sizeof(o->err), "%s:%d: not a valid INI line", file, rv);
-    return rv == 0;
 }
 
 /* Flags: --name value or --name=value; --config is read first. */
@@ -267,7 +44,7 @@ static int parse_flags(struct server_opts *o, int argc, char **argv)
                 snprintf(o->err, sizeof(o->err), "--config needs a file");
                 return 2;
             }
-            if (!load_config(o, file))
+            if (!server_config_load(o, file))
                 return 2;
         }
     }
@@ -288,9 +65,9 @@ static int parse_flags(struct server_opts *o, int argc, char **argv)
             i += eq ? 0 : 1;
             continue;
         }
-        const struct opt_def *d = find_opt(name);
+        const struct opt_def *d = server_opt_find(name);
         if (d != NULL && strcmp(name, "auth-reads") == 0 && eq == NULL) { /* a flag */
-            if (!set_opt(o, d, "true"))
+            if (!server_opt_set(o, d, "true"))
                 return 2;
             continue;
         }
@@ -302,7 +79,7 @@ static int parse_flags(struct server_opts *o, int argc, char **argv)
             snprintf(o->err, sizeof(o->err), "--%s needs a value", name);
             return 2;
         }
-        if (!set_opt(o, d, value))
+        if (!server_opt_set(o, d, value))
             return 2;
         i += eq ? 0 : 1;
     }

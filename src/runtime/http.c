@@ -157,14 +157,6 @@ void corral_http_respond(struct corral_http_request *req, unsigned status, const
     }
 }
 
-json_t *corral_http_error_json(const char *code, const char *message, const char *leader_url)
-{
-    json_t *err = json_pack("{s:s, s:s}", "code", code, "message", message);
-    if (err != NULL && leader_url != NULL)
-        json_object_set_new(err, "leader", json_string(leader_url));
-    return json_pack("{s:o*}", "error", err);
-}
-
 static void respond_error(struct corral_http_request *req, unsigned status, const char *code,
                           const char *message, bool close)
 {
@@ -763,27 +755,11 @@ static void qb_put_char(struct query_buf *q, char c)
 
 static void qb_put_escaped(struct query_buf *q, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (; s != NULL && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                     c == '-' || c == '_' || c == '.' || c == '~' || c == '/';
-        char enc[3] = {(char)c, 0, 0};
-        size_t n = 1;
-        if (!plain) {
-            enc[0] = '%';
-            enc[1] = hex[c >> 4];
-            enc[2] = hex[c & 15];
-            n = 3;
-        }
-        if (q->len + n >= q->cap) {
-            q->overflow = true;
-            return;
-        }
-        memcpy(q->buf + q->len, enc, n);
-        q->len += n;
-    }
-    q->buf[q->len] = '\0';
+    /* corral_http_escape keeps room for the NUL, as qb_put_char does. */
+    if (!q->overflow && corral_http_escape(s, q->buf + q->len, q->cap - q->len) != 0)
+        q->overflow = true;
+    if (!q->overflow)
+        q->len += strlen(q->buf + q->len);
 }
 
 static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -808,16 +784,6 @@ int corral_http_query(const struct corral_http_request *req, char *buf, size_t c
         return CORRAL_ETOOBIG;
     buf[0] = '\0';
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
-    return q.overflow ? CORRAL_ETOOBIG : 0;
-}
-
-int corral_http_escape(const char *in, char *out, size_t cap)
-{
-    struct query_buf q = {.buf = out, .cap = cap};
-    if (cap == 0)
-        return CORRAL_ETOOBIG;
-    out[0] = '\0';
-    qb_put_escaped(&q, in);
     return q.overflow ? CORRAL_ETOOBIG : 0;
 }
 

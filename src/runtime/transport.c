@@ -26,7 +26,11 @@ static void peer_dial(struct peer *p);
 
 /* ---- logging, randomness, addresses ---- */
 
-static void transport_vlog(struct corral_transport *t, int level, const char *fmt, va_list ap)
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 0))) /* clang's -Wformat-nonliteral */
+#endif
+static void
+transport_vlog(struct corral_transport *t, int level, const char *fmt, va_list ap)
 {
     if (t->cb.log == NULL)
         return;

@@ -9,10 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/codec.h"
 #include "core/raft.h"
 #include "fuzz_fixture.h"
+#include "runtime/storage.h"
+#include "runtime/storage_impl.h"
 #include "runtime/transport_impl.h"
 #include "util/bytes.h"
 
@@ -151,6 +154,35 @@ static void handshakes(void)
         corral_put_le32(b + n, corral_crc32c(0, b, n));
         put_file("transport_hs", b, n + 4);
     }
+    /* Version 2 (a token): a hello with its nonce, followed by a proof
+     * frame (its proof zeros: the harness also sends the right one), and
+     * an OK reply (the harness puts the acceptor's proof in). */
+    memcpy(b, "CRLH", 4);
+    b[4] = CORRAL_TRANSPORT_VERSION_AUTH;
+    corral_put_le64(b + 5, clusters[0]);
+    corral_put_le64(b + 13, 1);
+    corral_put_le64(b + 21, 2);
+    memset(b + 29, 0x5a, HS_NONCE_BYTES);
+    corral_put_le16(b + HELLO2_FIXED_BYTES - 2, (uint16_t)hl);
+    memcpy(b + HELLO2_FIXED_BYTES, http, hl);
+    size_t n = HELLO2_FIXED_BYTES + hl;
+    corral_put_le32(b + n, corral_crc32c(0, b, n));
+    n += 4;
+    memcpy(b + n, "CRLP", 4);
+    memset(b + n + 4, 0, 1 + HS_PROOF_BYTES);
+    corral_put_le32(b + n + 5 + HS_PROOF_BYTES, corral_crc32c(0, b + n, 5 + HS_PROOF_BYTES));
+    put_file("transport_hs", b, n + PROOF_FRAME_BYTES);
+    memcpy(b, "CRLR", 4);
+    b[4] = CORRAL_TRANSPORT_VERSION_AUTH;
+    b[5] = 0;
+    corral_put_le64(b + 6, clusters[0]);
+    corral_put_le64(b + 14, 2);
+    memset(b + 22, 0xa5, HS_NONCE_BYTES + HS_PROOF_BYTES);
+    corral_put_le16(b + REPLY2_FIXED_BYTES - 2, (uint16_t)hl);
+    memcpy(b + REPLY2_FIXED_BYTES, http, hl);
+    n = REPLY2_FIXED_BYTES + hl;
+    corral_put_le32(b + n, corral_crc32c(0, b, n));
+    put_file("transport_hs", b, n + 4);
 }
 
 static void codec(void)
@@ -200,6 +232,214 @@ static void codec(void)
     corral_rbuf_unref(e.data);
 }
 
+/* ---- WAL recovery: data directories written by the real storage ---- */
+
+static uint8_t *slurp(const char *dir, const char *name, size_t *len)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    FUZZ_REQUIRE(f != NULL);
+    static uint8_t buf[1 << 16];
+    *len = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    uint8_t *b = malloc(*len > 0 ? *len : 1);
+    FUZZ_REQUIRE(b != NULL);
+    memcpy(b, buf, *len);
+    return b;
+}
+
+static void rm_dir(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    FUZZ_REQUIRE(system(cmd) == 0);
+}
+
+/* A fuzz_wal input: its 8-byte header (fuzz_wal.c), then the files. */
+static void put_wal(uint8_t flags, uint8_t first, const uint8_t *hs, size_t hs_len,
+                    uint8_t snap_idx, const uint8_t *snap, size_t snap_len, const uint8_t *w1,
+                    size_t n1, const uint8_t *w2, size_t n2)
+{
+    size_t n = 8 + hs_len + snap_len + n1 + n2;
+    uint8_t *b = malloc(n);
+    FUZZ_REQUIRE(b != NULL);
+    b[0] = flags;
+    b[1] = first;
+    corral_put_le16(b + 2, (uint16_t)n1);
+    b[4] = (uint8_t)hs_len;
+    b[5] = snap_idx;
+    corral_put_le16(b + 6, (uint16_t)snap_len);
+    size_t off = 8;
+    if (hs_len > 0)
+        memcpy(b + off, hs, hs_len);
+    off += hs_len;
+    if (snap_len > 0)
+        memcpy(b + off, snap, snap_len);
+    off += snap_len;
+    memcpy(b + off, w1, n1);
+    off += n1;
+    if (n2 > 0)
+        memcpy(b + off, w2, n2);
+    put_file("wal", b, n);
+    free(b);
+}
+
+static void append(struct corral_storage *s, uint64_t term, uint64_t index, const char *text)
+{
+    struct corral_raft_entry e = {.term = term,
+                                  .index = index,
+                                  .type = CORRAL_RAFT_ENTRY_NORMAL,
+                                  .data = corral_rbuf_new(text, (uint32_t)strlen(text))};
+    FUZZ_REQUIRE(e.data != NULL && corral_storage_append(s, &e, 1) == 0);
+    corral_rbuf_unref(e.data);
+}
+
+static void wal(void)
+{
+    char dir[] = "/tmp/corral-seeds-XXXXXX";
+    FUZZ_REQUIRE(mkdtemp(dir) != NULL);
+    const struct corral_storage_ident id = {3, 0xc0ffee};
+    struct corral_storage *s;
+    struct corral_storage_state st;
+    char err[256];
+    /* One segment: three entries and a hard state between them. */
+    FUZZ_REQUIRE(corral_storage_open(dir, &id, &s, &st, err, sizeof(err)) == 0);
+    append(s, 1, 1, "one");
+    struct corral_raft_hard_state hs = {.term = 1, .vote = 3, .commit = 1};
+    FUZZ_REQUIRE(corral_storage_set_hard_state(s, &hs) == 0);
+    append(s, 1, 2, "two");
+    append(s, 2, 3, "three");
+    FUZZ_REQUIRE(corral_storage_sync(s) == 0);
+    corral_storage_close(s);
+    corral_storage_state_free(&st);
+    size_t n;
+    uint8_t *w = slurp(dir, "wal-0000000000000001.log", &n);
+    put_wal(0, 1, NULL, 0, 0, NULL, 0, w, n, NULL, 0);
+    put_wal(1 | 32, 1, NULL, 0, 0, NULL, 0, w, n, NULL, 0); /* FIX, APPEND */
+    put_wal(0, 1, NULL, 0, 0, NULL, 0, w, n - 5, NULL, 0);  /* a torn tail */
+    /* The same log split in two segments (the second from entry 3). */
+    size_t cut = n;
+    for (size_t off = 0; off < n;) {
+        uint32_t plen = corral_get_le32(w + off);
+        struct corral_raft_entry e;
+        if (w[off + 4] == REC_ENTRY &&
+            corral_codec_entry_decode(w + off + REC_HEADER_BYTES, plen, &e) == 0) {
+            if (e.index == 3)
+                cut = off;
+            corral_rbuf_unref(e.data);
+        }
+        off += REC_OVERHEAD + plen;
+    }
+    uint8_t hdr[REC_OVERHEAD + REC_SEGMENT_BYTES];
+    corral_put_le32(hdr + REC_HEADER_BYTES, WAL_MAGIC);
+    corral_put_le32(hdr + REC_HEADER_BYTES + 4, CORRAL_STORAGE_FORMAT_VERSION);
+    corral_put_le64(hdr + REC_HEADER_BYTES + 8, 3);
+    storage_rec_seal(hdr, REC_SEGMENT, REC_SEGMENT_BYTES);
+    size_t n2 = sizeof(hdr) + (n - cut);
+    uint8_t *w2 = malloc(n2);
+    FUZZ_REQUIRE(w2 != NULL);
+    memcpy(w2, hdr, sizeof(hdr));
+    memcpy(w2 + sizeof(hdr), w + cut, n - cut);
+    put_wal(2, 1, NULL, 0, 0, NULL, 0, w, cut, w2, n2);
+    free(w2);
+    free(w);
+    /* A snapshot at 2, the hard state checkpoint its truncation of the
+     * log wrote, and the log after it. */
+    FUZZ_REQUIRE(corral_storage_open(dir, &id, &s, &st, err, sizeof(err)) == 0);
+    struct corral_raft_snapshot_meta meta = {.index = 2, .term = 1};
+    meta.conf.n_voters = 1;
+    meta.conf.voters[0] = 3;
+    struct corral_rbuf *data = corral_rbuf_new("snapshot", 8);
+    FUZZ_REQUIRE(data != NULL && corral_storage_save_snapshot(s, &meta, data) == 0);
+    corral_rbuf_unref(data);
+    append(s, 2, 3, "three again");
+    append(s, 2, 4, "four");
+    FUZZ_REQUIRE(corral_storage_sync(s) == 0);
+    corral_storage_close(s);
+    corral_storage_state_free(&st);
+    size_t ns, nh = 0;
+    uint8_t *sn = slurp(dir, "snap-0000000000000002.snap", &ns);
+    w = slurp(dir, "wal-0000000000000001.log", &n);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, HARD_STATE_NAME);
+    uint8_t *h = access(path, F_OK) == 0 ? slurp(dir, HARD_STATE_NAME, &nh) : NULL;
+    put_wal(h != NULL ? 8 | 4 : 8, 1, h, nh, 2, sn, ns, w, n, NULL, 0);
+    put_wal(h != NULL ? 1 | 8 | 4 | 32 : 1 | 8 | 32, 1, h, nh, 2, sn, ns, w, n, NULL, 0);
+    free(h);
+    free(w);
+    free(sn);
+    rm_dir(dir);
+}
+
+/* ---- The config file and HTTP requests: text ---- */
+
+static void put_text(const char *target, const char *text)
+{
+    put_file(target, text, strlen(text));
+}
+
+static void config(void)
+{
+    put_text("config", "id = 2\ndata-dir = /var/lib/corral\n"
+                       "peers = 127.0.0.1:8139,127.0.0.2:8139,127.0.0.3:8139\n");
+    put_text("config", "; a comment\n[server]\ncluster-addr = 10.0.0.1:8139\n"
+                       "http-addr = 10.0.0.1:8140\nlog-level = debug\nauth-reads = true\n");
+    put_text("config", "election-timeout-ms = 300\nheartbeat-ms = 50\nsnapshot-entries = 1000\n"
+                       "request-timeout-ms = 5000\nmax-connections = 64\n"
+                       "member-heartbeat-ms = 250\nlease-ms = 1000\nmax-drift-percent = 10\n");
+    put_text("config", "[server]\ntls-cert = c.pem\ntls-key = k.pem\ntls-ca = ca.pem\n"
+                       "token-file = /etc/corral/token\n");
+    put_text("config", "id = 1\n  continued\n");
+    put_text("config", "[agent]\nid = 1\nid = 2\nbogus = 3\n");
+}
+
+/* fuzz_http: two flag bytes, then requests separated by "\n~~\n". */
+static void put_http(uint8_t flags, uint8_t flags2, const char *requests)
+{
+    size_t n = strlen(requests);
+    uint8_t *b = malloc(n + 2);
+    FUZZ_REQUIRE(b != NULL);
+    b[0] = flags;
+    b[1] = flags2;
+    memcpy(b + 2, requests, n);
+    put_file("http", b, n + 2);
+    free(b);
+}
+
+static void http(void)
+{
+    put_http(0, 0, "GET /health\n~~\nGET /health/ready\n~~\nGET /v1/status\n~~\nGET /metrics");
+    put_http(0, 0,
+             "PUT /v1/kv/app/a?cas=0\n\nhello\n~~\nGET /v1/kv/app/a\n~~\n"
+             "GET /v1/kv?prefix=app/&limit=10\n~~\nDELETE /v1/kv/app/a?cas=101\n~~\n"
+             "GET /v1/kv/cfg%2Fa");
+    put_http(0, 0,
+             "PUT /v1/members/d\nContent-Type: application/json\n\n"
+             "{\"addr\":\"10.0.0.4:7000\",\"zone\":\"z1\",\"weight\":100}\n~~\n"
+             "GET /v1/members\n~~\nGET /v1/members/a\n~~\n"
+             "POST /v1/members/a/heartbeat\n\n{\"index\":0}\n~~\n"
+             "POST /v1/members/c/status\n\n{\"status\":\"draining\"}\n~~\n"
+             "DELETE /v1/members/b");
+    put_http(0, 0,
+             "PUT /v1/resources/s\n\n{\"partitions\":8,\"replicas\":2}\n~~\n"
+             "GET /v1/resources\n~~\nGET /v1/resources/r\n~~\n"
+             "GET /v1/resources/r/partitions/0\n~~\nDELETE /v1/resources/q");
+    put_http(0, 0,
+             "GET /v1/members?index=1&wait=1s\n~~\nGET /v1/events?index=1&wait=500ms\n~~\n"
+             "PUT /v1/kv/x\n\n1\n~~\nGET /v1/events?index=0");
+    put_http(8, 0,
+             "PUT /v1/kv/x\n\n1\n~~\nPUT /v1/kv/x\nAuthorization: Bearer "
+             "fuzz-token-0123456789abcdef\n\n1\n~~\nGET /v1/kv/x");
+    put_http(8 | 16, 0,
+             "GET /v1/status\n~~\nGET /health\n~~\nGET /v1/kv/x\nAuthorization: "
+             "bearer  fuzz-token-0123456789abcdef \n");
+    put_http(1, 0, "PUT /v1/kv/x?cas=0\n\n1\n~~\nGET /v1/kv/x?stale\n~~\nGET /v1/status");
+    put_http(2 | 4, 0, "PUT /v1/kv/x\n\n1\n~~\nGET /health/ready");
+    put_http(64, 2, "PUT /v1/kv/x\n\n1\n~~\nGET /v1/kv/x\n~~\nPOST /v1/kv/x\n~~\nGET /nope");
+    put_http(32 | 128, 1, "PUT /v1/kv/x\n\n1\n~~\nPUT /v1/members/e\n\n{}");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -212,5 +452,8 @@ int main(int argc, char **argv)
     kv();
     handshakes();
     codec();
+    wal();
+    config();
+    http();
     return 0;
 }

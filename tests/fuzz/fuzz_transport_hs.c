@@ -13,6 +13,7 @@
  * decides anything; what the acceptor writes back (an OK or a refusal) is a well-formed reply that
  * a dialer takes whole. Build and run: tests/fuzz/README.md. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,9 @@
 #include "runtime/transport_impl.h"
 #include "util/bytes.h"
 #include "util/crc32c.h"
+#include "util/sha256.h"
+
+#include <sys/random.h>
 
 #define FUZZ_REQUIRE(cond)                                                                         \
     do {                                                                                           \
@@ -35,11 +39,18 @@ static uint8_t written[HS_BYTES_MAX];
 static size_t written_len;
 static int writes;
 
+static bool side_write(struct conn *c, const uv_buf_t *buf);
+
 int uv_write(uv_write_t *req, uv_stream_t *handle, const uv_buf_t bufs[], unsigned int nbufs,
              uv_write_cb cb)
 {
-    (void)handle;
-    FUZZ_REQUIRE(nbufs == 1 && bufs[0].len <= HS_BYTES_MAX && writes == 0);
+    struct conn *c = (struct conn *)(void *)((char *)handle - offsetof(struct conn, tcp));
+    FUZZ_REQUIRE(nbufs == 1);
+    if (side_write(c, &bufs[0])) { /* one of the version 2 sides */
+        cb(req, 0);
+        return 0;
+    }
+    FUZZ_REQUIRE(bufs[0].len <= HS_BYTES_MAX && writes == 0);
     memcpy(written, bufs[0].base, bufs[0].len);
     written_len = bufs[0].len;
     writes++;
@@ -250,6 +261,291 @@ static uint8_t *crc_fixed(const uint8_t *data, size_t size, size_t fixed)
     return b;
 }
 
+/* ---- Version 2: the cluster token's HMAC challenge ---- */
+
+/* getrandom, for the handshake's nonces: deterministic per input. */
+static uint64_t rnd_seed;
+
+ssize_t getrandom(void *buf, size_t buflen, unsigned int flags)
+{
+    (void)flags;
+    uint8_t *p = buf;
+    for (size_t i = 0; i < buflen; i++) {
+        rnd_seed += 0x9e3779b97f4a7c15ull; /* splitmix64 */
+        uint64_t z = rnd_seed;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        p[i] = (uint8_t)(z ^ (z >> 31));
+    }
+    return (ssize_t)buflen;
+}
+
+static const char *const tokens[2] = {"fuzz-token-A-0123456789", "fuzz-token-B-0123456789"};
+
+/* sel % 5: none, {A}, {B}, {A, B}, {B, A} (the first is the one proven). */
+static void tokens_set(struct corral_tokens *t, unsigned sel)
+{
+    static const int sets[5][2] = {{-1, -1}, {0, -1}, {1, -1}, {0, 1}, {1, 0}};
+    memset(t, 0, sizeof(*t));
+    for (int k = 0; k < 2; k++) {
+        int i = sets[sel % 5][k];
+        if (i < 0)
+            break;
+        t->len[t->n] = strlen(tokens[i]);
+        memcpy(t->tok[t->n], tokens[i], t->len[t->n] + 1);
+        t->n++;
+    }
+}
+
+static bool tokens_have(const struct corral_tokens *t, const char *tok)
+{
+    for (uint32_t k = 0; k < t->n; k++)
+        if (strcmp(t->tok[k], tok) == 0)
+            return true;
+    return false;
+}
+
+/* The proof of transport.h, computed here from its description: HMAC-SHA256
+ * with the token over "corral-hs", the role ('a' acceptor, 'd' dialer), the
+ * cluster id and the prover's node id (little endian), the verifier's
+ * nonce, the prover's nonce. */
+static void expect_proof(const char *tok, char role, uint64_t prover, const uint8_t *verifier_nonce,
+                         const uint8_t *prover_nonce, uint8_t out[HS_PROOF_BYTES])
+{
+    uint8_t ids[16];
+    corral_put_le64(ids, CLUSTER);
+    corral_put_le64(ids + 8, prover);
+    const void *parts[] = {"corral-hs", &role, ids, verifier_nonce, prover_nonce};
+    size_t lens[] = {9, 1, 16, HS_NONCE_BYTES, HS_NONCE_BYTES};
+    corral_hmac_sha256(tok, strlen(tok), parts, lens, 5, out);
+}
+
+/* One end of a version 2 handshake, with its own transport and peer. */
+struct side {
+    struct corral_transport t;
+    struct peer peer;
+    struct conn c;
+    int n_writes;
+    uint8_t out[2][HS_BYTES_MAX]; /* what it wrote: a hello or reply, a proof */
+    size_t out_len[2];
+    int http_calls;
+    char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
+};
+
+static struct side acc, dial;
+
+static bool side_write(struct conn *c, const uv_buf_t *buf)
+{
+    struct side *s = c == &acc.c ? &acc : c == &dial.c ? &dial : NULL;
+    if (s == NULL)
+        return false;
+    FUZZ_REQUIRE(s->n_writes < 2 && buf->len <= HS_BYTES_MAX);
+    memcpy(s->out[s->n_writes], buf->base, buf->len);
+    s->out_len[s->n_writes++] = buf->len;
+    return true;
+}
+
+static void on_side_http(void *ud, uint64_t peer, const char *addr)
+{
+    struct side *s = ud;
+    /* The acceptor names the node its hello came from, the dialer the node it dialed. */
+    FUZZ_REQUIRE(peer == (s->c.inbound ? s->c.peer_id : s->peer.st.id));
+    FUZZ_REQUIRE(strlen(addr) <= CORRAL_TRANSPORT_HTTP_ADDR_MAX);
+    snprintf(s->http, sizeof(s->http), "%s", addr);
+    s->http_calls++;
+}
+
+static const char *http_of(uint64_t id)
+{
+    return id == SELF ? "127.0.0.1:8142" : "127.0.0.1:8140";
+}
+
+static void side_setup(struct side *s, uint64_t self, uint64_t other, bool inbound, unsigned sel)
+{
+    memset(s, 0, sizeof(*s));
+    s->t.cluster_id = CLUSTER;
+    s->t.node_id = self;
+    s->t.cb.on_peer_http = on_side_http;
+    s->t.cb.ud = s;
+    tokens_set(&s->t.tokens, sel);
+    s->t.http_len = (uint16_t)strlen(http_of(self));
+    memcpy(s->t.http_addr, http_of(self), s->t.http_len);
+    s->peer.t = &s->t;
+    s->peer.st.id = other;
+    s->t.peers[0] = &s->peer;
+    s->t.n_peers = 1;
+    s->c.t = &s->t;
+    s->c.inbound = inbound;
+    s->c.state = CONN_HELLO;
+    s->c.peer = inbound ? NULL : &s->peer;
+    if (!inbound)
+        s->peer.out = &s->c;
+    s->c.hs_req.data = &s->c;
+    s->c.proof_req.data = &s->c;
+    snprintf(s->c.name, sizeof(s->c.name), "127.0.0.1:%u", inbound ? 50000u : 7002u);
+}
+
+/* fn over an exact-size copy of b[0..n) as s's received bytes. */
+static int side_take(struct side *s, const uint8_t *b, size_t n, size_t *pos,
+                     int (*fn)(struct conn *, size_t *))
+{
+    uint8_t *copy = malloc(n > 0 ? n : 1);
+    FUZZ_REQUIRE(copy != NULL);
+    memcpy(copy, b, n);
+    s->c.rbuf = copy;
+    s->c.rlen = s->c.rcap = n;
+    *pos = 0;
+    int rv = fn(&s->c, pos);
+    FUZZ_REQUIRE(*pos <= n);
+    s->c.rbuf = NULL;
+    free(copy);
+    return rv;
+}
+
+/* Both ends, each with the token set sel chose: the dialer opens exactly
+ * when both have no token, or both have one and it holds the acceptor's
+ * first; the acceptor when, besides, it holds the dialer's first. */
+static void round_trip(unsigned sel)
+{
+    side_setup(&dial, DIALER, SELF, false, sel & 7);
+    side_setup(&acc, SELF, DIALER, true, (sel >> 3) & 7);
+    FUZZ_REQUIRE(transport_hello_send(&dial.c) == 0 && dial.n_writes == 1);
+    size_t pos;
+    side_take(&acc, dial.out[0], dial.out_len[0], &pos, transport_take_hello);
+    FUZZ_REQUIRE(pos == dial.out_len[0] && acc.n_writes == 1); /* an OK or a refusal */
+    side_take(&dial, acc.out[0], acc.out_len[0], &pos, transport_take_reply);
+    FUZZ_REQUIRE(pos == acc.out_len[0]);
+    if (dial.n_writes == 2) {
+        FUZZ_REQUIRE(acc.c.state == CONN_PROOF && dial.out_len[1] == PROOF_FRAME_BYTES);
+        side_take(&acc, dial.out[1], dial.out_len[1], &pos, transport_take_proof);
+        FUZZ_REQUIRE(pos == PROOF_FRAME_BYTES);
+    }
+    const struct corral_tokens *dt = &dial.t.tokens, *at = &acc.t.tokens;
+    bool open_v1 = dt->n == 0 && at->n == 0, both = dt->n > 0 && at->n > 0;
+    bool dial_open = open_v1 || (both && tokens_have(dt, at->tok[0]));
+    bool acc_open = open_v1 || (dial_open && both && tokens_have(at, dt->tok[0]));
+    FUZZ_REQUIRE((dial.c.state == CONN_OPEN) == dial_open && dial.peer.st.connected == dial_open);
+    FUZZ_REQUIRE((acc.c.state == CONN_OPEN) == acc_open);
+    FUZZ_REQUIRE(dial.http_calls == (dial_open ? 1 : 0) && acc.http_calls == (acc_open ? 1 : 0));
+    if (dial_open)
+        FUZZ_REQUIRE(strcmp(dial.http, http_of(SELF)) == 0);
+    if (acc_open)
+        FUZZ_REQUIRE(strcmp(acc.http, http_of(DIALER)) == 0);
+}
+
+/* The input as a hello to an acceptor with a token, then the rest of it as
+ * the dialer's proof: accepted only with the proof transport.h defines. */
+static void fuzz_acceptor_v2(const uint8_t *data, size_t size, unsigned sel)
+{
+    unsigned set = 1 + sel % 4;
+    uint64_t seed = rnd_seed;
+    side_setup(&acc, SELF, DIALER, true, set);
+    size_t pos, p2;
+    int rv = side_take(&acc, data, size, &pos, transport_take_hello);
+    if (rv != 1) {
+        FUZZ_REQUIRE(acc.http_calls == 0 && acc.c.state != CONN_OPEN && acc.c.state != CONN_PROOF);
+        rnd_seed = seed;
+        return;
+    }
+    /* A version 1 hello is refused: this acceptor has a token. */
+    FUZZ_REQUIRE(acc.c.state == CONN_PROOF && acc.http_calls == 0 && acc.n_writes == 1);
+    FUZZ_REQUIRE(data[4] == CORRAL_TRANSPORT_VERSION_AUTH && pos >= HELLO2_FIXED_BYTES);
+    const uint8_t *reply = acc.out[0];
+    FUZZ_REQUIRE(acc.out_len[0] >= REPLY2_FIXED_BYTES &&
+                 reply[4] == CORRAL_TRANSPORT_VERSION_AUTH && reply[5] == 0);
+    uint8_t want[HS_PROOF_BYTES], nonce[HS_NONCE_BYTES];
+    memcpy(nonce, reply + 22, HS_NONCE_BYTES);
+    expect_proof(acc.t.tokens.tok[0], 'a', SELF, data + 29, nonce, want);
+    FUZZ_REQUIRE(memcmp(reply + 22 + HS_NONCE_BYTES, want, HS_PROOF_BYTES) == 0);
+    uint64_t from = corral_get_le64(data + 13);
+    size_t rest = size - pos;
+    int rv3 = side_take(&acc, data + pos, rest, &p2, transport_take_proof);
+    if (rv3 == 1) {
+        FUZZ_REQUIRE(acc.c.state == CONN_OPEN && acc.http_calls == 1 && p2 == PROOF_FRAME_BYTES);
+        bool ok = false;
+        for (uint32_t k = 0; k < acc.t.tokens.n; k++) {
+            expect_proof(acc.t.tokens.tok[k], 'd', from, nonce, data + 29, want);
+            ok = ok || memcmp(data + pos + 5, want, HS_PROOF_BYTES) == 0;
+        }
+        FUZZ_REQUIRE(ok && data[pos + 4] == 0);
+    } else if (rv3 == 0) {
+        FUZZ_REQUIRE(acc.c.state == CONN_PROOF && rest < PROOF_FRAME_BYTES && p2 == 0);
+    } else {
+        FUZZ_REQUIRE(acc.c.state == CONN_CLOSING && acc.http_calls == 0);
+    }
+    /* Again, from the same nonce, with the proof of the acceptor's second
+     * token when it has one (any of its tokens is accepted). */
+    rnd_seed = seed;
+    side_setup(&acc, SELF, DIALER, true, set);
+    FUZZ_REQUIRE(side_take(&acc, data, size, &pos, transport_take_hello) == 1);
+    FUZZ_REQUIRE(memcmp(acc.out[0] + 22, nonce, HS_NONCE_BYTES) == 0);
+    uint8_t f[PROOF_FRAME_BYTES];
+    memcpy(f, "CRLP", 4);
+    f[4] = 0;
+    expect_proof(acc.t.tokens.tok[acc.t.tokens.n - 1], 'd', from, nonce, data + 29, f + 5);
+    corral_put_le32(f + 5 + HS_PROOF_BYTES, corral_crc32c(0, f, 5 + HS_PROOF_BYTES));
+    FUZZ_REQUIRE(side_take(&acc, f, sizeof(f), &p2, transport_take_proof) == 1);
+    FUZZ_REQUIRE(acc.c.state == CONN_OPEN && acc.http_calls == 1);
+    char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
+    size_t n = corral_get_le16(data + HELLO2_FIXED_BYTES - 2);
+    memcpy(http, data + HELLO2_FIXED_BYTES, n);
+    http[n] = '\0';
+    FUZZ_REQUIRE(strcmp(acc.http, http) == 0);
+}
+
+/* A dialer with a token sends its hello, then takes the input as the
+ * reply; fix: with the acceptor's proof and the CRC made right. Opens only
+ * on an OK version 2 reply from the node it dialed, in its cluster, whose
+ * proof holds for one of its tokens, and then sends its own proof. */
+static void fuzz_dialer_v2(const uint8_t *data, size_t size, unsigned sel, bool fix)
+{
+    side_setup(&dial, DIALER, SELF, false, 1 + (sel >> 2) % 4);
+    FUZZ_REQUIRE(transport_hello_send(&dial.c) == 0 && dial.n_writes == 1);
+    uint8_t nonce_d[HS_NONCE_BYTES];
+    memcpy(nonce_d, dial.out[0] + 29, HS_NONCE_BYTES);
+    uint8_t *b = malloc(size > 0 ? size : 1);
+    FUZZ_REQUIRE(b != NULL);
+    memcpy(b, data, size);
+    bool valid = false;
+    if (fix && size >= REPLY2_FIXED_BYTES) {
+        expect_proof(dial.t.tokens.tok[0], 'a', SELF, nonce_d, b + 22, b + 22 + HS_NONCE_BYTES);
+        size_t hl = corral_get_le16(b + REPLY2_FIXED_BYTES - 2);
+        size_t len = REPLY2_FIXED_BYTES + hl + 4;
+        if (len <= size) {
+            corral_put_le32(b + len - 4, corral_crc32c(0, b, len - 4));
+            valid = memcmp(b, "CRLR", 4) == 0 && b[4] == CORRAL_TRANSPORT_VERSION_AUTH &&
+                    b[5] == 0 && corral_get_le64(b + 6) == CLUSTER &&
+                    corral_get_le64(b + 14) == SELF && hl <= CORRAL_TRANSPORT_HTTP_ADDR_MAX;
+        }
+    }
+    size_t pos;
+    int rv = side_take(&dial, b, size, &pos, transport_take_reply);
+    FUZZ_REQUIRE(!valid || rv == 1);
+    if (rv == 1) {
+        FUZZ_REQUIRE(dial.c.state == CONN_OPEN && dial.peer.st.connected && dial.http_calls == 1);
+        FUZZ_REQUIRE(b[4] == CORRAL_TRANSPORT_VERSION_AUTH && b[5] == 0 &&
+                     corral_get_le64(b + 6) == CLUSTER && corral_get_le64(b + 14) == SELF);
+        uint8_t want[HS_PROOF_BYTES];
+        bool ok = false;
+        for (uint32_t k = 0; k < dial.t.tokens.n; k++) {
+            expect_proof(dial.t.tokens.tok[k], 'a', SELF, nonce_d, b + 22, want);
+            ok = ok || memcmp(b + 22 + HS_NONCE_BYTES, want, HS_PROOF_BYTES) == 0;
+        }
+        FUZZ_REQUIRE(ok);
+        /* Its proof: with its first token, over the acceptor's nonce. */
+        FUZZ_REQUIRE(dial.n_writes == 2 && dial.out_len[1] == PROOF_FRAME_BYTES);
+        const uint8_t *f = dial.out[1];
+        expect_proof(dial.t.tokens.tok[0], 'd', DIALER, b + 22, nonce_d, want);
+        FUZZ_REQUIRE(
+            memcmp(f, "CRLP", 4) == 0 && f[4] == 0 && memcmp(f + 5, want, HS_PROOF_BYTES) == 0 &&
+            corral_get_le32(f + 5 + HS_PROOF_BYTES) == corral_crc32c(0, f, 5 + HS_PROOF_BYTES));
+    } else {
+        FUZZ_REQUIRE(!dial.peer.st.connected && dial.http_calls == 0 && dial.n_writes == 1);
+        FUZZ_REQUIRE(rv == 0 ? dial.c.state == CONN_HELLO : dial.c.state == CONN_CLOSING);
+    }
+    free(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_side(true, data, size);
@@ -262,5 +558,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (r != NULL)
         fuzz_side(false, r, size);
     free(r);
+    /* Version 2: the token sets come from the first byte, nonces from the
+     * rest (getrandom is the stub above). */
+    unsigned sel = size > 0 ? data[0] : 0;
+    rnd_seed = size > 1 ? corral_crc32c(0, data + 1, size - 1) : 1;
+    round_trip(sel);
+    fuzz_acceptor_v2(data, size, sel);
+    uint8_t *h2 = crc_fixed(data, size, HELLO2_FIXED_BYTES);
+    if (h2 != NULL)
+        fuzz_acceptor_v2(h2, size, sel);
+    free(h2);
+    fuzz_dialer_v2(data, size, sel, false);
+    fuzz_dialer_v2(data, size, sel, true);
     return 0;
 }
