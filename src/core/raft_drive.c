@@ -25,12 +25,17 @@ static bool is_leader_data(const struct corral_raft_msg *m)
     return m->type == CORRAL_RAFT_MSG_APPEND || m->type == CORRAL_RAFT_MSG_SNAPSHOT;
 }
 
-/* D1: the leader's data messages early, every other one once durable. */
+/* D1: the leader's data messages early, every other one once durable.
+ * Early only when the batch has an fsync to overlap: otherwise its
+ * appends (a new commit index, a follower catching up) wait until its
+ * committed entries are applied and their writers answered, and go out
+ * with the rest. */
 static void send_msgs(struct corral_drive *d, bool early)
 {
     uint32_t sent = 0;
     for (uint32_t i = 0; i < d->rd.n_msgs; i++) {
-        if (is_leader_data(&d->rd.msgs[i]) != early)
+        bool leader_data = is_leader_data(&d->rd.msgs[i]) && d->rd.must_sync;
+        if (leader_data != early)
             continue;
         d->io.send(d->io.ud, &d->rd.msgs[i]);
         sent++;

@@ -28,7 +28,10 @@
  *     of R1 (raft.h): the leader counts its own copy toward a commit only
  *     at advance. Every other message (votes, acknowledgements, ReadIndex
  *     answers) may promise something about local durable state, so it
- *     leaves only once the batch is durable.
+ *     leaves only once the batch is durable. The leader's data messages
+ *     leave early only from a batch that must sync: with no fsync to
+ *     overlap, they wait until the batch's committed entries are applied
+ *     (their writers answered first).
  * D2  A batch is durable when io.persist says so. It must be fsynced when
  *     rd.must_sync (R3); a batch that only moves the commit hint may be
  *     written without its own fsync.

@@ -219,15 +219,18 @@ static void drain_ready(struct corral_node *n)
     if (n->stopping)
         return;
     int rv = corral_drive_run(&n->drive);
-    if (n->transport != NULL)
-        corral_transport_flush(n->transport); /* the acknowledgements, now */
     /* Outside the driver: a blocking query answered here may propose. */
     if (rv == 0 && n->batch_seen && n->hooks.batch_done != NULL) {
         n->batch_seen = false;
         n->hooks.batch_done(n);
     }
+    /* The answers first (the clients wait on them; on a follower there
+     * are few), then the messages: acknowledgements, heartbeats, commit
+     * notices. Both now, not at the loop's next turn. */
     if (rv == 0)
-        corral_http_flush(n->http); /* the answers, before the next batch */
+        corral_http_flush(n->http);
+    if (n->transport != NULL)
+        corral_transport_flush(n->transport);
     if (rv != 0) {
         if (rv != CORRAL_EIO)
             corral_log(CORRAL_LOG_ERROR, "applying to the store failed: %s; stopping",
