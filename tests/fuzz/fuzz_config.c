@@ -7,6 +7,7 @@
  * accepted file sets only NUL-terminated, nonempty values that fit their
  * fields; reading the same text twice gives the same answer and message.
  * Build and run: tests/fuzz/README.md. */
+#include "fuzz_require.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,14 +15,6 @@
 #include <string.h>
 
 #include "cli/server_config.h"
-
-#define FUZZ_REQUIRE(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FILE_NAME "fuzz.ini"
 

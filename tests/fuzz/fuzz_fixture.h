@@ -6,6 +6,7 @@
 #ifndef CORRAL_FUZZ_FIXTURE_H
 #define CORRAL_FUZZ_FIXTURE_H
 
+#include "fuzz_require.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,11 +18,6 @@
 
 /* A broken property: abort, so libFuzzer (or the replay driver) reports
  * the input. */
-#define FUZZ_REQUIRE(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 static inline struct corral_state_cmd fixture_member(const char *name, const char *zone)
 {

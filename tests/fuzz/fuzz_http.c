@@ -454,6 +454,22 @@ const struct corral_node_config *corral_node_config(const struct corral_node *n)
     return &n->cfg;
 }
 
+/* As node_health.c: the real pure check on the fake status; a transfer it
+ * allows never completes here (the fake leader stays), so the request is
+ * held until the stopping hook answers it. */
+int corral_node_transfer(struct corral_node *n, uint64_t target, uint64_t *to,
+                         enum corral_leader_transfer_refusal *refusal)
+{
+    *to = 0;
+    *refusal = CORRAL_LT_OK;
+    if (!leader())
+        return CORRAL_ENOTLEADER;
+    struct corral_raft_status st;
+    corral_node_raft_status(n, &st);
+    *refusal = corral_leader_transfer_check(&st, target, n->now_ms, 1000, to);
+    return 0;
+}
+
 void corral_node_raft_status(const struct corral_node *n, struct corral_raft_status *s)
 {
     memset(s, 0, sizeof(*s));

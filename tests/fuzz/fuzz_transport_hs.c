@@ -12,6 +12,7 @@
  * connection closing or refusing and the address not handed on; no prefix of an accepted frame
  * decides anything; what the acceptor writes back (an OK or a refusal) is a well-formed reply that
  * a dialer takes whole. Build and run: tests/fuzz/README.md. */
+#include "fuzz_require.h"
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -24,14 +25,6 @@
 #include "util/sha256.h"
 
 #include <sys/random.h>
-
-#define FUZZ_REQUIRE(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ---- Stubs: libuv ---- */
 

@@ -28,6 +28,7 @@
  * the writer's preallocated space); a second open gives the
  * same state with no torn tail; an entry appended after recovery is
  * recovered after it. Build and run: tests/fuzz/README.md. */
+#include "fuzz_require.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -45,14 +46,6 @@
 #include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/rbuf.h"
-
-#define FUZZ_REQUIRE(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum {
     F_FIX = 1,
