@@ -1,6 +1,7 @@
 /* The TCP transport of transport.h: per-peer outbound connections that send,
  * inbound connections that receive, length-prefixed codec frames, bounded
- * per-peer send queues flushed in batches once per loop iteration, and
+ * per-peer send queues flushed in batches (corral_transport_flush, or once
+ * per loop iteration at the latest), and
  * reconnect backoff. The handshake is in transport_hs.c.
  *
  * libuv writes with plain write(2)/writev(2), without MSG_NOSIGNAL, so a
@@ -749,8 +750,10 @@ static void flush_cb(uv_prepare_t *prep)
     corral_transport_flush(t);
 }
 
-/* Writes go out once per loop iteration, just before it polls, so every
- * message queued by this iteration's callbacks shares one writev. */
+/* Writes go out at the latest just before the loop polls, so every
+ * message queued by this iteration's callbacks shares one writev; the
+ * node flushes sooner (corral_transport_flush) after each driver run and
+ * before a batch's fsync. */
 static void flush_arm(struct corral_transport *t)
 {
     if (t->flush_armed || t->stopping)
