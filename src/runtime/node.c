@@ -41,6 +41,17 @@ static void on_transport_closed(void *ud)
     (void)ud;
 }
 
+/* Stops the HTTP server and the transport; the loop releases them. */
+static void close_listeners(struct corral_node *n)
+{
+    if (n->http != NULL)
+        corral_http_stop(n->http);
+    n->http = NULL;
+    if (n->transport != NULL)
+        corral_transport_stop(n->transport, on_transport_closed, n);
+    n->transport = NULL;
+}
+
 static void node_stop(struct corral_node *n, int exit_code)
 {
     if (n->stopping)
@@ -51,12 +62,7 @@ static void node_stop(struct corral_node *n, int exit_code)
     corral_pending_fail_all(&n->pending, CORRAL_ESHUTDOWN);
     if (n->hooks.stopping != NULL)
         n->hooks.stopping(n);
-    if (n->http != NULL)
-        corral_http_stop(n->http);
-    n->http = NULL;
-    if (n->transport != NULL)
-        corral_transport_stop(n->transport, on_transport_closed, n);
-    n->transport = NULL;
+    close_listeners(n);
     uv_close((uv_handle_t *)&n->tick, on_closed_handle);
     uv_close((uv_handle_t *)&n->sweep, on_closed_handle);
     uv_close((uv_handle_t *)&n->check, on_closed_handle);
@@ -755,12 +761,7 @@ static void add_peers(struct corral_node *n)
 /* Closes what start_listeners opened and lets the loop release it. */
 static void stop_listeners(struct corral_node *n)
 {
-    if (n->http != NULL)
-        corral_http_stop(n->http);
-    n->http = NULL;
-    if (n->transport != NULL)
-        corral_transport_stop(n->transport, on_transport_closed, n);
-    n->transport = NULL;
+    close_listeners(n);
     uv_run(&n->loop, UV_RUN_DEFAULT);
 }
 

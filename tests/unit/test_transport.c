@@ -787,10 +787,9 @@ static bool got_one_each(struct fx *f)
     return f->nodes[1].got[f->nodes[0].id] == 1 && f->nodes[0].got[f->nodes[1].id] == 1;
 }
 
-/* The same token (or, in a rotation, overlapping ones proving one the
- * other accepts): the version 2 handshake connects and messages flow. */
-static void tokens_connect(struct fx *f, const struct corral_tokens *a,
-                           const struct corral_tokens *b)
+/* Two nodes of CLUSTER with tokens a and b, dialing each other. */
+static void start_pair_with_tokens(struct fx *f, const struct corral_tokens *a,
+                                   const struct corral_tokens *b)
 {
     node_tokens[0] = a;
     node_tokens[1] = b;
@@ -798,6 +797,14 @@ static void tokens_connect(struct fx *f, const struct corral_tokens *a,
     node_start(f, 1, CLUSTER);
     link(f, 0, 1);
     link(f, 1, 0);
+}
+
+/* The same token (or, in a rotation, overlapping ones proving one the
+ * other accepts): the version 2 handshake connects and messages flow. */
+static void tokens_connect(struct fx *f, const struct corral_tokens *a,
+                           const struct corral_tokens *b)
+{
+    start_pair_with_tokens(f, a, b);
     assert_true(run_until(f, pair_connected, WAIT_MS));
     assert_int_equal(send_append(&f->nodes[0], f->nodes[1].id, 0), 0);
     assert_int_equal(send_append(&f->nodes[1], f->nodes[0].id, 0), 0);
@@ -830,12 +837,7 @@ static bool refused_both_ways(struct fx *f)
 static void tokens_refused(struct fx *f, const struct corral_tokens *a,
                            const struct corral_tokens *b)
 {
-    node_tokens[0] = a;
-    node_tokens[1] = b;
-    node_start(f, 0, CLUSTER);
-    node_start(f, 1, CLUSTER);
-    link(f, 0, 1);
-    link(f, 1, 0);
+    start_pair_with_tokens(f, a, b);
     assert_true(run_until(f, refused_both_ways, WAIT_MS));
     assert_false(connected(f, 0, 1));
     assert_false(connected(f, 1, 0));
