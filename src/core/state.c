@@ -24,6 +24,7 @@ struct corral_state *corral_state_new(void)
     }
     st->next_member_id = 1;
     st->next_resource_id = 1;
+    st->next_coord_id = 1;
     return st;
 }
 
@@ -274,14 +275,14 @@ uint64_t corral_state_partitions_total(const struct corral_state *st)
 /* ---- Apply: members ---- */
 
 /* Fills in a refusal; returns 0 (a refusal is not an error). */
-static int refuse(struct corral_state_result *r, uint8_t status, const char *detail)
+int state_refuse(struct corral_state_result *r, uint8_t status, const char *detail)
 {
     r->status = status;
     r->detail = detail;
     return 0;
 }
 
-static void copy_str(char *dst, const char *src, uint32_t len)
+void state_copy_str(char *dst, const char *src, uint32_t len)
 {
     if (len > 0)
         memcpy(dst, src, len);
@@ -289,15 +290,16 @@ static void copy_str(char *dst, const char *src, uint32_t len)
 }
 
 /* True when the stored string s is exactly the len bytes at p. */
-static bool str_eq(const char *s, const char *p, uint32_t len)
+bool state_str_eq(const char *s, const char *p, uint32_t len)
 {
     return strlen(s) == len && (len == 0 || memcmp(s, p, len) == 0);
 }
 
 static bool member_same(const struct corral_state_member *m, const struct corral_state_cmd *c)
 {
-    return m->role == c->role && m->weight == c->weight && str_eq(m->addr, c->addr, c->addr_len) &&
-           str_eq(m->zone, c->zone, c->zone_len) && m->meta_len == c->meta_len &&
+    return m->role == c->role && m->weight == c->weight &&
+           state_str_eq(m->addr, c->addr, c->addr_len) &&
+           state_str_eq(m->zone, c->zone, c->zone_len) && m->meta_len == c->meta_len &&
            (c->meta_len == 0 || memcmp(m->meta, c->meta, c->meta_len) == 0);
 }
 
@@ -306,8 +308,8 @@ static void member_fill(struct corral_state_member *m, const struct corral_state
 {
     m->role = c->role;
     m->weight = c->weight;
-    copy_str(m->addr, c->addr, c->addr_len);
-    copy_str(m->zone, c->zone, c->zone_len);
+    state_copy_str(m->addr, c->addr, c->addr_len);
+    state_copy_str(m->zone, c->zone, c->zone_len);
     m->meta_len = c->meta_len;
     if (c->meta_len > 0)
         memcpy(m->meta, c->meta, c->meta_len);
@@ -339,9 +341,9 @@ static int apply_member_put(struct corral_state *st, uint64_t index,
         return 0;
     }
     if (st->n_members >= CORRAL_STATE_MEMBERS_MAX)
-        return refuse(r, CORRAL_STATE_FULL, "CORRAL_STATE_MEMBERS_MAX members exist");
+        return state_refuse(r, CORRAL_STATE_FULL, "CORRAL_STATE_MEMBERS_MAX members exist");
     if (st->next_member_id == UINT32_MAX)
-        return refuse(r, CORRAL_STATE_FULL, "member ids are exhausted");
+        return state_refuse(r, CORRAL_STATE_FULL, "member ids are exhausted");
     struct state_member *m = corral_calloc(1, sizeof(*m));
     if (m == NULL)
         return CORRAL_ENOMEM;
@@ -350,7 +352,7 @@ static int apply_member_put(struct corral_state *st, uint64_t index,
     m->m.joined_index = index;
     m->m.changed_index = index;
     m->m.view_index = index;
-    copy_str(m->m.name, c->name, c->name_len);
+    state_copy_str(m->m.name, c->name, c->name_len);
     member_fill(&m->m, c);
     state_member_insert(st, m);
     st->assign_index = index;
@@ -363,11 +365,11 @@ static int apply_member_status(struct corral_state *st, uint64_t index,
 {
     struct state_member *m = state_member_get(st, c->id);
     if (m == NULL)
-        return refuse(r, CORRAL_STATE_NOT_FOUND, "no such member");
+        return state_refuse(r, CORRAL_STATE_NOT_FOUND, "no such member");
     if (m->m.status == c->status)
         return 0;
     if (c->status == CORRAL_MEMBER_LEFT && m->n_replicas > 0)
-        return refuse(r, CORRAL_STATE_CONFLICT, "the member still holds replicas");
+        return state_refuse(r, CORRAL_STATE_CONFLICT, "the member still holds replicas");
     m->m.status = c->status;
     m->m.changed_index = index;
     st->assign_index = index;
@@ -379,9 +381,9 @@ static int apply_member_delete(struct corral_state *st, uint64_t index,
 {
     struct state_member *m = state_member_get(st, c->id);
     if (m == NULL)
-        return refuse(r, CORRAL_STATE_NOT_FOUND, "no such member");
+        return state_refuse(r, CORRAL_STATE_NOT_FOUND, "no such member");
     if (m->n_replicas > 0)
-        return refuse(r, CORRAL_STATE_CONFLICT, "the member still holds replicas");
+        return state_refuse(r, CORRAL_STATE_CONFLICT, "the member still holds replicas");
     bool found;
     uint32_t by_name = state_member_name_pos(st, m->m.name, (uint32_t)strlen(m->m.name), &found);
     assert(found && st->members_by_name[by_name] == m);
@@ -399,11 +401,11 @@ static int resource_create(struct corral_state *st, uint64_t index,
                            const struct corral_state_cmd *c, struct corral_state_result *r)
 {
     if (st->n_resources >= CORRAL_STATE_RESOURCES_MAX)
-        return refuse(r, CORRAL_STATE_FULL, "CORRAL_STATE_RESOURCES_MAX resources exist");
+        return state_refuse(r, CORRAL_STATE_FULL, "CORRAL_STATE_RESOURCES_MAX resources exist");
     if (st->partitions_total + c->partitions > CORRAL_STATE_PARTITIONS_MAX)
-        return refuse(r, CORRAL_STATE_FULL, "CORRAL_STATE_PARTITIONS_MAX partitions exist");
+        return state_refuse(r, CORRAL_STATE_FULL, "CORRAL_STATE_PARTITIONS_MAX partitions exist");
     if (st->next_resource_id == UINT32_MAX)
-        return refuse(r, CORRAL_STATE_FULL, "resource ids are exhausted");
+        return state_refuse(r, CORRAL_STATE_FULL, "resource ids are exhausted");
     struct corral_state_resource *res = corral_calloc(1, sizeof(*res));
     if (res == NULL)
         return CORRAL_ENOMEM;
@@ -417,7 +419,7 @@ static int resource_create(struct corral_state *st, uint64_t index,
     res->replicas = c->replicas;
     res->created_index = index;
     res->changed_index = index;
-    copy_str(res->name, c->name, c->name_len);
+    state_copy_str(res->name, c->name, c->name_len);
     state_resource_insert(st, res);
     st->partitions_total += c->partitions;
     st->assign_index = index;
@@ -435,7 +437,7 @@ static int apply_resource_put(struct corral_state *st, uint64_t index,
     struct corral_state_resource *res = st->resources_by_name[pos];
     r->id = res->id;
     if (c->partitions != res->partitions)
-        return refuse(r, CORRAL_STATE_CONFLICT, "the partition count of a resource is fixed");
+        return state_refuse(r, CORRAL_STATE_CONFLICT, "the partition count of a resource is fixed");
     if (c->replicas == res->replicas)
         return 0;
     /* Lowering R below a partition's replica count is allowed: the
@@ -451,7 +453,7 @@ static int apply_resource_delete(struct corral_state *st, uint64_t index,
 {
     uint32_t pos = resource_pos(st, c->id);
     if (pos == st->n_resources || st->resources[pos]->id != c->id)
-        return refuse(r, CORRAL_STATE_NOT_FOUND, "no such resource");
+        return state_refuse(r, CORRAL_STATE_NOT_FOUND, "no such resource");
     struct corral_state_resource *res = st->resources[pos];
     for (uint32_t p = 0; p < res->partitions; p++) {
         const struct corral_state_partition *part = &res->parts[p];
@@ -626,7 +628,7 @@ static uint8_t ops_validate(const struct corral_state *st, const struct corral_s
         }
         if (status != CORRAL_STATE_OK) {
             r->op = i;
-            refuse(r, status, x.detail);
+            state_refuse(r, status, x.detail);
             return status;
         }
     }
@@ -674,7 +676,7 @@ static int apply_partition_ops(struct corral_state *st, uint64_t index,
 {
     struct corral_state_resource *res = state_resource_get(st, c->id);
     if (res == NULL)
-        return refuse(r, CORRAL_STATE_NOT_FOUND, "no such resource");
+        return state_refuse(r, CORRAL_STATE_NOT_FOUND, "no such resource");
     if (ops_validate(st, res, c, r) != CORRAL_STATE_OK)
         return 0;
     ops_commit(st, res, c, index);
@@ -717,6 +719,10 @@ static int apply_cmd(struct corral_state *st, uint64_t index, const struct corra
         return apply_resource_delete(st, index, c, r);
     case CORRAL_STATE_PARTITION_OPS:
         return apply_partition_ops(st, index, c, r);
+    case CORRAL_STATE_COORD_PUT:
+        return state_apply_coord_put(st, index, c, r);
+    case CORRAL_STATE_COORD_DELETE:
+        return state_apply_coord_delete(st, index, c, r);
     default:
         assert(c->type == CORRAL_STATE_KV);
         return apply_kv(st, index, payload, r);
@@ -737,7 +743,7 @@ int corral_state_apply(struct corral_state *st, uint64_t index, const struct cor
         rv = corral_kv_apply(st->kv, index, payload, &r.kv);
         r.status = CORRAL_STATE_KV_DONE;
     } else if (corral_state_cmd_decode(payload, &c) != 0) {
-        rv = refuse(&r, CORRAL_STATE_BAD_COMMAND, "the command did not decode");
+        rv = state_refuse(&r, CORRAL_STATE_BAD_COMMAND, "the command did not decode");
     } else {
         rv = apply_cmd(st, index, payload, &c, &r);
     }

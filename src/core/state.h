@@ -27,6 +27,9 @@
  *     same nonzero epoch, and a partition with a primary has epoch >= 1.
  * S4  releasing is set only while a primary is set.
  * S5  total partitions over all resources <= CORRAL_STATE_PARTITIONS_MAX.
+ * S6  Coordinator names and ids are unique, ids below next_coord_id, at
+ *     most COORDS_MAX of them; 1 <= added_index <= changed_index <=
+ *     coords_index <= applied.
  * Besides: 1 <= joined_index <= changed_index <= assign_index <= applied
  * for members (created_index for resources), and the store's applied
  * index is the state's (non-KV commands and skips mark it applied too).
@@ -99,6 +102,9 @@
 #define CORRAL_STATE_META_BYTES_MAX 1024u
 #define CORRAL_STATE_OPS_MAX 4096u
 #define CORRAL_STATE_WEIGHT_MAX 1000u
+/* Coordinators in the roster: voters and learners, as Raft's node limit
+ * (CORRAL_RAFT_NODES_MAX; state.c checks they agree). */
+#define CORRAL_STATE_COORDS_MAX 16u
 
 /* No member (an empty primary slot). Member ids start at 1. */
 #define CORRAL_STATE_NONE 0u
@@ -133,6 +139,17 @@ struct corral_state_member {
     char zone[CORRAL_STATE_ZONE_BYTES_MAX + 1];
     uint16_t meta_len;
     uint8_t meta[CORRAL_STATE_META_BYTES_MAX]; /* opaque bytes */
+};
+
+/* A coordinator: a Raft node of this cluster (not a member: members hold
+ * partitions). Its id is its Raft node id. */
+struct corral_state_coord {
+    uint32_t id;
+    uint64_t added_index;   /* log index of the put that added it */
+    uint64_t changed_index; /* log index of its last change */
+    char name[CORRAL_STATE_NAME_BYTES_MAX + 1];
+    char cluster_addr[CORRAL_STATE_ADDR_BYTES_MAX + 1]; /* "host:port" for Raft */
+    char http_addr[CORRAL_STATE_ADDR_BYTES_MAX + 1];    /* "host:port" of its API */
 };
 
 enum corral_replica_state {
@@ -206,8 +223,23 @@ enum corral_state_cmd_type {
     /* body: the config store command (core/kv.h layout), which must decode.
      * Applied by corral_kv_apply: status KV_DONE, result.kv. */
     CORRAL_STATE_KV = 7,
+    /* The coordinators' roster: the Raft nodes by name, with the addresses
+     * the others reach them at (docs/operations.md, Membership). The
+     * Raft configuration itself is in the log's CONF entries; the leader
+     * keeps the two in step (core/roster.h).
+     * body: u32 id, str name, str cluster_addr (addr), str http_addr. A
+     * known name must come with its own id (else CONFLICT) and updates the
+     * addresses (a coordinator restarted elsewhere with its data). A new
+     * name takes the given id, which must be at least next_coord_id (ids
+     * are never reused: CONFLICT) and not another's; next_coord_id becomes
+     * id + 1. FULL at COORDS_MAX. A put that changes nothing is OK and
+     * moves no index. result.id: the id. */
+    CORRAL_STATE_COORD_PUT = 8,
+    /* body: u32 id. NOT_FOUND, or the coordinator leaves the roster; the
+     * leader then takes it out of the Raft configuration. */
+    CORRAL_STATE_COORD_DELETE = 9,
 };
-#define CORRAL_STATE_CMD_TYPE_MAX 7
+#define CORRAL_STATE_CMD_TYPE_MAX 9
 
 /* Partition operations, the safe steps of docs/partitions.md. For every
  * op, in this order: partition < P (else NOT_FOUND), member exists (else
@@ -254,13 +286,16 @@ struct corral_partition_opv {
  * encode, from the caller. */
 struct corral_state_cmd {
     uint8_t type; /* enum corral_state_cmd_type */
-    uint32_t id;  /* MEMBER_STATUS/DELETE: member; RESOURCE_DELETE, PARTITION_OPS: resource */
-    /* MEMBER_PUT and RESOURCE_PUT */
+    uint32_t id;  /* MEMBER_STATUS/DELETE: member; RESOURCE_DELETE, PARTITION_OPS: resource;
+                     COORD_PUT/DELETE: coordinator */
+    /* MEMBER_PUT, RESOURCE_PUT and COORD_PUT */
     const char *name;
     uint16_t name_len;
     uint8_t role;
-    const char *addr;
+    const char *addr; /* COORD_PUT: the cluster address */
     uint16_t addr_len;
+    const char *http_addr; /* COORD_PUT */
+    uint16_t http_addr_len;
     const char *zone;
     uint16_t zone_len;
     uint16_t weight;
@@ -298,7 +333,7 @@ enum corral_state_status {
 
 struct corral_state_result {
     uint8_t status;     /* enum corral_state_status */
-    uint32_t id;        /* MEMBER_PUT, RESOURCE_PUT: the id */
+    uint32_t id;        /* MEMBER_PUT, RESOURCE_PUT, COORD_PUT: the id */
     uint32_t op;        /* PARTITION_OPS refused at an op: that op's index */
     const char *detail; /* static text saying what was refused, "" when OK */
     struct corral_kv_result kv;
@@ -346,6 +381,18 @@ const struct corral_state_resource *corral_state_resource_by_name(const struct c
                                                                   const char *name, uint32_t len);
 uint64_t corral_state_partitions_total(const struct corral_state *st);
 
+/* The coordinators' roster, in increasing id order. next_coord_id: the
+ * lowest id a new coordinator may take (1 on a new state). */
+uint32_t corral_state_coord_count(const struct corral_state *st);
+const struct corral_state_coord *corral_state_coord_at(const struct corral_state *st, uint32_t i);
+const struct corral_state_coord *corral_state_coord_by_id(const struct corral_state *st,
+                                                          uint32_t id);
+const struct corral_state_coord *corral_state_coord_by_name(const struct corral_state *st,
+                                                            const char *name, uint32_t len);
+uint32_t corral_state_next_coord_id(const struct corral_state *st);
+/* Log index of the last change to the roster (0: never changed). */
+uint64_t corral_state_coords_index(const struct corral_state *st);
+
 /* True when name is 1..64 chars of [a-z0-9._-] (members, resources). */
 bool corral_state_name_valid(const char *name, uint32_t len);
 
@@ -354,7 +401,7 @@ bool corral_state_name_valid(const char *name, uint32_t len);
  * simulator. */
 bool corral_state_check(const struct corral_state *st);
 
-/* Snapshot: u8 version (2), u64 applied, u64 assign_index, u64 last_epoch,
+/* Snapshot: u8 version (3), u64 applied, u64 assign_index, u64 last_epoch,
  * u32 next_member_id, u32 next_resource_id,
  *     u32 n_members, n_members x { u32 id, u8 role, u8 status, u16 weight,
  *         u64 joined_index, u64 changed_index, str name, str addr,
@@ -364,6 +411,9 @@ bool corral_state_check(const struct corral_state *st);
  *         partitions x { u64 epoch, u32 primary, u8 releasing (0/1), u8
  *         n_replicas, n_replicas x { u32 member, u8 state } } } in
  *         increasing id order,
+ *     u32 next_coord_id, u64 coords_index, u32 n_coords, n_coords x { u32
+ *         id, u64 added_index, u64 changed_index, str name, str
+ *         cluster_addr, str http_addr } in increasing id order,
  *     u32 kv_len, the config store's snapshot (kv_len bytes),
  * u32 CRC32C of every byte before it. Equal states give equal bytes;
  * restore validates everything (CRC, limits, lengths, exact length, the
@@ -371,7 +421,8 @@ bool corral_state_check(const struct corral_state *st);
  * replacing the state (unchanged on error: CORRAL_ECORRUPT,
  * CORRAL_EVERSION, CORRAL_ENOMEM). A version-1 config store snapshot
  * (core/kv.h) restores as a state with no members or resources, so data
- * dirs from before this state machine still load. The store's bytes are
+ * dirs from before this state machine still load, and a version-2
+ * snapshot (before the roster) restores with an empty roster. The store's bytes are
  * copied once each way (at most CORRAL_KV_SNAPSHOT_BYTES_MAX). */
 struct corral_rbuf *corral_state_snapshot(const struct corral_state *st);
 int corral_state_restore(struct corral_state *st, const struct corral_rbuf *snap);

@@ -17,6 +17,8 @@
     (2u + CORRAL_STATE_NAME_BYTES_MAX + 1u + 2u + CORRAL_STATE_ADDR_BYTES_MAX + 2u +               \
      CORRAL_STATE_ZONE_BYTES_MAX + 2u + 2u + CORRAL_STATE_META_BYTES_MAX)
 #define OPS_BYTES_MAX (8u + STATE_OP_BYTES * CORRAL_STATE_OPS_MAX)
+#define COORD_PUT_BYTES_MAX                                                                        \
+    (4u + 2u + CORRAL_STATE_NAME_BYTES_MAX + 2u * (2u + CORRAL_STATE_ADDR_BYTES_MAX))
 #define FRAME_BYTES (STATE_CMD_HEADER_BYTES + STATE_CRC_BYTES)
 
 _Static_assert(FRAME_BYTES + KV_CMD_BYTES_MAX <= CORRAL_RAFT_ENTRY_BYTES_MAX,
@@ -25,6 +27,10 @@ _Static_assert(FRAME_BYTES + OPS_BYTES_MAX <= CORRAL_RAFT_ENTRY_BYTES_MAX,
                "the largest PARTITION_OPS fits in one entry");
 _Static_assert(FRAME_BYTES + MEMBER_PUT_BYTES_MAX <= CORRAL_RAFT_ENTRY_BYTES_MAX,
                "the largest MEMBER_PUT fits in one entry");
+_Static_assert(FRAME_BYTES + COORD_PUT_BYTES_MAX <= CORRAL_RAFT_ENTRY_BYTES_MAX,
+               "the largest COORD_PUT fits in one entry");
+_Static_assert(CORRAL_STATE_COORDS_MAX == CORRAL_RAFT_NODES_MAX,
+               "the roster holds as many coordinators as Raft has nodes");
 _Static_assert(CORRAL_STATE_ADDR_BYTES_MAX <= UINT16_MAX &&
                    CORRAL_STATE_META_BYTES_MAX <= UINT16_MAX,
                "string lengths are u16 on the wire");
@@ -124,6 +130,12 @@ static bool cmd_valid(const struct corral_state_cmd *c)
                c->replicas <= CORRAL_STATE_REPLICAS_MAX;
     case CORRAL_STATE_PARTITION_OPS:
         return ops_valid(c);
+    case CORRAL_STATE_COORD_PUT:
+        return c->id >= 1 && corral_state_name_valid(c->name, c->name_len) &&
+               state_addr_valid(c->addr, c->addr_len) &&
+               state_addr_valid(c->http_addr, c->http_addr_len);
+    case CORRAL_STATE_COORD_DELETE:
+        return c->id >= 1;
     default:
         return false;
     }
@@ -142,8 +154,10 @@ static size_t body_bytes(const struct corral_state_cmd *c)
         return 2u + c->name_len + 4u + 1u;
     case CORRAL_STATE_PARTITION_OPS:
         return 8u + (size_t)STATE_OP_BYTES * c->n_ops;
+    case CORRAL_STATE_COORD_PUT:
+        return 4u + 2u + c->name_len + 2u + c->addr_len + 2u + c->http_addr_len;
     default:
-        return 4; /* MEMBER_DELETE, RESOURCE_DELETE */
+        return 4; /* MEMBER_DELETE, RESOURCE_DELETE, COORD_DELETE */
     }
 }
 
@@ -183,6 +197,12 @@ static void put_body(struct state_writer *w, const struct corral_state_cmd *c)
         break;
     case CORRAL_STATE_PARTITION_OPS:
         put_ops(w, c);
+        break;
+    case CORRAL_STATE_COORD_PUT:
+        state_put(w, c->id, 4);
+        state_put_str(w, c->name, c->name_len);
+        state_put_str(w, c->addr, c->addr_len);
+        state_put_str(w, c->http_addr, c->http_addr_len);
         break;
     default:
         state_put(w, c->id, 4);
@@ -267,6 +287,13 @@ static void get_body(struct state_reader *r, struct corral_state_cmd *c)
         break;
     case CORRAL_STATE_PARTITION_OPS:
         get_ops(r, c);
+        break;
+    case CORRAL_STATE_COORD_PUT:
+        c->id = (uint32_t)state_get(r, 4);
+        c->name = (const char *)state_get_str(r, CORRAL_STATE_NAME_BYTES_MAX, &c->name_len);
+        c->addr = (const char *)state_get_str(r, CORRAL_STATE_ADDR_BYTES_MAX, &c->addr_len);
+        c->http_addr =
+            (const char *)state_get_str(r, CORRAL_STATE_ADDR_BYTES_MAX, &c->http_addr_len);
         break;
     default:
         c->id = (uint32_t)state_get(r, 4);

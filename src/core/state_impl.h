@@ -15,7 +15,8 @@
 
 #define STATE_LEGACY_VERSION 1 /* a core/kv.h command or snapshot */
 #define STATE_CMD_VERSION 2
-#define STATE_SNAP_VERSION 2
+#define STATE_SNAP_VERSION 3
+#define STATE_SNAP_VERSION_NO_COORDS 2 /* before the roster */
 #define STATE_CRC_BYTES 4
 #define STATE_CMD_HEADER_BYTES 6 /* version, type, body_len */
 #define STATE_OP_BYTES 17        /* u32 partition, u8 op, u32 member, u64 epoch */
@@ -43,6 +44,11 @@ struct corral_state {
     struct state_member *members_by_name[CORRAL_STATE_MEMBERS_MAX];
     struct corral_state_resource *resources[CORRAL_STATE_RESOURCES_MAX];
     struct corral_state_resource *resources_by_name[CORRAL_STATE_RESOURCES_MAX];
+    /* The coordinators' roster, in increasing id order (few: scanned). */
+    uint32_t next_coord_id;
+    uint64_t coords_index;
+    uint32_t n_coords;
+    struct corral_state_coord coords[CORRAL_STATE_COORDS_MAX];
 };
 
 /* ---- Lookups and the two indexes (state.c) ---- */
@@ -64,8 +70,21 @@ void state_resource_insert(struct corral_state *st, struct corral_state_resource
 void state_resource_free(struct corral_state_resource *res);
 /* The index of member among p's replicas, or -1. */
 int state_replica_find(const struct corral_state_partition *p, uint32_t member);
+/* Fills in a refusal; returns 0 (a refusal is not an error). */
+int state_refuse(struct corral_state_result *r, uint8_t status, const char *detail);
+/* len bytes and a NUL into dst. */
+void state_copy_str(char *dst, const char *src, uint32_t len);
+/* True when the stored string s is exactly the len bytes at p. */
+bool state_str_eq(const char *s, const char *p, uint32_t len);
 /* strcmp for a stored (NUL-terminated) name against len bytes. */
 int state_name_cmp(const char *stored, const char *name, uint32_t len);
+
+/* ---- The roster (state_coord.c) ---- */
+
+int state_apply_coord_put(struct corral_state *st, uint64_t index, const struct corral_state_cmd *c,
+                          struct corral_state_result *r);
+int state_apply_coord_delete(struct corral_state *st, uint64_t index,
+                             const struct corral_state_cmd *c, struct corral_state_result *r);
 
 /* ---- Field rules (state_codec.c), shared by the codec and restore ---- */
 

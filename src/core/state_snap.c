@@ -17,8 +17,11 @@
 #define SNAP_RESOURCE_MIN 27u /* id, P, R, two indexes, the name length */
 #define SNAP_PART_MIN 14u     /* epoch, primary, releasing, n_replicas */
 #define SNAP_REPLICA_BYTES 5u
+#define SNAP_COORD_MIN 26u /* id, two indexes, three string lengths */
 /* The header, the two counts, the store's length and the CRC. */
 #define SNAP_FIXED_BYTES (SNAP_HEADER_BYTES + 4u + 4u + 4u + STATE_CRC_BYTES)
+/* The roster's head: next_coord_id, coords_index, n_coords. */
+#define SNAP_COORDS_HEAD_BYTES 16u
 
 /* ---- Snapshot ---- */
 
@@ -47,6 +50,27 @@ static void put_member(struct state_writer *w, const struct corral_state_member 
     state_put_str(w, m->addr, strlen(m->addr));
     state_put_str(w, m->zone, strlen(m->zone));
     state_put_str(w, m->meta, m->meta_len);
+}
+
+static size_t coord_bytes(const struct corral_state_coord *k)
+{
+    return SNAP_COORD_MIN + strlen(k->name) + strlen(k->cluster_addr) + strlen(k->http_addr);
+}
+
+static void put_coords(struct state_writer *w, const struct corral_state *st)
+{
+    state_put(w, st->next_coord_id, 4);
+    state_put(w, st->coords_index, 8);
+    state_put(w, st->n_coords, 4);
+    for (uint32_t i = 0; i < st->n_coords; i++) {
+        const struct corral_state_coord *k = &st->coords[i];
+        state_put(w, k->id, 4);
+        state_put(w, k->added_index, 8);
+        state_put(w, k->changed_index, 8);
+        state_put_str(w, k->name, strlen(k->name));
+        state_put_str(w, k->cluster_addr, strlen(k->cluster_addr));
+        state_put_str(w, k->http_addr, strlen(k->http_addr));
+    }
 }
 
 static void put_resource(struct state_writer *w, const struct corral_state_resource *res)
@@ -85,6 +109,7 @@ static void put_all(struct state_writer *w, const struct corral_state *st,
     state_put(w, st->n_resources, 4);
     for (uint32_t i = 0; i < st->n_resources; i++)
         put_resource(w, st->resources[i]);
+    put_coords(w, st);
     state_put(w, kv->len, 4);
     state_put_bytes(w, kv->data, kv->len);
 }
@@ -94,7 +119,9 @@ struct corral_rbuf *corral_state_snapshot(const struct corral_state *st)
     struct corral_rbuf *kv = corral_kv_snapshot(st->kv);
     if (kv == NULL)
         return NULL;
-    size_t size = SNAP_FIXED_BYTES + (size_t)kv->len;
+    size_t size = SNAP_FIXED_BYTES + SNAP_COORDS_HEAD_BYTES + (size_t)kv->len;
+    for (uint32_t i = 0; i < st->n_coords; i++)
+        size += coord_bytes(&st->coords[i]);
     for (uint32_t i = 0; i < st->n_members; i++)
         size += member_bytes(&st->members[i]->m);
     for (uint32_t i = 0; i < st->n_resources; i++)
@@ -241,6 +268,23 @@ static int load_kv(struct state_reader *r, struct corral_state *st)
     return rv == CORRAL_EVERSION ? CORRAL_ECORRUPT : rv;
 }
 
+static int load_coord(struct state_reader *r, struct corral_state *st)
+{
+    assert(st->n_coords < CORRAL_STATE_COORDS_MAX); /* load_counted bounded it */
+    struct corral_state_coord *k = &st->coords[st->n_coords];
+    memset(k, 0, sizeof(*k));
+    k->id = (uint32_t)state_get(r, 4);
+    k->added_index = state_get(r, 8);
+    k->changed_index = state_get(r, 8);
+    bool ok = load_str(r, CORRAL_STATE_NAME_BYTES_MAX, k->name, corral_state_name_valid) &&
+              load_str(r, CORRAL_STATE_ADDR_BYTES_MAX, k->cluster_addr, state_addr_valid) &&
+              load_str(r, CORRAL_STATE_ADDR_BYTES_MAX, k->http_addr, state_addr_valid);
+    if (!ok || r->bad)
+        return CORRAL_ECORRUPT;
+    st->n_coords++;
+    return 0;
+}
+
 static int load_counted(struct state_reader *r, struct corral_state *st,
                         int (*load)(struct state_reader *, struct corral_state *), uint32_t max,
                         uint32_t min_bytes)
@@ -257,7 +301,7 @@ static int load_counted(struct state_reader *r, struct corral_state *st,
     return 0;
 }
 
-static int load_all(struct state_reader *r, struct corral_state *st)
+static int load_all(struct state_reader *r, struct corral_state *st, uint8_t version)
 {
     st->applied = state_get(r, 8);
     st->assign_index = state_get(r, 8);
@@ -267,6 +311,11 @@ static int load_all(struct state_reader *r, struct corral_state *st)
     int rv = load_counted(r, st, load_member, CORRAL_STATE_MEMBERS_MAX, SNAP_MEMBER_MIN);
     if (rv == 0)
         rv = load_counted(r, st, load_resource, CORRAL_STATE_RESOURCES_MAX, SNAP_RESOURCE_MIN);
+    if (rv == 0 && version != STATE_SNAP_VERSION_NO_COORDS) {
+        st->next_coord_id = (uint32_t)state_get(r, 4);
+        st->coords_index = state_get(r, 8);
+        rv = load_counted(r, st, load_coord, CORRAL_STATE_COORDS_MAX, SNAP_COORD_MIN);
+    }
     if (rv == 0)
         rv = load_kv(r, st);
     if (rv == 0 && (r->bad || r->left != 0))
@@ -304,7 +353,8 @@ int corral_state_restore(struct corral_state *st, const struct corral_rbuf *snap
         return CORRAL_ECORRUPT;
     if (snap->data[0] == STATE_LEGACY_VERSION)
         return restore_legacy(st, snap);
-    if (snap->data[0] != STATE_SNAP_VERSION)
+    uint8_t version = snap->data[0];
+    if (version != STATE_SNAP_VERSION && version != STATE_SNAP_VERSION_NO_COORDS)
         return CORRAL_EVERSION;
     if (snap->len < SNAP_FIXED_BYTES)
         return CORRAL_ECORRUPT;
@@ -315,7 +365,7 @@ int corral_state_restore(struct corral_state *st, const struct corral_rbuf *snap
     if (fresh == NULL)
         return CORRAL_ENOMEM;
     struct state_reader r = {snap->data + 1, body - 1, false};
-    int rv = load_all(&r, fresh);
+    int rv = load_all(&r, fresh, version);
     if (rv != 0) {
         corral_state_free(fresh);
         return rv;
@@ -459,9 +509,33 @@ static int epochs_distinct(const struct corral_state *st)
     return ok ? 0 : CORRAL_ECORRUPT;
 }
 
+/* S6. */
+static bool coords_valid(const struct corral_state *st)
+{
+    if (st->n_coords > CORRAL_STATE_COORDS_MAX || st->next_coord_id < 1 ||
+        st->coords_index > st->applied)
+        return false;
+    for (uint32_t i = 0; i < st->n_coords; i++) {
+        const struct corral_state_coord *k = &st->coords[i];
+        if (k->id < 1 || k->id >= st->next_coord_id || (i > 0 && st->coords[i - 1].id >= k->id))
+            return false;
+        if (!corral_state_name_valid(k->name, (uint32_t)strlen(k->name)) ||
+            !state_addr_valid(k->cluster_addr, (uint32_t)strlen(k->cluster_addr)) ||
+            !state_addr_valid(k->http_addr, (uint32_t)strlen(k->http_addr)))
+            return false;
+        if (k->added_index < 1 || k->added_index > k->changed_index ||
+            k->changed_index > st->coords_index)
+            return false;
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(st->coords[j].name, k->name) == 0)
+                return false;
+    }
+    return true;
+}
+
 static bool header_valid(const struct corral_state *st)
 {
-    return st->next_member_id >= 1 && st->next_resource_id >= 1 &&
+    return st->next_member_id >= 1 && st->next_resource_id >= 1 && coords_valid(st) &&
            st->assign_index <= st->applied && corral_kv_applied(st->kv) == st->applied;
 }
 

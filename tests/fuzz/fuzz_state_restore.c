@@ -4,7 +4,9 @@
  * (fuzz_fixture.h). Checks: a restore that succeeds gives a state that
  * passes corral_state_check and whose snapshot is byte-identical to the
  * input (a version-1 input, a config store snapshot, gives a state with no
- * members or resources whose store's snapshot is the input); one that
+ * members or resources whose store's snapshot is the input; a version-2
+ * input, from before the coordinators' roster, gives an empty roster and a
+ * version-3 snapshot that restores to itself); one that
  * fails leaves the state's snapshot as it was; a restored state then
  * takes a member put and a config put and still passes the check. Build
  * and run: tests/fuzz/README.md. */
@@ -44,6 +46,17 @@ static void fuzz_one(const struct corral_rbuf *buf)
         struct corral_rbuf *kv = corral_kv_snapshot(corral_state_kv(st));
         FUZZ_REQUIRE(fuzz_rbuf_is(kv, buf->data, buf->len));
         corral_rbuf_unref(kv);
+    } else if (buf->data[0] == 2) {
+        FUZZ_REQUIRE(corral_state_coord_count(st) == 0 && corral_state_next_coord_id(st) == 1);
+        struct corral_rbuf *again = corral_state_snapshot(st);
+        FUZZ_REQUIRE(again != NULL && again->data[0] == 3);
+        struct corral_state *twin = corral_state_new();
+        FUZZ_REQUIRE(twin != NULL && corral_state_restore(twin, again) == 0);
+        struct corral_rbuf *third = corral_state_snapshot(twin);
+        FUZZ_REQUIRE(fuzz_rbuf_is(third, again->data, again->len));
+        corral_rbuf_unref(third);
+        corral_rbuf_unref(again);
+        corral_state_free(twin);
     } else {
         struct corral_rbuf *again = corral_state_snapshot(st);
         FUZZ_REQUIRE(fuzz_rbuf_is(again, buf->data, buf->len));

@@ -142,6 +142,19 @@ static struct corral_state_cmd kv_cmd(uint8_t op, const char *key, const char *v
     return c;
 }
 
+static struct corral_state_cmd coord_cmd(uint32_t id, const char *name, const char *cluster,
+                                         const char *http)
+{
+    struct corral_state_cmd c = id_cmd(CORRAL_STATE_COORD_PUT, id);
+    c.name = name;
+    c.name_len = (uint16_t)strlen(name);
+    c.addr = cluster;
+    c.addr_len = (uint16_t)strlen(cluster);
+    c.http_addr = http;
+    c.http_addr_len = (uint16_t)strlen(http);
+    return c;
+}
+
 #define OPV(p, o, m, e) ((struct corral_partition_opv){(p), (o), (m), (e)})
 
 /* A state and the next index to apply at. */
@@ -392,6 +405,9 @@ static size_t cmd_samples(struct corral_state_cmd *out)
     out[n++] = ops_cmd(1, CORRAL_STATE_OPS_MAX, ops_max);
     out[n++] = kv_cmd(CORRAL_KV_PUT, "key", "value", true, 9);
     out[n++] = kv_cmd(CORRAL_KV_DEL, "k", NULL, false, 0);
+    out[n++] = coord_cmd(1, "c-1", "127.0.0.1:8139", "127.0.0.1:8140");
+    out[n++] = coord_cmd(UINT32_MAX - 1, name_max, addr_max, addr_max);
+    out[n++] = id_cmd(CORRAL_STATE_COORD_DELETE, 9);
     return n;
 }
 
@@ -432,6 +448,15 @@ static void expect_cmd_equal(const struct corral_state_cmd *a, const struct corr
             assert_int_equal(x.epoch, y.epoch);
         }
         break;
+    case CORRAL_STATE_COORD_PUT:
+        assert_int_equal(a->id, b->id);
+        assert_int_equal(a->name_len, b->name_len);
+        assert_memory_equal(a->name, b->name, a->name_len);
+        assert_int_equal(a->addr_len, b->addr_len);
+        assert_memory_equal(a->addr, b->addr, a->addr_len);
+        assert_int_equal(a->http_addr_len, b->http_addr_len);
+        assert_memory_equal(a->http_addr, b->http_addr, a->http_addr_len);
+        break;
     case CORRAL_STATE_KV:
         assert_int_equal(a->kv.op, b->kv.op);
         assert_int_equal(a->kv.has_cas, b->kv.has_cas);
@@ -451,7 +476,7 @@ static void expect_cmd_equal(const struct corral_state_cmd *a, const struct corr
 static void test_codec_round_trip(void **state)
 {
     (void)state;
-    struct corral_state_cmd s[16];
+    struct corral_state_cmd s[20];
     size_t n = cmd_samples(s);
     for (size_t i = 0; i < n; i++) {
         struct corral_rbuf *b = enc(&s[i]);
@@ -488,7 +513,7 @@ static void test_codec_round_trip(void **state)
 static void test_codec_truncations(void **state)
 {
     (void)state;
-    struct corral_state_cmd s[16];
+    struct corral_state_cmd s[20];
     size_t n = cmd_samples(s);
     struct corral_state_cmd out;
     for (size_t i = 0; i < n; i++) {
@@ -533,7 +558,7 @@ static void test_codec_truncations(void **state)
 static void test_codec_bit_flips(void **state)
 {
     (void)state;
-    struct corral_state_cmd s[16];
+    struct corral_state_cmd s[20];
     size_t n = cmd_samples(s);
     for (size_t i = 0; i < n; i++) {
         if (s[i].type == CORRAL_STATE_PARTITION_OPS && s[i].n_ops > 3)
@@ -1641,6 +1666,75 @@ static void build_sample(struct h *h)
     op_ok(h, r2, 1, CORRAL_OP_RELEASE, b, epoch_of(h, r2, 1));
     apply(h, kv_cmd(CORRAL_KV_PUT, "config/x", "1", false, 0));
     apply(h, kv_cmd(CORRAL_KV_PUT, "config/y", "", false, 0));
+    assert_int_equal(apply(h, coord_cmd(1, "c1", "127.0.0.1:8139", "127.0.0.1:8140")).status, OK);
+    assert_int_equal(apply(h, coord_cmd(4, "c4", "[::1]:9", "[::1]:10")).status, OK);
+    assert_int_equal(apply(h, coord_cmd(6, "c6", "h:1", "h:2")).status, OK);
+    assert_int_equal(apply(h, id_cmd(CORRAL_STATE_COORD_DELETE, 4)).status, OK);
+}
+
+/* The roster: ids given by the proposer, never reused; a known name
+ * moves address under its own id only. */
+static void test_coords(void **state)
+{
+    (void)state;
+    struct h h;
+    h_init(&h);
+    assert_int_equal(corral_state_next_coord_id(h.st), 1);
+    struct corral_state_result r = apply(&h, coord_cmd(1, "a", "127.0.0.1:1", "127.0.0.1:2"));
+    assert_int_equal(r.status, OK);
+    assert_int_equal(r.id, 1);
+    assert_int_equal(apply(&h, coord_cmd(3, "b", "127.0.0.1:3", "127.0.0.1:4")).status, OK);
+    assert_int_equal(corral_state_next_coord_id(h.st), 4);
+    assert_int_equal(corral_state_coords_index(h.st), 2);
+    /* Refused, changing nothing: a known name with another id, a known id
+     * under another name, an id below next (2 was never used, still no). */
+    unchanged(&h, coord_cmd(2, "a", "127.0.0.1:1", "127.0.0.1:2"), CONFLICT);
+    unchanged(&h, coord_cmd(3, "c", "127.0.0.1:5", "127.0.0.1:6"), CONFLICT);
+    unchanged(&h, coord_cmd(2, "c", "127.0.0.1:5", "127.0.0.1:6"), CONFLICT);
+    unchanged(&h, id_cmd(CORRAL_STATE_COORD_DELETE, 2), NOT_FOUND);
+    /* The same put again: OK, no index moves. */
+    uint64_t before = corral_state_coords_index(h.st);
+    assert_int_equal(apply(&h, coord_cmd(1, "a", "127.0.0.1:1", "127.0.0.1:2")).status, OK);
+    assert_int_equal(corral_state_coords_index(h.st), before);
+    /* A new address under the same id. */
+    r = apply(&h, coord_cmd(1, "a", "10.0.0.9:1", "10.0.0.9:2"));
+    assert_int_equal(r.status, OK);
+    const struct corral_state_coord *k = corral_state_coord_by_name(h.st, "a", 1);
+    assert_non_null(k);
+    assert_string_equal(k->cluster_addr, "10.0.0.9:1");
+    assert_string_equal(k->http_addr, "10.0.0.9:2");
+    assert_int_equal(k->added_index, 1);
+    assert_int_equal(k->changed_index, h.index);
+    assert_int_equal(corral_state_coords_index(h.st), h.index);
+    /* Delete: the name is free again, the id is not. */
+    assert_int_equal(apply(&h, id_cmd(CORRAL_STATE_COORD_DELETE, 1)).status, OK);
+    assert_null(corral_state_coord_by_id(h.st, 1));
+    assert_int_equal(corral_state_coord_count(h.st), 1);
+    unchanged(&h, coord_cmd(1, "a", "127.0.0.1:1", "127.0.0.1:2"), CONFLICT);
+    assert_int_equal(apply(&h, coord_cmd(4, "a", "127.0.0.1:1", "127.0.0.1:2")).status, OK);
+    assert_int_equal(corral_state_coord_at(h.st, 0)->id, 3);
+    assert_int_equal(corral_state_coord_at(h.st, 1)->id, 4);
+    /* Full at COORDS_MAX. */
+    for (uint32_t i = 2; i < CORRAL_STATE_COORDS_MAX; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "n%u", i);
+        assert_int_equal(apply(&h, coord_cmd(10 + i, name, "h:1", "h:2")).status, OK);
+    }
+    assert_int_equal(corral_state_coord_count(h.st), CORRAL_STATE_COORDS_MAX);
+    unchanged(&h, coord_cmd(100, "z", "h:1", "h:2"), FULL);
+    /* Bad fields do not encode, and hand-made frames with them do not
+     * decode. */
+    struct corral_state_cmd bad = coord_cmd(0, "z", "h:1", "h:2");
+    assert_null(corral_state_cmd_encode(&bad));
+    bad = coord_cmd(5, "Z", "h:1", "h:2");
+    assert_null(corral_state_cmd_encode(&bad));
+    bad = coord_cmd(5, "z", "h 1", "h:2");
+    assert_null(corral_state_cmd_encode(&bad));
+    bad = coord_cmd(5, "z", "h:1", "");
+    assert_null(corral_state_cmd_encode(&bad));
+    bad = id_cmd(CORRAL_STATE_COORD_DELETE, 0);
+    assert_null(corral_state_cmd_encode(&bad));
+    h_free(&h);
 }
 
 static void test_snapshot_round_trip(void **state)
@@ -1650,7 +1744,7 @@ static void test_snapshot_round_trip(void **state)
     h_init(&h);
     build_sample(&h);
     struct corral_rbuf *s1 = snap(h.st);
-    assert_int_equal(s1->data[0], 2);
+    assert_int_equal(s1->data[0], 3);
     struct corral_state *st = corral_state_new();
     assert_int_equal(corral_state_restore(st, s1), 0);
     assert_true(corral_state_check(st));
@@ -1755,7 +1849,9 @@ static void test_snapshot_corrupt(void **state)
     for (uint32_t bit = 0; bit < 8 * s->len; bit++) {
         m->data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         int rv = corral_state_restore(mine.st, m);
-        assert_int_equal(rv, bit < 8 ? CORRAL_EVERSION : CORRAL_ECORRUPT);
+        /* A flip to another known version fails its CRC. */
+        uint8_t v = m->data[0];
+        assert_int_equal(rv, bit < 8 && v != 1 && v != 2 ? CORRAL_EVERSION : CORRAL_ECORRUPT);
         m->data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
     print_message("snapshot corruption: %u bit flips refused\n", 8 * s->len);
@@ -1893,6 +1989,12 @@ struct tres {
     struct tpart parts[3];
 };
 
+struct tcoord {
+    uint32_t id;
+    uint64_t added, changed;
+    const char *name, *cluster, *http;
+};
+
 struct tsnap {
     uint64_t applied, assign, last_epoch;
     uint32_t next_member, next_resource;
@@ -1904,6 +2006,11 @@ struct tsnap {
     int kv_flip;       /* flip a byte of the store's snapshot (the outer CRC fixed up) */
     int kv_len_delta;  /* added to the store's length field */
     const char *extra; /* bytes after the store */
+    uint32_t version;  /* 0: 3 */
+    uint32_t next_coord;
+    uint64_t coords_index;
+    uint32_t n_coords, n_coords_given;
+    struct tcoord k[3];
 };
 
 static void ts_member(struct sbuf *s, const struct tmember *m)
@@ -1954,7 +2061,7 @@ static struct corral_rbuf *ts_build(const struct tsnap *t)
     if (t->kv_flip)
         ks->data[3] ^= 0x10;
     struct sbuf s = {0};
-    sb_le(&s, 2, 1);
+    sb_le(&s, t->version ? t->version : 3, 1);
     sb_le(&s, t->applied, 8);
     sb_le(&s, t->assign, 8);
     sb_le(&s, t->last_epoch, 8);
@@ -1966,6 +2073,19 @@ static struct corral_rbuf *ts_build(const struct tsnap *t)
     sb_le(&s, t->n_res, 4);
     for (uint32_t i = 0; i < t->n_res_given; i++)
         ts_resource(&s, &t->r[i]);
+    if (t->version != 2) {
+        sb_le(&s, t->next_coord, 4);
+        sb_le(&s, t->coords_index, 8);
+        sb_le(&s, t->n_coords, 4);
+        for (uint32_t i = 0; i < t->n_coords_given; i++) {
+            sb_le(&s, t->k[i].id, 4);
+            sb_le(&s, t->k[i].added, 8);
+            sb_le(&s, t->k[i].changed, 8);
+            sb_str(&s, t->k[i].name);
+            sb_str(&s, t->k[i].cluster);
+            sb_str(&s, t->k[i].http);
+        }
+    }
     sb_le(&s, (uint32_t)((int)ks->len + t->kv_len_delta), 4);
     sb_bytes(&s, ks->data, ks->len);
     sb_bytes(&s, t->extra, strlen(t->extra));
@@ -1977,7 +2097,8 @@ static struct corral_rbuf *ts_build(const struct tsnap *t)
  * and 5 granted; a release under way on resource 3. */
 static struct tsnap ts_base(void)
 {
-    struct tsnap t = {20, 18, 5, 5, 4, 3, 3, {{0}}, 2, 2, {{0}}, 20, 0, 0, ""};
+    struct tsnap t = {20, 18, 5, 5,  4, 3, 3, {{0}}, 2, 2,    {{0}},
+                      20, 0,  0, "", 0, 0, 0, 0,     0, {{0}}};
     t.m[0] = (struct tmember){1, 2, ACTIVE, 10, 1, 2, "a", "h:1", "z1", 3};
     t.m[1] = (struct tmember){2, 1, DRAINING, 10, 2, 9, "b", "h:2", "", 0};
     t.m[2] = (struct tmember){4, 2, DEAD, 1000, 7, 18, "d", "[::1]:3", "z-2", 0};
@@ -1985,7 +2106,33 @@ static struct tsnap ts_base(void)
     t.r[0].parts[0] = (struct tpart){3, 1, 0, 2, {1, 2}, {IN_SYNC, COPYING}};
     t.r[1] = (struct tres){3, 1, 3, 11, 18, "s", {{0}}};
     t.r[1].parts[0] = (struct tpart){5, 2, 1, 2, {2, 4}, {IN_SYNC, COPYING}};
+    t.next_coord = 4;
+    t.coords_index = 12;
+    t.n_coords = t.n_coords_given = 2;
+    t.k[0] = (struct tcoord){1, 1, 1, "c1", "127.0.0.1:1", "127.0.0.1:2"};
+    t.k[1] = (struct tcoord){3, 8, 12, "c3", "[::1]:1", "h:2"};
     return t;
+}
+
+/* A version-2 snapshot (before the roster) restores with an empty one,
+ * and the state then writes version 3. */
+static void test_snapshot_v2(void **state)
+{
+    (void)state;
+    struct tsnap t = ts_base();
+    t.version = 2;
+    struct corral_rbuf *b = ts_build(&t);
+    struct corral_state *st = corral_state_new();
+    assert_int_equal(corral_state_restore(st, b), 0);
+    assert_true(corral_state_check(st));
+    assert_int_equal(corral_state_coord_count(st), 0);
+    assert_int_equal(corral_state_next_coord_id(st), 1);
+    assert_int_equal(corral_state_member_count(st), 3);
+    struct corral_rbuf *again = snap(st);
+    assert_int_equal(again->data[0], 3);
+    corral_rbuf_unref(again);
+    corral_rbuf_unref(b);
+    corral_state_free(st);
 }
 
 struct hostile {
@@ -2073,6 +2220,20 @@ HOSTILE(kv_corrupt, t->kv_flip = 1)
 HOSTILE(kv_len_long, t->kv_len_delta = 1)
 HOSTILE(kv_len_short, t->kv_len_delta = -1)
 HOSTILE(trailing, t->extra = "x")
+HOSTILE(coord_id_zero, t->k[0].id = 0)
+HOSTILE(coord_ids_unordered, t->k[1].id = 1)
+HOSTILE(coord_id_next, t->next_coord = 3)
+HOSTILE(coord_name_twice, t->k[1].name = "c1")
+HOSTILE(coord_name_bad, t->k[1].name = "C3")
+HOSTILE(coord_addr_space, t->k[1].cluster = "h 1")
+HOSTILE(coord_http_empty, t->k[0].http = "")
+HOSTILE(coord_added_zero, t->k[0].added = 0)
+HOSTILE(coord_added_after_changed, t->k[1].added = 13; t->k[1].changed = 12)
+HOSTILE(coord_changed_after_index, t->coords_index = 11)
+HOSTILE(coords_index_after_applied, t->coords_index = 21; t->k[1].changed = 21)
+HOSTILE(coords_count_long, t->n_coords = 3)
+HOSTILE(coords_count_huge, t->n_coords = 17)
+HOSTILE(coords_count_short, t->n_coords = 1)
 
 static void test_snapshot_hostile(void **state)
 {
@@ -2141,6 +2302,20 @@ static void test_snapshot_hostile(void **state)
         C(kv_len_long),
         C(kv_len_short),
         C(trailing),
+        C(coord_id_zero),
+        C(coord_ids_unordered),
+        C(coord_id_next),
+        C(coord_name_twice),
+        C(coord_name_bad),
+        C(coord_addr_space),
+        C(coord_http_empty),
+        C(coord_added_zero),
+        C(coord_added_after_changed),
+        C(coord_changed_after_index),
+        C(coords_index_after_applied),
+        C(coords_count_long),
+        C(coords_count_huge),
+        C(coords_count_short),
 #undef C
     };
     struct h mine;
@@ -2176,7 +2351,7 @@ static void test_snapshot_hostile(void **state)
         corral_rbuf_unref(b);
     }
     b = ts_build(&base);
-    b->data[0] = 3;
+    b->data[0] = 4;
     expect_restore_fails(mine.st, b, CORRAL_EVERSION);
     corral_rbuf_unref(b);
     assert_non_null(corral_state_member_by_name(mine.st, "mine", 4));
@@ -2188,7 +2363,8 @@ static void test_snapshot_hostile(void **state)
 static struct tsnap ts_row(uint8_t R, uint8_t n)
 {
     static const char *const names[] = {"m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9"};
-    struct tsnap t = {20, 20, 1, 10, 2, 9, 9, {{0}}, 1, 1, {{0}}, 20, 0, 0, ""};
+    struct tsnap t = {20, 20, 1, 10, 2, 9, 9, {{0}}, 1, 1,    {{0}},
+                      20, 0,  0, "", 0, 1, 0, 0,     0, {{0}}};
     for (uint32_t i = 0; i < 9; i++)
         t.m[i] = (struct tmember){i + 1, 2, ACTIVE, 1, i + 1, i + 1, names[i], "h:1", "z1", 0};
     t.r[0] = (struct tres){1, 1, R, 11, 20, "q", {{0}}};
@@ -3152,6 +3328,8 @@ int main(void)
         cmocka_unit_test(test_kv_commands),
         cmocka_unit_test(test_bad_commands),
         cmocka_unit_test(test_index_monotonic),
+        cmocka_unit_test(test_coords),
+        cmocka_unit_test(test_snapshot_v2),
         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_snapshot_deterministic),
         cmocka_unit_test(test_snapshot_corrupt),
