@@ -766,6 +766,7 @@ void corral_raft_status(const struct corral_raft *r, struct corral_raft_status *
     if (r->role == CORRAL_RAFT_LEADER) {
         quorum_contact(r, s);
         s->transfer_target = r->transfer_target;
+        s->pending_conf_index = r->pending_conf_index;
     }
     for (uint32_t i = 0; i < r->n_progress; i++) {
         s->progress[i].id = r->progress[i].id;

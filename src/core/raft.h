@@ -361,6 +361,10 @@ struct corral_raft_status {
      * none runs (corral_raft_transfer; abandoned after an election
      * timeout). */
     uint64_t transfer_target;
+    /* Leader only: the index of its last configuration change; one is
+     * in flight while this is above commit (corral_raft_change_conf
+     * answers CORRAL_EBUSY meanwhile). */
+    uint64_t pending_conf_index;
     uint32_t n_progress;
     struct {
         uint64_t id;

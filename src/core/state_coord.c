@@ -30,8 +30,8 @@ static void set_addrs(struct corral_state_coord *k, const struct corral_state_cm
     state_copy_str(k->http_addr, c->http_addr, c->http_addr_len);
 }
 
-int state_apply_coord_put(struct corral_state *st, uint64_t index,
-                          const struct corral_state_cmd *c, struct corral_state_result *r)
+int state_apply_coord_put(struct corral_state *st, uint64_t index, const struct corral_state_cmd *c,
+                          struct corral_state_result *r)
 {
     struct corral_state_coord *k = coord_by_name(st, c->name, c->name_len);
     if (k != NULL) {

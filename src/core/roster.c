@@ -1,0 +1,123 @@
+/* The leader's next roster step (rules RO1-RO5 in roster.h). */
+#include "core/roster.h"
+
+#include "core/leader_health.h"
+
+static bool in_conf(const struct corral_raft_conf *c, uint64_t id)
+{
+    return corral_raft_conf_is_voter(c, id) || corral_raft_conf_is_learner(c, id);
+}
+
+static bool in_roster(const struct corral_state *st, uint64_t id)
+{
+    return id <= UINT32_MAX && corral_state_coord_by_id(st, (uint32_t)id) != NULL;
+}
+
+/* Every node of the configuration, voters then learners. */
+static uint32_t conf_nodes(const struct corral_raft_conf *c, uint64_t *out)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->n_voters; i++)
+        out[n++] = c->voters[i];
+    for (uint32_t i = 0; i < c->n_learners; i++)
+        out[n++] = c->learners[i];
+    return n;
+}
+
+/* The lowest id of ids[0..n) for which keep() holds, or 0. */
+static uint64_t lowest(const uint64_t *ids, uint32_t n, const struct corral_state *st,
+                       bool (*keep)(const struct corral_state *, uint64_t))
+{
+    uint64_t best = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (keep(st, ids[i]) && (best == 0 || ids[i] < best))
+            best = ids[i];
+    return best;
+}
+
+static bool predates(const struct corral_state *st, uint64_t id)
+{
+    return !in_roster(st, id) && id >= corral_state_next_coord_id(st);
+}
+
+static bool taken_out(const struct corral_state *st, uint64_t id)
+{
+    return !in_roster(st, id) && id < corral_state_next_coord_id(st);
+}
+
+static uint64_t promotable(const struct corral_raft_status *rs, uint64_t now_ms,
+                           uint64_t contact_ms)
+{
+    uint64_t best = 0, best_match = 0;
+    for (uint32_t i = 0; i < rs->n_progress; i++) {
+        uint64_t id = rs->progress[i].id, match = rs->progress[i].match;
+        if (!corral_raft_conf_is_learner(&rs->conf, id) || match < rs->commit)
+            continue;
+        if (now_ms - rs->progress[i].last_contact_ms > contact_ms)
+            continue;
+        if (best == 0 || match > best_match || (match == best_match && id < best)) {
+            best = id;
+            best_match = match;
+        }
+    }
+    return best;
+}
+
+void corral_roster_next(const struct corral_state *st, const struct corral_raft_status *rs,
+                        uint32_t voters_target, uint64_t now_ms, uint64_t contact_ms,
+                        struct corral_roster_step *out)
+{
+    *out = (struct corral_roster_step){CORRAL_ROSTER_NONE, 0};
+    if (rs->role != CORRAL_RAFT_LEADER)
+        return;
+    uint64_t ids[2 * CORRAL_RAFT_NODES_MAX];
+    uint32_t n = conf_nodes(&rs->conf, ids);
+    uint64_t id = lowest(ids, n, st, predates); /* RO5 */
+    if (id != 0) {
+        *out = (struct corral_roster_step){CORRAL_ROSTER_ADOPT, id};
+        return;
+    }
+    if (rs->pending_conf_index > rs->commit || rs->transfer_target != 0) /* RO1 */
+        return;
+    id = lowest(ids, n, st, taken_out); /* RO2 */
+    if (id == rs->id) {
+        uint64_t to = corral_leader_health_pick(rs, now_ms, contact_ms);
+        if (to != 0)
+            *out = (struct corral_roster_step){CORRAL_ROSTER_TRANSFER, to};
+        return;
+    }
+    if (id != 0) {
+        *out = (struct corral_roster_step){CORRAL_ROSTER_REMOVE, id};
+        return;
+    }
+    for (uint32_t i = 0; i < corral_state_coord_count(st); i++) { /* RO3, in id order */
+        uint64_t k = corral_state_coord_at(st, i)->id;
+        if (!in_conf(&rs->conf, k)) {
+            *out = (struct corral_roster_step){CORRAL_ROSTER_ADD_LEARNER, k};
+            return;
+        }
+    }
+    if (rs->conf.n_voters < voters_target) { /* RO4 */
+        id = promotable(rs, now_ms, contact_ms);
+        if (id != 0)
+            *out = (struct corral_roster_step){CORRAL_ROSTER_PROMOTE, id};
+    }
+}
+
+const char *corral_roster_op_name(enum corral_roster_op op)
+{
+    switch (op) {
+    case CORRAL_ROSTER_ADD_LEARNER:
+        return "add-learner";
+    case CORRAL_ROSTER_PROMOTE:
+        return "promote";
+    case CORRAL_ROSTER_REMOVE:
+        return "remove";
+    case CORRAL_ROSTER_TRANSFER:
+        return "transfer";
+    case CORRAL_ROSTER_ADOPT:
+        return "adopt";
+    default:
+        return "none";
+    }
+}

@@ -1,0 +1,59 @@
+/* The coordinators' roster against the Raft configuration: what the
+ * leader changes next so that the configuration follows the roster in the
+ * cluster state (core/state.h, CORRAL_STATE_COORD_PUT). Operators change
+ * the roster (a join puts a coordinator in it, a removal takes one out);
+ * the leader, on every tick, asks corral_roster_next for one step and
+ * carries it out. Pure: the node and the simulator both run it.
+ *
+ * Rules (tests and docs cite them):
+ * RO1 Only a leader steps, and one configuration change at a time: no
+ *     step while a change is uncommitted or a leadership transfer runs.
+ * RO2 A node of the configuration whose id is below the roster's
+ *     next_coord_id but not in the roster was taken out of it: it is
+ *     removed, lowest id first. The leader does not remove itself: it
+ *     hands leadership to the most caught-up voter in contact
+ *     (leader_health.h H4), and its successor removes it.
+ * RO3 A roster entry not in the configuration joins it as a learner,
+ *     lowest id first (after every RO2 removal).
+ * RO4 While there are fewer voters than the target, the learner with the
+ *     highest match index among those caught up (match >= commit) and
+ *     heard from within contact_ms is promoted (ties: the lowest id).
+ *     Voters beyond the target are not demoted: lowering the target
+ *     takes effect as voters leave.
+ * RO5 A node of the configuration with an id at or above next_coord_id
+ *     predates the roster (a cluster started before it): the leader adopts
+ *     it into the roster (a COORD_PUT under its id, with the addresses it
+ *     knows) before anything else; adopting is not a configuration
+ *     change, so RO1 does not hold it back. RO2-RO4 wait until every node
+ *     of the configuration is in the roster. */
+#ifndef CORRAL_CORE_ROSTER_H
+#define CORRAL_CORE_ROSTER_H
+
+#include <stdint.h>
+
+#include "core/raft.h"
+#include "core/state.h"
+
+enum corral_roster_op {
+    CORRAL_ROSTER_NONE = 0,
+    CORRAL_ROSTER_ADD_LEARNER = 1, /* RO3 */
+    CORRAL_ROSTER_PROMOTE = 2,     /* RO4 */
+    CORRAL_ROSTER_REMOVE = 3,      /* RO2 */
+    CORRAL_ROSTER_TRANSFER = 4,    /* RO2, the leader leaving: hand over to node */
+    CORRAL_ROSTER_ADOPT = 5,       /* RO5 */
+};
+
+struct corral_roster_step {
+    enum corral_roster_op op;
+    uint64_t node;
+};
+
+/* The next step for the leader whose Raft status is rs, at now_ms on the
+ * clock of rs's last_contact_ms; voters_target: --voters. */
+void corral_roster_next(const struct corral_state *st, const struct corral_raft_status *rs,
+                        uint32_t voters_target, uint64_t now_ms, uint64_t contact_ms,
+                        struct corral_roster_step *out);
+
+const char *corral_roster_op_name(enum corral_roster_op op);
+
+#endif
