@@ -1,6 +1,7 @@
 /* Durable storage of one node's Raft state in its data directory:
  *
- *     data-dir/meta           node id, cluster id, format version (CRC32C)
+ *     data-dir/meta           node id, cluster id, node name, cluster name,
+ *                             format version (CRC32C)
  *     data-dir/wal-<first index, 16 hex digits>.log   WAL segments
  *     data-dir/snap-<index, 16 hex>.snap              latest snapshot
  *     data-dir/hardstate      the hard state, when a truncation or a
@@ -37,6 +38,7 @@
 #ifndef CORRAL_RUNTIME_STORAGE_H
 #define CORRAL_RUNTIME_STORAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,9 +48,24 @@
 /* A segment is closed and a new one started past this size. */
 #define CORRAL_STORAGE_SEGMENT_BYTES (64u << 20)
 
+/* Who the data dir belongs to. Opening checks a data dir's meta file
+ * against the wanted identity:
+ * - node_id and cluster_id: a different pair is refused (CORRAL_EINVAL),
+ *   unless adopt_ids: then the pair on disk wins and is reported in
+ *   corral_storage_state.ident (a coordinator restarted with a different
+ *   --peers list, or one that joined: its ids came from the cluster).
+ * - name and cluster_name (1-64 chars of [a-z0-9._-]; "" for none): a
+ *   meta file naming another is refused (CORRAL_EINVAL). A meta file of
+ *   version 1 (node and cluster ids only, before named nodes) is upgraded
+ *   in place to version 2 with the wanted names, keeping its ids; the
+ *   rewrite is atomic and happens only after the whole dir validated. */
+#define CORRAL_STORAGE_NAME_MAX 64
 struct corral_storage_ident {
     uint64_t node_id;
     uint64_t cluster_id;
+    char name[CORRAL_STORAGE_NAME_MAX + 1];
+    char cluster_name[CORRAL_STORAGE_NAME_MAX + 1];
+    bool adopt_ids;
 };
 
 /* What a previous run left: hand it to corral_raft_new. On a brand new
@@ -61,7 +78,15 @@ struct corral_storage_state {
     uint32_t n_entries;                    /* entries after snap.index, in order */
     struct corral_raft_entry *entries;     /* payload rbufs owned by the array */
     uint64_t torn_bytes;                   /* bytes of torn tail truncated, 0 normally */
+    struct corral_storage_ident ident;     /* as the meta file now says */
+    bool meta_upgraded;                    /* a version-1 meta file was rewritten */
 };
+
+/* Reads the identity in dir's meta file without opening or locking the
+ * dir: 0, or CORRAL_ENOTFOUND when there is no meta file (a new or empty
+ * dir), or an error as corral_storage_open's with a message in err. */
+int corral_storage_peek_ident(const char *dir, struct corral_storage_ident *out, char *err,
+                              size_t errlen);
 void corral_storage_state_free(struct corral_storage_state *s);
 
 struct corral_storage;

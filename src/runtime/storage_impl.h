@@ -47,10 +47,13 @@ enum {
 #define META_MAGIC 0x4154454du /* "META" */
 #define SNAP_MAGIC 0x50414e53u /* "SNAP" */
 
-/* meta: u32 META_MAGIC, u32 version, u64 node id, u64 cluster id, u32 crc
+/* meta: u32 META_MAGIC, u32 version, u64 node id, u64 cluster id, then in
+ * version 2 u8 name_len, name, u8 cluster_name_len, cluster name; u32 crc
  * (CRC32C of the bytes before it). Magic and version come first so that a
- * later version may change the rest. */
-#define META_BYTES 28
+ * later version may change the rest. Version 1 had no names. */
+#define META_V1_BYTES 28
+#define META_VERSION 2
+#define META_BYTES_MAX (META_V1_BYTES + 2 + 2 * CORRAL_STORAGE_NAME_MAX)
 
 /* snap-<index>.snap: u32 SNAP_MAGIC, u32 version, u32 meta_len, codec
  * snapshot meta frame, u32 data_len, data, u32 crc (CRC32C of everything

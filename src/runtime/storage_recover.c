@@ -33,6 +33,7 @@ struct loader {
     uint32_t n_wal, cap_wal;
     uint64_t snap; /* the latest snapshot's index, 0 when none */
     bool has_meta;
+    bool meta_v1; /* to be upgraded once everything validated */
     bool has_snap;
     bool has_ckpt;
     uint32_t cap_entries;
@@ -127,37 +128,113 @@ static int scan_dir(struct loader *ld)
     return rv;
 }
 
-static int create_meta(struct loader *ld, const struct corral_storage_ident *id)
+/* The meta file's bytes for id (version 2) into m; returns the length. */
+static size_t meta_encode(const struct corral_storage_ident *id, uint8_t *m)
 {
-    uint8_t m[META_BYTES];
+    size_t name = strlen(id->name), cluster = strlen(id->cluster_name);
     corral_put_le32(m, META_MAGIC);
-    corral_put_le32(m + 4, CORRAL_STORAGE_FORMAT_VERSION);
+    corral_put_le32(m + 4, META_VERSION);
     corral_put_le64(m + 8, id->node_id);
     corral_put_le64(m + 16, id->cluster_id);
-    corral_put_le32(m + 24, corral_crc32c(0, m, 24));
-    struct piece p = {m, sizeof(m)};
+    size_t at = 24;
+    m[at++] = (uint8_t)name;
+    memcpy(m + at, id->name, name);
+    at += name;
+    m[at++] = (uint8_t)cluster;
+    memcpy(m + at, id->cluster_name, cluster);
+    at += cluster;
+    corral_put_le32(m + at, corral_crc32c(0, m, at));
+    return at + 4;
+}
+
+static int write_meta(struct loader *ld, const struct corral_storage_ident *id)
+{
+    uint8_t m[META_BYTES_MAX];
+    struct piece p = {m, meta_encode(id, m)};
     if (storage_file_write_atomic(ld->s->dir_fd, META_NAME, &p, 1) != 0)
         return fail(ld, CORRAL_EIO, META_NAME ": cannot write: %s", strerror(errno));
     return 0;
 }
 
-static int check_meta_bytes(struct loader *ld, const uint8_t *m, size_t len,
-                            const struct corral_storage_ident *id)
+static bool meta_name_valid(const uint8_t *s, size_t len)
+{
+    if (len > CORRAL_STORAGE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+              s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+/* One u8-length name at m[*at] into dst. */
+static bool meta_name(const uint8_t *m, size_t end, size_t *at, char *dst)
+{
+    if (*at >= end || m[*at] > end - *at - 1 || !meta_name_valid(m + *at + 1, m[*at]))
+        return false;
+    size_t len = m[*at];
+    memcpy(dst, m + *at + 1, len);
+    dst[len] = '\0';
+    *at += 1 + len;
+    return true;
+}
+
+/* Decodes a meta file of version 1 or 2 into *out (names "" for 1). */
+static int meta_decode(struct loader *ld, const uint8_t *m, size_t len,
+                       struct corral_storage_ident *out, uint32_t *version)
 {
     if (len < 8 || corral_get_le32(m) != META_MAGIC)
         return fail(ld, CORRAL_ECORRUPT, META_NAME ": not a corral meta file");
-    if (corral_get_le32(m + 4) != CORRAL_STORAGE_FORMAT_VERSION)
+    *version = corral_get_le32(m + 4);
+    if (*version != 1 && *version != META_VERSION)
         return fail(ld, CORRAL_EVERSION,
-                    META_NAME ": format version %" PRIu32 ", this build reads %d",
-                    corral_get_le32(m + 4), CORRAL_STORAGE_FORMAT_VERSION);
-    if (len != META_BYTES || corral_get_le32(m + 24) != corral_crc32c(0, m, 24))
+                    META_NAME ": format version %" PRIu32 ", this build reads 1 and %d", *version,
+                    META_VERSION);
+    if (len < META_V1_BYTES || len > META_BYTES_MAX ||
+        corral_get_le32(m + len - 4) != corral_crc32c(0, m, len - 4))
         return fail(ld, CORRAL_ECORRUPT, META_NAME ": checksum mismatch or wrong size");
-    uint64_t node = corral_get_le64(m + 8), cluster = corral_get_le64(m + 16);
-    if (node != id->node_id || cluster != id->cluster_id)
+    memset(out, 0, sizeof(*out));
+    out->node_id = corral_get_le64(m + 8);
+    out->cluster_id = corral_get_le64(m + 16);
+    size_t at = 24, end = len - 4;
+    if (*version == META_VERSION &&
+        (!meta_name(m, end, &at, out->name) || !meta_name(m, end, &at, out->cluster_name)))
+        return fail(ld, CORRAL_ECORRUPT, META_NAME ": bad node or cluster name");
+    if (at != end)
+        return fail(ld, CORRAL_ECORRUPT, META_NAME ": checksum mismatch or wrong size");
+    return 0;
+}
+
+/* The meta file against the wanted identity (storage.h); fills
+ * ld->st->ident with what the file says (and, for a version-1 file, the
+ * wanted names it is to be upgraded with). */
+static int check_meta_ident(struct loader *ld, const struct corral_storage_ident *want,
+                            const struct corral_storage_ident *have, uint32_t version)
+{
+    if (!want->adopt_ids &&
+        (have->node_id != want->node_id || have->cluster_id != want->cluster_id))
         return fail(ld, CORRAL_EINVAL,
                     META_NAME ": belongs to node %" PRIu64 " of cluster %" PRIx64
                               ", not node %" PRIu64 " of cluster %" PRIx64,
-                    node, cluster, id->node_id, id->cluster_id);
+                    have->node_id, have->cluster_id, want->node_id, want->cluster_id);
+    if (version == META_VERSION && want->name[0] != '\0' && strcmp(have->name, want->name) != 0)
+        return fail(ld, CORRAL_EINVAL,
+                    META_NAME ": belongs to the coordinator named '%s', not '%s' (start it with "
+                              "--name %s, or use another data dir)",
+                    have->name, want->name, have->name);
+    if (version == META_VERSION && want->cluster_name[0] != '\0' &&
+        strcmp(have->cluster_name, want->cluster_name) != 0)
+        return fail(ld, CORRAL_EINVAL,
+                    META_NAME ": belongs to the cluster named '%s', not '%s' (--cluster-name)",
+                    have->cluster_name, want->cluster_name);
+    ld->st->ident = *have;
+    ld->st->ident.adopt_ids = false;
+    if (version == 1) {
+        snprintf(ld->st->ident.name, sizeof(ld->st->ident.name), "%s", want->name);
+        snprintf(ld->st->ident.cluster_name, sizeof(ld->st->ident.cluster_name), "%s",
+                 want->cluster_name);
+        ld->meta_v1 = true;
+    }
     return 0;
 }
 
@@ -168,9 +245,11 @@ static int check_meta(struct loader *ld, const struct corral_storage_ident *id)
     int rv = storage_file_read(ld->s->dir_fd, META_NAME, META_FILE_BYTES_MAX, &m, &len);
     if (rv != 0)
         return file_error(ld, rv, META_NAME);
-    rv = check_meta_bytes(ld, m, len, id);
+    struct corral_storage_ident have;
+    uint32_t version = 0;
+    rv = meta_decode(ld, m, len, &have, &version);
     corral_free(m);
-    return rv;
+    return rv != 0 ? rv : check_meta_ident(ld, id, &have, version);
 }
 
 /* Checks a snapshot file's layout (see storage_impl.h) and decodes it. */
@@ -507,8 +586,14 @@ static int load(struct loader *ld, const struct corral_storage_ident *id)
     if (rv != 0)
         return rv;
     /* Validation is complete; from here on, changes. */
-    if (!ld->has_meta)
-        rv = create_meta(ld, id);
+    if (!ld->has_meta) {
+        ld->st->ident = *id;
+        ld->st->ident.adopt_ids = false;
+        rv = write_meta(ld, &ld->st->ident);
+    } else if (ld->meta_v1 && ld->st->ident.name[0] != '\0') {
+        rv = write_meta(ld, &ld->st->ident);
+        ld->st->meta_upgraded = rv == 0;
+    }
     if (rv == 0 && ld->torn)
         rv = cut_torn_tail(ld);
     if (rv == 0)
@@ -583,4 +668,31 @@ int corral_storage_open(const char *dir, const struct corral_storage_ident *iden
     storage_assert_consistent(s);
     *out = s;
     return 0;
+}
+
+int corral_storage_peek_ident(const char *dir, struct corral_storage_ident *out, char *err,
+                              size_t errlen)
+{
+    if (errlen > 0)
+        err[0] = '\0';
+    struct loader ld = {.dir = dir, .err = err, .errlen = errlen};
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 && errno == ENOENT)
+        return CORRAL_ENOTFOUND;
+    if (dfd < 0)
+        return fail(&ld, CORRAL_EIO, ": cannot open: %s", strerror(errno));
+    uint8_t *m = NULL;
+    size_t len = 0;
+    int rv = storage_file_read(dfd, META_NAME, META_FILE_BYTES_MAX, &m, &len);
+    close(dfd);
+    if (rv == CORRAL_ENOTFOUND || (rv == 0 && len == 0)) {
+        corral_free(m);
+        return CORRAL_ENOTFOUND;
+    }
+    if (rv != 0)
+        return file_error(&ld, rv, META_NAME);
+    uint32_t version;
+    rv = meta_decode(&ld, m, len, out, &version);
+    corral_free(m);
+    return rv;
 }

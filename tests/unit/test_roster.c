@@ -65,8 +65,8 @@ static void conf(struct w *w, const uint64_t *voters, const uint64_t *learners)
     for (const uint64_t *l = learners; l != NULL && *l; l++)
         s->conf.learners[s->conf.n_learners++] = *l;
     for (uint32_t i = 0; i < s->conf.n_voters + s->conf.n_learners; i++) {
-        uint64_t id = i < s->conf.n_voters ? s->conf.voters[i]
-                                           : s->conf.learners[i - s->conf.n_voters];
+        uint64_t id =
+            i < s->conf.n_voters ? s->conf.voters[i] : s->conf.learners[i - s->conf.n_voters];
         s->progress[s->n_progress].id = id;
         s->progress[s->n_progress].match = 100;
         s->progress[s->n_progress].last_contact_ms = NOW;

@@ -319,7 +319,7 @@ static void fresh_open(void **state)
     assert_int_equal(f->st.snap.index, 0);
     assert_int_equal(f->st.torn_bytes, 0);
     assert_true(exists(f, "meta"));
-    assert_int_equal(file_size(f, "meta"), META_BYTES);
+    assert_int_equal(file_size(f, "meta"), META_V1_BYTES + 2); /* version 2, no names */
     reopen(f);
     assert_true(f->st.fresh);
     struct corral_storage_stats st;
@@ -815,19 +815,86 @@ static void locked(void **state)
     corral_storage_state_free(&st2);
 }
 
+/* Names: a meta file names its node and cluster; another name is refused;
+ * adopt_ids takes the ids on disk; a version-1 meta file (ids only) is
+ * upgraded with the wanted names, keeping its ids; peek reads it all. */
+static void meta_names(void **state)
+{
+    struct fixture *f = *state;
+    struct corral_storage_ident a = ident;
+    snprintf(a.name, sizeof(a.name), "alpha");
+    snprintf(a.cluster_name, sizeof(a.cluster_name), "blue");
+    char err[256];
+    struct corral_storage_ident got;
+    assert_int_equal(corral_storage_peek_ident(f->dir, &got, err, sizeof(err)), CORRAL_ENOTFOUND);
+    assert_int_equal(try_open(f, &a), 0);
+    assert_string_equal(f->st.ident.name, "alpha");
+    close_storage(f);
+    assert_int_equal(corral_storage_peek_ident(f->dir, &got, err, sizeof(err)), 0);
+    assert_int_equal(got.node_id, ident.node_id);
+    assert_int_equal(got.cluster_id, ident.cluster_id);
+    assert_string_equal(got.name, "alpha");
+    assert_string_equal(got.cluster_name, "blue");
+    struct corral_storage_ident b = a;
+    snprintf(b.name, sizeof(b.name), "beta");
+    refused(f, &b, CORRAL_EINVAL, "named 'alpha', not 'beta'");
+    b = a;
+    snprintf(b.cluster_name, sizeof(b.cluster_name), "green");
+    refused(f, &b, CORRAL_EINVAL, "cluster named 'blue', not 'green'");
+    /* Other ids: refused, unless adopted. */
+    b = a;
+    b.node_id = 9;
+    b.cluster_id = 1;
+    refused(f, &b, CORRAL_EINVAL, "belongs to node 7");
+    b.adopt_ids = true;
+    assert_int_equal(try_open(f, &b), 0);
+    assert_int_equal(f->st.ident.node_id, 7);
+    assert_int_equal(f->st.ident.cluster_id, 0xc0ffee);
+    close_storage(f);
+    /* Version 1: upgraded in place with the names, the ids kept. */
+    uint8_t m[META_V1_BYTES];
+    corral_put_le32(m, META_MAGIC);
+    corral_put_le32(m + 4, 1);
+    corral_put_le64(m + 8, ident.node_id);
+    corral_put_le64(m + 16, ident.cluster_id);
+    corral_put_le32(m + 24, corral_crc32c(0, m, 24));
+    write_file(f, "meta", m, sizeof(m));
+    assert_int_equal(corral_storage_peek_ident(f->dir, &got, err, sizeof(err)), 0);
+    assert_string_equal(got.name, "");
+    assert_int_equal(try_open(f, &a), 0);
+    assert_true(f->st.meta_upgraded);
+    assert_string_equal(f->st.ident.name, "alpha");
+    close_storage(f);
+    assert_int_equal(corral_storage_peek_ident(f->dir, &got, err, sizeof(err)), 0);
+    assert_string_equal(got.name, "alpha");
+    assert_string_equal(got.cluster_name, "blue");
+    assert_int_equal(got.node_id, 7);
+    /* A bad name in the file is corruption. */
+    uint8_t bad[META_V1_BYTES + 2 + 3];
+    memcpy(bad, m, 24);
+    corral_put_le32(bad + 4, META_VERSION);
+    bad[24] = 2;
+    memcpy(bad + 25, "AB", 2);
+    bad[27] = 0;
+    corral_put_le32(bad + 28, corral_crc32c(0, bad, 28));
+    write_file(f, "meta", bad, 32);
+    refused(f, &a, CORRAL_ECORRUPT, "bad node or cluster name");
+    assert_int_equal(corral_storage_peek_ident(f->dir, &got, err, sizeof(err)), CORRAL_ECORRUPT);
+}
+
 static void newer_version(void **state)
 {
     struct fixture *f = *state;
     reopen(f);
     close_storage(f);
-    uint8_t m[META_BYTES];
+    uint8_t m[META_V1_BYTES];
     corral_put_le32(m, META_MAGIC);
-    corral_put_le32(m + 4, CORRAL_STORAGE_FORMAT_VERSION + 1);
+    corral_put_le32(m + 4, META_VERSION + 1);
     corral_put_le64(m + 8, ident.node_id);
     corral_put_le64(m + 16, ident.cluster_id);
     corral_put_le32(m + 24, corral_crc32c(0, m, 24));
     write_file(f, "meta", m, sizeof(m));
-    refused(f, &ident, CORRAL_EVERSION, "format version 2");
+    refused(f, &ident, CORRAL_EVERSION, "format version 3");
     /* A newer segment is refused as well. */
     corral_put_le32(m + 4, CORRAL_STORAGE_FORMAT_VERSION);
     corral_put_le32(m + 24, corral_crc32c(0, m, 24));
@@ -891,6 +958,7 @@ int main(void)
         T(bad_snapshot),
         T(wrong_ident),
         T(locked),
+        T(meta_names),
         T(newer_version),
         T(write_error_keeps_errno),
     };
