@@ -16,7 +16,7 @@
  *     u8  hs_len    HS: bytes of the hardstate file
  *     u8  snap_idx  SNAP: the snapshot's index (its file name)
  *     u16 snap_len  SNAP: bytes of the snapshot file
- * then hs_len bytes, snap_len bytes, META_BYTES of meta (META), the WAL.
+ * then hs_len bytes, snap_len bytes, META_V1_BYTES of meta (META), the WAL.
  *
  * Properties: no crash, no over-read (every file is read into an
  * exact-size heap buffer by the code under test); a refusal has a message
@@ -362,7 +362,7 @@ static bool split_input(const uint8_t *data, size_t size, struct files *f)
     f->hs_len = f->flags & F_HS ? data[4] : 0;
     f->snap_idx = data[5];
     f->snap_len = f->flags & F_SNAP ? corral_get_le16(data + 6) : 0;
-    size_t meta_len = f->flags & F_META ? META_BYTES : 0;
+    size_t meta_len = f->flags & F_META ? META_V1_BYTES : 0;
     size_t off = HEADER_BYTES;
     if (size - off < f->hs_len + f->snap_len + meta_len)
         return false;
@@ -400,22 +400,22 @@ static void fix_files(struct files *f)
             put_crc(f->snap + SNAP_HEADER_BYTES, mlen);
         put_crc(f->snap, f->snap_len);
     }
-    put_crc(f->meta, f->flags & F_META ? META_BYTES : 0);
+    put_crc(f->meta, f->flags & F_META ? META_V1_BYTES : 0);
 }
 
 static void write_files(struct files *f)
 {
     dir_clear();
     if (f->flags & F_META) {
-        put(META_NAME, f->meta, META_BYTES);
+        put(META_NAME, f->meta, META_V1_BYTES);
     } else {
-        uint8_t m[META_BYTES];
+        uint8_t m[META_V1_BYTES];
         corral_put_le32(m, META_MAGIC);
         corral_put_le32(m + 4, CORRAL_STORAGE_FORMAT_VERSION);
         corral_put_le64(m + 8, NODE);
         corral_put_le64(m + 16, CLUSTER);
-        put_crc(m, META_BYTES);
-        put(META_NAME, m, META_BYTES);
+        put_crc(m, META_V1_BYTES);
+        put(META_NAME, m, META_V1_BYTES);
     }
     if (f->flags & F_HS)
         put(HARD_STATE_NAME, f->hs, f->hs_len);
