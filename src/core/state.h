@@ -149,7 +149,7 @@ struct corral_state_coord {
     uint64_t changed_index; /* log index of its last change */
     char name[CORRAL_STATE_NAME_BYTES_MAX + 1];
     char cluster_addr[CORRAL_STATE_ADDR_BYTES_MAX + 1]; /* "host:port" for Raft */
-    char http_addr[CORRAL_STATE_ADDR_BYTES_MAX + 1];    /* "host:port" of its API */
+    char http_addr[CORRAL_STATE_ADDR_BYTES_MAX + 1];    /* "host:port" of its API, or "" */
 };
 
 enum corral_replica_state {
@@ -227,7 +227,9 @@ enum corral_state_cmd_type {
      * the others reach them at (docs/operations.md, Membership). The
      * Raft configuration itself is in the log's CONF entries; the leader
      * keeps the two in step (core/roster.h).
-     * body: u32 id, str name, str cluster_addr (addr), str http_addr. A
+     * body: u32 id, str name, str cluster_addr (addr), str http_addr (may
+     * be empty: not known yet, as for the coordinators of a new cluster
+     * other than the one writing the bootstrap entries). A
      * known name must come with its own id (else CONFLICT) and updates the
      * addresses (a coordinator restarted elsewhere with its data). A new
      * name takes the given id, which must be at least next_coord_id (ids

@@ -133,7 +133,7 @@ static bool cmd_valid(const struct corral_state_cmd *c)
     case CORRAL_STATE_COORD_PUT:
         return c->id >= 1 && corral_state_name_valid(c->name, c->name_len) &&
                state_addr_valid(c->addr, c->addr_len) &&
-               state_addr_valid(c->http_addr, c->http_addr_len);
+               (c->http_addr_len == 0 || state_addr_valid(c->http_addr, c->http_addr_len));
     case CORRAL_STATE_COORD_DELETE:
         return c->id >= 1;
     default:

@@ -268,6 +268,11 @@ static int load_kv(struct state_reader *r, struct corral_state *st)
     return rv == CORRAL_EVERSION ? CORRAL_ECORRUPT : rv;
 }
 
+static bool state_addr_or_empty(const char *addr, uint32_t len)
+{
+    return len == 0 || state_addr_valid(addr, len);
+}
+
 static int load_coord(struct state_reader *r, struct corral_state *st)
 {
     assert(st->n_coords < CORRAL_STATE_COORDS_MAX); /* load_counted bounded it */
@@ -278,7 +283,7 @@ static int load_coord(struct state_reader *r, struct corral_state *st)
     k->changed_index = state_get(r, 8);
     bool ok = load_str(r, CORRAL_STATE_NAME_BYTES_MAX, k->name, corral_state_name_valid) &&
               load_str(r, CORRAL_STATE_ADDR_BYTES_MAX, k->cluster_addr, state_addr_valid) &&
-              load_str(r, CORRAL_STATE_ADDR_BYTES_MAX, k->http_addr, state_addr_valid);
+              load_str(r, CORRAL_STATE_ADDR_BYTES_MAX, k->http_addr, state_addr_or_empty);
     if (!ok || r->bad)
         return CORRAL_ECORRUPT;
     st->n_coords++;
@@ -521,7 +526,7 @@ static bool coords_valid(const struct corral_state *st)
             return false;
         if (!corral_state_name_valid(k->name, (uint32_t)strlen(k->name)) ||
             !state_addr_valid(k->cluster_addr, (uint32_t)strlen(k->cluster_addr)) ||
-            !state_addr_valid(k->http_addr, (uint32_t)strlen(k->http_addr)))
+            !state_addr_or_empty(k->http_addr, (uint32_t)strlen(k->http_addr)))
             return false;
         if (k->added_index < 1 || k->added_index > k->changed_index ||
             k->changed_index > st->coords_index)

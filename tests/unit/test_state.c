@@ -1730,8 +1730,14 @@ static void test_coords(void **state)
     assert_null(corral_state_cmd_encode(&bad));
     bad = coord_cmd(5, "z", "h 1", "h:2");
     assert_null(corral_state_cmd_encode(&bad));
-    bad = coord_cmd(5, "z", "h:1", "");
+    bad = coord_cmd(5, "z", "h:1", "h\t2");
     assert_null(corral_state_cmd_encode(&bad));
+    bad = coord_cmd(5, "z", "", "h:2");
+    assert_null(corral_state_cmd_encode(&bad));
+    /* An HTTP address not known yet is empty. */
+    assert_int_equal(apply(&h, id_cmd(CORRAL_STATE_COORD_DELETE, 4)).status, OK);
+    assert_int_equal(apply(&h, coord_cmd(200, "e", "h:1", "")).status, OK);
+    assert_string_equal(corral_state_coord_by_id(h.st, 200)->http_addr, "");
     bad = id_cmd(CORRAL_STATE_COORD_DELETE, 0);
     assert_null(corral_state_cmd_encode(&bad));
     h_free(&h);
@@ -2110,7 +2116,7 @@ static struct tsnap ts_base(void)
     t.coords_index = 12;
     t.n_coords = t.n_coords_given = 2;
     t.k[0] = (struct tcoord){1, 1, 1, "c1", "127.0.0.1:1", "127.0.0.1:2"};
-    t.k[1] = (struct tcoord){3, 8, 12, "c3", "[::1]:1", "h:2"};
+    t.k[1] = (struct tcoord){3, 8, 12, "c3", "[::1]:1", ""};
     return t;
 }
 
@@ -2226,7 +2232,7 @@ HOSTILE(coord_id_next, t->next_coord = 3)
 HOSTILE(coord_name_twice, t->k[1].name = "c1")
 HOSTILE(coord_name_bad, t->k[1].name = "C3")
 HOSTILE(coord_addr_space, t->k[1].cluster = "h 1")
-HOSTILE(coord_http_empty, t->k[0].http = "")
+HOSTILE(coord_http_space, t->k[0].http = "h 2")
 HOSTILE(coord_added_zero, t->k[0].added = 0)
 HOSTILE(coord_added_after_changed, t->k[1].added = 13; t->k[1].changed = 12)
 HOSTILE(coord_changed_after_index, t->coords_index = 11)
@@ -2308,7 +2314,7 @@ static void test_snapshot_hostile(void **state)
         C(coord_name_twice),
         C(coord_name_bad),
         C(coord_addr_space),
-        C(coord_http_empty),
+        C(coord_http_space),
         C(coord_added_zero),
         C(coord_added_after_changed),
         C(coord_changed_after_index),
