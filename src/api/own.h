@@ -145,6 +145,8 @@ bool api_list_or_name(struct corral_node *n, struct corral_http_request *req, co
 void api_members(struct corral_node *n, struct corral_http_request *req, const char *path);
 void api_resources(struct corral_node *n, struct corral_http_request *req, const char *path);
 void api_events(struct corral_node *n, struct corral_http_request *req);
+/* /v1/coordinators (coordinators.c); path follows the prefix. */
+void api_coordinators(struct corral_node *n, struct corral_http_request *req, const char *path);
 
 /* /v1/status and /metrics (own.c). */
 struct api_own_summary {

@@ -48,6 +48,7 @@ static const struct {
     [API_ERR_BAD_INDEX] = {400, "bad_request", "index must be an unsigned integer"},
     [API_ERR_NO_MEMBER] = {404, "not_found", "no such member"},
     [API_ERR_NO_RESOURCE] = {404, "not_found", "no such resource"},
+    [API_ERR_NO_COORDINATOR] = {404, "not_found", "no such coordinator"},
     [API_ERR_METHOD] = {405, "method_not_allowed", "method not allowed here"},
     [API_ERR_CONFLICT] = {409, "conflict", "the change conflicts with the cluster state"},
     [API_ERR_FULL] = {507, "full", "a cluster state limit would be passed"},

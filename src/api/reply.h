@@ -44,6 +44,7 @@ enum api_err {
     API_ERR_BAD_INDEX,
     API_ERR_NO_MEMBER,
     API_ERR_NO_RESOURCE,
+    API_ERR_NO_COORDINATOR,
     API_ERR_METHOD, /* 405 with the caller's message */
     API_ERR_CONFLICT,
     API_ERR_FULL,

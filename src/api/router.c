@@ -65,6 +65,10 @@ void corral_api_route(struct corral_node *n, struct corral_http_request *req)
         api_resources(n, req, path + 13);
         return;
     }
+    if (strncmp(path, "/v1/coordinators", 16) == 0 && (path[16] == '\0' || path[16] == '/')) {
+        api_coordinators(n, req, path + 16);
+        return;
+    }
     if (strcmp(path, "/v1/events") == 0) {
         api_events(n, req);
         return;

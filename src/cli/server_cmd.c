@@ -8,17 +8,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/api.h"
+#include "corral.h"
 #include "cli/cli.h"
+#include "cli/client.h"
 #include "cli/server_config.h"
 #include "runtime/log.h"
 #include "runtime/node.h"
+#include "runtime/storage.h"
 #include "util/parse.h"
 #include "util/token.h"
 
 #define DEFAULT_CLUSTER_PORT 8139
 #define DEFAULT_HTTP_PORT 8140
+#define ADDR_TEXT_MAX (CORRAL_HOST_MAX + 8)
 
 static void usage(FILE *out)
 {
@@ -130,13 +135,69 @@ static bool parse_addr(const char *s, uint16_t def_port, char *host, size_t cap,
     return true;
 }
 
-static bool parse_peers(struct server_opts *o, struct corral_node_config *c)
+static bool name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > CORRAL_NODE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+              s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+/* One --peers entry: "NAME=HOST:PORT" or "HOST:PORT" (named node<k>). */
+static bool parse_peer(struct server_opts *o, const char *tok, struct corral_node_peer_config *p,
+                       uint32_t k, bool *named)
+{
+    const char *eq = strchr(tok, '=');
+    *named = eq != NULL;
+    if (eq != NULL) {
+        size_t n = (size_t)(eq - tok);
+        snprintf(p->name, sizeof(p->name), "%.*s", (int)(n <= CORRAL_NODE_NAME_MAX ? n : 0), tok);
+        if (n > CORRAL_NODE_NAME_MAX || !name_ok(p->name)) {
+            snprintf(o->err, sizeof(o->err),
+                     "--peers: '%.200s': the name before '=' must be 1-64 chars of [a-z0-9._-]",
+                     tok);
+            return false;
+        }
+        tok = eq + 1;
+    } else {
+        snprintf(p->name, sizeof(p->name), "node%u", k);
+    }
+    if (!parse_addr(tok, DEFAULT_CLUSTER_PORT, p->host, sizeof(p->host), &p->port)) {
+        snprintf(o->err, sizeof(o->err),
+                 "--peers: '%.200s' is not HOST:PORT with a numeric address", tok);
+        return false;
+    }
+    return true;
+}
+
+static bool peer_dup(struct server_opts *o, const struct corral_node_config *c,
+                     const struct corral_node_peer_config *p)
+{
+    for (uint32_t k = 0; k < c->n_peers; k++) {
+        if (strcmp(c->peers[k].host, p->host) == 0 && c->peers[k].port == p->port) {
+            snprintf(o->err, sizeof(o->err), "--peers: %s:%u appears twice", p->host, p->port);
+            return true;
+        }
+        if (strcmp(c->peers[k].name, p->name) == 0) {
+            snprintf(o->err, sizeof(o->err), "--peers: the name '%s' appears twice", p->name);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool parse_peers(struct server_opts *o, struct corral_node_config *c, bool *named)
 {
     char list[TEXT_MAX];
     snprintf(list, sizeof(list), "%s", o->peers);
     /* Split by hand: strtok_r() would skip the empty entries of "a,,b" and
      * "a,", which are typos (a peer left out), not a shorter list. */
     unsigned entry = 0;
+    *named = false;
     if (list[0] == '\0') /* not given: a cluster of one */
         return true;
     for (char *tok = list, *next = NULL; tok != NULL; tok = next) {
@@ -159,25 +220,27 @@ static bool parse_peers(struct server_opts *o, struct corral_node_config *c)
             return false;
         }
         struct corral_node_peer_config *p = &c->peers[c->n_peers];
-        if (!parse_addr(tok, DEFAULT_CLUSTER_PORT, p->host, sizeof(p->host), &p->port)) {
+        bool this_named;
+        if (!parse_peer(o, tok, p, c->n_peers + 1, &this_named))
+            return false;
+        if (entry > 1 && this_named != *named) {
             snprintf(o->err, sizeof(o->err),
-                     "--peers: '%.200s' is not HOST:PORT with a numeric address", tok);
+                     "--peers: give every entry as NAME=HOST:PORT or none ('%.200s')", o->peers);
             return false;
         }
+        *named = this_named;
         p->id = c->n_peers + 1;
-        for (uint32_t k = 0; k < c->n_peers; k++) {
-            if (strcmp(c->peers[k].host, p->host) == 0 && c->peers[k].port == p->port) {
-                snprintf(o->err, sizeof(o->err), "--peers: '%.200s' appears twice", tok);
-                return false;
-            }
-        }
+        if (peer_dup(o, c, p))
+            return false;
         c->n_peers++;
     }
     return true;
 }
 
-/* Which of the peers this node is: --id, or its --cluster-addr's position. */
-static bool resolve_id(struct server_opts *o, struct corral_node_config *c, bool addr_given)
+/* Which of the peers this node is: --name (named entries), --id (plain
+ * ones), or its --cluster-addr's position. */
+static bool resolve_id(struct server_opts *o, struct corral_node_config *c, bool addr_given,
+                       bool named)
 {
     uint64_t id = 0;
     if (o->id[0] != '\0' && !parse_uint(o->id, 1, c->n_peers ? c->n_peers : UINT32_MAX, &id)) {
@@ -189,28 +252,46 @@ static bool resolve_id(struct server_opts *o, struct corral_node_config *c, bool
         c->id = id ? id : 1;
         return true;
     }
+    if (named && o->name[0] != '\0') {
+        for (uint32_t k = 0; k < c->n_peers; k++)
+            if (strcmp(c->peers[k].name, o->name) == 0)
+                id = c->peers[k].id;
+        if (id == 0) {
+            snprintf(o->err, sizeof(o->err), "--name %s is not one of the names in --peers",
+                     o->name);
+            return false;
+        }
+    }
     if (id == 0) {
         for (uint32_t k = 0; k < c->n_peers; k++)
             if (strcmp(c->peers[k].host, c->cluster_host) == 0 &&
                 c->peers[k].port == c->cluster_port)
                 id = c->peers[k].id;
         if (id == 0) {
-            snprintf(o->err, sizeof(o->err),
-                     "--cluster-addr %s:%u is not in --peers; give --id (this node's position "
-                     "in --peers)",
-                     c->cluster_host, c->cluster_port);
+            snprintf(o->err, sizeof(o->err), "--cluster-addr %s:%u is not in --peers; give %s",
+                     c->cluster_host, c->cluster_port,
+                     named ? "--name (this node's NAME in --peers)"
+                           : "--id (this node's position in --peers)");
             return false;
         }
     }
     c->id = id;
     const struct corral_node_peer_config *self = &c->peers[id - 1];
+    if (!named && o->name[0] != '\0' && strcmp(o->name, self->name) != 0) {
+        snprintf(o->err, sizeof(o->err),
+                 "--name %s: with plain HOST:PORT --peers entries the names are node1..node%u "
+                 "(this one is %s); to choose names, give --peers NAME=HOST:PORT,...",
+                 o->name, c->n_peers, self->name);
+        return false;
+    }
+    snprintf(c->name, sizeof(c->name), "%s", self->name);
     bool wildcard = strcmp(c->cluster_host, "0.0.0.0") == 0 || strcmp(c->cluster_host, "::") == 0;
     if (addr_given && (c->cluster_port != self->port ||
                        (!wildcard && strcmp(c->cluster_host, self->host) != 0))) {
         snprintf(o->err, sizeof(o->err),
-                 "--cluster-addr %s:%u is not this node's entry in --peers (%s:%u for --id "
-                 "%" PRIu64 "); peers could not reach it",
-                 c->cluster_host, c->cluster_port, self->host, self->port, id);
+                 "--cluster-addr %s:%u is not this node's entry in --peers (%s:%u for %s); peers "
+                 "could not reach it",
+                 c->cluster_host, c->cluster_port, self->host, self->port, self->name);
         return false;
     }
     if (!addr_given) { /* listen where the peers will dial */
@@ -220,17 +301,38 @@ static bool resolve_id(struct server_opts *o, struct corral_node_config *c, bool
     return true;
 }
 
-/* FNV-1a over the bootstrap membership: every node started with the same
- * --peers computes the same id, and a different list a different one. */
+/* The host name as a coordinator name: lower case, other characters '-';
+ * "node1" when there is none. */
+static void default_name(char *out, size_t cap)
+{
+    char h[256] = "";
+    if (gethostname(h, sizeof(h) - 1) != 0)
+        h[0] = '\0';
+    size_t n = 0;
+    for (size_t i = 0; h[i] != '\0' && n + 1 < cap && n < CORRAL_NODE_NAME_MAX; i++) {
+        char ch = h[i] >= 'A' && h[i] <= 'Z' ? (char)(h[i] - 'A' + 'a') : h[i];
+        out[n++] = name_ok((char[]){ch, '\0'}) ? ch : '-';
+    }
+    out[n] = '\0';
+    if (n == 0)
+        snprintf(out, cap, "node1");
+}
+
+/* FNV-1a over the cluster name and the bootstrap membership: every node
+ * started with the same --cluster-name and --peers computes the same id,
+ * and a different name or list a different one. A node that joins or
+ * restarts takes its cluster's id instead (from the leader, from its
+ * data dir). */
 static uint64_t cluster_id(const struct corral_node_config *c)
 {
-    char text[TEXT_MAX + 1024] = "corral/1\n";
-    size_t len = strlen(text);
+    char text[TEXT_MAX + 1024];
+    size_t len = (size_t)snprintf(text, sizeof(text), "corral/2\n%s\n", c->cluster_name);
     for (uint32_t k = 0; k < c->n_peers && len < sizeof(text); k++)
-        len += (size_t)snprintf(text + len, sizeof(text) - len, "%" PRIu64 "=%s:%u\n",
-                                c->peers[k].id, c->peers[k].host, c->peers[k].port);
-    if (c->n_peers == 0)
-        snprintf(text + len, sizeof(text) - len, "single\n");
+        len +=
+            (size_t)snprintf(text + len, sizeof(text) - len, "%" PRIu64 "=%s=%s:%u\n",
+                             c->peers[k].id, c->peers[k].name, c->peers[k].host, c->peers[k].port);
+    if (c->n_peers == 0 && len < sizeof(text))
+        snprintf(text + len, sizeof(text) - len, "single %s\n", c->name);
     uint64_t h = 14695981039346656037ull;
     for (const char *p = text; *p; p++)
         h = (h ^ (uint8_t)*p) * 1099511628211ull;
@@ -401,6 +503,88 @@ static bool parse_auth(struct server_opts *o, struct corral_node_config *c)
     return true;
 }
 
+/* --name (checked; filled in later from --peers or the host name),
+ * --cluster-name, --voters, --join (with --peers: refused). */
+static bool parse_names(struct server_opts *o, struct corral_node_config *c)
+{
+    if (o->name[0] != '\0' && !name_ok(o->name)) {
+        snprintf(o->err, sizeof(o->err), "--name: '%.80s' is not 1-64 chars of [a-z0-9._-]",
+                 o->name);
+        return false;
+    }
+    if (o->name[0] == '\0')
+        default_name(c->name, sizeof(c->name)); /* unless --peers or the data dir says */
+    else
+        snprintf(c->name, sizeof(c->name), "%.64s", o->name);
+    const char *cn = o->cluster_name[0] ? o->cluster_name : "corral";
+    if (!name_ok(cn)) {
+        snprintf(o->err, sizeof(o->err), "--cluster-name: '%.80s' is not 1-64 chars of [a-z0-9._-]",
+                 cn);
+        return false;
+    }
+    snprintf(c->cluster_name, sizeof(c->cluster_name), "%.64s", cn);
+    uint64_t v = 3;
+    if (o->voters[0] != '\0' &&
+        (!parse_uint(o->voters, 1, 7, &v) || (v != 1 && v != 3 && v != 5 && v != 7))) {
+        snprintf(o->err, sizeof(o->err), "--voters: '%s' is not 1, 3, 5 or 7", o->voters);
+        return false;
+    }
+    c->voters = (uint32_t)v;
+    if (o->join[0] != '\0' && o->peers[0] != '\0') {
+        snprintf(o->err, sizeof(o->err),
+                 "--join and --peers: give --peers to start a new cluster, --join to join one");
+        return false;
+    }
+    return true;
+}
+
+/* A data dir that names its coordinator (meta version 2) says who this
+ * node is: its name, ids and cluster name win over the flags (which may
+ * only repeat them), --peers is only where to dial first, and the node
+ * never bootstraps. Returns 1 then, 0 when the dir is new or from before
+ * names (a version-1 meta file: the flags say who it is, as they did,
+ * and the meta file gets the names), -1 on an error (in o->err). */
+static int from_data_dir(struct server_opts *o, struct corral_node_config *c)
+{
+    struct corral_storage_ident have;
+    char err[400];
+    int rv = corral_storage_peek_ident(c->data_dir, &have, err, sizeof(err));
+    if (rv == CORRAL_ENOTFOUND)
+        return 0;
+    if (rv != 0) {
+        snprintf(o->err, sizeof(o->err), "data dir %.200s: %.300s", c->data_dir, err);
+        return -1;
+    }
+    if (have.name[0] == '\0')
+        return 0;
+    if (o->name[0] != '\0' && strcmp(o->name, have.name) != 0) {
+        snprintf(o->err, sizeof(o->err),
+                 "--name %s: data dir %.200s belongs to the coordinator named '%s'", o->name,
+                 c->data_dir, have.name);
+        return -1;
+    }
+    if (o->cluster_name[0] != '\0' && strcmp(o->cluster_name, have.cluster_name) != 0) {
+        snprintf(o->err, sizeof(o->err),
+                 "--cluster-name %s: data dir %.200s belongs to the cluster named '%s'",
+                 o->cluster_name, c->data_dir, have.cluster_name);
+        return -1;
+    }
+    snprintf(c->name, sizeof(c->name), "%s", have.name);
+    snprintf(c->cluster_name, sizeof(c->cluster_name), "%s", have.cluster_name);
+    c->id = have.node_id;
+    c->cluster_id = have.cluster_id;
+    c->no_bootstrap = true;
+    /* Listen where --peers says this name is, unless told otherwise. */
+    for (uint32_t k = 0; k < c->n_peers && o->cluster_addr[0] == '\0'; k++)
+        if (strcmp(c->peers[k].name, have.name) == 0) {
+            snprintf(c->cluster_host, sizeof(c->cluster_host), "%s", c->peers[k].host);
+            c->cluster_port = c->peers[k].port;
+        }
+    /* --peers entries are dial hints without ids: the roster has them. */
+    c->n_peers = 0;
+    return 1;
+}
+
 static bool build_config(struct server_opts *o, struct corral_node_config *c, int *level)
 {
     memset(c, 0, sizeof(*c));
@@ -430,7 +614,11 @@ static bool build_config(struct server_opts *o, struct corral_node_config *c, in
                  o->http_addr);
         return false;
     }
-    if (!parse_numbers(o, c) || !parse_peers(o, c) || !resolve_id(o, c, o->cluster_addr[0]))
+    bool named = false;
+    if (!parse_numbers(o, c) || !parse_names(o, c) || !parse_peers(o, c, &named))
+        return false;
+    int known = from_data_dir(o, c);
+    if (known < 0 || (known == 0 && !resolve_id(o, c, o->cluster_addr[0], named)))
         return false;
     if (strcmp(c->http_host, c->cluster_host) == 0 && c->http_port == c->cluster_port) {
         snprintf(o->err, sizeof(o->err), "--http-addr and --cluster-addr are the same address");
@@ -438,7 +626,8 @@ static bool build_config(struct server_opts *o, struct corral_node_config *c, in
     }
     if (!load_tls(o, &c->tls))
         return false;
-    c->cluster_id = cluster_id(c);
+    if (!c->no_bootstrap)
+        c->cluster_id = cluster_id(c);
     return parse_auth(o, c);
 }
 
@@ -469,6 +658,107 @@ static bool has_flag(int argc, char **argv, const char *name)
         if (strncmp(argv[i], name, len) == 0 && (argv[i][len] == '\0' || argv[i][len] == '='))
             return true;
     return false;
+}
+
+/* "host:port" of a listen address, IPv6 in brackets. */
+static void addr_text(char *out, size_t cap, const char *host, uint16_t port)
+{
+    snprintf(out, cap, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+}
+
+static bool wildcard_host(const char *h)
+{
+    return strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0;
+}
+
+/* The join answer's coordinators into c->peers (where to dial first). */
+static bool join_peers(const json_t *list, struct corral_node_config *c, char *why, size_t cap)
+{
+    size_t i;
+    const json_t *k;
+    c->n_peers = 0;
+    json_array_foreach(list, i, k)
+    {
+        const char *name = json_string_value(json_object_get(k, "name"));
+        const char *addr = json_string_value(json_object_get(k, "cluster_addr"));
+        json_int_t id = json_integer_value(json_object_get(k, "id"));
+        if (c->n_peers == CORRAL_RAFT_NODES_MAX || name == NULL || addr == NULL || id <= 0)
+            break;
+        struct corral_node_peer_config *p = &c->peers[c->n_peers];
+        p->id = (uint64_t)id;
+        snprintf(p->name, sizeof(p->name), "%.64s", name);
+        if (!parse_addr(addr, DEFAULT_CLUSTER_PORT, p->host, sizeof(p->host), &p->port))
+            continue; /* a name, not a numeric address: the roster will say */
+        c->n_peers++;
+    }
+    if (i != json_array_size(list)) {
+        snprintf(why, cap, "the answer's coordinators list is malformed");
+        return false;
+    }
+    return true;
+}
+
+/* --join: asks the cluster (any coordinator; the client follows the 307
+ * to the leader) to take this node in. On success c has the id the
+ * cluster gave it, the cluster's id and where its coordinators are. */
+static int join_cluster(const struct server_opts *o, struct corral_node_config *c)
+{
+    if (wildcard_host(c->cluster_host) || wildcard_host(c->http_host)) {
+        fprintf(stderr, "corral server run: --join needs --cluster-addr and --http-addr with an "
+                        "address of this host the others can reach, not a wildcard\n");
+        return CORRAL_EXIT_USAGE;
+    }
+    struct corral_client cl;
+    if (corral_client_init(&cl, o->join, 30000) != 0) {
+        fprintf(stderr, "corral server run: --join: %s\n", cl.err);
+        return CORRAL_EXIT_USAGE;
+    }
+    if (o->token_file[0] != '\0' && corral_client_set_token_file(&cl, o->token_file) != 0) {
+        fprintf(stderr, "corral server run: --token-file: %s\n", cl.err);
+        corral_client_close(&cl);
+        return CORRAL_EXIT_USAGE;
+    }
+    char ca[ADDR_TEXT_MAX], ha[ADDR_TEXT_MAX];
+    addr_text(ca, sizeof(ca), c->cluster_host, c->cluster_port);
+    addr_text(ha, sizeof(ha), c->http_host, c->http_port);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "name", c->name, "cluster_name",
+                             c->cluster_name, "cluster_addr", ca, "http_addr", ha);
+    struct corral_client_response r;
+    int rv = body != NULL
+                 ? corral_client_request_json(&cl, "POST", "/v1/coordinators", NULL, body, &r)
+                 : CORRAL_ENOMEM;
+    json_decref(body);
+    int code = CORRAL_EXIT_FAILURE;
+    char why[300] = "";
+    if (rv != 0) {
+        fprintf(stderr, "corral server run: --join %s: %s\n", o->join, cl.err);
+    } else if (r.status != 201) {
+        fprintf(stderr, "corral server run: --join: the cluster refused (%ld %s): %s\n", r.status,
+                r.code ? r.code : "", r.message ? r.message : "(no message)");
+    } else {
+        json_int_t id = json_integer_value(json_object_get(r.json, "id"));
+        const char *cid = json_string_value(json_object_get(r.json, "cluster_id"));
+        uint64_t cluster = 0;
+        char *end = NULL;
+        if (cid != NULL)
+            cluster = strtoull(cid, &end, 16);
+        if (id <= 0 || cid == NULL || end == cid || *end != '\0')
+            snprintf(why, sizeof(why), "the answer has no id or cluster_id");
+        else if (join_peers(json_object_get(r.json, "coordinators"), c, why, sizeof(why))) {
+            c->id = (uint64_t)id;
+            c->cluster_id = cluster;
+            c->no_bootstrap = true;
+            code = CORRAL_EXIT_OK;
+            fprintf(stderr, "corral server run: joined cluster '%s' as %s (id %" PRIu64 ")\n",
+                    c->cluster_name, c->name, c->id);
+        }
+        if (why[0] != '\0')
+            fprintf(stderr, "corral server run: --join: %s\n", why);
+    }
+    if (rv == 0)
+        corral_client_response_free(&r);
+    corral_client_close(&cl);
+    return code;
 }
 
 static int server_run(int argc, char **argv)
@@ -507,6 +797,16 @@ static int server_run(int argc, char **argv)
         fprintf(stderr, "corral server run: %s\n", o.err);
         fprintf(stderr, "Run 'corral server run --help' for the options.\n");
         return CORRAL_EXIT_USAGE;
+    }
+    if (o.join[0] != '\0' && !c.no_bootstrap) {
+        int jc = join_cluster(&o, &c);
+        if (jc != CORRAL_EXIT_OK)
+            return jc;
+    } else if (o.join[0] != '\0') {
+        fprintf(stderr,
+                "corral server run: data dir %s already belongs to %s (id %" PRIu64
+                ") of cluster '%s': --join is ignored, it restarts as that coordinator\n",
+                c.data_dir, c.name, c.id, c.cluster_name);
     }
     corral_log_setup(level, c.id);
     if (o.token_loose)

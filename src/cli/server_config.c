@@ -15,16 +15,28 @@
         name, offsetof(struct server_opts, field), sizeof(((struct server_opts *)0)->field), help  \
     }
 const struct opt_def server_opt_defs[] = {
+    OPT(name, "name",
+        "this coordinator's name, 1-64 chars of [a-z0-9._-] (default: its NAME in --peers, found "
+        "from --cluster-addr; node<position> for plain --peers entries; else the host name)"),
+    OPT(cluster_name, "cluster-name",
+        "the cluster's name, part of its identity: nodes of another name are refused (default "
+        "corral)"),
     OPT(id, "id",
-        "this node's id: its 1-based position in --peers (default: found from --cluster-addr, or "
-        "1)"),
+        "with plain HOST:PORT --peers entries: this node's 1-based position in them (default: "
+        "found from --cluster-addr, or 1)"),
     OPT(data_dir, "data-dir",
         "where the WAL, snapshots and meta file live (default ./corral-data)"),
     OPT(cluster_addr, "cluster-addr", "HOST:PORT for Raft traffic (default 127.0.0.1:8139)"),
     OPT(http_addr, "http-addr", "HOST:PORT for the HTTP API (default 127.0.0.1:8140)"),
     OPT(peers, "peers",
-        "HOST:PORT,... cluster addresses of all initial coordinators, this one included (default: "
-        "none, a cluster of one)"),
+        "NAME=HOST:PORT,... (or HOST:PORT,...) cluster addresses of all initial coordinators, "
+        "this one included (default: none, a cluster of one)"),
+    OPT(join, "join",
+        "HOST:PORT,... HTTP addresses of coordinators of a running cluster: join it as a new "
+        "coordinator (learner, then voter up to --voters); only for an empty data dir"),
+    OPT(voters, "voters",
+        "how many coordinators vote; the leader promotes caught-up learners up to this: 1, 3, 5 "
+        "or 7 (default 3)"),
     OPT(election_timeout_ms, "election-timeout-ms",
         "base election timeout, randomized in [t, 2t) (default " STR(
             CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT) ")"),

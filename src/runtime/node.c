@@ -225,6 +225,8 @@ static void drain_ready(struct corral_node *n)
     if (n->stopping)
         return;
     int rv = corral_drive_run(&n->drive);
+    if (rv == 0)
+        node_roster_sync(n);
     /* Outside the driver: a blocking query answered here may propose. */
     if (rv == 0 && n->batch_seen && n->hooks.batch_done != NULL) {
         n->batch_seen = false;
@@ -271,6 +273,8 @@ static void on_tick(uv_timer_t *t)
         node_duty_tick(n);
     if (!n->stopping)
         node_health_tick(n, now);
+    if (!n->stopping)
+        node_roster_tick(n, now);
 }
 
 static void ask_read(void *ud, uint64_t read_id)
@@ -620,34 +624,46 @@ void corral_node_stats(const struct corral_node *n, struct corral_node_stats *st
 
 /* ---- start ---- */
 
+static void free_entries(struct corral_raft_entry *e, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        corral_rbuf_unref(e[i].data);
+}
+
+/* A new cluster: every initial coordinator writes the same first entries,
+ * the configuration (index 1) and the roster naming each of them (2..),
+ * committed by construction (raft.h). */
 static int bootstrap(struct corral_node *n, struct corral_storage_state *st)
 {
     struct corral_raft_conf conf = {0};
     for (uint32_t i = 0; i < n->n_peers; i++)
         conf.voters[conf.n_voters++] = n->peers[i].id;
-    struct corral_raft_entry e;
-    int rv = corral_raft_bootstrap(&conf, &e);
+    struct corral_raft_entry e[1 + CORRAL_RAFT_NODES_MAX];
+    uint32_t ne = 0;
+    int rv = corral_raft_bootstrap(&conf, &e[0]);
     if (rv != 0)
         return rv;
-    struct corral_raft_hard_state hs = {.term = 1, .vote = 0, .commit = 1};
-    rv = corral_storage_append(n->storage, &e, 1);
+    rv = node_roster_bootstrap(n, e + 1, CORRAL_RAFT_NODES_MAX, &ne);
+    ne++;
+    struct corral_raft_hard_state hs = {.term = 1, .vote = 0, .commit = ne};
+    if (rv == 0)
+        rv = corral_storage_append(n->storage, e, ne);
     if (rv == 0)
         rv = corral_storage_set_hard_state(n->storage, &hs);
     if (rv == 0)
         rv = corral_storage_sync(n->storage);
+    st->entries = rv == 0 ? corral_calloc(ne, sizeof(e[0])) : NULL;
+    if (rv == 0 && st->entries == NULL)
+        rv = CORRAL_ENOMEM;
     if (rv != 0) {
-        corral_rbuf_unref(e.data);
+        free_entries(e, ne);
         return rv;
     }
     st->hs = hs;
-    st->entries = corral_calloc(1, sizeof(e));
-    if (st->entries == NULL) {
-        corral_rbuf_unref(e.data);
-        return CORRAL_ENOMEM;
-    }
-    st->entries[0] = e;
-    st->n_entries = 1;
-    corral_log(CORRAL_LOG_INFO, "bootstrapped a new cluster of %u voter(s)", conf.n_voters);
+    memcpy(st->entries, e, ne * sizeof(e[0]));
+    st->n_entries = ne;
+    corral_log(CORRAL_LOG_INFO, "bootstrapped cluster '%s' of %u voter(s)", n->cfg.cluster_name,
+               conf.n_voters);
     return 0;
 }
 
@@ -655,6 +671,8 @@ static int open_storage(struct corral_node *n, struct corral_storage_state *st)
 {
     char err[512] = "";
     struct corral_storage_ident ident = {.node_id = n->cfg.id, .cluster_id = n->cfg.cluster_id};
+    snprintf(ident.name, sizeof(ident.name), "%s", n->cfg.name);
+    snprintf(ident.cluster_name, sizeof(ident.cluster_name), "%s", n->cfg.cluster_name);
     int rv = corral_storage_open(n->cfg.data_dir, &ident, &n->storage, st, err, sizeof(err));
     if (rv != 0) {
         corral_log(CORRAL_LOG_ERROR, "cannot use data dir %s: %s", n->cfg.data_dir, err);
@@ -664,7 +682,12 @@ static int open_storage(struct corral_node *n, struct corral_storage_state *st)
         corral_log(CORRAL_LOG_WARN,
                    "WAL had a torn tail of %" PRIu64 " bytes (an interrupted write); truncated",
                    st->torn_bytes);
-    if (st->hs.term == 0 && st->snap.index == 0 && st->n_entries == 0) {
+    if (st->meta_upgraded)
+        corral_log(CORRAL_LOG_INFO,
+                   "data dir %s: meta file upgraded to version 2 (coordinator '%s' of cluster "
+                   "'%s')",
+                   n->cfg.data_dir, n->cfg.name, n->cfg.cluster_name);
+    if (st->hs.term == 0 && st->snap.index == 0 && st->n_entries == 0 && !n->cfg.no_bootstrap) {
         rv = bootstrap(n, st);
         if (rv != 0) {
             char why[128];
@@ -790,12 +813,14 @@ static void init_peers(struct corral_node *n)
     n->n_peers = n->cfg.n_peers;
     for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
         n->peers[i].id = n->cfg.peers[i].id;
+        snprintf(n->peers[i].name, sizeof(n->peers[i].name), "%s", n->cfg.peers[i].name);
         format_addr(n->peers[i].cluster_addr, sizeof(n->peers[i].cluster_addr),
                     n->cfg.peers[i].host, n->cfg.peers[i].port);
     }
-    if (n->n_peers == 0) { /* a cluster of one */
+    if (n->n_peers == 0 && !n->cfg.no_bootstrap) { /* a cluster of one */
         n->n_peers = 1;
         n->peers[0].id = n->cfg.id;
+        snprintf(n->peers[0].name, sizeof(n->peers[0].name), "%s", n->cfg.name);
         snprintf(n->peers[0].cluster_addr, sizeof(n->peers[0].cluster_addr), "%s", n->cluster_addr);
     }
 }

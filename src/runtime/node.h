@@ -33,8 +33,11 @@
 
 struct corral_node;
 
+#define CORRAL_NODE_NAME_MAX 64
+
 struct corral_node_peer_config {
     uint64_t id;
+    char name[CORRAL_NODE_NAME_MAX + 1];
     char host[CORRAL_HOST_MAX]; /* numeric IPv4 or IPv6 */
     uint16_t port;
 };
@@ -42,12 +45,20 @@ struct corral_node_peer_config {
 struct corral_node_config {
     uint64_t id;
     uint64_t cluster_id;
+    char name[CORRAL_NODE_NAME_MAX + 1];         /* this coordinator's */
+    char cluster_name[CORRAL_NODE_NAME_MAX + 1]; /* part of the identity */
+    /* The node joined a running cluster (id and cluster_id came from its
+     * leader) or restarts from a data dir: never bootstrap. peers then
+     * are only where to dial first; the roster in the cluster state says
+     * the rest. */
+    bool no_bootstrap;
+    uint32_t voters; /* the leader promotes learners up to this (core/roster.h) */
     const char *data_dir;
     char cluster_host[CORRAL_HOST_MAX];
     uint16_t cluster_port;
     char http_host[CORRAL_HOST_MAX];
     uint16_t http_port;
-    uint32_t n_peers; /* every initial coordinator, this node included */
+    uint32_t n_peers; /* every initial coordinator, this node included (or known ones) */
     struct corral_node_peer_config peers[CORRAL_RAFT_NODES_MAX];
     uint32_t election_timeout_ms;
     uint32_t heartbeat_ms;

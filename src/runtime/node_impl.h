@@ -32,8 +32,12 @@
 #define NODE_HEALTH_RECOVER_MS 1000
 #define NODE_HEALTH_COOLDOWN_MS 60000
 
+/* The leader's roster step runs this often (core/roster.h). */
+#define ROSTER_TICK_MS 100
+
 struct peer {
     uint64_t id;
+    char name[CORRAL_NODE_NAME_MAX + 1];
     char cluster_addr[ADDR_MAX];
     char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
 };
@@ -76,6 +80,12 @@ struct corral_node {
     uint64_t transfers[CORRAL_LH_REASON_MAX + 1];
     struct corral_hist loop_lag_hist;
 
+    /* The roster (node_roster.c): the coords_index the peers were last
+     * synced at, a roster write of the leader's in flight, its last step. */
+    uint64_t roster_synced;
+    bool roster_busy;
+    uint64_t roster_tick_ms;
+
     /* The coordinator duty (node_duty.c). */
     struct corral_coord *coord;
     struct corral_node_duty_stats duty;
@@ -90,6 +100,16 @@ void node_health_fsync(struct corral_node *n, uint64_t ms);
 /* node_health.c: on every tick, after the tick's batch: measures the
  * tick's lateness and feeds the leader's health; may start a transfer. */
 void node_health_tick(struct corral_node *n, uint64_t now_ms);
+
+/* node_roster.c: the roster entries a new cluster's log starts with
+ * (indexes 2.., term 1, after the bootstrap configuration), one per
+ * peer; the caller owns the payloads. */
+int node_roster_bootstrap(struct corral_node *n, struct corral_raft_entry *out, uint32_t cap,
+                          uint32_t *n_out);
+/* node_roster.c: after applying: the peers follow the roster. */
+void node_roster_sync(struct corral_node *n);
+/* node_roster.c: on every tick: the leader's roster step. */
+void node_roster_tick(struct corral_node *n, uint64_t now_ms);
 
 /* node_duty.c: after every ready batch (leadership may have changed). */
 void node_duty_batch(struct corral_node *n, const struct corral_raft_ready *rd);
