@@ -31,6 +31,9 @@ int corral_cmd_resource(int argc, char **argv);
 int corral_cmd_lookup(int argc, char **argv);
 int corral_cmd_plan(int argc, char **argv);
 int corral_cmd_events(int argc, char **argv);
+/* coord_cmd.c: the coordinators' roster and Raft membership. */
+int corral_cmd_coordinators(int argc, char **argv);
+int corral_cmd_coordinator(int argc, char **argv);
 /* leader_cmd.c: leader transfer. */
 int corral_cmd_leader(int argc, char **argv);
 /* agent_cmd.c: the member side (hooks as commands). */

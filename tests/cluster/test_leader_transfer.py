@@ -93,7 +93,7 @@ def test_operator_transfer(make_cluster):
     rc, out, err = run_corral(["leader", "transfer", str(new.id), "--endpoints", leader.url,
                                "--json"])
     assert rc == 1 and "transfer_refused" in err and '"reason":"self"' in out, (rc, out, err)
-    rc, out, err = run_corral(["leader", "transfer", "x", "--endpoints", leader.url])
+    rc, out, err = run_corral(["leader", "transfer", "No-Such!", "--endpoints", leader.url])
     assert rc == 2, (rc, out, err)
     r = new.put("last", "3")
     assert r is not None and r.status == 200, r
