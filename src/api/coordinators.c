@@ -35,8 +35,8 @@ static json_t *coord_json(const struct corral_raft_status *rs, uint64_t now_ms, 
         if (rs->progress[i].id != id)
             continue;
         match = json_integer((json_int_t)rs->progress[i].match);
-        contact = json_integer(id == rs->id ? 0
-                                            : (json_int_t)(now_ms - rs->progress[i].last_contact_ms));
+        contact =
+            json_integer(id == rs->id ? 0 : (json_int_t)(now_ms - rs->progress[i].last_contact_ms));
     }
     return json_pack("{s:s, s:I, s:s, s:s, s:s?, s:b, s:o, s:o}", "name", name, "id",
                      (json_int_t)id, "role", role_of(&rs->conf, id, in_roster), "cluster_addr",
@@ -55,13 +55,14 @@ static json_t *coords_list(struct corral_node *n)
     json_t *list = json_array();
     for (uint32_t i = 0; i < corral_state_coord_count(st); i++) {
         const struct corral_state_coord *k = corral_state_coord_at(st, i);
-        json_array_append_new(list, coord_json(&rs, now, k->id, k->name, k->cluster_addr,
-                                               k->http_addr, true));
+        json_array_append_new(
+            list, coord_json(&rs, now, k->id, k->name, k->cluster_addr, k->http_addr, true));
     }
     struct corral_node_peer_info peers[CORRAL_RAFT_NODES_MAX];
     uint32_t np = corral_node_peers(n, peers, CORRAL_RAFT_NODES_MAX);
     for (uint32_t i = 0; i < rs.conf.n_voters + rs.conf.n_learners; i++) {
-        uint64_t id = i < rs.conf.n_voters ? rs.conf.voters[i] : rs.conf.learners[i - rs.conf.n_voters];
+        uint64_t id =
+            i < rs.conf.n_voters ? rs.conf.voters[i] : rs.conf.learners[i - rs.conf.n_voters];
         if (id <= UINT32_MAX && corral_state_coord_by_id(st, (uint32_t)id) != NULL)
             continue;
         const char *addr = "", *http = "";
@@ -105,8 +106,7 @@ static void joined(struct corral_node *n, struct corral_http_request *req, const
     const struct corral_state_coord *k =
         corral_state_coord_by_name(corral_node_state(n), name, (uint32_t)strlen(name));
     if (k == NULL) { /* removed in the same batch */
-        api_error_ex(req, API_ERR_CONFLICT, "the coordinator was removed as it joined", NULL,
-                     NULL);
+        api_error_ex(req, API_ERR_CONFLICT, "the coordinator was removed as it joined", NULL, NULL);
         return;
     }
     json_t *a = coords_answer(n);
@@ -147,8 +147,7 @@ static uint32_t next_id(struct corral_node *n)
 
 static void join(struct corral_node *n, struct corral_http_request *req)
 {
-    static const char *const fields[] = {"name", "cluster_name", "cluster_addr", "http_addr",
-                                         NULL};
+    static const char *const fields[] = {"name", "cluster_name", "cluster_addr", "http_addr", NULL};
     if (!api_require_leader(n, req))
         return;
     json_t *body = api_body_object(req, false);

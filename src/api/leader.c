@@ -4,6 +4,7 @@
  * election timeouts (the core abandons a transfer after one). */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "api/own.h"
 #include "api/reply.h"
@@ -89,9 +90,20 @@ void api_leader_transfer(struct corral_node *n, struct corral_http_request *req)
         return;
     const char *v = corral_http_arg(req, "to");
     uint64_t target = 0;
-    if (v != NULL && (!corral_parse_u64(v, &target) || target == 0)) {
-        api_error_ex(req, API_ERR_BAD_REQUEST, "to must be a node id (a positive integer)", NULL,
-                     NULL);
+    if (v != NULL && !corral_parse_u64(v, &target)) { /* a coordinator's name */
+        const struct corral_state_coord *k =
+            corral_state_coord_by_name(corral_node_state(n), v, (uint32_t)strlen(v));
+        target = k != NULL ? k->id : 0;
+        if (k == NULL) {
+            api_error_ex(req, API_ERR_BAD_REQUEST,
+                         "to must be a coordinator's name or its id (a positive integer)", NULL,
+                         NULL);
+            return;
+        }
+    }
+    if (v != NULL && target == 0) {
+        api_error_ex(req, API_ERR_BAD_REQUEST,
+                     "to must be a coordinator's name or its id (a positive integer)", NULL, NULL);
         return;
     }
     /* Room to wait is checked first: a transfer started and then answered

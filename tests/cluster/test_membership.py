@@ -118,6 +118,11 @@ class Writer(threading.Thread):
                 self.acked[key] = value
             time.sleep(0.005)
 
+    def more(self, n=20):
+        """Waits until n more writes were acknowledged: writes go on."""
+        have = len(self.acked)
+        wait_until(f"{n} more acknowledged writes", lambda: len(self.acked) >= have + n, 20.0)
+
     def stop(self):
         self.stop_flag.set()
         self.join(timeout=10)
@@ -140,7 +145,7 @@ def list_all(node, prefix):
 
 
 def check_writes(nodes, acked):
-    assert len(acked) > 50, f"too few writes acknowledged: {len(acked)}"
+    assert len(acked) >= 100, f"too few writes acknowledged: {len(acked)}"
     for c in nodes:
         def has_all():
             got = list_all(c, "w/")
@@ -157,19 +162,22 @@ def remove(group, name):
 def test_grow_to_five_and_back(tmp_path):
     g = Group(tmp_path)
     try:
-        a = g.add("a", extra=["--voters", "5"]).start()
+        five_flag = ["--voters", "5"]  # every node: the leader's flag counts
+        a = g.add("a", extra=five_flag).start()
         wait_roles(g, {"a": "voter"})
         w = Writer(g)
         w.start()
         for name in ("b", "c"):
-            g.add(name, join=[a]).start()
+            g.add(name, join=[a], extra=five_flag).start()
         wait_roles(g, {"a": "voter", "b": "voter", "c": "voter"})
+        w.more()
         for name in ("d", "e"):
-            g.add(name, join=[g.coords["b"]]).start()
+            g.add(name, join=[g.coords["b"]], extra=five_flag).start()
         five = {n: "voter" for n in "abcde"}
         wait_roles(g, five)
+        w.more()
         # A sixth stays a learner: --voters 5.
-        g.add("f", join=[a]).start()
+        g.add("f", join=[a], extra=five_flag).start()
         wait_roles(g, {**five, "f": "learner"})
         # Back: f, e, d removed one at a time; a learner is promoted in
         # no case (there are 5 - 1 voters < 5 but no learner left).
@@ -181,6 +189,7 @@ def test_grow_to_five_and_back(tmp_path):
             del g.coords[gone]
             want = {n: "voter" for n in g.coords}
             wait_roles(g, want)
+            w.more()
         # The leader itself: it hands leadership over, then is removed.
         lead = leader_of(g)
         r = remove(g, lead.name)
@@ -189,7 +198,7 @@ def test_grow_to_five_and_back(tmp_path):
         wait_roles(g, left)
         lead.kill()
         del g.coords[lead.name]
-        time.sleep(0.5)
+        w.more()
         w.stop()
         check_writes(g.live(), w.acked)
         # The last voters: 2 left; removing one of 2 leaves 1 (allowed),
@@ -236,6 +245,12 @@ def test_replace_and_refusals(tmp_path):
         del g.coords["c"]
         g.add("d", join=[g.coords["b"]]).start()
         wait_roles(g, {"a": "voter", "b": "voter", "d": "voter"})
+        # Leadership moves by name.
+        lead = leader_of(g)
+        to = "d" if lead.name != "d" else "a"
+        r = http(lead.url + f"/v1/leader/transfer?to={to}", method="POST", timeout=5.0)
+        assert r is not None and r.status == 200, r
+        wait_until(f"{to} leads", lambda: (leader_of(g) or lead).name == to, 10.0)
         # The cluster works and d has the data.
         lead = leader_of(g)
         r = lead.put("after/replace", "ok", timeout=3.0)
