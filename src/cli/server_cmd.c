@@ -71,7 +71,8 @@ static int parse_flags(struct server_opts *o, int argc, char **argv)
             continue;
         }
         const struct opt_def *d = server_opt_find(name);
-        if (d != NULL && strcmp(name, "auth-reads") == 0 && eq == NULL) { /* a flag */
+        if (d != NULL && eq == NULL &&
+            (strcmp(name, "auth-reads") == 0 || strcmp(name, "leave-on-stop") == 0)) { /* flags */
             if (!server_opt_set(o, d, "true"))
                 return 2;
             continue;
@@ -477,17 +478,25 @@ static bool load_tls(struct server_opts *o, struct corral_http_tls *t)
     return true;
 }
 
-static bool parse_auth(struct server_opts *o, struct corral_node_config *c)
+/* A flag's text ("", true/false, 1/0) into *on; false with the reason. */
+static bool parse_bool(struct server_opts *o, const char *flag, const char *v, bool *on)
 {
-    const char *ar = o->auth_reads;
-    if (ar[0] == '\0' || strcmp(ar, "false") == 0 || strcmp(ar, "0") == 0)
-        c->auth_reads = false;
-    else if (strcmp(ar, "true") == 0 || strcmp(ar, "1") == 0)
-        c->auth_reads = true;
+    if (v[0] == '\0' || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+        *on = false;
+    else if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+        *on = true;
     else {
-        snprintf(o->err, sizeof(o->err), "--auth-reads: '%s' is not true or false", ar);
+        snprintf(o->err, sizeof(o->err), "--%s: '%s' is not true or false", flag, v);
         return false;
     }
+    return true;
+}
+
+static bool parse_auth(struct server_opts *o, struct corral_node_config *c)
+{
+    if (!parse_bool(o, "auth-reads", o->auth_reads, &c->auth_reads) ||
+        !parse_bool(o, "leave-on-stop", o->leave_on_stop, &c->leave_on_stop))
+        return false;
     if (o->token_file[0] == '\0') {
         if (c->auth_reads) {
             snprintf(o->err, sizeof(o->err), "--auth-reads needs --token-file");
@@ -538,12 +547,15 @@ static bool parse_names(struct server_opts *o, struct corral_node_config *c)
     return true;
 }
 
-/* A data dir that names its coordinator (meta version 2) says who this
- * node is: its name, ids and cluster name win over the flags (which may
- * only repeat them), --peers is only where to dial first, and the node
- * never bootstraps. Returns 1 then, 0 when the dir is new or from before
- * names (a version-1 meta file: the flags say who it is, as they did,
- * and the meta file gets the names), -1 on an error (in o->err). */
+/* Without --peers, a data dir that names its coordinator (meta version
+ * 2) says who this node is: its name, ids and cluster name win over the
+ * flags (which may only repeat them), and the node never bootstraps: so
+ * a coordinator that joined, or one moved to a new address, restarts with
+ * its data dir alone. With --peers the flags say who it is, as they
+ * always did, and the data dir must match them (the storage refuses
+ * another cluster's or another node's dir). Returns 1 when the data dir
+ * decided, 0 when the flags do (a new dir, --peers, or a version-1 meta
+ * file, which gets the names), -1 on an error (in o->err). */
 static int from_data_dir(struct server_opts *o, struct corral_node_config *c)
 {
     struct corral_storage_ident have;
@@ -555,7 +567,7 @@ static int from_data_dir(struct server_opts *o, struct corral_node_config *c)
         snprintf(o->err, sizeof(o->err), "data dir %.200s: %.300s", c->data_dir, err);
         return -1;
     }
-    if (have.name[0] == '\0')
+    if (have.name[0] == '\0' || o->peers[0] != '\0')
         return 0;
     if (o->name[0] != '\0' && strcmp(o->name, have.name) != 0) {
         snprintf(o->err, sizeof(o->err),
@@ -574,14 +586,6 @@ static int from_data_dir(struct server_opts *o, struct corral_node_config *c)
     c->id = have.node_id;
     c->cluster_id = have.cluster_id;
     c->no_bootstrap = true;
-    /* Listen where --peers says this name is, unless told otherwise. */
-    for (uint32_t k = 0; k < c->n_peers && o->cluster_addr[0] == '\0'; k++)
-        if (strcmp(c->peers[k].name, have.name) == 0) {
-            snprintf(c->cluster_host, sizeof(c->cluster_host), "%s", c->peers[k].host);
-            c->cluster_port = c->peers[k].port;
-        }
-    /* --peers entries are dial hints without ids: the roster has them. */
-    c->n_peers = 0;
     return 1;
 }
 
@@ -761,6 +765,42 @@ static int join_cluster(const struct server_opts *o, struct corral_node_config *
     return code;
 }
 
+/* --leave-on-stop on a follower, after its stop: the leader (through any
+ * peer) takes it out of the roster. Best effort, bounded. */
+static void leave_cluster(const struct server_opts *o, const struct corral_node_config *c,
+                          const struct corral_node_exit *ex)
+{
+    char list[CORRAL_RAFT_NODES_MAX * 260] = "";
+    size_t len = 0;
+    for (uint32_t i = 0; i < ex->n_peers && len < sizeof(list); i++)
+        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", len ? "," : "",
+                                ex->peers_http[i]);
+    struct corral_client cl;
+    if (ex->n_peers == 0 || corral_client_init(&cl, list, 15000) != 0) {
+        corral_log(CORRAL_LOG_WARN,
+                   "--leave-on-stop: no other coordinator known to ask; run "
+                   "corral coordinator remove %s",
+                   c->name);
+        return;
+    }
+    if (o->token_file[0] != '\0')
+        corral_client_set_token_file(&cl, o->token_file);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/coordinators/%s", c->name);
+    struct corral_client_response r;
+    int rv = corral_client_request(&cl, "DELETE", path, NULL, NULL, 0, &r);
+    if (rv == 0 && r.status == 200)
+        corral_log(CORRAL_LOG_INFO, "--leave-on-stop: left the cluster");
+    else
+        corral_log(CORRAL_LOG_WARN,
+                   "--leave-on-stop: the cluster did not take %s out (%s); run "
+                   "corral coordinator remove %s",
+                   c->name, rv != 0 ? cl.err : (r.message ? r.message : "refused"), c->name);
+    if (rv == 0)
+        corral_client_response_free(&r);
+    corral_client_close(&cl);
+}
+
 static int server_run(int argc, char **argv)
 {
     bool coordinator, worker;
@@ -819,8 +859,12 @@ static int server_run(int argc, char **argv)
         fprintf(stderr, "corral server run: out of memory\n");
         return CORRAL_EXIT_FAILURE;
     }
+    static struct corral_node_exit ex;
+    c.exit = &ex;
     int code = corral_node_run(&c, &hooks);
     corral_api_hooks_free(&hooks);
+    if (code == 0 && ex.leave_needed)
+        leave_cluster(&o, &c, &ex);
     return code == 0 ? CORRAL_EXIT_OK : CORRAL_EXIT_FAILURE;
 }
 

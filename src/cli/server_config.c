@@ -34,6 +34,9 @@ const struct opt_def server_opt_defs[] = {
     OPT(join, "join",
         "HOST:PORT,... HTTP addresses of coordinators of a running cluster: join it as a new "
         "coordinator (learner, then voter up to --voters); only for an empty data dir"),
+    OPT(leave_on_stop, "leave-on-stop",
+        "SIGTERM takes this coordinator out of the cluster before it stops (a flag; in the "
+        "config file: leave-on-stop = true)"),
     OPT(voters, "voters",
         "how many coordinators vote; the leader promotes caught-up learners up to this: 1, 3, 5 "
         "or 7 (default 3)"),

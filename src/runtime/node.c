@@ -52,7 +52,7 @@ static void close_listeners(struct corral_node *n)
     n->transport = NULL;
 }
 
-static void node_stop(struct corral_node *n, int exit_code)
+void node_stop(struct corral_node *n, int exit_code)
 {
     if (n->stopping)
         return;
@@ -73,8 +73,12 @@ static void node_stop(struct corral_node *n, int exit_code)
 
 static void on_signal(uv_signal_t *s, int signum)
 {
+    struct corral_node *n = s->data;
     corral_log(CORRAL_LOG_INFO, "received %s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    node_stop(s->data, 0);
+    if (n->leave_deadline_ms == 0 && signum == SIGTERM && n->cfg.leave_on_stop &&
+        !node_roster_leave(n, node_now_ms()))
+        return; /* leaving first; a second signal stops at once */
+    node_stop(n, 0);
 }
 
 /* ---- the ready loop: the driver (core/raft_drive.h) with the node's io ---- */
@@ -893,6 +897,8 @@ int corral_node_run(const struct corral_node_config *cfg, const struct corral_no
                    n->cfg.auth_reads ? "requests but /health" : "writes");
     uv_run(&n->loop, UV_RUN_DEFAULT);
     corral_trace_stop();
+    if (n->cfg.exit != NULL)
+        node_roster_exit(n, n->cfg.exit);
     int code = n->exit_code;
     corral_log(CORRAL_LOG_INFO, "stopped");
     node_free(n, &st);

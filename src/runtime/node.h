@@ -79,11 +79,29 @@ struct corral_node_config {
      * HTTP requests, and on reads too with auth_reads. */
     struct corral_tokens tokens;
     bool auth_reads;
+    /* --leave-on-stop: SIGTERM takes this coordinator out of the roster
+     * first. A leader does it itself (its successor removes it from the
+     * configuration; it waits up to CORRAL_NODE_LEAVE_WAIT_MS); a
+     * follower cannot propose, so it stops at once and asks for
+     * exit->leave_needed, which the caller does over HTTP to the peers in
+     * exit->peers_http. */
+    bool leave_on_stop;
+    struct corral_node_exit *exit; /* filled at the end of the run; may be NULL */
     /* The leader's own health (core/leader_health.h): the limits and
      * degraded_ms come from the flags; the node sets contact_ms to the
      * election timeout and recover_ms and cooldown_ms to
      * NODE_HEALTH_RECOVER_MS and NODE_HEALTH_COOLDOWN_MS. */
     struct corral_leader_health_config leader_health;
+};
+
+#define CORRAL_NODE_LEAVE_WAIT_MS 10000
+
+/* What a run leaves for its caller (corral_node_config.exit). */
+struct corral_node_exit {
+    bool leave_needed; /* --leave-on-stop on a follower: ask the leader */
+    bool left;         /* out of the roster as this node last saw it */
+    uint32_t n_peers;  /* the HTTP addresses of the other coordinators known */
+    char peers_http[CORRAL_RAFT_NODES_MAX][256];
 };
 
 /* The API layer (src/api) plugs in here; every hook runs on the loop

@@ -85,6 +85,7 @@ struct corral_node {
     uint64_t roster_synced;
     bool roster_busy;
     uint64_t roster_tick_ms;
+    uint64_t leave_deadline_ms; /* --leave-on-stop: leaving since a SIGTERM, until this */
 
     /* The coordinator duty (node_duty.c). */
     struct corral_coord *coord;
@@ -108,6 +109,14 @@ int node_roster_bootstrap(struct corral_node *n, struct corral_raft_entry *out, 
                           uint32_t *n_out);
 /* node_roster.c: after applying: the peers follow the roster. */
 void node_roster_sync(struct corral_node *n);
+/* node_roster.c: a SIGTERM with --leave-on-stop: true when the node
+ * should stop now (a follower, or nothing to wait for), false when it
+ * leaves first (node_roster_tick stops it once gone or at the deadline). */
+bool node_roster_leave(struct corral_node *n, uint64_t now_ms);
+/* node_roster.c: at the end of a run, for corral_node_config.exit. */
+void node_roster_exit(const struct corral_node *n, struct corral_node_exit *out);
+/* node.c */
+void node_stop(struct corral_node *n, int exit_code);
 /* node_roster.c: on every tick: the leader's roster step. */
 void node_roster_tick(struct corral_node *n, uint64_t now_ms);
 

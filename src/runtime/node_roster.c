@@ -166,8 +166,62 @@ static bool refresh_http(struct corral_node *n)
     return false;
 }
 
+static bool in_roster(const struct corral_node *n)
+{
+    return n->cfg.id <= UINT32_MAX && corral_state_coord_by_id(n->st, (uint32_t)n->cfg.id) != NULL;
+}
+
+static void leave_done(void *ctx, int err, const struct corral_state_result *res)
+{
+    struct corral_node *n = ctx;
+    (void)res;
+    if (err != 0) {
+        corral_log(CORRAL_LOG_WARN, "leaving the roster failed (%s): stopping without",
+                   corral_strerror(err));
+        node_stop(n, 0);
+    }
+}
+
+bool node_roster_leave(struct corral_node *n, uint64_t now_ms)
+{
+    if (!in_roster(n))
+        return true;
+    if (n->leader != n->cfg.id) {
+        corral_log(CORRAL_LOG_INFO, "--leave-on-stop: a follower; the leader is asked after the "
+                                    "stop");
+        return true;
+    }
+    struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_DELETE, .id = (uint32_t)n->cfg.id};
+    if (corral_node_propose(n, &c, leave_done, n) != 0)
+        return true;
+    n->leave_deadline_ms = now_ms + CORRAL_NODE_LEAVE_WAIT_MS;
+    corral_log(CORRAL_LOG_INFO,
+               "--leave-on-stop: leaving the roster; leadership goes to another voter, which "
+               "removes this node (waiting up to %u ms)",
+               CORRAL_NODE_LEAVE_WAIT_MS);
+    return false;
+}
+
+void node_roster_exit(const struct corral_node *n, struct corral_node_exit *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->left = n->st != NULL && !in_roster(n);
+    out->leave_needed = n->cfg.leave_on_stop && n->st != NULL && !out->left;
+    for (uint32_t i = 0; i < n->n_peers && out->n_peers < CORRAL_RAFT_NODES_MAX; i++)
+        if (n->peers[i].id != n->cfg.id && n->peers[i].http[0] != '\0')
+            snprintf(out->peers_http[out->n_peers++], sizeof(out->peers_http[0]), "%s",
+                     n->peers[i].http);
+}
+
 void node_roster_tick(struct corral_node *n, uint64_t now_ms)
 {
+    if (n->leave_deadline_ms != 0 && !n->stopping &&
+        ((!in_roster(n) && n->leader != n->cfg.id) || now_ms >= n->leave_deadline_ms)) {
+        corral_log(CORRAL_LOG_INFO, "--leave-on-stop: %s; stopping",
+                   in_roster(n) ? "still in the roster at the deadline" : "out of the roster");
+        node_stop(n, 0);
+        return;
+    }
     if (n->leader != n->cfg.id || n->roster_busy || now_ms - n->roster_tick_ms < ROSTER_TICK_MS)
         return;
     n->roster_tick_ms = now_ms;

@@ -56,7 +56,7 @@ class Group:
         return c
 
     def live(self):
-        return [c for c in self.coords.values() if c.alive()]
+        return [c for c in list(self.coords.values()) if c.alive()]
 
     def stop_all(self):
         for c in self.coords.values():
@@ -76,13 +76,19 @@ def roles(node):
 
 def wait_roles(group, want, timeout=JOIN_WAIT_S):
     """Until every live coordinator in want lists exactly want's roles."""
+    seen = {}
+
     def ok():
+        seen.clear()
         for name in want:
             c = group.coords[name]
-            if not c.alive() or roles(c) != want:
-                return False
-        return True
-    wait_until(f"roles {want}", ok, timeout)
+            seen[name] = roles(c) if c.alive() else "not running"
+        return all(v == want for v in seen.values())
+    try:
+        wait_until(f"roles {want}", ok, timeout)
+    except BaseException:
+        print("views:", seen)
+        raise
 
 
 def leader_of(group):
@@ -101,9 +107,16 @@ class Writer(threading.Thread):
         super().__init__(daemon=True)
         self.group = group
         self.acked = {}
+        self.error = None
         self.stop_flag = threading.Event()
 
     def run(self):
+        try:
+            self.write()
+        except Exception as e:  # noqa: BLE001 - shown by the test, not lost in a thread
+            self.error = e
+
+    def write(self):
         t0 = time.monotonic()
         for i in range(5000):
             if self.stop_flag.is_set() or time.monotonic() - t0 > 120:
@@ -121,7 +134,9 @@ class Writer(threading.Thread):
     def more(self, n=20):
         """Waits until n more writes were acknowledged: writes go on."""
         have = len(self.acked)
-        wait_until(f"{n} more acknowledged writes", lambda: len(self.acked) >= have + n, 20.0)
+        wait_until(f"{n} more acknowledged writes",
+                   lambda: self.error is not None or len(self.acked) >= have + n, 20.0)
+        assert self.error is None, f"the writer failed: {self.error!r}"
 
     def stop(self):
         self.stop_flag.set()
@@ -258,5 +273,45 @@ def test_replace_and_refusals(tmp_path):
         d = g.coords["d"]
         wait_until("d reads it", lambda: (d.get("after/replace", stale=True) or None) is not None
                    and d.get("after/replace", stale=True).status == 200, 10.0)
+    finally:
+        g.stop_all()
+
+
+def test_leave_on_stop(tmp_path):
+    """SIGTERM with --leave-on-stop: a follower stops, then has the leader
+    take it out; a leader takes itself out, hands over, and stops once
+    its successor removed it. Both exit 0; writes go on; a coordinator
+    without the flag stays in the roster when stopped."""
+    g = Group(tmp_path)
+    try:
+        leave = ["--leave-on-stop"]
+        a = g.add("a", extra=leave).start()
+        wait_roles(g, {"a": "voter"})
+        for name in ("b", "c"):
+            g.add(name, join=[a], extra=leave).start()
+        wait_roles(g, {"a": "voter", "b": "voter", "c": "voter"})
+        g.add("d", join=[a]).start()
+        wait_roles(g, {"a": "voter", "b": "voter", "c": "voter", "d": "learner"})
+        lead = leader_of(g)
+        follower = next(c for c in g.coords.values() if c is not lead and c.name != "d")
+        assert follower.terminate() == 0
+        assert "left the cluster" in follower.output(), follower.output()
+        del g.coords[follower.name]
+        # d, a learner, is promoted into the place the follower left.
+        wait_roles(g, {n: "voter" for n in g.coords})
+        assert lead.terminate() == 0
+        assert "out of the roster; stopping" in lead.output(), lead.output()
+        del g.coords[lead.name]
+        rest = {n: "voter" for n in g.coords}
+        wait_roles(g, rest)
+        new = leader_of(g)
+        r = new.put("after/leave", "ok", timeout=3.0)
+        assert r is not None and r.status == 200, r
+        # Without the flag: stopped, still listed.
+        d = g.coords["d"]
+        assert d.terminate() == 0
+        time.sleep(0.5)
+        other = next(c for c in g.live())
+        assert "d" in roles(other), roles(other)
     finally:
         g.stop_all()
