@@ -299,6 +299,19 @@ static void peer_timer_closed_cb(uv_handle_t *h)
     handle_released(p->t);
 }
 
+/* A removed peer's timer is closed: nothing refers to p any more (its
+ * connection was detached, its slot taken back). */
+static void peer_removed_closed_cb(uv_handle_t *h)
+{
+    struct peer *p = h->data;
+    struct corral_transport *t = p->t;
+    assert(p->removed && p->out == NULL);
+    chunks_free(&p->pending);
+    corral_free(p);
+    t->peers_closing--;
+    handle_released(t);
+}
+
 static void conn_closed_cb(uv_handle_t *h)
 {
     struct conn *c = h->data;
@@ -399,7 +412,7 @@ static void conn_detach(struct conn *c)
     p->out = NULL;
     p->st.connected = false;
     peer_drop_pending(p);
-    if (!p->t->stopping)
+    if (!p->t->stopping && !p->removed)
         peer_schedule(p);
 }
 
@@ -635,7 +648,7 @@ static void connect_cb(uv_connect_t *req, int status)
 static void peer_dial(struct peer *p)
 {
     struct corral_transport *t = p->t;
-    if (t->stopping || p->out != NULL)
+    if (t->stopping || p->removed || p->out != NULL)
         return;
     struct conn *c = conn_new(t, false);
     if (c == NULL) {
@@ -653,11 +666,12 @@ static void peer_dial(struct peer *p)
         transport_conn_fail(c, peer_fail_level(p), "connect failed: %s", uv_strerror(rc));
 }
 
-/* Every handle is counted once: the three of t, a timer per peer, a socket
- * per connection. Otherwise stop would free t early or never. O(1). */
+/* Every handle is counted once: the three of t, a timer per peer (a
+ * removed one's until it is closed), a socket per connection. Otherwise
+ * stop would free t early or never. O(1). */
 static void assert_handles(const struct corral_transport *t)
 {
-    assert(t->stopping || t->handles == 3 + t->n_peers + t->n_conns);
+    assert(t->stopping || t->handles == 3 + t->n_peers + t->peers_closing + t->n_conns);
     (void)t;
 }
 
@@ -677,6 +691,7 @@ static void assert_lists(const struct corral_transport *t)
     assert(n == t->n_conns);
     for (uint32_t i = 0; i < t->n_peers; i++) {
         const struct peer *p = t->peers[i];
+        assert(!p->removed);
         assert(p->out == NULL || p->out->peer == p);
         assert(p->st.connected || p->pending.head == NULL);
         chunks_assert_sums(&p->pending);
@@ -855,9 +870,26 @@ static int check_config(const struct corral_transport_config *cfg, struct sockad
         snprintf(err, errlen, "transport: node id must be nonzero");
         return CORRAL_EINVAL;
     }
-    if (cfg->http_addr != NULL && strlen(cfg->http_addr) > CORRAL_TRANSPORT_HTTP_ADDR_MAX) {
-        snprintf(err, errlen, "transport: http address longer than %d bytes",
+    if (cfg->http_addr != NULL && cfg->http_addr[0] != '\0' &&
+        !corral_transport_addr_ok(cfg->http_addr, CORRAL_TRANSPORT_HTTP_ADDR_MAX)) {
+        snprintf(err, errlen,
+                 "transport: http address longer than %d bytes, or not printable ASCII without "
+                 "spaces",
                  CORRAL_TRANSPORT_HTTP_ADDR_MAX);
+        return CORRAL_EINVAL;
+    }
+    if (cfg->cluster_name != NULL && !corral_transport_cluster_name_ok(cfg->cluster_name)) {
+        snprintf(err, errlen,
+                 "transport: cluster name '%.80s' is not 1..%d characters of [a-z0-9._-]",
+                 cfg->cluster_name, CORRAL_TRANSPORT_CLUSTER_NAME_MAX);
+        return CORRAL_EINVAL;
+    }
+    if (cfg->advertise_addr != NULL &&
+        !corral_transport_addr_ok(cfg->advertise_addr, CORRAL_TRANSPORT_CLUSTER_ADDR_MAX)) {
+        snprintf(err, errlen,
+                 "transport: advertised cluster address '%.80s' is not 1..%d bytes of printable "
+                 "ASCII without spaces",
+                 cfg->advertise_addr, CORRAL_TRANSPORT_CLUSTER_ADDR_MAX);
         return CORRAL_EINVAL;
     }
     if (parse_addr(cfg->listen_host, cfg->listen_port, ss) != 0) {
@@ -889,8 +921,8 @@ int corral_transport_start(uv_loop_t *loop, const struct corral_transport_config
     if (cfg->tokens != NULL)
         t->tokens = *cfg->tokens;
     t->queue_max_bytes = cfg->queue_max_bytes != 0 ? cfg->queue_max_bytes : QUEUE_DEFAULT_BYTES;
-    t->http_len = (uint16_t)(cfg->http_addr != NULL ? strlen(cfg->http_addr) : 0);
-    memcpy(t->http_addr, cfg->http_addr != NULL ? cfg->http_addr : "", t->http_len);
+    snprintf(t->cluster_name, sizeof(t->cluster_name), "%s",
+             cfg->cluster_name != NULL ? cfg->cluster_name : CORRAL_TRANSPORT_CLUSTER_NAME_DEFAULT);
     t->rng = cfg->node_id;
     uv_tcp_init(loop, &t->listener);
     uv_timer_init(loop, &t->sweep);
@@ -903,6 +935,17 @@ int corral_transport_start(uv_loop_t *loop, const struct corral_transport_config
         corral_transport_stop(t, NULL, NULL);
         return rc;
     }
+    /* The default advertised address names the bound port (listen port
+     * 0 picks one). */
+    if (cfg->advertise_addr != NULL)
+        snprintf(t->cluster_addr, sizeof(t->cluster_addr), "%s", cfg->advertise_addr);
+    else if (strchr(cfg->listen_host, ':') != NULL)
+        snprintf(t->cluster_addr, sizeof(t->cluster_addr), "[%s]:%u", cfg->listen_host,
+                 (unsigned)corral_transport_port(t));
+    else
+        snprintf(t->cluster_addr, sizeof(t->cluster_addr), "%s:%u", cfg->listen_host,
+                 (unsigned)corral_transport_port(t));
+    transport_strings_build(t, cfg->http_addr);
     uv_timer_start(&t->sweep, sweep_cb, SWEEP_MS, SWEEP_MS);
     *out = t;
     return 0;
@@ -945,6 +988,62 @@ int corral_transport_add_peer(struct corral_transport *t, uint64_t id, const cha
     t->handles++;
     t->peers[t->n_peers++] = p;
     uv_timer_start(&p->timer, peer_timer_cb, 0, 0);
+    return 0;
+}
+
+int corral_transport_set_peer(struct corral_transport *t, uint64_t id, const char *host,
+                              uint16_t port)
+{
+    if (t->stopping)
+        return CORRAL_ESHUTDOWN;
+    struct peer *p = transport_peer_find(t, id);
+    if (p == NULL)
+        return corral_transport_add_peer(t, id, host, port);
+    struct sockaddr_storage ss;
+    if (parse_addr(host, port, &ss) != 0)
+        return CORRAL_EINVAL;
+    char name[64];
+    addr_name(&ss, name, sizeof(name));
+    if (strcmp(name, p->name) == 0)
+        return 0;
+    transport_log(t, 2, "transport: peer %" PRIu64 " moves from %s to %s", id, p->name, name);
+    p->addr = ss;
+    memcpy(p->name, name, sizeof(p->name));
+    /* Its refusals were the old address's. */
+    p->st.wrong_cluster_refusals = 0;
+    p->st.wrong_token_refusals = 0;
+    if (p->out != NULL)
+        transport_conn_close(p->out); /* drops its queue; schedules a redial */
+    p->backoff_ms = BACKOFF_MIN_MS;
+    p->failures = 0;
+    uv_timer_start(&p->timer, peer_timer_cb, 0, 0);
+    return 0;
+}
+
+int corral_transport_remove_peer(struct corral_transport *t, uint64_t id)
+{
+    if (t->stopping)
+        return CORRAL_ESHUTDOWN;
+    uint32_t i = 0;
+    while (i < t->n_peers && t->peers[i]->st.id != id)
+        i++;
+    if (i == t->n_peers)
+        return CORRAL_ENOTFOUND;
+    struct peer *p = t->peers[i];
+    /* Out of the table first, so nothing finds it; its order is kept for
+     * the others (stats list peers in the order added). */
+    memmove(&t->peers[i], &t->peers[i + 1], (t->n_peers - i - 1) * sizeof(t->peers[0]));
+    t->n_peers--;
+    t->peers[t->n_peers] = NULL;
+    p->removed = true;
+    if (p->out != NULL)
+        transport_conn_close(p->out); /* detaches; no redial for a removed peer */
+    peer_drop_pending(p);
+    transport_log(t, 2, "transport: peer %" PRIu64 " at %s removed", id, p->name);
+    /* Freed once its timer is closed; a connection closing meanwhile no
+     * longer points at it. */
+    t->peers_closing++;
+    uv_close((uv_handle_t *)&p->timer, peer_removed_closed_cb);
     return 0;
 }
 

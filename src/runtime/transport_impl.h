@@ -46,18 +46,25 @@
 #define LOG_LIMIT_LINES 3
 #define LOG_LIMIT_SLOTS 32
 
-/* The handshake layouts of transport.h: fixed parts before the HTTP address,
- * then the address, then a CRC32C. */
+/* The handshake layouts of transport.h: fixed parts through the HTTP
+ * address's length, then the strings section (the HTTP address, the
+ * cluster name and the cluster address, each after its length), then a
+ * CRC32C. */
 #define HELLO_FIXED_BYTES (4 + 1 + 8 + 8 + 8 + 2)
 #define REPLY_FIXED_BYTES (4 + 1 + 1 + 8 + 8 + 2)
-/* Version 2 (with a cluster token): the hello adds the dialer's nonce, the
+/* Version 4 (with a cluster token): the hello adds the dialer's nonce, the
  * reply the acceptor's nonce and proof; then the dialer's proof frame. */
 #define HS_NONCE_BYTES 16
 #define HS_PROOF_BYTES 32
-#define HELLO2_FIXED_BYTES (HELLO_FIXED_BYTES + HS_NONCE_BYTES)
-#define REPLY2_FIXED_BYTES (REPLY_FIXED_BYTES + HS_NONCE_BYTES + HS_PROOF_BYTES)
+#define HELLO4_FIXED_BYTES (HELLO_FIXED_BYTES + HS_NONCE_BYTES)
+#define REPLY4_FIXED_BYTES (REPLY_FIXED_BYTES + HS_NONCE_BYTES + HS_PROOF_BYTES)
 #define PROOF_FRAME_BYTES (4 + 1 + HS_PROOF_BYTES + 4)
-#define HS_BYTES_MAX (REPLY2_FIXED_BYTES + CORRAL_TRANSPORT_HTTP_ADDR_MAX + 4)
+/* The strings section, at most: u16 + HTTP address, u8 + name, u16 +
+ * cluster address. */
+#define HS_STRINGS_MAX                                                                             \
+    (2 + CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1 + CORRAL_TRANSPORT_CLUSTER_NAME_MAX + 2 +              \
+     CORRAL_TRANSPORT_CLUSTER_ADDR_MAX)
+#define HS_BYTES_MAX (REPLY4_FIXED_BYTES - 2 + HS_STRINGS_MAX + 4)
 _Static_assert(HS_BYTES_MAX < RBUF_BYTES, "a handshake fits the resting receive buffer");
 
 enum conn_state {
@@ -101,9 +108,12 @@ struct conn {
     uint8_t hs_buf[HS_BYTES_MAX];
     uv_write_t proof_req; /* outbound: the proof frame, after the hello */
     uint8_t proof_buf[PROOF_FRAME_BYTES];
-    uint8_t nonce[HS_NONCE_BYTES];                      /* ours, for this handshake */
-    uint8_t peer_nonce[HS_NONCE_BYTES];                 /* inbound: the hello's */
-    char peer_http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1]; /* inbound, in CONN_PROOF */
+    uint8_t nonce[HS_NONCE_BYTES];      /* ours, for this handshake */
+    uint8_t peer_nonce[HS_NONCE_BYTES]; /* inbound: the hello's */
+    /* Inbound, in CONN_PROOF: the hello's strings section, which the
+     * dialer's proof covers, and its length. */
+    uint8_t peer_strings[HS_STRINGS_MAX];
+    size_t peer_strings_len;
     uv_write_t wr_req;
     bool writing;
     struct chunk_list inflight; /* chunks owned by wr_req */
@@ -124,6 +134,7 @@ struct peer {
     uint32_t failures;               /* dial failures since the last handshake */
     uint64_t wrong_cluster_since_ms; /* the first of st.wrong_cluster_refusals */
     uint64_t wrong_token_since_ms;   /* the first of st.wrong_token_refusals */
+    bool removed;                    /* corral_transport_remove_peer: its timer is closing */
     struct chunk_list pending;
 };
 
@@ -141,16 +152,21 @@ struct corral_transport {
     struct corral_transport_callbacks cb;
     uint64_t cluster_id;
     uint64_t node_id;
-    struct corral_tokens tokens; /* n 0: the open, version 1 handshake */
+    struct corral_tokens tokens; /* n 0: the open, version 3 handshake */
     size_t queue_max_bytes;
-    char http_addr[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
-    uint16_t http_len;
+    /* Our strings section (transport.h), as sent in every hello and reply,
+     * and its parts as strings (for log lines and checks). */
+    uint8_t strings[HS_STRINGS_MAX];
+    size_t strings_len;
+    char cluster_name[CORRAL_TRANSPORT_CLUSTER_NAME_MAX + 1];
+    char cluster_addr[CORRAL_TRANSPORT_CLUSTER_ADDR_MAX + 1];
     uv_tcp_t listener;
     uv_timer_t sweep;
     uv_prepare_t flush;
     bool flush_armed;
     struct peer *peers[CORRAL_RAFT_NODES_MAX];
     uint32_t n_peers;
+    uint32_t peers_closing; /* removed, their timer not yet closed */
     struct conn *conns;
     uint32_t n_conns;
     uint64_t rng;
@@ -181,5 +197,8 @@ int transport_take_hello(struct conn *c, size_t *pos);
 int transport_take_reply(struct conn *c, size_t *pos);
 /* Inbound in CONN_PROOF: the dialer's proof frame. */
 int transport_take_proof(struct conn *c, size_t *pos);
+/* Fills t->strings from the HTTP address, t->cluster_name and
+ * t->cluster_addr (each valid: transport.c checked the config). */
+void transport_strings_build(struct corral_transport *t, const char *http_addr);
 
 #endif

@@ -119,42 +119,58 @@ static void kv(void)
     corral_state_free(st);
 }
 
-/* The layouts of transport.h, as transport_hs.c builds them. */
+/* The strings section of transport.h (HTTP address, cluster name, cluster
+ * address) at b; returns its length. */
+static size_t hs_strings(uint8_t *b, const char *http, const char *name, const char *addr)
+{
+    size_t hl = strlen(http), nl = strlen(name), al = strlen(addr);
+    corral_put_le16(b, (uint16_t)hl);
+    memcpy(b + 2, http, hl);
+    b[2 + hl] = (uint8_t)nl;
+    memcpy(b + 3 + hl, name, nl);
+    corral_put_le16(b + 3 + hl + nl, (uint16_t)al);
+    memcpy(b + 5 + hl + nl, addr, al);
+    return 5 + hl + nl + al;
+}
+
+/* The layouts of transport.h, as transport_hs.c builds them, for the
+ * harness's cluster (id and name "corral") and nodes (1 dials 2). */
 static void handshakes(void)
 {
     counter = 0;
-    const char *http = "127.0.0.1:8140";
-    size_t hl = strlen(http);
+    const char *http = "127.0.0.1:8140", *addr = "[::1]:7001", *addr2 = "127.0.0.1:7002";
     uint8_t b[HS_BYTES_MAX];
-    /* Hellos from node 1 to node 2 of the harness's cluster: accepted, and
-     * one from another cluster (refused). */
-    static const uint64_t clusters[] = {0xc0ffee00c0ffeeull, 0x1234};
-    for (size_t i = 0; i < 2; i++) {
+    /* Hellos from node 1 to node 2: accepted, one from another cluster id
+     * and one with another cluster name (refused). */
+    static const uint64_t clusters[] = {0xc0ffee00c0ffeeull, 0x1234, 0xc0ffee00c0ffeeull};
+    static const char *const names[] = {"corral", "corral", "blue"};
+    for (size_t i = 0; i < 3; i++) {
         memcpy(b, "CRLH", 4);
         b[4] = CORRAL_TRANSPORT_VERSION;
         corral_put_le64(b + 5, clusters[i]);
         corral_put_le64(b + 13, 1);
         corral_put_le64(b + 21, 2);
-        corral_put_le16(b + 29, (uint16_t)hl);
-        memcpy(b + HELLO_FIXED_BYTES, http, hl);
-        size_t n = HELLO_FIXED_BYTES + hl;
+        size_t n =
+            HELLO_FIXED_BYTES - 2 + hs_strings(b + HELLO_FIXED_BYTES - 2, http, names[i], addr);
         corral_put_le32(b + n, corral_crc32c(0, b, n));
         put_file("transport_hs", b, n + 4);
     }
-    /* Replies from node 2: OK, and a refusal (wrong node). */
-    for (uint8_t status = 0; status < 3; status += 2) {
+    /* Replies from node 2: OK, a refusal (wrong node), and one for another
+     * cluster name (status 6). */
+    static const uint8_t statuses[] = {0, 2, 6};
+    for (size_t i = 0; i < 3; i++) {
         memcpy(b, "CRLR", 4);
         b[4] = CORRAL_TRANSPORT_VERSION;
-        b[5] = status;
+        b[5] = statuses[i];
         corral_put_le64(b + 6, clusters[0]);
         corral_put_le64(b + 14, 2);
-        corral_put_le16(b + 22, (uint16_t)hl);
-        memcpy(b + REPLY_FIXED_BYTES, http, hl);
-        size_t n = REPLY_FIXED_BYTES + hl;
+        size_t n = REPLY_FIXED_BYTES - 2 +
+                   hs_strings(b + REPLY_FIXED_BYTES - 2, "127.0.0.1:8142",
+                              statuses[i] == 6 ? "green" : "corral", addr2);
         corral_put_le32(b + n, corral_crc32c(0, b, n));
         put_file("transport_hs", b, n + 4);
     }
-    /* Version 2 (a token): a hello with its nonce, followed by a proof
+    /* Version 4 (a token): a hello with its nonce, followed by a proof
      * frame (its proof zeros: the harness also sends the right one), and
      * an OK reply (the harness puts the acceptor's proof in). */
     memcpy(b, "CRLH", 4);
@@ -163,9 +179,8 @@ static void handshakes(void)
     corral_put_le64(b + 13, 1);
     corral_put_le64(b + 21, 2);
     memset(b + 29, 0x5a, HS_NONCE_BYTES);
-    corral_put_le16(b + HELLO2_FIXED_BYTES - 2, (uint16_t)hl);
-    memcpy(b + HELLO2_FIXED_BYTES, http, hl);
-    size_t n = HELLO2_FIXED_BYTES + hl;
+    size_t n =
+        HELLO4_FIXED_BYTES - 2 + hs_strings(b + HELLO4_FIXED_BYTES - 2, http, "corral", addr);
     corral_put_le32(b + n, corral_crc32c(0, b, n));
     n += 4;
     memcpy(b + n, "CRLP", 4);
@@ -178,9 +193,20 @@ static void handshakes(void)
     corral_put_le64(b + 6, clusters[0]);
     corral_put_le64(b + 14, 2);
     memset(b + 22, 0xa5, HS_NONCE_BYTES + HS_PROOF_BYTES);
-    corral_put_le16(b + REPLY2_FIXED_BYTES - 2, (uint16_t)hl);
-    memcpy(b + REPLY2_FIXED_BYTES, http, hl);
-    n = REPLY2_FIXED_BYTES + hl;
+    n = REPLY4_FIXED_BYTES - 2 +
+        hs_strings(b + REPLY4_FIXED_BYTES - 2, "127.0.0.1:8142", "corral", addr2);
+    corral_put_le32(b + n, corral_crc32c(0, b, n));
+    put_file("transport_hs", b, n + 4);
+    /* An older corral's version 1 hello (no cluster name nor address):
+     * refused for its version. */
+    memcpy(b, "CRLH", 4);
+    b[4] = 1;
+    corral_put_le64(b + 5, clusters[0]);
+    corral_put_le64(b + 13, 1);
+    corral_put_le64(b + 21, 2);
+    corral_put_le16(b + 29, (uint16_t)strlen(http));
+    memcpy(b + 31, http, strlen(http));
+    n = 31 + strlen(http);
     corral_put_le32(b + n, corral_crc32c(0, b, n));
     put_file("transport_hs", b, n + 4);
 }
