@@ -838,6 +838,7 @@ static int server_run(int argc, char **argv)
         fprintf(stderr, "Run 'corral server run --help' for the options.\n");
         return CORRAL_EXIT_USAGE;
     }
+    c.cluster_wildcard = wildcard_host(c.cluster_host);
     if (o.join[0] != '\0' && !c.no_bootstrap) {
         int jc = join_cluster(&o, &c);
         if (jc != CORRAL_EXIT_OK)

@@ -396,6 +396,12 @@ static void on_msg(void *ud, const struct corral_raft_msg *m)
                    corral_raft_msg_type_name(m->type), m->from, corral_strerror(rv));
 }
 
+static void on_peer_addr(void *ud, uint64_t id, const char *cluster_addr, const char *http)
+{
+    (void)http; /* on_peer_http has it */
+    node_roster_peer_addr(ud, id, cluster_addr);
+}
+
 static void on_peer_http(void *ud, uint64_t id, const char *http)
 {
     struct peer *p = find_peer(ud, id);
@@ -757,13 +763,19 @@ static int start_listeners(struct corral_node *n)
 {
     char err[256] = "";
     struct corral_transport_config tc = {.cluster_id = n->cfg.cluster_id,
+                                         .cluster_name = n->cfg.cluster_name,
+                                         .advertise_addr =
+                                             n->cfg.cluster_wildcard ? NULL : n->cluster_addr,
                                          .node_id = n->cfg.id,
                                          .listen_host = n->cfg.cluster_host,
                                          .listen_port = n->cfg.cluster_port,
                                          .http_addr = n->http_addr,
                                          .tokens = &n->cfg.tokens};
-    struct corral_transport_callbacks cb = {
-        .ud = n, .on_msg = on_msg, .on_peer_http = on_peer_http, .log = on_transport_log};
+    struct corral_transport_callbacks cb = {.ud = n,
+                                            .on_msg = on_msg,
+                                            .on_peer_http = on_peer_http,
+                                            .on_peer_addr = on_peer_addr,
+                                            .log = on_transport_log};
     int rv = corral_transport_start(&n->loop, &tc, &cb, &n->transport, err, sizeof(err));
     if (rv != 0) {
         corral_log(CORRAL_LOG_ERROR, "%s", err);

@@ -53,6 +53,9 @@ struct corral_node_config {
      * the rest. */
     bool no_bootstrap;
     uint32_t voters; /* the leader promotes learners up to this (core/roster.h) */
+    /* cluster_host is 0.0.0.0 or ::: the roster's address for this node
+     * is kept (peers dial that), not replaced by the wildcard. */
+    bool cluster_wildcard;
     const char *data_dir;
     char cluster_host[CORRAL_HOST_MAX];
     uint16_t cluster_port;

@@ -40,6 +40,7 @@ struct peer {
     char name[CORRAL_NODE_NAME_MAX + 1];
     char cluster_addr[ADDR_MAX];
     char http[CORRAL_TRANSPORT_HTTP_ADDR_MAX + 1];
+    char advertised[ADDR_MAX]; /* the cluster address its handshake announced */
 };
 
 struct corral_node {
@@ -83,6 +84,7 @@ struct corral_node {
     /* The roster (node_roster.c): the coords_index the peers were last
      * synced at, a roster write of the leader's in flight, its last step. */
     uint64_t roster_synced;
+    uint32_t roster_conf_size; /* voters + learners at that sync */
     bool roster_busy;
     uint64_t roster_tick_ms;
     uint64_t leave_deadline_ms; /* --leave-on-stop: leaving since a SIGTERM, until this */
@@ -117,6 +119,8 @@ bool node_roster_leave(struct corral_node *n, uint64_t now_ms);
 void node_roster_exit(const struct corral_node *n, struct corral_node_exit *out);
 /* node.c */
 void node_stop(struct corral_node *n, int exit_code);
+/* node_roster.c: a peer's handshake announced its cluster address. */
+void node_roster_peer_addr(struct corral_node *n, uint64_t id, const char *cluster_addr);
 /* node_roster.c: on every tick: the leader's roster step. */
 void node_roster_tick(struct corral_node *n, uint64_t now_ms);
 

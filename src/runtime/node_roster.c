@@ -78,12 +78,42 @@ static struct peer *peer_slot(struct corral_node *n, uint64_t id)
     return p;
 }
 
+/* Peers neither in the roster nor in the Raft configuration are gone
+ * (removed): no longer dialled. Before the roster has anyone (a cluster
+ * from before it) the configuration alone keeps them. */
+static void drop_gone(struct corral_node *n)
+{
+    struct corral_raft_status rs;
+    corral_raft_status(n->raft, &rs);
+    for (uint32_t i = 0; i < n->n_peers;) {
+        uint64_t id = n->peers[i].id;
+        bool keep = id == n->cfg.id || corral_raft_conf_is_voter(&rs.conf, id) ||
+                    corral_raft_conf_is_learner(&rs.conf, id) ||
+                    (id <= UINT32_MAX && corral_state_coord_by_id(n->st, (uint32_t)id) != NULL) ||
+                    corral_state_coord_count(n->st) == 0;
+        if (keep) {
+            i++;
+            continue;
+        }
+        corral_log(CORRAL_LOG_INFO, "coordinator %s (id %" PRIu64 ") left: no longer dialled",
+                   n->peers[i].name, id);
+        corral_transport_remove_peer(n->transport, id);
+        memmove(&n->peers[i], &n->peers[i + 1], (n->n_peers - i - 1) * sizeof(n->peers[0]));
+        n->n_peers--;
+    }
+}
+
 void node_roster_sync(struct corral_node *n)
 {
     uint64_t at = corral_state_coords_index(n->st);
-    if (at == n->roster_synced || n->transport == NULL)
+    struct corral_raft_status rs;
+    corral_raft_status(n->raft, &rs);
+    uint32_t members = rs.conf.n_voters + rs.conf.n_learners;
+    if ((at == n->roster_synced && members == n->roster_conf_size) || n->transport == NULL)
         return;
     n->roster_synced = at;
+    n->roster_conf_size = members;
+    drop_gone(n);
     for (uint32_t i = 0; i < corral_state_coord_count(n->st); i++) {
         const struct corral_state_coord *k = corral_state_coord_at(n->st, i);
         struct peer *p = peer_slot(n, k->id);
@@ -104,7 +134,7 @@ void node_roster_sync(struct corral_node *n)
         }
         bool moved = p->cluster_addr[0] != '\0';
         memcpy(p->cluster_addr, k->cluster_addr, strlen(k->cluster_addr) + 1);
-        int rv = corral_transport_add_peer(n->transport, k->id, host, port); /* TODO set_peer */
+        int rv = corral_transport_set_peer(n->transport, k->id, host, port);
         corral_log(CORRAL_LOG_INFO, "coordinator %s (id %" PRIu32 ") %s %s%s%s", k->name, k->id,
                    moved ? "moved to" : "is at", k->cluster_addr, rv != 0 ? ": " : "",
                    rv != 0 ? corral_strerror(rv) : "");
@@ -148,22 +178,58 @@ static void adopt(struct corral_node *n, uint64_t id)
     roster_put(n, id, p->name, p->cluster_addr, id == n->cfg.id ? n->http_addr : p->http);
 }
 
-/* The leader keeps each coordinator's HTTP address in the roster as its
- * handshake announced it (for redirects on every node). */
-static bool refresh_http(struct corral_node *n)
+/* The leader keeps each coordinator's addresses in the roster as its
+ * handshake announced them (a coordinator restarted elsewhere with its
+ * data dir; HTTP addresses for redirects on every node). */
+static bool refresh_addrs(struct corral_node *n)
 {
     for (uint32_t i = 0; i < corral_state_coord_count(n->st); i++) {
         const struct corral_state_coord *k = corral_state_coord_at(n->st, i);
         const char *http = k->id == n->cfg.id ? n->http_addr : NULL;
+        const char *addr = k->id == n->cfg.id ? n->cluster_addr : NULL;
         for (uint32_t j = 0; j < n->n_peers && http == NULL; j++)
-            if (n->peers[j].id == k->id && n->peers[j].http[0] != '\0')
+            if (n->peers[j].id == k->id && n->peers[j].http[0] != '\0') {
                 http = n->peers[j].http;
-        if (http != NULL && strcmp(http, k->http_addr) != 0) {
-            roster_put(n, k->id, k->name, k->cluster_addr, http);
+                addr = n->peers[j].advertised[0] != '\0' ? n->peers[j].advertised : NULL;
+            }
+        if (addr == NULL || (k->id == n->cfg.id && n->cfg.cluster_wildcard))
+            addr = k->cluster_addr;
+        if (http != NULL &&
+            (strcmp(http, k->http_addr) != 0 || strcmp(addr, k->cluster_addr) != 0)) {
+            if (strcmp(addr, k->cluster_addr) != 0)
+                corral_log(CORRAL_LOG_INFO,
+                           "roster: coordinator %s (id %" PRIu32 ") now at %s (was %s)", k->name,
+                           k->id, addr, k->cluster_addr);
+            roster_put(n, k->id, k->name, addr, http);
             return true;
         }
     }
     return false;
+}
+
+void node_roster_peer_addr(struct corral_node *n, uint64_t id, const char *cluster_addr)
+{
+    struct peer *p = NULL;
+    for (uint32_t i = 0; i < n->n_peers; i++)
+        if (n->peers[i].id == id)
+            p = &n->peers[i];
+    /* A wildcard says nothing about where to dial (--cluster-addr 0.0.0.0). */
+    if (p == NULL || strlen(cluster_addr) >= sizeof(p->advertised) ||
+        strncmp(cluster_addr, "0.0.0.0:", 8) == 0 || strncmp(cluster_addr, "[::]:", 5) == 0)
+        return;
+    memcpy(p->advertised, cluster_addr, strlen(cluster_addr) + 1);
+    /* A peer that dialled us from a new address: dial it there too (the
+     * handshake proved the cluster, and the token when there is one). */
+    char host[CORRAL_HOST_MAX];
+    uint16_t port;
+    if (strcmp(p->cluster_addr, cluster_addr) != 0 &&
+        split_addr(cluster_addr, host, sizeof(host), &port) &&
+        strlen(cluster_addr) < sizeof(p->cluster_addr)) {
+        corral_log(CORRAL_LOG_INFO, "coordinator %s (id %" PRIu64 ") announces %s (was %s)",
+                   p->name, id, cluster_addr, p->cluster_addr);
+        memcpy(p->cluster_addr, cluster_addr, strlen(cluster_addr) + 1);
+        corral_transport_set_peer(n->transport, id, host, port);
+    }
 }
 
 static bool in_roster(const struct corral_node *n)
@@ -235,7 +301,7 @@ void node_roster_tick(struct corral_node *n, uint64_t now_ms)
     int rv = 0;
     switch (s.op) {
     case CORRAL_ROSTER_NONE:
-        refresh_http(n);
+        refresh_addrs(n);
         return;
     case CORRAL_ROSTER_ADOPT:
         adopt(n, s.node);

@@ -315,3 +315,47 @@ def test_leave_on_stop(tmp_path):
         assert "d" in roles(other), roles(other)
     finally:
         g.stop_all()
+
+
+def test_restart_elsewhere(tmp_path):
+    """A coordinator stopped and started again with its data dir on other
+    ports (no --join, no --peers): the leader learns the new addresses
+    from its handshake and puts them in the roster; no new id, no
+    duplicate; it catches up on what it missed."""
+    g = Group(tmp_path)
+    try:
+        a = g.add("a").start()
+        wait_roles(g, {"a": "voter"})
+        g.add("b", join=[a]).start()
+        g.add("c", join=[a]).start()
+        wait_roles(g, {"a": "voter", "b": "voter", "c": "voter"})
+        c = g.coords["c"]
+        assert c.terminate() == 0
+        lead = leader_of(g)
+        for i in range(20):
+            r = lead.put(f"missed/{i}", "x", timeout=3.0)
+            assert r is not None and r.status == 200, r
+        moved = Coord(g, "c", *free_ports(2), tmp_path)
+        moved.data_dir = c.data_dir
+        g.coords["c"] = moved
+        moved.start()
+
+        def moved_in_roster():
+            d = roster(lead)
+            k = [x for x in d["coordinators"] if x["name"] == "c"] if d else []
+            return (len(k) == 1 and k[0]["cluster_addr"] == moved.cluster_addr
+                    and k[0]["http_addr"] == moved.http_addr and k[0]["id"] == 3
+                    and k[0]["role"] == "voter")
+        wait_until("c's new addresses in the roster", moved_in_roster, 20.0)
+        assert len(roster(lead)["coordinators"]) == 3
+        wait_until("c caught up", lambda: (list_all(moved, "missed/") or {}).keys()
+                   == {f"missed/{i}" for i in range(20)}, 20.0)
+        # And it still takes part: the two others alone can lose one.
+        b = g.coords["b"]
+        if leader_of(g) is b:
+            a, b = b, a
+        b.kill()
+        r = leader_of(g).put("after/move", "ok", timeout=5.0)
+        assert r is not None and r.status == 200, r
+    finally:
+        g.stop_all()
