@@ -332,8 +332,11 @@ static void check_refused(struct corral_node *n)
     size_t len = 0;
     for (uint32_t i = 0; i < ns && len < sizeof(list); i++) {
         struct peer *p = find_peer(n, st[i].id);
-        char why[64];
-        if (cluster)
+        char why[128];
+        if (cluster && st[i].their_cluster_name[0] != '\0' &&
+            strcmp(st[i].their_cluster_name, n->cfg.cluster_name) != 0)
+            snprintf(why, sizeof(why), "cluster '%s'", st[i].their_cluster_name);
+        else if (cluster)
             snprintf(why, sizeof(why), "cluster id %016" PRIx64, st[i].their_cluster_id);
         else
             snprintf(why, sizeof(why), "%s", st[i].wrong_token_why);
@@ -343,11 +346,11 @@ static void check_refused(struct corral_node *n)
     }
     if (cluster)
         corral_log(CORRAL_LOG_ERROR,
-                   "every peer refuses this node because its cluster id differs (ours %016" PRIx64
-                   "), for %u s now: %s. The cluster id comes from --peers: this node was started "
-                   "with another --peers list than they were, or they use another data dir "
-                   "(another cluster); stopping",
-                   n->cfg.cluster_id, REFUSED_EXIT_MS / 1000, list);
+                   "every peer refuses this node because it is of another cluster (ours: '%s', id "
+                   "%016" PRIx64 "), for %u s now: %s. The cluster id comes from --cluster-name "
+                   "and --peers: this node was started with another name or --peers list than "
+                   "they were, or they use another data dir (another cluster); stopping",
+                   n->cfg.cluster_name, n->cfg.cluster_id, REFUSED_EXIT_MS / 1000, list);
     else
         corral_log(CORRAL_LOG_ERROR,
                    "every peer refuses this node because no cluster token of ours matches theirs "
