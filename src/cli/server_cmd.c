@@ -72,7 +72,8 @@ static int parse_flags(struct server_opts *o, int argc, char **argv)
         }
         const struct opt_def *d = server_opt_find(name);
         if (d != NULL && eq == NULL &&
-            (strcmp(name, "auth-reads") == 0 || strcmp(name, "leave-on-stop") == 0)) { /* flags */
+            (strcmp(name, "auth-reads") == 0 || strcmp(name, "leave-on-stop") == 0 ||
+             strcmp(name, "force-new-cluster") == 0)) { /* flags */
             if (!server_opt_set(o, d, "true"))
                 return 2;
             continue;
@@ -495,8 +496,15 @@ static bool parse_bool(struct server_opts *o, const char *flag, const char *v, b
 static bool parse_auth(struct server_opts *o, struct corral_node_config *c)
 {
     if (!parse_bool(o, "auth-reads", o->auth_reads, &c->auth_reads) ||
-        !parse_bool(o, "leave-on-stop", o->leave_on_stop, &c->leave_on_stop))
+        !parse_bool(o, "leave-on-stop", o->leave_on_stop, &c->leave_on_stop) ||
+        !parse_bool(o, "force-new-cluster", o->force_new_cluster, &c->force_new_cluster))
         return false;
+    if (c->force_new_cluster && (o->join[0] != '\0' || !c->no_bootstrap)) {
+        snprintf(o->err, sizeof(o->err),
+                 "--force-new-cluster needs a data dir that names its coordinator and no "
+                 "--peers or --join (it recovers what that dir holds)");
+        return false;
+    }
     if (o->token_file[0] == '\0') {
         if (c->auth_reads) {
             snprintf(o->err, sizeof(o->err), "--auth-reads needs --token-file");

@@ -37,6 +37,9 @@ const struct opt_def server_opt_defs[] = {
     OPT(leave_on_stop, "leave-on-stop",
         "SIGTERM takes this coordinator out of the cluster before it stops (a flag; in the "
         "config file: leave-on-stop = true)"),
+    OPT(force_new_cluster, "force-new-cluster",
+        "recovery when a quorum is lost for good: this node, with its data dir, becomes the only "
+        "voter; the others leave the roster (a flag; once, then restart without it)"),
     OPT(voters, "voters",
         "how many coordinators vote; the leader promotes caught-up learners up to this: 1, 3, 5 "
         "or 7 (default 3)"),

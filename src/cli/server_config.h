@@ -32,7 +32,8 @@ struct server_opts {
     char leader_degraded_ms[32];
     char tls_cert[TEXT_MAX], tls_key[TEXT_MAX], tls_ca[TEXT_MAX];
     char token_file[TEXT_MAX], auth_reads[16];
-    char name[80], cluster_name[80], join[TEXT_MAX], voters[16], leave_on_stop[16];
+    char name[80], cluster_name[80], join[TEXT_MAX], voters[16], leave_on_stop[16],
+        force_new_cluster[16];
     bool token_loose; /* the token file is readable by group or other */
     char err[512];
 };
@@ -45,7 +46,7 @@ struct opt_def {
 };
 
 /* Every option, flag and config key alike. */
-#define SERVER_N_OPTS 28
+#define SERVER_N_OPTS 29
 extern const struct opt_def server_opt_defs[SERVER_N_OPTS];
 
 /* The option named name (without "--"), or NULL. */

@@ -730,6 +730,13 @@ static int start_core(struct corral_node *n, struct corral_storage_state *st)
             return rv;
         }
     }
+    if (n->cfg.force_new_cluster) {
+        int rv = node_roster_force(n, st);
+        if (rv != 0) {
+            corral_log(CORRAL_LOG_ERROR, "--force-new-cluster failed: %s", corral_strerror(rv));
+            return rv;
+        }
+    }
     struct corral_raft_config rc;
     corral_raft_config_default(&rc, n->cfg.id);
     rc.election_timeout_ms = n->cfg.election_timeout_ms;

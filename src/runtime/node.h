@@ -89,6 +89,9 @@ struct corral_node_config {
      * exit->leave_needed, which the caller does over HTTP to the peers in
      * exit->peers_http. */
     bool leave_on_stop;
+    /* --force-new-cluster (docs/operations.md): the quorum is lost for
+     * good; this node, with its data, becomes a cluster of one. */
+    bool force_new_cluster;
     struct corral_node_exit *exit; /* filled at the end of the run; may be NULL */
     /* The leader's own health (core/leader_health.h): the limits and
      * degraded_ms come from the flags; the node sets contact_ms to the

@@ -119,6 +119,11 @@ bool node_roster_leave(struct corral_node *n, uint64_t now_ms);
 void node_roster_exit(const struct corral_node *n, struct corral_node_exit *out);
 /* node.c */
 void node_stop(struct corral_node *n, int exit_code);
+/* node_roster.c: --force-new-cluster, after the snapshot loaded into
+ * n->st and before Raft starts: the log applied, every other coordinator
+ * out of the roster, and a snapshot with this node as the only voter
+ * written durably; st then describes it. */
+int node_roster_force(struct corral_node *n, struct corral_storage_state *st);
 /* node_roster.c: a peer's handshake announced its cluster address. */
 void node_roster_peer_addr(struct corral_node *n, uint64_t id, const char *cluster_addr);
 /* node_roster.c: on every tick: the leader's roster step. */

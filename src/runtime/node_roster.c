@@ -11,6 +11,7 @@
 #include "corral.h"
 #include "runtime/log.h"
 #include "runtime/node_impl.h"
+#include "util/mem.h"
 
 /* "host:port" or "[v6]:port" into host and port; false when it is not. */
 static bool split_addr(const char *addr, char *host, size_t cap, uint16_t *port)
@@ -326,4 +327,80 @@ void node_roster_tick(struct corral_node *n, uint64_t now_ms)
     corral_log(rv == 0 ? CORRAL_LOG_INFO : CORRAL_LOG_DEBUG,
                "roster: %s coordinator %s (id %" PRIu64 ")%s%s", corral_roster_op_name(s.op), name,
                s.node, rv ? ": " : "", rv ? corral_strerror(rv) : "");
+}
+
+/* Applies e to the state as the driver would: commands to the state
+ * machine, configuration and no-op entries as skips. */
+static int force_apply(struct corral_node *n, const struct corral_raft_entry *e)
+{
+    if (e->index <= corral_state_applied(n->st))
+        return 0;
+    if (e->type == CORRAL_RAFT_ENTRY_NORMAL)
+        return corral_state_apply(n->st, e->index, e->data, NULL);
+    return corral_state_skip(n->st, e->index);
+}
+
+int node_roster_force(struct corral_node *n, struct corral_storage_state *st)
+{
+    if (st->snap.index == 0 && st->n_entries == 0) {
+        corral_log(CORRAL_LOG_ERROR, "--force-new-cluster: data dir %s holds nothing to recover",
+                   n->cfg.data_dir);
+        return CORRAL_EINVAL;
+    }
+    /* Every entry this node holds, committed or not as far as it knows:
+     * with the others gone, its log is the best record there is. */
+    uint64_t term = st->snap.term;
+    for (uint32_t i = 0; i < st->n_entries; i++) {
+        int rv = force_apply(n, &st->entries[i]);
+        if (rv != 0)
+            return rv;
+        term = st->entries[i].term;
+    }
+    uint64_t from = corral_state_applied(n->st);
+    char gone[CORRAL_STATE_COORDS_MAX * (CORRAL_STATE_NAME_BYTES_MAX + 2) + 1] = "";
+    size_t len = 0;
+    for (uint32_t i = corral_state_coord_count(n->st); i-- > 0;) {
+        const struct corral_state_coord *k = corral_state_coord_at(n->st, i);
+        if (k->id == n->cfg.id)
+            continue;
+        len += (size_t)snprintf(gone + len, sizeof(gone) - len, "%s%s", len ? ", " : "", k->name);
+        struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_DELETE, .id = k->id};
+        struct corral_rbuf *b = corral_state_cmd_encode(&c);
+        int rv = b != NULL ? corral_state_apply(n->st, corral_state_applied(n->st) + 1, b, NULL)
+                           : CORRAL_ENOMEM;
+        corral_rbuf_unref(b);
+        if (rv != 0)
+            return rv;
+    }
+    struct corral_rbuf *data = corral_state_snapshot(n->st);
+    if (data == NULL)
+        return CORRAL_ENOMEM;
+    struct corral_raft_snapshot_meta meta = {.index = corral_state_applied(n->st), .term = term};
+    meta.conf.voters[meta.conf.n_voters++] = n->cfg.id;
+    struct corral_raft_hard_state hs = {.term = st->hs.term > term ? st->hs.term : term,
+                                        .commit = meta.index};
+    int rv = corral_storage_save_snapshot(n->storage, &meta, data);
+    if (rv == 0)
+        rv = corral_storage_set_hard_state(n->storage, &hs);
+    if (rv == 0)
+        rv = corral_storage_sync(n->storage);
+    if (rv != 0) {
+        corral_rbuf_unref(data);
+        return rv;
+    }
+    for (uint32_t i = 0; i < st->n_entries; i++)
+        corral_rbuf_unref(st->entries[i].data);
+    corral_free(st->entries);
+    st->entries = NULL;
+    st->n_entries = 0;
+    corral_rbuf_unref(st->snap_data);
+    st->snap_data = data;
+    st->snap = meta;
+    st->hs = hs;
+    corral_log(CORRAL_LOG_WARN,
+               "--force-new-cluster: this node (%s) is now the only voter, with the data of its "
+               "log up to index %" PRIu64 " (term %" PRIu64 "); coordinators taken out: %s. Do "
+               "not start them again with their data dirs: wipe them and --join them anew",
+               n->cfg.name, from, term, gone[0] ? gone : "none");
+    return 0;
 }

@@ -359,3 +359,61 @@ def test_restart_elsewhere(tmp_path):
         assert r is not None and r.status == 200, r
     finally:
         g.stop_all()
+
+
+def test_force_new_cluster(tmp_path):
+    """Quorum lost for good: 2 of 3 coordinators destroyed. The survivor,
+    stopped and started once with --force-new-cluster, is a cluster of
+    one with every acknowledged write, and grows again by --join. The
+    flag is refused with --peers, with --join, and on an empty data dir."""
+    g = Group(tmp_path)
+    try:
+        a = g.add("a").start()
+        wait_roles(g, {"a": "voter"})
+        g.add("b", join=[a]).start()
+        g.add("c", join=[a]).start()
+        wait_roles(g, {"a": "voter", "b": "voter", "c": "voter"})
+        lead = leader_of(g)
+        for i in range(30):
+            r = lead.put(f"keep/{i}", f"v{i}", timeout=3.0)
+            assert r is not None and r.status == 200, r
+        survivor = next(c for c in g.coords.values() if c is not lead)
+        # Wait until the survivor has them (a follower may lag by a beat).
+        wait_until("survivor has every write",
+                   lambda: len(list_all(survivor, "keep/") or {}) == 30, 10.0)
+        for c in list(g.coords.values()):
+            c.kill()
+        for name in list(g.coords):
+            if name != survivor.name:
+                del g.coords[name]
+        survivor.join = None  # it restarts from its data dir
+        survivor.extra = ["--force-new-cluster"]
+        survivor.start()
+        wait_roles(g, {survivor.name: "voter"})
+        assert "is now the only voter" in survivor.output(), survivor.output()
+        got = list_all(survivor, "keep/")
+        assert got == {f"keep/{i}": f"v{i}" for i in range(30)}, got
+        r = survivor.put("after/force", "ok", timeout=3.0)
+        assert r is not None and r.status == 200, r
+        # Once is enough: restarted without the flag, it stays a cluster of one.
+        survivor.terminate()
+        survivor.extra = []
+        survivor.start()
+        wait_roles(g, {survivor.name: "voter"})
+        g.add("d", join=[survivor]).start()
+        wait_roles(g, {survivor.name: "voter", "d": "voter"})
+        # Refusals (exit 2, a message, nothing started).
+        for what in ("--peers", "--join"):
+            bad = Coord(g, survivor.name, *free_ports(2), tmp_path)
+            arg = f"{survivor.name}={bad.cluster_addr}" if what == "--peers" else "127.0.0.1:1"
+            bad.extra = ["--force-new-cluster", what, arg]
+            bad.data_dir = survivor.data_dir
+            bad.start()
+            assert bad.wait_exit(timeout=10) == 2, what
+            assert "--force-new-cluster needs" in bad.output(), bad.output()
+        empty = Coord(g, "z", *free_ports(2), tmp_path, extra=["--force-new-cluster"])
+        empty.start()
+        assert empty.wait_exit(timeout=10) == 2
+        assert not os.path.exists(empty.data_dir)
+    finally:
+        g.stop_all()
