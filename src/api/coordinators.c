@@ -132,9 +132,11 @@ static const char *body_str(struct corral_http_request *req, json_t *body, const
 }
 
 /* The id a new coordinator gets: never one the roster gave out, nor one
- * the configuration holds (a cluster from before the roster). */
+ * the configuration holds (a cluster from before the roster), nor one a
+ * join still in flight took. */
 static uint32_t next_id(struct corral_node *n)
 {
+    struct api_ctx *x = api_ctx(n);
     struct corral_raft_status rs;
     corral_node_raft_status(n, &rs);
     uint64_t id = corral_state_next_coord_id(corral_node_state(n));
@@ -142,7 +144,11 @@ static uint32_t next_id(struct corral_node *n)
         id = rs.conf.voters[i] >= id ? rs.conf.voters[i] + 1 : id;
     for (uint32_t i = 0; i < rs.conf.n_learners; i++)
         id = rs.conf.learners[i] >= id ? rs.conf.learners[i] + 1 : id;
-    return id < UINT32_MAX ? (uint32_t)id : UINT32_MAX;
+    id = id > x->join_id_floor ? id : x->join_id_floor;
+    if (id >= UINT32_MAX)
+        return UINT32_MAX;
+    x->join_id_floor = (uint32_t)id + 1;
+    return (uint32_t)id;
 }
 
 static void join(struct corral_node *n, struct corral_http_request *req)

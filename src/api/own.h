@@ -70,6 +70,9 @@ struct api_ctx {
     uint32_t ev_cap, ev_head, ev_count;
     uint64_t ev_last_index; /* index of the newest event, 0 when none */
     json_t *loads;          /* member name -> its last heartbeat's load (leader) */
+    /* Joins in flight each took an id above this one's (coordinators.c):
+     * two joins proposed in one batch must not both take next_coord_id. */
+    uint32_t join_id_floor;
 };
 
 struct api_ctx *api_ctx(struct corral_node *n);

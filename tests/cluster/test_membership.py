@@ -330,6 +330,7 @@ def test_restart_elsewhere(tmp_path):
         g.add("c", join=[a]).start()
         wait_roles(g, {"a": "voter", "b": "voter", "c": "voter"})
         c = g.coords["c"]
+        c_id = next(k["id"] for k in roster(c)["coordinators"] if k["name"] == "c")
         assert c.terminate() == 0
         lead = leader_of(g)
         for i in range(20):
@@ -344,7 +345,7 @@ def test_restart_elsewhere(tmp_path):
             d = roster(lead)
             k = [x for x in d["coordinators"] if x["name"] == "c"] if d else []
             return (len(k) == 1 and k[0]["cluster_addr"] == moved.cluster_addr
-                    and k[0]["http_addr"] == moved.http_addr and k[0]["id"] == 3
+                    and k[0]["http_addr"] == moved.http_addr and k[0]["id"] == c_id
                     and k[0]["role"] == "voter")
         wait_until("c's new addresses in the roster", moved_in_roster, 20.0)
         assert len(roster(lead)["coordinators"]) == 3
