@@ -418,3 +418,32 @@ def test_force_new_cluster(tmp_path):
         assert not os.path.exists(empty.data_dir)
     finally:
         g.stop_all()
+
+
+def test_bad_membership_flags(tmp_path):
+    """Bad membership flags exit 2 with a message and write nothing."""
+    import subprocess
+    d = str(tmp_path / "d")
+    cases = [
+        (["--name", "Bad_Name!"], "--name"),
+        (["--name", "x" * 65], "--name"),
+        (["--cluster-name", "a b"], "--cluster-name"),
+        (["--voters", "4"], "--voters: '4' is not 1, 3, 5 or 7"),
+        (["--voters", "0"], "--voters"),
+        (["--join", "127.0.0.1:1", "--peers", "127.0.0.1:2"], "--join and --peers"),
+        (["--peers", "a=127.0.0.1:2,127.0.0.1:3"], "every entry as NAME=HOST:PORT or none"),
+        (["--peers", "a=127.0.0.1:2,a=127.0.0.1:3"], "the name 'a' appears twice"),
+        (["--peers", "A=127.0.0.1:2"], "the name before '='"),
+        (["--peers", "a=127.0.0.1:2,b=127.0.0.1:3", "--name", "c"],
+         "--name c is not one of the names in --peers"),
+        (["--peers", "127.0.0.1:2,127.0.0.1:3", "--id", "1", "--name", "zz"],
+         "the names are node1..node2"),
+        (["--leave-on-stop=maybe"], "--leave-on-stop: 'maybe' is not true or false"),
+    ]
+    for args, want in cases:
+        p = subprocess.run([CORRAL_BIN, "server", "run", "--data-dir", d, *args],
+                           capture_output=True, stdin=subprocess.DEVNULL, timeout=20)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        assert p.returncode == 2, (args, out)
+        assert want in out, (args, out)
+        assert not os.path.exists(d), args
