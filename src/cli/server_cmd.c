@@ -325,6 +325,28 @@ static void default_name(char *out, size_t cap)
  * and a different name or list a different one. A node that joins or
  * restarts takes its cluster's id instead (from the leader, from its
  * data dir). */
+static uint64_t fnv1a(const char *text)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const char *p = text; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    return h;
+}
+
+/* The id a cluster from before named coordinators has (meta version 1):
+ * the hash of the ids and addresses of --peers alone. */
+static uint64_t legacy_cluster_id(const struct corral_node_config *c)
+{
+    char text[TEXT_MAX + 1024] = "corral/1\n";
+    size_t len = strlen(text);
+    for (uint32_t k = 0; k < c->n_peers && len < sizeof(text); k++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%" PRIu64 "=%s:%u\n",
+                                c->peers[k].id, c->peers[k].host, c->peers[k].port);
+    if (c->n_peers == 0 && len < sizeof(text))
+        snprintf(text + len, sizeof(text) - len, "single\n");
+    return fnv1a(text);
+}
+
 static uint64_t cluster_id(const struct corral_node_config *c)
 {
     char text[TEXT_MAX + 1024];
@@ -335,10 +357,7 @@ static uint64_t cluster_id(const struct corral_node_config *c)
                              c->peers[k].id, c->peers[k].name, c->peers[k].host, c->peers[k].port);
     if (c->n_peers == 0 && len < sizeof(text))
         snprintf(text + len, sizeof(text) - len, "single %s\n", c->name);
-    uint64_t h = 14695981039346656037ull;
-    for (const char *p = text; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    return h;
+    return fnv1a(text);
 }
 
 static bool parse_numbers(struct server_opts *o, struct corral_node_config *c)
@@ -564,7 +583,7 @@ static bool parse_names(struct server_opts *o, struct corral_node_config *c)
  * another cluster's or another node's dir). Returns 1 when the data dir
  * decided, 0 when the flags do (a new dir, --peers, or a version-1 meta
  * file, which gets the names), -1 on an error (in o->err). */
-static int from_data_dir(struct server_opts *o, struct corral_node_config *c)
+static int from_data_dir(struct server_opts *o, struct corral_node_config *c, bool *legacy)
 {
     struct corral_storage_ident have;
     char err[400];
@@ -575,7 +594,11 @@ static int from_data_dir(struct server_opts *o, struct corral_node_config *c)
         snprintf(o->err, sizeof(o->err), "data dir %.200s: %.300s", c->data_dir, err);
         return -1;
     }
-    if (have.name[0] == '\0' || o->peers[0] != '\0')
+    if (have.name[0] == '\0') {
+        *legacy = true;
+        return 0;
+    }
+    if (o->peers[0] != '\0')
         return 0;
     if (o->name[0] != '\0' && strcmp(o->name, have.name) != 0) {
         snprintf(o->err, sizeof(o->err),
@@ -629,7 +652,8 @@ static bool build_config(struct server_opts *o, struct corral_node_config *c, in
     bool named = false;
     if (!parse_numbers(o, c) || !parse_names(o, c) || !parse_peers(o, c, &named))
         return false;
-    int known = from_data_dir(o, c);
+    bool legacy = false;
+    int known = from_data_dir(o, c, &legacy);
     if (known < 0 || (known == 0 && !resolve_id(o, c, o->cluster_addr[0], named)))
         return false;
     if (strcmp(c->http_host, c->cluster_host) == 0 && c->http_port == c->cluster_port) {
@@ -639,7 +663,7 @@ static bool build_config(struct server_opts *o, struct corral_node_config *c, in
     if (!load_tls(o, &c->tls))
         return false;
     if (!c->no_bootstrap)
-        c->cluster_id = cluster_id(c);
+        c->cluster_id = legacy ? legacy_cluster_id(c) : cluster_id(c);
     return parse_auth(o, c);
 }
 
