@@ -169,13 +169,7 @@ static void join(struct corral_node *n, struct corral_http_request *req)
     }
     const struct corral_node_config *cfg = corral_node_config(n);
     char msg[700];
-    struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_PUT};
-    c.name = name;
-    c.name_len = (uint16_t)strnlen(name, 0xffff);
-    c.addr = caddr;
-    c.addr_len = (uint16_t)strnlen(caddr, 0xffff);
-    c.http_addr = haddr;
-    c.http_addr_len = (uint16_t)strnlen(haddr, 0xffff);
+    struct corral_state_cmd c = corral_state_coord_put(0, name, caddr, haddr);
     const struct corral_state_coord *k =
         corral_state_coord_by_name(corral_node_state(n), name, c.name_len);
     struct corral_raft_status rs;

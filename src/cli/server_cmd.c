@@ -16,6 +16,7 @@
 #include "cli/client.h"
 #include "cli/server_config.h"
 #include "runtime/log.h"
+#include "core/state.h"
 #include "runtime/node.h"
 #include "runtime/storage.h"
 #include "util/parse.h"
@@ -139,14 +140,7 @@ static bool parse_addr(const char *s, uint16_t def_port, char *host, size_t cap,
 
 static bool name_ok(const char *s)
 {
-    size_t n = strlen(s);
-    if (n < 1 || n > CORRAL_NODE_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
-              s[i] == '_' || s[i] == '-'))
-            return false;
-    return true;
+    return corral_state_name_valid(s, (uint32_t)strnlen(s, CORRAL_NODE_NAME_MAX + 1));
 }
 
 /* One --peers entry: "NAME=HOST:PORT" or "HOST:PORT" (named node<k>). */

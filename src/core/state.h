@@ -312,6 +312,10 @@ struct corral_state_cmd {
     struct corral_kv_cmd kv;                /* KV */
 };
 
+/* A COORD_PUT of the NUL-terminated strings given (borrowed). */
+struct corral_state_cmd corral_state_coord_put(uint32_t id, const char *name,
+                                               const char *cluster_addr, const char *http_addr);
+
 /* A new rbuf with one reference, or NULL when out of memory or when c is
  * one the decoder would refuse (a bad type, a length over its limit, a
  * name outside [a-z0-9._-]{1,64}). */

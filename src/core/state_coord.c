@@ -81,6 +81,19 @@ int state_apply_coord_delete(struct corral_state *st, uint64_t index,
     return 0;
 }
 
+struct corral_state_cmd corral_state_coord_put(uint32_t id, const char *name,
+                                               const char *cluster_addr, const char *http_addr)
+{
+    struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_PUT, .id = id};
+    c.name = name;
+    c.name_len = (uint16_t)strnlen(name, UINT16_MAX);
+    c.addr = cluster_addr;
+    c.addr_len = (uint16_t)strnlen(cluster_addr, UINT16_MAX);
+    c.http_addr = http_addr;
+    c.http_addr_len = (uint16_t)strnlen(http_addr, UINT16_MAX);
+    return c;
+}
+
 uint32_t corral_state_coord_count(const struct corral_state *st)
 {
     return st->n_coords;

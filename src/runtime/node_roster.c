@@ -48,14 +48,10 @@ int node_roster_bootstrap(struct corral_node *n, struct corral_raft_entry *out, 
     *n_out = 0;
     for (uint32_t i = 0; i < n->n_peers && *n_out < cap; i++) {
         const struct peer *p = &n->peers[i];
-        struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_PUT, .id = (uint32_t)p->id};
-        c.name = p->name;
-        c.name_len = (uint16_t)strlen(p->name);
-        c.addr = p->cluster_addr;
-        c.addr_len = (uint16_t)strlen(p->cluster_addr);
         /* Only our own HTTP address is known; the leader learns the others'
          * from their handshakes. Every node writes the same bytes. */
-        c.http_addr = "";
+        struct corral_state_cmd c =
+            corral_state_coord_put((uint32_t)p->id, p->name, p->cluster_addr, "");
         struct corral_rbuf *b = corral_state_cmd_encode(&c);
         if (b == NULL)
             return CORRAL_EINVAL;
@@ -154,13 +150,7 @@ static void roster_done(void *ctx, int err, const struct corral_state_result *re
 static void roster_put(struct corral_node *n, uint64_t id, const char *name, const char *cluster,
                        const char *http)
 {
-    struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_PUT, .id = (uint32_t)id};
-    c.name = name;
-    c.name_len = (uint16_t)strlen(name);
-    c.addr = cluster;
-    c.addr_len = (uint16_t)strlen(cluster);
-    c.http_addr = http;
-    c.http_addr_len = (uint16_t)strlen(http);
+    struct corral_state_cmd c = corral_state_coord_put((uint32_t)id, name, cluster, http);
     if (corral_node_propose(n, &c, roster_done, n) == 0)
         n->roster_busy = true;
 }

@@ -18,6 +18,7 @@
 
 #include "corral.h"
 #include "core/codec.h"
+#include "core/state.h"
 #include "runtime/storage_impl.h"
 #include "util/bytes.h"
 #include "util/crc32c.h"
@@ -156,21 +157,11 @@ static int write_meta(struct loader *ld, const struct corral_storage_ident *id)
     return 0;
 }
 
-static bool meta_name_valid(const uint8_t *s, size_t len)
-{
-    if (len > CORRAL_STORAGE_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
-              s[i] == '_' || s[i] == '-'))
-            return false;
-    return true;
-}
-
 /* One u8-length name at m[*at] into dst. */
 static bool meta_name(const uint8_t *m, size_t end, size_t *at, char *dst)
 {
-    if (*at >= end || m[*at] > end - *at - 1 || !meta_name_valid(m + *at + 1, m[*at]))
+    if (*at >= end || m[*at] > end - *at - 1 ||
+        (m[*at] > 0 && !corral_state_name_valid((const char *)m + *at + 1, m[*at])))
         return false;
     size_t len = m[*at];
     memcpy(dst, m + *at + 1, len);

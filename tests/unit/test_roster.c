@@ -26,11 +26,7 @@ static void put(struct w *w, uint32_t id)
 {
     char name[16];
     snprintf(name, sizeof(name), "c%u", id);
-    struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_PUT, .id = id};
-    c.name = name;
-    c.name_len = (uint16_t)strlen(name);
-    c.addr = c.http_addr = "127.0.0.1:1";
-    c.addr_len = c.http_addr_len = 11;
+    struct corral_state_cmd c = corral_state_coord_put(id, name, "127.0.0.1:1", "127.0.0.1:1");
     struct corral_rbuf *b = corral_state_cmd_encode(&c);
     assert_non_null(b);
     struct corral_state_result r;

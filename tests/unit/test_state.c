@@ -145,14 +145,7 @@ static struct corral_state_cmd kv_cmd(uint8_t op, const char *key, const char *v
 static struct corral_state_cmd coord_cmd(uint32_t id, const char *name, const char *cluster,
                                          const char *http)
 {
-    struct corral_state_cmd c = id_cmd(CORRAL_STATE_COORD_PUT, id);
-    c.name = name;
-    c.name_len = (uint16_t)strlen(name);
-    c.addr = cluster;
-    c.addr_len = (uint16_t)strlen(cluster);
-    c.http_addr = http;
-    c.http_addr_len = (uint16_t)strlen(http);
-    return c;
+    return corral_state_coord_put(id, name, cluster, http);
 }
 
 #define OPV(p, o, m, e) ((struct corral_partition_opv){(p), (o), (m), (e)})
