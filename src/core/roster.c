@@ -82,16 +82,21 @@ void corral_roster_next(const struct corral_state *st, const struct corral_raft_
     }
     if (rs->pending_conf_index > rs->commit || rs->transfer_target != 0) /* RO1 */
         return;
-    id = lowest(ids, n, st, taken_out); /* RO2 */
-    if (id == rs->id) {
-        uint64_t to = corral_leader_health_pick(rs, now_ms, contact_ms);
-        if (to != 0)
-            *out = (struct corral_roster_step){CORRAL_ROSTER_TRANSFER, to};
-        return;
-    }
+    id = 0; /* RO2: the others first, lowest id first */
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] != rs->id && taken_out(st, ids[i]) && (id == 0 || ids[i] < id))
+            id = ids[i];
     if (id != 0) {
         *out = (struct corral_roster_step){CORRAL_ROSTER_REMOVE, id};
         return;
+    }
+    if (taken_out(st, rs->id)) { /* then the leader: it hands over */
+        uint64_t to = corral_leader_health_pick(rs, now_ms, contact_ms);
+        if (to != 0) {
+            *out = (struct corral_roster_step){CORRAL_ROSTER_TRANSFER, to};
+            return;
+        }
+        /* No voter to hand to: RO3 and RO4 go on, so that one appears. */
     }
     for (uint32_t i = 0; i < corral_state_coord_count(st); i++) { /* RO3, in id order */
         uint64_t k = corral_state_coord_at(st, i)->id;
@@ -100,7 +105,10 @@ void corral_roster_next(const struct corral_state *st, const struct corral_raft_
             return;
         }
     }
-    if (rs->conf.n_voters < voters_target) { /* RO4 */
+    uint32_t staying = 0; /* RO4: the voters of the roster */
+    for (uint32_t i = 0; i < rs->conf.n_voters; i++)
+        staying += in_roster(st, rs->conf.voters[i]);
+    if (staying < voters_target) {
         id = promotable(rs, now_ms, contact_ms);
         if (id != 0)
             *out = (struct corral_roster_step){CORRAL_ROSTER_PROMOTE, id};

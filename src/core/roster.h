@@ -10,12 +10,17 @@
  *     step while a change is uncommitted or a leadership transfer runs.
  * RO2 A node of the configuration whose id is below the roster's
  *     next_coord_id but not in the roster was taken out of it: it is
- *     removed, lowest id first. The leader does not remove itself: it
- *     hands leadership to the most caught-up voter in contact
- *     (leader_health.h H4), and its successor removes it.
+ *     removed, lowest id first, the leader last. The leader does not
+ *     remove itself: it hands leadership to the most caught-up voter in
+ *     contact (leader_health.h H4), and its successor removes it. With no
+ *     voter to hand to, it goes on with RO3 and RO4 so that one appears:
+ *     it may be the last voter, its fellow voters having left the roster
+ *     too (two removals accepted while the first was in flight), and
+ *     waiting would wait forever.
  * RO3 A roster entry not in the configuration joins it as a learner,
  *     lowest id first (after every RO2 removal).
- * RO4 While there are fewer voters than the target, the learner with the
+ * RO4 While fewer voters of the roster than the target (a leader that
+ *     left it does not count) are in the configuration, the learner with the
  *     highest match index among those caught up (match >= commit) and
  *     heard from within contact_ms is promoted (ties: the lowest id).
  *     Voters beyond the target are not demoted: lowering the target

@@ -192,6 +192,43 @@ static void test_remove(void **state)
     corral_state_free(w.st);
 }
 
+/* RO2 with no voter to hand to: the last voter, out of the roster (two
+ * removals accepted while the first was in flight), adds and promotes
+ * a successor instead of waiting forever; and a leader that leaves
+ * removes the other leavers first, so that it never hands over to one.
+ * (Found by the simulator: seed 100632432883 ended with its only voter
+ * out of the roster and a learner of the roster never promoted.) */
+static void test_last_voter_leaves(void **state)
+{
+    (void)state;
+    struct w w;
+    w_init(&w);
+    put(&w, 1);
+    put(&w, 2);
+    put(&w, 3);
+    del(&w, 1);
+    conf(&w, V1, (const uint64_t[]){2, 0});
+    expect(&w, 3, CORRAL_ROSTER_ADD_LEARNER, 3);
+    conf(&w, V1, (const uint64_t[]){2, 3, 0});
+    expect(&w, 3, CORRAL_ROSTER_PROMOTE, 2);
+    /* The leader that left does not count toward the target of 1. */
+    expect(&w, 1, CORRAL_ROSTER_PROMOTE, 2);
+    conf(&w, V12, (const uint64_t[]){3, 0});
+    expect(&w, 3, CORRAL_ROSTER_TRANSFER, 2);
+    corral_state_free(w.st);
+    w_init(&w);
+    put(&w, 1);
+    put(&w, 2);
+    put(&w, 3);
+    del(&w, 3);
+    del(&w, 1);
+    conf(&w, V123, NULL);
+    expect(&w, 3, CORRAL_ROSTER_REMOVE, 3);
+    conf(&w, V12, NULL);
+    expect(&w, 3, CORRAL_ROSTER_TRANSFER, 2);
+    corral_state_free(w.st);
+}
+
 /* RO5: a cluster from before the roster (ids 1-3, an empty roster) is
  * adopted, even with a change in flight, and nothing else happens first. */
 static void test_adopt(void **state)
@@ -328,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_one_at_a_time),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_adopt),
+        cmocka_unit_test(test_last_voter_leaves),
         cmocka_unit_test(test_may_remove),
         cmocka_unit_test(test_join_id),
         cmocka_unit_test(test_bootstrap_entry),
