@@ -56,7 +56,8 @@ class Group:
         return c
 
     def live(self):
-        return [c for c in self.coords.values() if c.alive()]
+        # A copy: the writer thread calls this while the test adds nodes.
+        return [c for c in list(self.coords.values()) if c.alive()]
 
     def stop_all(self):
         for c in self.coords.values():
