@@ -54,7 +54,8 @@ static uint64_t promotable(const struct corral_raft_status *rs, uint64_t now_ms,
     uint64_t best = 0, best_match = 0;
     for (uint32_t i = 0; i < rs->n_progress; i++) {
         uint64_t id = rs->progress[i].id, match = rs->progress[i].match;
-        if (!corral_raft_conf_is_learner(&rs->conf, id) || match < rs->commit)
+        if (!corral_raft_conf_is_learner(&rs->conf, id) ||
+            !corral_raft_caught_up(match, rs->commit))
             continue;
         if (now_ms - rs->progress[i].last_contact_ms > contact_ms)
             continue;

@@ -21,7 +21,8 @@
  *     lowest id first (after every RO2 removal).
  * RO4 While fewer voters of the roster than the target (a leader that
  *     left it does not count) are in the configuration, the learner with the
- *     highest match index among those caught up (match >= commit) and
+ *     highest match index among those caught up (corral_raft_caught_up:
+ *     within CORRAL_RAFT_PROMOTE_LAG_MAX entries of the commit index) and
  *     heard from within contact_ms is promoted (ties: the lowest id).
  *     Voters beyond the target are not demoted: lowering the target
  *     takes effect as voters leave.
