@@ -174,8 +174,10 @@ void sim_roster_applied(struct sim *s, struct sim_node *n, const struct corral_r
         /* RO2: only a coordinator taken out of the roster leaves the
          * configuration, and ids are never given out again. */
         if (node <= UINT32_MAX && corral_state_coord_by_id(n->st, (uint32_t)node) != NULL) {
-            sim_fail(s, "roster: node %u applies the removal of node %" PRIu64 " at %" PRIu64
-                     " while the roster holds it", n->id, node, e->index);
+            sim_fail(s,
+                     "roster: node %u applies the removal of node %" PRIu64 " at %" PRIu64
+                     " while the roster holds it",
+                     n->id, node, e->index);
             return;
         }
         decommission(s, n, node, "removed from the configuration");
@@ -197,8 +199,8 @@ void sim_roster_applied(struct sim *s, struct sim_node *n, const struct corral_r
         const struct corral_raft_entry *f = corral_raft_entry_at(n->raft, i);
         uint8_t op;
         uint64_t node;
-        if (f != NULL && f->type == CORRAL_RAFT_ENTRY_CONF && f->data != NULL &&
-            f->data->len > 0 && f->data->data[0] != CORRAL_RAFT_CONF_SET &&
+        if (f != NULL && f->type == CORRAL_RAFT_ENTRY_CONF && f->data != NULL && f->data->len > 0 &&
+            f->data->data[0] != CORRAL_RAFT_CONF_SET &&
             corral_raft_conf_change_decode(f->data, &op, &node) == 0 && node == c.id)
             return;
     }
@@ -247,10 +249,12 @@ static void leave(struct sim *s, struct sim_node *l, const struct corral_raft_st
     uint32_t count = corral_state_coord_count(l->st);
     if (count == 0)
         return;
-    const struct corral_state_coord *k = corral_state_coord_at(l->st, (uint32_t)(sim_rand(s) % count));
+    const struct corral_state_coord *k =
+        corral_state_coord_at(l->st, (uint32_t)(sim_rand(s) % count));
     uint32_t left = 0, alive = 0;
-    enum corral_roster_refusal why = corral_roster_may_remove(
-        l->st, rs, k->id, sim_node_ms(s, l), CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT, &left, &alive);
+    enum corral_roster_refusal why =
+        corral_roster_may_remove(l->st, rs, k->id, sim_node_ms(s, l),
+                                 CORRAL_RAFT_ELECTION_TIMEOUT_MS_DEFAULT, &left, &alive);
     if (why != CORRAL_ROSTER_REMOVE_OK) {
         sim_trace(s, "operator: remove %s via leader %u refused (%u; %u of %u left in contact)",
                   k->name, l->id, why, alive, left);
@@ -316,8 +320,8 @@ static bool converged(const struct sim *s, const struct sim_node *n,
     uint32_t want = count < s->p.n_voters ? count : s->p.n_voters;
     if (rs->conf.n_voters != want) {
         if (why != NULL)
-            snprintf(why, cap, "%u voters for a target of %u and a roster of %u",
-                     rs->conf.n_voters, s->p.n_voters, count);
+            snprintf(why, cap, "%u voters for a target of %u and a roster of %u", rs->conf.n_voters,
+                     s->p.n_voters, count);
         return false;
     }
     return true;
@@ -333,8 +337,8 @@ void sim_roster_check_end(struct sim *s)
     corral_raft_status(l->raft, &rs);
     char why[160];
     if (!converged(s, l, &rs, why, sizeof(why))) {
-        sim_fail(s, "liveness: roster and configuration differ at the end (leader %u): %s",
-                 leader, why);
+        sim_fail(s, "liveness: roster and configuration differ at the end (leader %u): %s", leader,
+                 why);
         return;
     }
     uint64_t settle = s->roster_diverged_us > s->heal_us ? s->roster_diverged_us - s->heal_us : 0;
