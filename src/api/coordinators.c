@@ -115,6 +115,9 @@ static void joined(struct corral_node *n, struct corral_http_request *req, const
     api_json(req, 201, a);
 }
 
+static const char SETTLING[] = "a membership change is under way: try again once `corral "
+                               "coordinators` shows every coordinator as voter or learner";
+
 static void conflict(struct corral_http_request *req, const char *msg)
 {
     api_error_ex(req, API_ERR_CONFLICT, msg, NULL, NULL);
@@ -131,24 +134,19 @@ static const char *body_str(struct corral_http_request *req, json_t *body, const
     return v;
 }
 
-/* The id a new coordinator gets: never one the roster gave out, nor one
- * the configuration holds (a cluster from before the roster), nor one a
- * join still in flight took. */
+/* The id a new coordinator gets (core/roster.h), and never one a join
+ * still in flight took: two joins proposed before the first applied
+ * would both take next_coord_id, and the second would be refused. */
 static uint32_t next_id(struct corral_node *n)
 {
     struct api_ctx *x = api_ctx(n);
     struct corral_raft_status rs;
     corral_node_raft_status(n, &rs);
-    uint64_t id = corral_state_next_coord_id(corral_node_state(n));
-    for (uint32_t i = 0; i < rs.conf.n_voters; i++)
-        id = rs.conf.voters[i] >= id ? rs.conf.voters[i] + 1 : id;
-    for (uint32_t i = 0; i < rs.conf.n_learners; i++)
-        id = rs.conf.learners[i] >= id ? rs.conf.learners[i] + 1 : id;
+    uint32_t id = corral_roster_join_id(corral_node_state(n), &rs.conf);
     id = id > x->join_id_floor ? id : x->join_id_floor;
-    if (id >= UINT32_MAX)
-        return UINT32_MAX;
-    x->join_id_floor = (uint32_t)id + 1;
-    return (uint32_t)id;
+    if (id < UINT32_MAX)
+        x->join_id_floor = id + 1;
+    return id;
 }
 
 static void join(struct corral_node *n, struct corral_http_request *req)
@@ -211,18 +209,6 @@ static void removed(struct corral_node *n, struct corral_http_request *req, cons
     api_json(req, 200, json_pack("{s:s, s:b}", "name", name, "removed", 1));
 }
 
-/* Whether a change is under way: a configuration change uncommitted, or
- * the roster and the configuration not agreeing yet (core/roster.h would
- * step). One at a time keeps every step's quorum reasoning simple. */
-static bool settling(struct corral_node *n, const struct corral_raft_status *rs)
-{
-    if (rs->pending_conf_index > rs->commit || rs->transfer_target != 0)
-        return true;
-    struct corral_roster_step s;
-    corral_roster_next(corral_node_state(n), rs, 0, corral_node_clock_ms(n), 0, &s);
-    return s.op != CORRAL_ROSTER_NONE;
-}
-
 static void remove_coord(struct corral_node *n, struct corral_http_request *req, const char *name)
 {
     if (!api_require_leader(n, req))
@@ -238,38 +224,40 @@ static void remove_coord(struct corral_node *n, struct corral_http_request *req,
     struct corral_raft_status rs;
     corral_node_raft_status(n, &rs);
     uint32_t contact_ms = corral_node_config(n)->election_timeout_ms;
-    uint64_t now = corral_node_clock_ms(n);
-    if (settling(n, &rs)) {
-        conflict(req, "a membership change is under way: try again once `corral coordinators` "
-                      "shows every coordinator as voter or learner");
+    uint32_t left = 0, alive = 0;
+    /* A removal proposed and not applied yet is invisible to the rules
+     * below, which read the applied state: wait for it (or for its
+     * request timeout, when it was lost). */
+    struct api_ctx *x = api_ctx(n);
+    if (x->remove_id != 0 && corral_state_coord_by_id(corral_node_state(n), x->remove_id) != NULL &&
+        corral_node_clock_ms(n) - x->remove_at_ms < corral_node_config(n)->request_timeout_ms) {
+        conflict(req, SETTLING);
         return;
     }
-    if (corral_raft_conf_is_voter(&rs.conf, k->id)) {
-        if (rs.conf.n_voters == 1) {
-            snprintf(msg, sizeof(msg), "%s is the only voter: a cluster needs one", name);
-            conflict(req, msg);
-            return;
-        }
-        /* The voters left must reach a quorum of the new configuration
-         * among those heard from, or the removal could never commit. */
-        uint32_t left = rs.conf.n_voters - 1, alive = 0;
-        for (uint32_t i = 0; i < rs.n_progress; i++) {
-            uint64_t id = rs.progress[i].id;
-            if (id == k->id || !corral_raft_conf_is_voter(&rs.conf, id))
-                continue;
-            if (id == rs.id || now - rs.progress[i].last_contact_ms <= contact_ms)
-                alive++;
-        }
-        if (alive < left / 2 + 1) {
-            snprintf(msg, sizeof(msg),
-                     "removing %s would leave %u voters of which only %u are in contact, short of "
-                     "a quorum of %u",
-                     name, left, alive, left / 2 + 1);
-            conflict(req, msg);
-            return;
-        }
+    /* One change at a time; the voters left must reach a quorum of the
+     * new configuration among those heard from (core/roster.h). */
+    switch (corral_roster_may_remove(corral_node_state(n), &rs, k->id, corral_node_clock_ms(n),
+                                     contact_ms, &left, &alive)) {
+    case CORRAL_ROSTER_REMOVE_SETTLING:
+        conflict(req, SETTLING);
+        return;
+    case CORRAL_ROSTER_REMOVE_ONLY_VOTER:
+        snprintf(msg, sizeof(msg), "%s is the only voter: a cluster needs one", name);
+        conflict(req, msg);
+        return;
+    case CORRAL_ROSTER_REMOVE_NO_QUORUM:
+        snprintf(msg, sizeof(msg),
+                 "removing %s would leave %u voters of which only %u are in contact, short of "
+                 "a quorum of %u",
+                 name, left, alive, left / 2 + 1);
+        conflict(req, msg);
+        return;
+    case CORRAL_ROSTER_REMOVE_OK:
+        break;
     }
     struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_DELETE, .id = k->id};
+    x->remove_id = k->id;
+    x->remove_at_ms = corral_node_clock_ms(n);
     api_propose_then(n, req, name, &c, removed);
 }
 

@@ -73,6 +73,10 @@ struct api_ctx {
     /* Joins in flight each took an id above this one's (coordinators.c):
      * two joins proposed in one batch must not both take next_coord_id. */
     uint32_t join_id_floor;
+    /* A removal this leader proposed that had not applied yet at
+     * remove_at_ms: a second one waits for it (one change at a time). */
+    uint32_t remove_id;
+    uint64_t remove_at_ms;
 };
 
 struct api_ctx *api_ctx(struct corral_node *n);

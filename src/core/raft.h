@@ -310,7 +310,7 @@ int corral_raft_propose(struct corral_raft *r, struct corral_rbuf *data, uint64_
 
 /* Leader only. One membership change at a time (thesis section 4.1):
  * CORRAL_EBUSY while a previous one is uncommitted. Promoting a learner
- * that is not caught up is CORRAL_EBUSY too. */
+ * that is not caught up (corral_raft_caught_up) is CORRAL_EBUSY too. */
 int corral_raft_change_conf(struct corral_raft *r, enum corral_raft_conf_op op, uint64_t node,
                             uint64_t *index);
 
@@ -384,6 +384,17 @@ const char *corral_raft_msg_type_name(uint8_t type);
 
 /* Membership helpers, also used by the codec and the simulator. */
 bool corral_raft_conf_is_voter(const struct corral_raft_conf *c, uint64_t id);
+
+/* Whether a learner whose match index is match is caught up enough to
+ * become a voter of a leader at commit: it holds entries (no snapshot
+ * left to send) and trails the commit index by at most
+ * CORRAL_RAFT_PROMOTE_LAG_MAX entries. A voter far behind would stall
+ * commits (thesis 4.2.1); one a few entries behind costs a round trip.
+ * Not match >= commit: under a steady write load a learner trails by the
+ * entries of one round trip at every instant, most of all behind a single
+ * voter, whose commit moves at its own fsync, and was never promoted. */
+#define CORRAL_RAFT_PROMOTE_LAG_MAX 64u
+bool corral_raft_caught_up(uint64_t match, uint64_t commit);
 bool corral_raft_conf_is_learner(const struct corral_raft_conf *c, uint64_t id);
 int corral_raft_conf_apply(struct corral_raft_conf *c, const struct corral_rbuf *change);
 int corral_raft_conf_change_decode(const struct corral_rbuf *change, uint8_t *op, uint64_t *node);

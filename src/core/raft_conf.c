@@ -30,6 +30,11 @@ bool corral_raft_conf_is_voter(const struct corral_raft_conf *c, uint64_t id)
     return contains(c->voters, c->n_voters, id);
 }
 
+bool corral_raft_caught_up(uint64_t match, uint64_t commit)
+{
+    return match > 0 && match + CORRAL_RAFT_PROMOTE_LAG_MAX >= commit;
+}
+
 bool corral_raft_conf_is_learner(const struct corral_raft_conf *c, uint64_t id)
 {
     return contains(c->learners, c->n_learners, id);

@@ -178,7 +178,7 @@ int corral_raft_change_conf(struct corral_raft *r, enum corral_raft_conf_op op, 
     if (rv == 0 && op == CORRAL_RAFT_PROMOTE) {
         /* A voter that is far behind would stall commits (thesis 4.2.1). */
         const struct progress *pr = raft_progress(r, node);
-        if (pr == NULL || pr->match < r->commit)
+        if (pr == NULL || !corral_raft_caught_up(pr->match, r->commit))
             rv = CORRAL_EBUSY;
     }
     if (rv == 0)

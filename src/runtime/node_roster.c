@@ -48,15 +48,10 @@ int node_roster_bootstrap(struct corral_node *n, struct corral_raft_entry *out, 
     *n_out = 0;
     for (uint32_t i = 0; i < n->n_peers && *n_out < cap; i++) {
         const struct peer *p = &n->peers[i];
-        /* Only our own HTTP address is known; the leader learns the others'
-         * from their handshakes. Every node writes the same bytes. */
-        struct corral_state_cmd c =
-            corral_state_coord_put((uint32_t)p->id, p->name, p->cluster_addr, "");
-        struct corral_rbuf *b = corral_state_cmd_encode(&c);
-        if (b == NULL)
-            return CORRAL_EINVAL;
-        out[*n_out] = (struct corral_raft_entry){
-            .term = 1, .index = 2 + *n_out, .type = CORRAL_RAFT_ENTRY_NORMAL, .data = b};
+        int rv = corral_roster_bootstrap_entry((uint32_t)p->id, p->name, p->cluster_addr,
+                                               2 + *n_out, &out[*n_out]);
+        if (rv != 0)
+            return rv;
         (*n_out)++;
     }
     return 0;
@@ -298,20 +293,16 @@ void node_roster_tick(struct corral_node *n, uint64_t now_ms)
         adopt(n, s.node);
         return;
     case CORRAL_ROSTER_TRANSFER:
-        rv = corral_raft_transfer(n->raft, s.node);
+        rv = corral_roster_carry_out(n->raft, &s);
         corral_log(CORRAL_LOG_INFO,
                    "roster: this leader left the roster; handing leadership to %s (id %" PRIu64
                    ")%s%s",
                    name, s.node, rv ? ": " : "", rv ? corral_strerror(rv) : "");
         return;
     case CORRAL_ROSTER_ADD_LEARNER:
-        rv = corral_raft_change_conf(n->raft, CORRAL_RAFT_ADD_LEARNER, s.node, NULL);
-        break;
     case CORRAL_ROSTER_PROMOTE:
-        rv = corral_raft_change_conf(n->raft, CORRAL_RAFT_PROMOTE, s.node, NULL);
-        break;
     case CORRAL_ROSTER_REMOVE:
-        rv = corral_raft_change_conf(n->raft, CORRAL_RAFT_REMOVE, s.node, NULL);
+        rv = corral_roster_carry_out(n->raft, &s);
         break;
     }
     corral_log(rv == 0 ? CORRAL_LOG_INFO : CORRAL_LOG_DEBUG,

@@ -56,6 +56,7 @@ class Group:
         return c
 
     def live(self):
+        # A copy: the writer thread calls this while the test adds nodes.
         return [c for c in list(self.coords.values()) if c.alive()]
 
     def stop_all(self):

@@ -78,7 +78,12 @@ struct sim_result {
     uint64_t elections; /* distinct terms with a leader */
     uint64_t commits;   /* highest commit index reached */
     uint64_t snapshots_sent;
-    uint64_t conf_changes;
+    uint64_t conf_changes;     /* the leaders' roster steps: learner added, promoted, removed */
+    uint64_t roster_joins;     /* the operator's COORD_PUT proposals */
+    uint64_t roster_removes;   /* the operator's COORD_DELETE proposals */
+    uint64_t roster_refused;   /* removals the API's rules refused */
+    uint64_t roster_transfers; /* a leader out of the roster handed over */
+    uint64_t roster_settle_us; /* after the heal, until roster and conf agreed */
     uint64_t crashes;
     uint64_t worker_crashes;
     uint64_t worker_pauses;

@@ -402,6 +402,8 @@ void sim_check_end(struct sim *s)
     check_linearizable(s);
     if (!s->res->violation)
         check_liveness(s);
+    if (!s->res->violation)
+        sim_roster_check_end(s);
     if (!s->res->violation && s->p.n_workers > 0)
         sim_owner_check_end(s);
 }

@@ -276,26 +276,6 @@ void sim_client_event(struct sim *s, const struct sim_event *ev)
     }
 }
 
-static void apply_conf(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e)
-{
-    uint8_t op;
-    uint64_t node;
-    if (e->data != NULL && e->data->len > 0 && e->data->data[0] == CORRAL_RAFT_CONF_SET)
-        return; /* the bootstrap configuration */
-    if (corral_raft_conf_change_decode(e->data, &op, &node) != 0) {
-        sim_fail(s, "undecodable conf entry at %llu", (unsigned long long)e->index);
-        return;
-    }
-    if (op != CORRAL_RAFT_REMOVE || node > SIM_NODES_MAX || s->nodes[node].removed)
-        return;
-    /* The operator decommissions a removed member once the change is
-     * committed (it is: we are applying it). */
-    s->nodes[node].removed = true;
-    sim_trace(s, "node %llu removed (applied at %u)", (unsigned long long)node, n->id);
-    if (node != n->id)
-        sim_node_crash(s, &s->nodes[node]);
-}
-
 /* Records what a committed write did (once, at its first application
  * anywhere) and answers its client if it asked this node. */
 static void record_write(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e,
@@ -341,8 +321,8 @@ static void record_write(struct sim *s, struct sim_node *n, const struct corral_
 void sim_client_applied(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e,
                         const struct corral_state_result *res)
 {
-    if (e->type == CORRAL_RAFT_ENTRY_CONF)
-        apply_conf(s, n, e);
-    else if (e->type == CORRAL_RAFT_ENTRY_NORMAL)
+    /* Conf entries: the roster's (sim_roster.c) decommissions a removed
+     * coordinator. */
+    if (e->type == CORRAL_RAFT_ENTRY_NORMAL)
         record_write(s, n, e, res != NULL && res->status == CORRAL_STATE_KV_DONE ? &res->kv : NULL);
 }

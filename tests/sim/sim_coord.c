@@ -29,6 +29,12 @@ void sim_coord_soft_state(struct sim *s, struct sim_node *n, const struct corral
  * would: its index counts toward the leader's lease index (coord.h K2). */
 bool sim_propose(struct sim *s, struct sim_node *n, const struct corral_state_cmd *c)
 {
+    return sim_propose_at(s, n, c, NULL);
+}
+
+bool sim_propose_at(struct sim *s, struct sim_node *n, const struct corral_state_cmd *c,
+                    uint64_t *index_out)
+{
     struct corral_rbuf *data = corral_state_cmd_encode(c);
     if (data == NULL) {
         sim_fail(s, "node %u: the state refused to encode a command of type %u", n->id, c->type);
@@ -41,6 +47,8 @@ bool sim_propose(struct sim *s, struct sim_node *n, const struct corral_state_cm
         s->res->state_proposals++;
         if (n->coord != NULL)
             (void)corral_coord_proposed(n->coord, n->st, c, index);
+        if (index_out != NULL)
+            *index_out = index;
     }
     return rv == 0;
 }

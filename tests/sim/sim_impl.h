@@ -20,6 +20,9 @@
 #define SIM_SETTLE_MS 12000
 #define SIM_LIVENESS_MS 8000
 #define SIM_CLIENT_TIMEOUT_MS 1500
+/* Within this long after the heal the configuration follows the roster
+ * (sim_roster.c). */
+#define SIM_ROSTER_SETTLE_MS SIM_LIVENESS_MS
 #define SIM_TICK_MS 5
 #define SIM_PENDING_MAX 512
 /* Ownership: simulated resource ids and partitions tracked by the checks,
@@ -163,6 +166,14 @@ struct sim_node {
     struct sim_watch watches[SIM_WATCHES_MAX];
     uint32_t n_pending;
     struct sim_pending pending[SIM_PENDING_MAX];
+    /* The leader's roster duty (sim_roster.c, as node_roster.c): its
+     * last step on its own clock, the index of its roster write in flight
+     * (0: none) and when that times out; and the nodes it heard from this
+     * incarnation (their HTTP addresses are known: the handshake). */
+    uint64_t roster_tick_ms;
+    uint64_t roster_index;
+    uint64_t roster_deadline_ms;
+    uint32_t heard;
     /* What the checks saw last of this incarnation. */
     uint64_t seen_term;
     uint64_t seen_commit;
@@ -255,7 +266,7 @@ struct sim {
     bool resources_created;
     uint32_t next_resource_name;
     uint32_t partition_gen;
-    uint32_t next_spare;
+    uint64_t roster_diverged_us; /* after the heal: a leader last saw them differ */
     bool healed;
     uint64_t heal_us;
     struct sim_client clients[SIM_CLIENTS_MAX];
@@ -304,6 +315,16 @@ void sim_coord_receive(struct sim *s, struct sim_node *n, struct sim_wmsg *m);
 void sim_coord_watches(struct sim *s, struct sim_node *n);
 void sim_coord_crash(struct sim_node *n);
 bool sim_propose(struct sim *s, struct sim_node *n, const struct corral_state_cmd *c);
+bool sim_propose_at(struct sim *s, struct sim_node *n, const struct corral_state_cmd *c,
+                    uint64_t *index);
+
+/* sim_roster.c */
+void sim_roster_names(uint32_t id, char name[16], char cluster[32], char http[32]);
+void sim_roster_tick(struct sim *s, struct sim_node *n);
+void sim_roster_applied(struct sim *s, struct sim_node *n, const struct corral_raft_entry *e);
+void sim_roster_restored(struct sim_node *n, uint64_t index);
+void sim_roster_operator(struct sim *s);
+void sim_roster_check_end(struct sim *s);
 
 /* sim_ops.c */
 void sim_ops_step(struct sim *s);

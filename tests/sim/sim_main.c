@@ -36,6 +36,9 @@ static bool raft_only;
  * membership change, stall); only workers crash, pause, get cut off and
  * are drained. What docs/benchmarks.md's ownership gaps are measured on. */
 static bool calm;
+/* --membership: every seed runs the membership operator (joins and
+ * removals through the roster), outside the leader-churn profile. */
+static bool force_membership;
 
 void sim_params_from_seed(struct sim_params *p, uint64_t seed)
 {
@@ -66,7 +69,9 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
     p->restart_max_ms = 3000;
     p->partition_max_ms = 3000;
     p->leader_bias_permille = 400;
-    if (DRAW(0, 2) == 0 || force_churn) {
+    if (force_membership)
+        p->conf_every_ms = DRAW(300, 1500);
+    if ((DRAW(0, 2) == 0 && !force_membership) || force_churn) {
         /* Leader churn: three voters, one entry per append, leaders
          * isolated or killed while clients keep writing to them, so that
          * logs diverge across terms as in the paper's Figure 8. */
@@ -154,6 +159,7 @@ static int usage(void)
     fprintf(stderr,
             "usage: corral-sim [--seed S | --seeds N [--first F | --random]]\n"
             "                  [--verbose] [--churn] [--leases] [--raft-only] [--calm] [--gaps]\n"
+            "                  [--membership]\n"
             "                  [--liveness-warn]\n"
             "                  [--expect-violation]\n");
     return 2;
@@ -196,6 +202,8 @@ int main(int argc, char **argv)
             force_leases = true;
         } else if (strcmp(a, "--raft-only") == 0) {
             raft_only = true;
+        } else if (strcmp(a, "--membership") == 0) {
+            force_membership = true;
         } else if (strcmp(a, "--calm") == 0) {
             calm = true;
         } else if (strcmp(a, "--liveness-warn") == 0) {
@@ -222,7 +230,7 @@ int main(int argc, char **argv)
     }
     uint64_t failed = 0, events = 0, ops = 0, unknown = 0, elections = 0, snaps = 0, confs = 0,
              crashes = 0;
-    uint64_t first_failed = 0;
+    uint64_t first_failed = 0, joins = 0, removes = 0, refused = 0, transfers = 0, settle_max = 0;
     for (uint64_t k = 0; k < count; k++) {
         struct sim_params p;
         struct sim_result r;
@@ -237,6 +245,11 @@ int main(int argc, char **argv)
         elections += r.elections;
         snaps += r.snapshots_sent;
         confs += r.conf_changes;
+        joins += r.roster_joins;
+        removes += r.roster_removes;
+        refused += r.roster_refused;
+        transfers += r.roster_transfers;
+        settle_max = r.roster_settle_us > settle_max ? r.roster_settle_us : settle_max;
         crashes += r.crashes;
         if (r.violation && !r.safety && liveness_warn) {
             /* Reported with its seed, for a campaign; not a failure. */
@@ -257,6 +270,10 @@ int main(int argc, char **argv)
            " events, %" PRIu64 " ops ok, %" PRIu64 " unknown, %" PRIu64 " elections, %" PRIu64
            " crashes, %" PRIu64 " snapshots sent, %" PRIu64 " membership changes\n",
            count, first, failed, events, ops, unknown, elections, crashes, snaps, confs);
+    printf("corral-sim: roster: %" PRIu64 " joins and %" PRIu64 " removals proposed, %" PRIu64
+           " removals refused, %" PRIu64 " hand-offs by a leaving leader; roster and "
+           "configuration agreed at most %.1f ms after the heal\n",
+           joins, removes, refused, transfers, (double)settle_max / 1000.0);
     if (gaps) {
         static const char *const what[SIM_STOP_KINDS] = {
             "a worker crash", "a worker pause", "a lease lost (cut off)", "a planned hand-off"};

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/roster.h"
 #include "corral.h"
 #include "sim_impl.h"
 
@@ -128,6 +129,9 @@ static void boot(struct sim *s, struct sim_node *n)
     n->n_pending = 0;
     n->seen_term = 0;
     n->seen_commit = 0;
+    n->roster_tick_ms = 0;
+    n->roster_index = 0;
+    n->heard = 0;
     corral_raft_tick(n->raft, sim_node_ms(s, n));
     schedule_tick(s, n);
 }
@@ -136,8 +140,9 @@ void sim_node_start_fresh(struct sim *s, struct sim_node *n)
 {
     memset(&n->disk, 0, sizeof(n->disk));
     n->started = true;
-    /* Initial voters know the bootstrap configuration; a node added later
-     * starts empty and learns its configuration from the leader. */
+    /* Initial voters write what the node's bootstrap writes: the
+     * configuration at index 1, then one roster entry per voter; a node
+     * added later starts empty and learns both from the leader. */
     if (n->id <= s->p.n_voters) {
         struct corral_raft_conf conf = {.n_voters = s->p.n_voters};
         for (uint32_t i = 0; i < s->p.n_voters; i++)
@@ -147,7 +152,16 @@ void sim_node_start_fresh(struct sim *s, struct sim_node *n)
             abort();
         disk_append(s, &n->disk, &e);
         corral_rbuf_unref(e.data);
-        n->disk.hs = (struct corral_raft_hard_state){.term = 1, .vote = 0, .commit = 1};
+        for (uint32_t i = 1; i <= s->p.n_voters; i++) {
+            char name[16], cluster[32], http[32];
+            sim_roster_names(i, name, cluster, http);
+            if (corral_roster_bootstrap_entry(i, name, cluster, 1 + i, &e) != 0)
+                abort();
+            disk_append(s, &n->disk, &e);
+            corral_rbuf_unref(e.data);
+        }
+        n->disk.hs =
+            (struct corral_raft_hard_state){.term = 1, .vote = 0, .commit = 1 + s->p.n_voters};
     }
     boot(s, n);
     sim_trace(s, "node %u starts fresh", n->id);
@@ -307,12 +321,14 @@ static void io_applied(void *ud, const struct corral_raft_entry *e,
     if (res != NULL)
         trace_ops(n->sim, n, e, res);
     sim_client_applied(n->sim, n, e, res);
+    sim_roster_applied(n->sim, n, e);
     sim_check_applied(n->sim, n, e->index);
 }
 
 static void io_restored(void *ud, const struct corral_raft_snapshot_meta *meta)
 {
     struct sim_node *n = ud;
+    sim_roster_restored(n, meta->index);
     sim_check_applied(n->sim, n, meta->index);
 }
 
@@ -388,11 +404,15 @@ void sim_node_tick(struct sim *s, struct sim_node *n, uint32_t incarnation)
     sim_node_flush(s, n);
     if (n->up)
         sim_coord_tick(s, n);
+    if (n->up) /* as the node: the roster step after the controller's */
+        sim_roster_tick(s, n);
 }
 
 void sim_node_step(struct sim *s, struct sim_node *n, const struct corral_raft_msg *m)
 {
     corral_raft_tick(n->raft, sim_node_ms(s, n));
+    if (m->from >= 1 && m->from <= SIM_NODES_MAX)
+        n->heard |= 1u << m->from;
     int rv = corral_raft_step(n->raft, m);
     if (rv != 0 && rv != CORRAL_EINVAL)
         sim_fail(s, "node %u step failed: %d", n->id, rv);

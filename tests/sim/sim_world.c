@@ -1,7 +1,8 @@
 /* The simulated world: an event queue in simulated microseconds, the
  * network (loss, duplication, delay and so reordering, symmetric and
  * one-way partitions), per-node clocks with rate drift, crashes and
- * restarts, membership changes by an operator, and the clients. Nodes
+ * restarts, membership changes by an operator (through the roster:
+ * sim_roster.c), and the clients. Nodes
  * themselves live in sim_node.c; the checks in sim_check.c. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -258,42 +259,6 @@ void sim_nemesis_fsync(struct sim *s, struct sim_node *n, uint64_t fsync_us)
     sim_at(s, s->now_us + sim_between(s, 0, fsync_us), ev);
 }
 
-/* The operator: add a learner (a fresh node), promote it, or remove a
- * member, through whichever node leads now. */
-static void operator_step(struct sim *s)
-{
-    uint32_t leader = sim_leader(s);
-    if (leader == 0)
-        return;
-    struct corral_raft_status st;
-    corral_raft_status(s->nodes[leader].raft, &st);
-    int rv;
-    uint64_t target;
-    uint8_t op;
-    if (st.conf.n_learners > 0) {
-        op = CORRAL_RAFT_PROMOTE;
-        target = st.conf.learners[sim_rand(s) % st.conf.n_learners];
-    } else if (st.conf.n_voters > 3 && sim_chance(s, 400)) {
-        op = CORRAL_RAFT_REMOVE;
-        target = st.conf.voters[sim_rand(s) % st.conf.n_voters];
-    } else if (s->next_spare <= SIM_NODES_MAX && st.conf.n_voters < 7) {
-        op = CORRAL_RAFT_ADD_LEARNER;
-        target = s->next_spare;
-        if (!s->nodes[target].started)
-            sim_node_start_fresh(s, &s->nodes[target]);
-    } else {
-        return;
-    }
-    rv = corral_raft_change_conf(s->nodes[leader].raft, (enum corral_raft_conf_op)op, target, NULL);
-    sim_trace(s, "operator: conf op %u node %llu via leader %u -> %d", op,
-              (unsigned long long)target, leader, rv);
-    if (rv == 0 && op == CORRAL_RAFT_ADD_LEARNER)
-        s->next_spare++;
-    if (rv == 0)
-        s->res->conf_changes++;
-    sim_node_flush(s, &s->nodes[leader]);
-}
-
 /* The end of the fault phase: everything heals, crashed members restart,
  * and from now on the cluster must make progress. */
 static void heal(struct sim *s)
@@ -360,7 +325,7 @@ static void dispatch(struct sim *s, const struct sim_event *ev)
         break;
     case EV_CONF:
         if (!s->healed) {
-            operator_step(s);
+            sim_roster_operator(s);
             schedule(s, EV_CONF, s->p.conf_every_ms);
         }
         break;
@@ -435,7 +400,6 @@ static void world_init(struct sim *s, const struct sim_params *p, struct sim_res
     s->p = *p;
     s->res = res;
     s->rng = p->seed * 0x2545f4914f6cdd1dull + 1;
-    s->next_spare = p->n_voters + 1;
     for (uint32_t i = 1; i <= SIM_NODES_MAX; i++) {
         struct sim_node *n = &s->nodes[i];
         n->id = i;
