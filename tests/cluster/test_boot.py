@@ -141,3 +141,24 @@ def test_node_with_peers_down_or_some_refusing_keeps_running(cluster, make_clust
     assert some.alive(), some.output()[-3000:]
     assert "of another cluster" not in alone.output() + some.output()
     assert "wrong cluster id" in some.output()  # it was refused, and said so
+
+
+def test_node_of_another_cluster_name_stops(make_cluster):
+    """The same --peers list, another --cluster-name: refused by the
+    handshake's name check on both sides (naming both names), and the
+    node stops like any node of another cluster."""
+    c = make_cluster(size=3)
+    for n in c.nodes[:2]:
+        n.start()
+    c.wait_leader(nodes=c.nodes[:2])
+    odd = c.node(3)
+    t0 = time.monotonic()
+    odd.start(extra=["--cluster-name", "other"])
+    rc = odd.wait_exit(timeout=WRONG_CLUSTER_BOUND_S + 15)
+    out = odd.output()
+    assert rc == 1, (rc, out[-3000:])
+    assert time.monotonic() - t0 >= WRONG_CLUSTER_BOUND_S - 1
+    assert "of another cluster (ours: 'other'" in out and "cluster 'corral'" in out, out[-3000:]
+    seen = c.node(1).output() + c.node(2).output()
+    assert "in cluster 'other'" in seen and "'corral'" in seen, seen[-3000:]
+    assert c.wait_leader(nodes=c.nodes[:2]).put("k", "v").status == 200
