@@ -26,6 +26,14 @@ void api_ready(struct corral_node *n, struct corral_http_request *req)
 
 /* last_contact_ms in the Raft progress is a reading of the leader's
  * monotonic clock, meaningless to a client: report its age instead. */
+/* A coordinator's name from the roster, or NULL. */
+static const char *coord_name(struct corral_node *n, uint64_t id)
+{
+    const struct corral_state_coord *k =
+        id <= UINT32_MAX ? corral_state_coord_by_id(corral_node_state(n), (uint32_t)id) : NULL;
+    return k != NULL ? k->name : NULL;
+}
+
 static json_t *peers_json(struct corral_node *n, const struct corral_raft_status *s)
 {
     uint64_t now = corral_node_clock_ms(n);
@@ -43,11 +51,12 @@ static json_t *peers_json(struct corral_node *n, const struct corral_raft_status
             uint64_t at = s->progress[k].last_contact_ms;
             contact = json_integer((json_int_t)(now > at ? now - at : 0));
         }
-        json_array_append_new(
-            arr, json_pack("{s:I, s:s, s:s?, s:b, s:b, s:o, s:o}", "id", (json_int_t)pi[i].id,
-                           "cluster_addr", pi[i].cluster_addr, "http", pi[i].http, "voter",
-                           corral_raft_conf_is_voter(&s->conf, pi[i].id), "connected",
-                           pi[i].connected, "match", match, "last_contact_age_ms", contact));
+        json_array_append_new(arr, json_pack("{s:I, s:s?, s:s, s:s?, s:b, s:b, s:o, s:o}", "id",
+                                             (json_int_t)pi[i].id, "name", coord_name(n, pi[i].id),
+                                             "cluster_addr", pi[i].cluster_addr, "http", pi[i].http,
+                                             "voter", corral_raft_conf_is_voter(&s->conf, pi[i].id),
+                                             "connected", pi[i].connected, "match", match,
+                                             "last_contact_age_ms", contact));
     }
     return arr;
 }
@@ -94,9 +103,10 @@ void api_status(struct corral_node *n, struct corral_http_request *req)
     corral_node_raft_status(n, &s);
     char cid[24];
     snprintf(cid, sizeof(cid), "%016" PRIx64, info.cluster_id);
-    json_t *leader = s.leader == 0 ? json_null()
-                                   : json_pack("{s:I, s:s?}", "id", (json_int_t)s.leader, "http",
-                                               info.leader_http);
+    json_t *leader = s.leader == 0
+                         ? json_null()
+                         : json_pack("{s:I, s:s?, s:s?}", "id", (json_int_t)s.leader, "name",
+                                     coord_name(n, s.leader), "http", info.leader_http);
     json_t *body = json_pack(
         "{s:I, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:s, s:s, s:b, s:o}", "id",
         (json_int_t)info.id, "cluster_id", cid, "role", corral_raft_role_name(s.role), "term",
@@ -104,7 +114,11 @@ void api_status(struct corral_node *n, struct corral_http_request *req)
         (json_int_t)s.applied, "last_index", (json_int_t)s.last_index, "snapshot_index",
         (json_int_t)s.snapshot_index, "http_addr", info.http_addr, "cluster_addr",
         info.cluster_addr, "ready", info.ready, "peers", peers_json(n, &s));
-    if (body != NULL)
+    if (body != NULL) {
+        const struct corral_node_config *c = corral_node_config(n);
+        json_object_set_new(body, "name", json_string(c->name));
+        json_object_set_new(body, "cluster_name", json_string(c->cluster_name));
         json_object_set_new(body, "ownership", own_status(n));
+    }
     api_json(req, 200, body);
 }
