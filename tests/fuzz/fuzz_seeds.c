@@ -325,7 +325,7 @@ static void wal(void)
 {
     char dir[] = "/tmp/corral-seeds-XXXXXX";
     FUZZ_REQUIRE(mkdtemp(dir) != NULL);
-    const struct corral_storage_ident id = {3, 0xc0ffee};
+    const struct corral_storage_ident id = {.node_id = 3, .cluster_id = 0xc0ffee};
     struct corral_storage *s;
     struct corral_storage_state st;
     char err[256];

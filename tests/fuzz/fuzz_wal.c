@@ -283,7 +283,7 @@ static void check_state(const struct corral_storage_state *st)
 
 static int open_dir(struct corral_storage **s, struct corral_storage_state *st)
 {
-    static const struct corral_storage_ident id = {NODE, CLUSTER};
+    static const struct corral_storage_ident id = {.node_id = NODE, .cluster_id = CLUSTER};
     char err[512];
     memset(err, 'x', sizeof(err));
     int rv = corral_storage_open(dir, &id, s, st, err, sizeof(err));
