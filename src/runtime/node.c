@@ -839,14 +839,14 @@ static void init_peers(struct corral_node *n)
     n->n_peers = n->cfg.n_peers;
     for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
         n->peers[i].id = n->cfg.peers[i].id;
-        snprintf(n->peers[i].name, sizeof(n->peers[i].name), "%s", n->cfg.peers[i].name);
+        memcpy(n->peers[i].name, n->cfg.peers[i].name, sizeof(n->peers[i].name));
         format_addr(n->peers[i].cluster_addr, sizeof(n->peers[i].cluster_addr),
                     n->cfg.peers[i].host, n->cfg.peers[i].port);
     }
     if (n->n_peers == 0 && !n->cfg.no_bootstrap) { /* a cluster of one */
         n->n_peers = 1;
         n->peers[0].id = n->cfg.id;
-        snprintf(n->peers[0].name, sizeof(n->peers[0].name), "%s", n->cfg.name);
+        memcpy(n->peers[0].name, n->cfg.name, sizeof(n->peers[0].name));
         snprintf(n->peers[0].cluster_addr, sizeof(n->peers[0].cluster_addr), "%s", n->cluster_addr);
     }
 }

@@ -193,29 +193,36 @@ static bool refresh_addrs(struct corral_node *n)
     return false;
 }
 
-void node_roster_peer_addr(struct corral_node *n, uint64_t id, const char *cluster_addr)
+static struct peer *peer_find(struct corral_node *n, uint64_t id)
 {
-    struct peer *p = NULL;
     for (uint32_t i = 0; i < n->n_peers; i++)
         if (n->peers[i].id == id)
-            p = &n->peers[i];
+            return &n->peers[i];
+    return NULL;
+}
+
+void node_roster_peer_addr(struct corral_node *n, uint64_t id, const char *cluster_addr)
+{
+    struct peer *p = peer_find(n, id);
+    size_t len = strlen(cluster_addr);
     /* A wildcard says nothing about where to dial (--cluster-addr 0.0.0.0). */
-    if (p == NULL || strlen(cluster_addr) >= sizeof(p->advertised) ||
+    if (p == NULL || len >= sizeof(p->advertised) || len >= sizeof(p->cluster_addr) ||
         strncmp(cluster_addr, "0.0.0.0:", 8) == 0 || strncmp(cluster_addr, "[::]:", 5) == 0)
         return;
-    memcpy(p->advertised, cluster_addr, strlen(cluster_addr) + 1);
+    memcpy(p->advertised, cluster_addr, len + 1);
     /* A peer that dialled us from a new address: dial it there too (the
      * handshake proved the cluster, and the token when there is one). */
     char host[CORRAL_HOST_MAX];
     uint16_t port;
-    if (strcmp(p->cluster_addr, cluster_addr) != 0 &&
-        split_addr(cluster_addr, host, sizeof(host), &port) &&
-        strlen(cluster_addr) < sizeof(p->cluster_addr)) {
-        corral_log(CORRAL_LOG_INFO, "coordinator %s (id %" PRIu64 ") announces %s (was %s)",
-                   p->name, id, cluster_addr, p->cluster_addr);
-        memcpy(p->cluster_addr, cluster_addr, strlen(cluster_addr) + 1);
-        corral_transport_set_peer(n->transport, id, host, port);
-    }
+    if (strcmp(p->cluster_addr, cluster_addr) == 0 ||
+        !split_addr(cluster_addr, host, sizeof(host), &port))
+        return;
+    char was[ADDR_MAX];
+    memcpy(was, p->cluster_addr, sizeof(was));
+    memcpy(p->cluster_addr, cluster_addr, len + 1);
+    corral_log(CORRAL_LOG_INFO, "coordinator %s (id %" PRIu64 ") announces %s (was %s)", p->name,
+               id, p->cluster_addr, was);
+    corral_transport_set_peer(n->transport, id, host, port);
 }
 
 static bool in_roster(const struct corral_node *n)
