@@ -203,10 +203,12 @@ static void join(struct corral_node *n, struct corral_http_request *req)
     json_decref(body);
 }
 
+/* One removal runs at a time (remove_coord), so its id is remove_id. */
 static void removed(struct corral_node *n, struct corral_http_request *req, const char *name)
 {
-    (void)n;
-    api_json(req, 200, json_pack("{s:s, s:b}", "name", name, "removed", 1));
+    api_json(req, 200,
+             json_pack("{s:s, s:I, s:b}", "name", name, "id", (json_int_t)api_ctx(n)->remove_id,
+                       "removed", 1));
 }
 
 static void remove_coord(struct corral_node *n, struct corral_http_request *req, const char *name)

@@ -200,7 +200,8 @@ def test_grow_to_five_and_back(tmp_path):
         for name, gone in (("f", "f"), ("e", "e"), ("d", "d")):
             r = remove(g, name)
             assert r is not None and r.status == 200, r
-            assert r.json == {"name": name, "removed": True}
+            assert r.json["name"] == name and r.json["removed"] is True, r.json
+            assert isinstance(r.json["id"], int) and r.json["id"] > 0, r.json
             g.coords[gone].kill()
             del g.coords[gone]
             want = {n: "voter" for n in g.coords}
