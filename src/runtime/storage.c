@@ -95,11 +95,21 @@ static int flush(struct corral_storage *s)
     return 0;
 }
 
+/* The write buffer, allocated by the first write rather than by open: a
+ * storage that is only opened (recovery, tools, tests) never needs it.
+ * Called before a write changes anything, so a failure changes nothing. */
+static int buf_ensure(struct corral_storage *s)
+{
+    if (s->buf == NULL)
+        s->buf = corral_malloc(WRITE_BUF_BYTES);
+    return s->buf != NULL ? 0 : CORRAL_ENOMEM;
+}
+
 /* Room for a record with len payload bytes at the end of the buffer;
  * returns where its payload goes, NULL on a write error. */
 static uint8_t *record_begin(struct corral_storage *s, size_t len)
 {
-    assert(len <= REC_PAYLOAD_MAX);
+    assert(len <= REC_PAYLOAD_MAX && s->buf != NULL);
     if (WRITE_BUF_BYTES - s->buf_len < len + REC_OVERHEAD && flush(s) != 0)
         return NULL;
     return s->buf + s->buf_len + REC_HEADER_BYTES;
@@ -294,6 +304,8 @@ int corral_storage_append(struct corral_storage *s, const struct corral_raft_ent
     if (n == 0)
         return 0;
     int rv = check_entries(s, entries, n);
+    if (rv == 0)
+        rv = buf_ensure(s);
     if (rv != 0)
         return rv;
     uint64_t first = entries[0].index;
@@ -308,7 +320,9 @@ int corral_storage_set_hard_state(struct corral_storage *s, const struct corral_
     storage_assert_consistent(s);
     if (s->failed)
         return CORRAL_EIO;
-    int rv = s->n_segs == 0 ? roll(s, s->last_index + 1) : 0;
+    int rv = buf_ensure(s);
+    if (rv == 0 && s->n_segs == 0)
+        rv = roll(s, s->last_index + 1);
     uint8_t *p = rv == 0 ? record_begin(s, CORRAL_CODEC_HARD_STATE_BYTES) : NULL;
     if (p == NULL)
         return rv != 0 ? rv : CORRAL_EIO;

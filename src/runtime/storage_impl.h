@@ -107,7 +107,8 @@ struct corral_storage {
     uint64_t alloc_end;   /* its file's size: zeros from file_off to here */
     struct segment *segs; /* by first index; the last is the one written */
     uint32_t n_segs, cap_segs;
-    uint8_t *buf; /* bytes not yet written to the end of the last segment */
+    uint8_t
+        *buf; /* bytes not yet written to the end of the last segment; NULL until the first write */
     size_t buf_len;
     uint64_t segment_bytes;
     uint64_t snap_index;

@@ -25,6 +25,7 @@
 #include "runtime/storage_impl.h"
 #include "util/bytes.h"
 #include "util/crc32c.h"
+#include "util/mem.h"
 #include "util/rbuf.h"
 
 #define FILES_MAX 256
@@ -687,6 +688,77 @@ static void preallocated_tail(void **state)
     check_log(f, 1, 30, 1, 7, 2);
 }
 
+/* One non-zero byte anywhere in the preallocated zeros, at either side of
+ * the 4 KiB blocks the recovery compares them in: not unused space but a
+ * torn tail from the last record on, cut away. */
+static void nonzero_byte_in_preallocated_tail(void **state)
+{
+    struct fixture *f = *state;
+    char name[NAME_BYTES];
+    wal(name, 1);
+    reopen(f);
+    append(f, 1, 1, 5);
+    sync_ok(f);
+    size_t data = (size_t)f->s->file_off;
+    close_storage(f);
+    assert_true(data < 4095);
+    struct dir_image img;
+    take_image(f, &img);
+    int w = find_file(&img, name);
+    assert_int_equal(img.len[w], PREALLOC_BYTES);
+    const size_t at[] = {data,
+                         data + 1,
+                         4095,
+                         4096,
+                         4097,
+                         PREALLOC_BYTES / 2,
+                         PREALLOC_BYTES - 4097,
+                         PREALLOC_BYTES - 4096,
+                         PREALLOC_BYTES - 1};
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        uint8_t *bytes = malloc(img.len[w]);
+        assert_non_null(bytes);
+        memcpy(bytes, img.data[w], img.len[w]);
+        bytes[at[i]] = 0x5a;
+        write_file(f, name, bytes, img.len[w]);
+        free(bytes);
+        reopen(f);
+        check_log(f, 1, 5, 1, 5, 1);
+        assert_int_equal(f->st.torn_bytes, img.len[w] - data);
+        close_storage(f);
+        assert_int_equal(file_size(f, name), data);
+    }
+    free_image(&img);
+}
+
+/* The write buffer comes with the first write: a storage that is only
+ * opened has none, and when it cannot be had the write fails with
+ * ENOMEM before anything changes, and the next one succeeds. */
+static void write_buffer_on_first_write(void **state)
+{
+    struct fixture *f = *state;
+    reopen(f);
+    assert_null(f->s->buf);
+    struct corral_raft_entry e = entry(1, 1);
+    corral_mem_fail_after(1);
+    assert_int_equal(corral_storage_append(f->s, &e, 1), CORRAL_ENOMEM);
+    corral_mem_fail_after(0);
+    struct corral_raft_hard_state hs = {1, 7, 0};
+    corral_mem_fail_after(1);
+    assert_int_equal(corral_storage_set_hard_state(f->s, &hs), CORRAL_ENOMEM);
+    corral_mem_fail_after(0);
+    corral_rbuf_unref(e.data);
+    assert_int_equal(count_files(f, "wal-"), 0);
+    assert_int_equal(corral_storage_errno(f->s), 0);
+    set_hs(f, 1, 7, 0);
+    append(f, 1, 1, 3);
+    sync_ok(f);
+    assert_non_null(f->s->buf);
+    reopen(f);
+    check_log(f, 1, 3, 1, 3, 1);
+    check_hs(f, 1, 7, 0);
+}
+
 static void corruption_in_the_middle(void **state)
 {
     struct fixture *f = *state;
@@ -952,6 +1024,8 @@ int main(void)
         T(torn_tail_every_byte),
         T(torn_segment_header),
         T(preallocated_tail),
+        T(nonzero_byte_in_preallocated_tail),
+        T(write_buffer_on_first_write),
         T(corruption_in_the_middle),
         T(corruption_in_older_segment),
         T(bad_meta),
