@@ -92,6 +92,16 @@ def wait_roles(group, want, timeout=JOIN_WAIT_S):
         raise
 
 
+def three(group):
+    """a alone, then b and c by --join: three voters; returns a."""
+    a = group.add("a").start()
+    wait_roles(group, {"a": "voter"})
+    group.add("b", join=[a]).start()
+    group.add("c", join=[a]).start()
+    wait_roles(group, {"a": "voter", "b": "voter", "c": "voter"})
+    return a
+
+
 def leader_of(group):
     for c in group.live():
         d = roster(c)
@@ -234,11 +244,7 @@ def test_grow_to_five_and_back(tmp_path):
 def test_replace_and_refusals(tmp_path):
     g = Group(tmp_path)
     try:
-        a = g.add("a").start()
-        wait_roles(g, {"a": "voter"})
-        g.add("b", join=[a]).start()
-        g.add("c", join=[a]).start()
-        wait_roles(g, {"a": "voter", "b": "voter", "c": "voter"})
+        a = three(g)
         # Another cluster's node is refused and writes nothing.
         x = g.add("x", join=[a], extra=["--cluster-name", "other"])
         x.start()
@@ -326,11 +332,7 @@ def test_restart_elsewhere(tmp_path):
     duplicate; it catches up on what it missed."""
     g = Group(tmp_path)
     try:
-        a = g.add("a").start()
-        wait_roles(g, {"a": "voter"})
-        g.add("b", join=[a]).start()
-        g.add("c", join=[a]).start()
-        wait_roles(g, {"a": "voter", "b": "voter", "c": "voter"})
+        a = three(g)
         c = g.coords["c"]
         c_id = next(k["id"] for k in roster(c)["coordinators"] if k["name"] == "c")
         assert c.terminate() == 0
@@ -371,11 +373,7 @@ def test_force_new_cluster(tmp_path):
     flag is refused with --peers, with --join, and on an empty data dir."""
     g = Group(tmp_path)
     try:
-        a = g.add("a").start()
-        wait_roles(g, {"a": "voter"})
-        g.add("b", join=[a]).start()
-        g.add("c", join=[a]).start()
-        wait_roles(g, {"a": "voter", "b": "voter", "c": "voter"})
+        a = three(g)
         lead = leader_of(g)
         for i in range(30):
             r = lead.put(f"keep/{i}", f"v{i}", timeout=3.0)
