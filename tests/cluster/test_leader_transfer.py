@@ -1,8 +1,8 @@
 """Leadership transfer on real 3-node clusters (docs/operations.md, "Leader
 health and transfer"; docs/api.md, POST /v1/leader/transfer).
 
-- An operator moves leadership to a named node (by numeric id: node names
-  do not exist yet), to the most caught-up one without `to`, through the
+- An operator moves leadership to a given node (here by numeric id;
+  test_membership moves it by name), to the most caught-up one without `to`, through the
   API and through `corral leader transfer`; writes keep working; a
   follower redirects; refusals are 409 transfer_refused with a reason;
   bad arguments are 400; the counter counts it.
