@@ -29,6 +29,18 @@ uint64_t storage_segment_bytes(void)
     return test_segment_bytes ? test_segment_bytes : CORRAL_STORAGE_SEGMENT_BYTES;
 }
 
+static uint64_t test_prealloc_bytes; /* the test hook; 0 = PREALLOC_BYTES */
+
+void corral_storage_set_prealloc_bytes_for_test(uint64_t bytes)
+{
+    test_prealloc_bytes = bytes;
+}
+
+static uint64_t prealloc_bytes(void)
+{
+    return test_prealloc_bytes ? test_prealloc_bytes : PREALLOC_BYTES;
+}
+
 void storage_assert_consistent(const struct corral_storage *s)
 {
 #ifdef NDEBUG
@@ -81,7 +93,8 @@ static int flush(struct corral_storage *s)
     uint64_t end = s->file_off + s->buf_len;
     int rv = check(s, storage_file_pwrite_all(s->fd, s->buf, s->buf_len, s->file_off));
     if (rv == 0 && end > s->alloc_end) {
-        uint64_t to = (end / PREALLOC_BYTES + 1) * PREALLOC_BYTES;
+        uint64_t step = prealloc_bytes();
+        uint64_t to = (end / step + 1) * step;
         rv = check(s, storage_file_zero(s->fd, end, to));
         if (rv == 0)
             s->alloc_end = to;

@@ -151,7 +151,11 @@ void corral_storage_close(struct corral_storage *s);
 
 /* Tests only: segments roll over past bytes instead of
  * CORRAL_STORAGE_SEGMENT_BYTES (0 restores it), for storages opened
- * afterwards. The one piece of global state here. */
+ * afterwards. One of the two pieces of global state here. */
 void corral_storage_set_segment_bytes_for_test(uint64_t bytes);
+/* The same for the preallocation step of the last segment (default 1
+ * MiB; 0 restores it): the WAL fuzzer uses a small one, since zeroing a
+ * MiB was half of its every run. Recovery does not depend on it. */
+void corral_storage_set_prealloc_bytes_for_test(uint64_t bytes);
 
 #endif

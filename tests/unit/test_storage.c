@@ -65,6 +65,7 @@ static int teardown(void **state)
     corral_storage_state_free(&f->st);
     nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     corral_storage_set_segment_bytes_for_test(0);
+    corral_storage_set_prealloc_bytes_for_test(0);
     free(f);
     return 0;
 }
@@ -625,6 +626,38 @@ static void torn_segment_header(void **state)
     check_log(f, 1, 12, 1, 12, 1);
 }
 
+/* The test hook's smaller preallocation step (the WAL fuzzer's): the file
+ * grows by steps of it, and a reopen finds the records and the zeros. */
+static void prealloc_step(void **state)
+{
+    struct fixture *f = *state;
+    char name[NAME_BYTES];
+    wal(name, 1);
+    corral_storage_set_prealloc_bytes_for_test(4096);
+    reopen(f);
+    append(f, 1, 1, 5);
+    sync_ok(f);
+    close_storage(f);
+    assert_int_equal(file_size(f, name), 4096);
+    reopen(f);
+    assert_int_equal(f->st.torn_bytes, 0);
+    check_log(f, 1, 5, 1, 5, 1);
+    /* Past one step: the next one. */
+    struct corral_raft_entry e = {.term = 1, .index = 6, .type = CORRAL_RAFT_ENTRY_NORMAL};
+    static uint8_t big[6000];
+    e.data = corral_rbuf_new(big, sizeof(big));
+    assert_int_equal(corral_storage_append(f->s, &e, 1), 0);
+    corral_rbuf_unref(e.data);
+    sync_ok(f);
+    close_storage(f);
+    assert_int_equal(file_size(f, name), 2 * 4096); /* the step past the records */
+    reopen(f);
+    assert_int_equal(f->st.torn_bytes, 0);
+    assert_int_equal(f->st.n_entries, 6);
+    close_storage(f);
+    corral_storage_set_prealloc_bytes_for_test(0);
+}
+
 /* The last segment is preallocated: its zero tail is no torn tail, stays
  * for the next records, and a torn record inside it is cut with it. A
  * segment closed by roll-over holds its records only. */
@@ -1023,6 +1056,7 @@ int main(void)
         T(snapshot_gap_is_allowed),
         T(torn_tail_every_byte),
         T(torn_segment_header),
+        T(prealloc_step),
         T(preallocated_tail),
         T(nonzero_byte_in_preallocated_tail),
         T(write_buffer_on_first_write),
