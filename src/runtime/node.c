@@ -298,8 +298,6 @@ static void retry_reads(struct corral_node *n, uint64_t now)
         corral_pending_retry_reads(&n->pending, now, 2u * n->cfg.heartbeat_ms, ask_read, n);
 }
 
-static struct peer *find_peer(struct corral_node *n, uint64_t id);
-
 /* Whether every peer has refused us for one reason at least
  * REFUSED_EXIT_COUNT times over at least REFUSED_EXIT_MS: cluster
  * (another cluster id) or not (a token mismatch). */
@@ -331,7 +329,7 @@ static void check_refused(struct corral_node *n)
     char list[1024] = "";
     size_t len = 0;
     for (uint32_t i = 0; i < ns && len < sizeof(list); i++) {
-        struct peer *p = find_peer(n, st[i].id);
+        struct peer *p = node_find_peer(n, st[i].id);
         char why[128];
         if (cluster && st[i].their_cluster_name[0] != '\0' &&
             strcmp(st[i].their_cluster_name, n->cfg.cluster_name) != 0)
@@ -375,7 +373,7 @@ static void on_sweep(uv_timer_t *t)
 
 /* ---- transport callbacks ---- */
 
-static struct peer *find_peer(struct corral_node *n, uint64_t id)
+struct peer *node_find_peer(struct corral_node *n, uint64_t id)
 {
     for (uint32_t i = 0; i < n->n_peers; i++)
         if (n->peers[i].id == id)
@@ -407,7 +405,7 @@ static void on_peer_addr(void *ud, uint64_t id, const char *cluster_addr, const 
 
 static void on_peer_http(void *ud, uint64_t id, const char *http)
 {
-    struct peer *p = find_peer(ud, id);
+    struct peer *p = node_find_peer(ud, id);
     /* Peers passed the handshake, but what they announce goes into
      * clients' Location headers: nothing but a plain host:port. */
     if (!corral_parse_hostport_safe(http)) {
@@ -522,7 +520,7 @@ static const char *leader_http(struct corral_node *n, uint64_t leader)
         return NULL;
     if (leader == n->cfg.id)
         return n->http_addr;
-    struct peer *p = find_peer(n, leader);
+    struct peer *p = node_find_peer(n, leader);
     return p != NULL && p->http[0] != '\0' ? p->http : NULL;
 }
 

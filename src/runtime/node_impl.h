@@ -119,6 +119,8 @@ bool node_roster_leave(struct corral_node *n, uint64_t now_ms);
 void node_roster_exit(const struct corral_node *n, struct corral_node_exit *out);
 /* node.c */
 void node_stop(struct corral_node *n, int exit_code);
+/* node.c: the known peer with that id, or NULL. */
+struct peer *node_find_peer(struct corral_node *n, uint64_t id);
 /* node_roster.c: --force-new-cluster, after the snapshot loaded into
  * n->st and before Raft starts: the log applied, every other coordinator
  * out of the roster, and a snapshot with this node as the only voter

@@ -59,9 +59,9 @@ int node_roster_bootstrap(struct corral_node *n, struct corral_raft_entry *out, 
 
 static struct peer *peer_slot(struct corral_node *n, uint64_t id)
 {
-    for (uint32_t i = 0; i < n->n_peers; i++)
-        if (n->peers[i].id == id)
-            return &n->peers[i];
+    struct peer *found = node_find_peer(n, id);
+    if (found != NULL)
+        return found;
     if (n->n_peers == CORRAL_RAFT_NODES_MAX)
         return NULL;
     struct peer *p = &n->peers[n->n_peers++];
@@ -153,10 +153,7 @@ static void roster_put(struct corral_node *n, uint64_t id, const char *name, con
 /* RO5: a node from before the roster, named as --peers names it. */
 static void adopt(struct corral_node *n, uint64_t id)
 {
-    const struct peer *p = NULL;
-    for (uint32_t i = 0; i < n->n_peers; i++)
-        if (n->peers[i].id == id)
-            p = &n->peers[i];
+    const struct peer *p = node_find_peer(n, id);
     if (p == NULL || p->cluster_addr[0] == '\0' || p->name[0] == '\0')
         return; /* no address known here: a leader started with the list adopts it */
     corral_log(CORRAL_LOG_INFO, "roster: adopting coordinator %s (id %" PRIu64 ") at %s", p->name,
@@ -173,11 +170,11 @@ static bool refresh_addrs(struct corral_node *n)
         const struct corral_state_coord *k = corral_state_coord_at(n->st, i);
         const char *http = k->id == n->cfg.id ? n->http_addr : NULL;
         const char *addr = k->id == n->cfg.id ? n->cluster_addr : NULL;
-        for (uint32_t j = 0; j < n->n_peers && http == NULL; j++)
-            if (n->peers[j].id == k->id && n->peers[j].http[0] != '\0') {
-                http = n->peers[j].http;
-                addr = n->peers[j].advertised[0] != '\0' ? n->peers[j].advertised : NULL;
-            }
+        const struct peer *p = http == NULL ? node_find_peer(n, k->id) : NULL;
+        if (p != NULL && p->http[0] != '\0') {
+            http = p->http;
+            addr = p->advertised[0] != '\0' ? p->advertised : NULL;
+        }
         if (addr == NULL || (k->id == n->cfg.id && n->cfg.cluster_wildcard))
             addr = k->cluster_addr;
         if (http != NULL &&
@@ -193,17 +190,9 @@ static bool refresh_addrs(struct corral_node *n)
     return false;
 }
 
-static struct peer *peer_find(struct corral_node *n, uint64_t id)
-{
-    for (uint32_t i = 0; i < n->n_peers; i++)
-        if (n->peers[i].id == id)
-            return &n->peers[i];
-    return NULL;
-}
-
 void node_roster_peer_addr(struct corral_node *n, uint64_t id, const char *cluster_addr)
 {
-    struct peer *p = peer_find(n, id);
+    struct peer *p = node_find_peer(n, id);
     size_t len = strlen(cluster_addr);
     /* A wildcard says nothing about where to dial (--cluster-addr 0.0.0.0). */
     if (p == NULL || len >= sizeof(p->advertised) || len >= sizeof(p->cluster_addr) ||
