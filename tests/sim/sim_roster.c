@@ -34,13 +34,7 @@ void sim_roster_names(uint32_t id, char name[16], char cluster[32], char http[32
 static void roster_put(struct sim *s, struct sim_node *n, uint32_t id, const char *name,
                        const char *cluster, const char *http)
 {
-    struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_PUT, .id = id};
-    c.name = name;
-    c.name_len = (uint16_t)strlen(name);
-    c.addr = cluster;
-    c.addr_len = (uint16_t)strlen(cluster);
-    c.http_addr = http;
-    c.http_addr_len = (uint16_t)strlen(http);
+    struct corral_state_cmd c = corral_state_coord_put(id, name, cluster, http);
     uint64_t index = 0;
     if (!sim_propose_at(s, n, &c, &index))
         return;
@@ -229,13 +223,7 @@ static void join(struct sim *s, struct sim_node *l, const struct corral_raft_sta
         sim_node_start_fresh(s, n);
     char name[16], cluster[32], http[32];
     sim_roster_names(id, name, cluster, http);
-    struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_PUT, .id = id};
-    c.name = name;
-    c.name_len = (uint16_t)strlen(name);
-    c.addr = cluster;
-    c.addr_len = (uint16_t)strlen(cluster);
-    c.http_addr = http;
-    c.http_addr_len = (uint16_t)strlen(http);
+    struct corral_state_cmd c = corral_state_coord_put(id, name, cluster, http);
     bool ok = sim_propose_at(s, l, &c, NULL);
     sim_trace(s, "operator: join %s (id %u) via leader %u -> %s", name, id, l->id,
               ok ? "proposed" : "refused");
