@@ -80,7 +80,7 @@ static void ops_events(struct api_ctx *x, const struct corral_state *st, uint64_
         [CORRAL_OP_ADD_COPYING] = API_EV_COPY,     [CORRAL_OP_ADD_IN_SYNC] = API_EV_COPY,
         [CORRAL_OP_MARK_IN_SYNC] = API_EV_IN_SYNC, [CORRAL_OP_DROP] = API_EV_DROP,
         [CORRAL_OP_GRANT] = API_EV_GRANT,          [CORRAL_OP_RELEASE] = API_EV_RELEASE,
-        [CORRAL_OP_CLEAR] = API_EV_CLEAR,
+        [CORRAL_OP_CLEAR] = API_EV_CLEAR,          [CORRAL_OP_GRANT_DRAINING] = API_EV_GRANT,
     };
     for (uint32_t i = 0; r != NULL && i < c->n_ops; i++) {
         struct corral_partition_opv op;
@@ -92,7 +92,7 @@ static void ops_events(struct api_ctx *x, const struct corral_state *st, uint64_
             return;
         e->partition = op.partition;
         /* A grant's epoch is the new one: the state after the command. */
-        e->epoch = op.op == CORRAL_OP_GRANT && op.partition < r->partitions
+        e->epoch = kinds[op.op] == API_EV_GRANT && op.partition < r->partitions
                        ? r->parts[op.partition].epoch
                        : op.epoch;
         member_of(st, op.member, e->member);

@@ -193,6 +193,14 @@ static bool direct_grantable(const void *ctx, uint32_t id)
            !(d->settled && corral_liveness_lease_over(d->lv, id, d->now_ms));
 }
 
+static bool direct_draining(const void *ctx, uint32_t id)
+{
+    const struct direct_ctx *d = ctx;
+    const struct corral_state_member *m = corral_state_member_by_id(d->st, id);
+    return m != NULL && m->status == CORRAL_MEMBER_DRAINING && m->role == CORRAL_MEMBER_WORKER &&
+           !(d->settled && corral_liveness_lease_over(d->lv, id, d->now_ms));
+}
+
 int corral_controller_report(struct corral_controller *c, const struct corral_state *st,
                              const struct corral_liveness *lv, uint64_t now_ms, uint32_t member,
                              const struct corral_progress *report,
@@ -237,9 +245,10 @@ int corral_controller_report(struct corral_controller *c, const struct corral_st
                 tn++;
         }
         struct direct_ctx d = {st, lv, now_ms, corral_liveness_settled(lv, now_ms)};
-        uint32_t to = ctl_grant_choose(ps, t, tn, member, direct_grantable, &d);
+        uint8_t op;
+        uint32_t to = ctl_grant_pick(ps, t, tn, member, direct_grantable, direct_draining, &d, &op);
         if (to != CORRAL_PLACEMENT_NONE)
-            g.ops[g.n++] = (struct corral_partition_opv){p, CORRAL_OP_GRANT, to, ps->epoch};
+            g.ops[g.n++] = (struct corral_partition_opv){p, op, to, ps->epoch};
     }
     /* C6 for reports too: the same report heard again (an agent repeats
      * it on every heartbeat until one is answered, A7, so a lost answer

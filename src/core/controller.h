@@ -12,7 +12,8 @@
  * coordinator-only members never host, and their liveness is Raft's
  * business, so the controller never declares one dead. Draining members
  * host nothing new (they are not placement members) but may stay primary
- * until an in-sync replica can take over; the controller never proposes
+ * until an in-sync replica can take over, and take a primary back when
+ * nothing active can (C2); the controller never proposes
  * MEMBER_STATUS left: a drained member leaves through the API (DELETE
  * /v1/members/{name} waits until it holds nothing), so an operator may also
  * end a drain without the controller racing to remove the member.
@@ -54,8 +55,12 @@
  *     if nothing else changed the partition first, the state applies it.
  * C2  Remove before assign: a GRANT goes to a partition with no primary, or
  *     follows the CLEAR of its primary in the same command; its member
- *     holds an in-sync replica, is active (the state gives a draining
- *     member no new primary) and its lease is not over.
+ *     holds an in-sync replica, is active and its lease is not over. Only
+ *     when no such member exists does a draining worker whose lease is not
+ *     over get it, as GRANT_DRAINING (a drain moves partitions away when
+ *     they have somewhere to go; it never leaves one without a primary
+ *     that a live replica could be). A hand-off (RELEASE) still waits for
+ *     an active member, so such a primary moves on once one is in sync.
  * C3  A primary is cleared only when it reported `released` for the
  *     partition's current epoch (asked to, or refusing an epoch it stopped
  *     at: an agent never acts again at an epoch it released, agent.h A3)

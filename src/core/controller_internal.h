@@ -144,5 +144,12 @@ void ctl_pending_set(struct ctl_pending *rec, uint64_t epoch, const struct ctl_g
 uint32_t ctl_grant_choose(const struct corral_state_partition *ps, const uint32_t *t, uint32_t tn,
                           uint32_t except, bool (*grantable)(const void *, uint32_t),
                           const void *ctx);
+/* The grant of a partition with no primary (C2): ctl_grant_choose with
+ * grantable; when that finds nobody, the first in-sync replica on a member
+ * that draining() accepts (draining, lease not over), with *op
+ * CORRAL_OP_GRANT_DRAINING instead of CORRAL_OP_GRANT. */
+uint32_t ctl_grant_pick(const struct corral_state_partition *ps, const uint32_t *t, uint32_t tn,
+                        uint32_t except, bool (*grantable)(const void *, uint32_t),
+                        bool (*draining)(const void *, uint32_t), const void *ctx, uint8_t *op);
 
 #endif

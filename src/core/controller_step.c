@@ -119,6 +119,7 @@ static bool emit(struct corral_controller *c, struct ctl_resource *r,
             c->stats.clears++;
             break;
         case CORRAL_OP_GRANT:
+        case CORRAL_OP_GRANT_DRAINING:
             c->stats.grants++;
             break;
         case CORRAL_OP_RELEASE:
@@ -157,6 +158,14 @@ static bool view_live(const void *ctx, uint32_t id)
     return m != NULL && m->live;
 }
 
+/* A draining worker whose lease is not over: a primary of last resort. */
+static bool view_draining(const void *ctx, uint32_t id)
+{
+    const struct ctl_member *m = ctl_member_find(ctx, id);
+    return m != NULL && m->live && m->status == CORRAL_MEMBER_DRAINING &&
+           m->role == CORRAL_MEMBER_WORKER;
+}
+
 /* Who gets the primary: the target primary, else the first target member,
  * else the first replica, that is in sync on a grantable member and is not
  * `except` (C2); NONE when there is none. */
@@ -174,6 +183,19 @@ uint32_t ctl_grant_choose(const struct corral_state_partition *ps, const uint32_
             return rp->member;
     }
     return NONE;
+}
+
+uint32_t ctl_grant_pick(const struct corral_state_partition *ps, const uint32_t *t, uint32_t tn,
+                        uint32_t except, bool (*grantable)(const void *, uint32_t),
+                        bool (*draining)(const void *, uint32_t), const void *ctx, uint8_t *op)
+{
+    *op = CORRAL_OP_GRANT;
+    uint32_t to = ctl_grant_choose(ps, t, tn, except, grantable, ctx);
+    if (to == NONE) {
+        *op = CORRAL_OP_GRANT_DRAINING;
+        to = ctl_grant_choose(ps, NULL, 0, except, draining, ctx);
+    }
+    return to;
 }
 
 static uint32_t target_len(const uint32_t *t, uint32_t replicas)
@@ -219,9 +241,10 @@ static bool failover_one(struct corral_controller *c, struct ctl_resource *r,
     } else if (ps->epoch == 0) {
         return false; /* never granted: placed by the moves pass */
     }
-    uint32_t to = ctl_grant_choose(ps, t, tn, ps->primary, view_grantable, c);
+    uint8_t op;
+    uint32_t to = ctl_grant_pick(ps, t, tn, ps->primary, view_grantable, view_draining, c, &op);
     if (to != NONE)
-        group_add(&g, p, CORRAL_OP_GRANT, to, ps->epoch);
+        group_add(&g, p, op, to, ps->epoch);
     return g.n > 0 && emit(c, r, ps, &g);
 }
 

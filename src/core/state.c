@@ -544,14 +544,16 @@ static uint8_t op_drop(struct op_ctx *x, struct corral_state_partition *p, int a
 }
 
 static uint8_t op_grant(struct op_ctx *x, struct corral_state_partition *p,
-                        const struct corral_state_member *m, int at)
+                        const struct corral_state_member *m, int at, uint8_t status)
 {
     if (p->primary != CORRAL_STATE_NONE)
         return op_fail(x, CORRAL_STATE_CONFLICT, "the partition has a primary");
     if (at < 0 || p->replicas[at].state != CORRAL_REPLICA_IN_SYNC)
         return op_fail(x, CORRAL_STATE_CONFLICT, "the member has no in-sync replica");
-    if (m->status != CORRAL_MEMBER_ACTIVE)
-        return op_fail(x, CORRAL_STATE_CONFLICT, "the member is not active");
+    if (m->status != status)
+        return op_fail(x, CORRAL_STATE_CONFLICT,
+                       status == CORRAL_MEMBER_ACTIVE ? "the member is not active"
+                                                      : "the member is not draining");
     if (x->last_epoch == UINT64_MAX)
         return op_fail(x, CORRAL_STATE_FULL, "epochs are exhausted");
     assert(!p->releasing && p->epoch <= x->last_epoch);
@@ -596,7 +598,9 @@ static uint8_t op_step(struct op_ctx *x, struct corral_state_partition *p,
     case CORRAL_OP_DROP:
         return op_drop(x, p, at);
     case CORRAL_OP_GRANT:
-        return op_grant(x, p, m, at);
+        return op_grant(x, p, m, at, CORRAL_MEMBER_ACTIVE);
+    case CORRAL_OP_GRANT_DRAINING:
+        return op_grant(x, p, m, at, CORRAL_MEMBER_DRAINING);
     case CORRAL_OP_RELEASE:
         return op_primary(x, p, m, true);
     default:

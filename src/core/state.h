@@ -264,7 +264,7 @@ enum corral_partition_op {
      * never the primary's (CLEAR first). Later replicas keep their order. */
     CORRAL_OP_DROP = 4,
     /* No primary set: member, an in-sync replica and ACTIVE (a draining
-     * member gets no new primaries), becomes primary with epoch
+     * member only through GRANT_DRAINING), becomes primary with epoch
      * last_epoch + 1 (remove before assign). FULL if last_epoch is
      * UINT64_MAX. */
     CORRAL_OP_GRANT = 5,
@@ -274,8 +274,15 @@ enum corral_partition_op {
     /* The primary (== member) released, or its lease certainly expired, or
      * it was declared dead: no primary, releasing cleared; the epoch stays. */
     CORRAL_OP_CLEAR = 7,
+    /* GRANT to a DRAINING member: the same rules, with the member draining
+     * instead of active. The last resort that keeps a partition served when
+     * no active member can take it (the controller proposes it only then,
+     * controller.h C2): a drain moves partitions away, it does not take
+     * them offline. A separate op rather than a wider GRANT so that logs
+     * written before it replay exactly as they applied. */
+    CORRAL_OP_GRANT_DRAINING = 8,
 };
-#define CORRAL_PARTITION_OP_MAX 7
+#define CORRAL_PARTITION_OP_MAX 8
 
 struct corral_partition_opv {
     uint32_t partition;

@@ -298,13 +298,21 @@ static void serve_reads(struct sim *s, struct sim_node *n)
     }
 }
 
-/* --verbose: the partition ops the leader applies, one line each. */
+/* --verbose: the partition ops and member status changes the leader
+ * applies, one line each. */
 static void trace_ops(struct sim *s, const struct sim_node *n, const struct corral_raft_entry *e,
                       const struct corral_state_result *res)
 {
     struct corral_state_cmd c;
     if (!s->p.verbose || n->coord == NULL || !corral_coord_leading(n->coord) || e->data == NULL ||
-        corral_state_cmd_decode(e->data, &c) != 0 || c.type != CORRAL_STATE_PARTITION_OPS)
+        corral_state_cmd_decode(e->data, &c) != 0)
+        return;
+    if (c.type == CORRAL_STATE_MEMBER_STATUS) {
+        sim_trace(s, "node %u applies member %u status %u: status %u", n->id, c.id, c.status,
+                  res->status);
+        return;
+    }
+    if (c.type != CORRAL_STATE_PARTITION_OPS)
         return;
     for (uint32_t i = 0; i < c.n_ops; i++) {
         struct corral_partition_opv op;

@@ -95,12 +95,22 @@ static void check_cmd(struct ctl_world *w, const struct corral_state_cmd *c, voi
         if (op->op == CORRAL_OP_CLEAR)          /* C3 */
             assert_true(ps->releasing ||
                         (settled && corral_liveness_lease_over(&w->lv, op->member, w->now_ms)));
-        if (op->op == CORRAL_OP_GRANT) { /* C2 */
+        if (op->op == CORRAL_OP_GRANT || op->op == CORRAL_OP_GRANT_DRAINING) { /* C2 */
             bool cleared = i > 0 && c->ops[i - 1].partition == op->partition &&
                            c->ops[i - 1].op == CORRAL_OP_CLEAR;
             assert_true(ps->primary == CORRAL_STATE_NONE || cleared);
             assert_false(settled && corral_liveness_lease_over(&w->lv, op->member, w->now_ms));
-            assert_int_equal(member_of(w, op->member)->status, CORRAL_MEMBER_ACTIVE);
+            assert_int_equal(member_of(w, op->member)->status, op->op == CORRAL_OP_GRANT
+                                                                   ? CORRAL_MEMBER_ACTIVE
+                                                                   : CORRAL_MEMBER_DRAINING);
+            /* The last resort only: no active in-sync replica could. */
+            for (uint32_t j = 0; op->op == CORRAL_OP_GRANT_DRAINING && j < ps->n_replicas; j++) {
+                const struct corral_state_replica *rp = &ps->replicas[j];
+                assert_false(
+                    rp->member != ps->primary && rp->state == CORRAL_REPLICA_IN_SYNC &&
+                    member_of(w, rp->member)->status == CORRAL_MEMBER_ACTIVE &&
+                    !(settled && corral_liveness_lease_over(&w->lv, rp->member, w->now_ms)));
+            }
         }
         if (op->op == CORRAL_OP_DROP)
             assert_int_not_equal(op->member, ps->primary); /* C4 */
@@ -484,6 +494,56 @@ static void test_drain(void **unused)
     /* Leaving is the API's: once empty the state takes LEFT. */
     world_status(w, id, CORRAL_MEMBER_LEFT);
     assert_int_equal(step(w).n_cmds, 0);
+    world_free(w);
+}
+
+/* A drain does not take partitions offline: with every live member
+ * draining (nothing can host, so nothing moves), a crash's partitions go
+ * to a draining replica (GRANT_DRAINING, only then), and once an active
+ * member is back they move to it as a drain moves them. */
+static void test_drain_last_resort(void **unused)
+{
+    (void)unused;
+    uint32_t res;
+    struct ctl_world *w = cluster(3, 1, 12, 3, &res, NULL);
+    uint32_t a = corral_state_member_at(w->st, 0)->id, b = corral_state_member_at(w->st, 1)->id,
+             c = corral_state_member_at(w->st, 2)->id;
+    char name[CORRAL_STATE_NAME_BYTES_MAX + 1];
+    memcpy(name, member_of(w, c)->name, sizeof(name));
+    stop(w, c); /* c dies: a and b hold everything */
+    for (uint64_t t = 0; t < LEASE_OVER_MS; t += TICK_MS)
+        step(w);
+    converge(w);
+    assert_int_equal(member_of(w, c)->status, CORRAL_MEMBER_DEAD);
+    world_status(w, a, CORRAL_MEMBER_DRAINING);
+    world_status(w, b, CORRAL_MEMBER_DRAINING);
+    /* Nowhere to go: both keep their rows (every row stays off its empty
+     * target, so these rounds cannot converge; they must not move). */
+    for (uint32_t round = 0; round < 100; round++) {
+        assert_int_equal(step(w).n_cmds, 0);
+        assert_int_equal(world_report_all(w), 0);
+    }
+    uint32_t on_b = count_holding(w, res, b, true);
+    assert_true(on_b > 0 && count_holding(w, res, a, true) == 12 - on_b);
+    assert_int_equal(count_holding(w, res, a, false), 12);
+    n_seen = 0;
+    stop(w, b);
+    for (uint64_t t = 0; t < 2 * LEASE_OVER_MS; t += TICK_MS) {
+        step(w);
+        world_report_all(w);
+    }
+    assert_int_equal(count_holding(w, res, a, true), 12);
+    uint32_t last_resort = 0;
+    for (uint32_t i = 0; i < n_seen; i++) {
+        assert_int_not_equal(seen[i].op, CORRAL_OP_GRANT);
+        last_resort += seen[i].op == CORRAL_OP_GRANT_DRAINING;
+    }
+    assert_int_equal(last_resort, on_b);
+    /* c comes back: the drain goes on, through copies and hand-offs. */
+    assert_int_equal(world_member(w, name, "z0", 1, CORRAL_MEMBER_WORKER), c);
+    converge(w);
+    assert_int_equal(count_holding(w, res, c, true), 12);
+    assert_int_equal(count_holding(w, res, a, false), 0);
     world_free(w);
 }
 
@@ -1225,6 +1285,7 @@ int main(void)
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_crash),
         cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_drain_last_resort),
         cmocka_unit_test(test_rejoin),
         cmocka_unit_test(test_weight_change),
         cmocka_unit_test(test_zone_loss),

@@ -639,7 +639,7 @@ static void test_codec_encode_refuses(void **state)
     assert_null(corral_state_cmd_encode(&ok));
     struct corral_partition_opv v[][2] = {
         {OPV(0, 0, 1, 0), OPV(0, 1, 1, 0)},
-        {OPV(0, 1, 1, 0), OPV(0, 8, 1, 0)},
+        {OPV(0, 1, 1, 0), OPV(0, CORRAL_PARTITION_OP_MAX + 1, 1, 0)},
         {OPV(2, 1, 1, 0), OPV(1, 1, 1, 0)}, /* partitions must not decrease */
     };
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
@@ -733,7 +733,7 @@ static void test_codec_hand_made(void **state)
     expect_decode(raw_ops(1, 0x0f0f0f10, 2, v), CORRAL_EINVAL); /* x17 wraps to 16 in 32 bits */
     struct corral_partition_opv down[2] = {OPV(1, 1, 1, 0), OPV(0, 1, 1, 0)};
     expect_decode(raw_ops(1, 2, 2, down), CORRAL_EINVAL);
-    struct corral_partition_opv bad_op[1] = {OPV(0, 8, 1, 0)};
+    struct corral_partition_opv bad_op[1] = {OPV(0, CORRAL_PARTITION_OP_MAX + 1, 1, 0)};
     expect_decode(raw_ops(1, 1, 1, bad_op), CORRAL_EINVAL);
     bad_op[0].op = 0;
     expect_decode(raw_ops(1, 1, 1, bad_op), CORRAL_EINVAL);
@@ -1360,6 +1360,39 @@ static void test_ops_grant(void **state)
     op_ok(h, f.res, 0, CORRAL_OP_GRANT, f.a, 1);
     assert_int_equal(epoch_of(h, f.res, 0), 2);
     assert_int_equal(part(h, f.res, 0)->primary, f.a);
+    h_free(h);
+}
+
+/* GRANT_DRAINING: GRANT's rules with the member draining, not active;
+ * GRANT itself still refuses a draining member (old logs replay alike). */
+static void test_ops_grant_draining(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_init(&f);
+    struct h *h = &f.h;
+    op_ok(h, f.res, 0, CORRAL_OP_ADD_IN_SYNC, f.a, 0);
+    op_ok(h, f.res, 0, CORRAL_OP_ADD_IN_SYNC, f.b, 0);
+    op_ok(h, f.res, 0, CORRAL_OP_ADD_COPYING, f.c, 0);
+    op_refused_for(h, f.res, 0, CORRAL_OP_GRANT_DRAINING, f.a, 0, "the member is not draining");
+    set_status(h, f.c, DRAINING);
+    op_refused_for(h, f.res, 0, CORRAL_OP_GRANT_DRAINING, f.c, 0,
+                   "the member has no in-sync replica");
+    set_status(h, f.b, DRAINING);
+    op_refused_for(h, f.res, 0, CORRAL_OP_GRANT, f.b, 0, "the member is not active");
+    set_status(h, f.a, DEAD);
+    op_refused(h, f.res, 0, CORRAL_OP_GRANT_DRAINING, f.a, 0, CONFLICT);
+    op_ok(h, f.res, 0, CORRAL_OP_GRANT_DRAINING, f.b, 0);
+    const struct corral_state_partition *p = part(h, f.res, 0);
+    assert_int_equal(p->primary, f.b);
+    assert_int_equal(p->epoch, 1);
+    assert_int_equal(corral_state_last_epoch(h->st), 1);
+    /* Remove before assign holds for it too. */
+    op_refused_for(h, f.res, 0, CORRAL_OP_GRANT_DRAINING, f.b, 1, "the partition has a primary");
+    /* It hands off as any primary does. */
+    op_ok(h, f.res, 0, CORRAL_OP_RELEASE, f.b, 1);
+    op_ok(h, f.res, 0, CORRAL_OP_CLEAR, f.b, 1);
+    assert_true(corral_state_check(h->st));
     h_free(h);
 }
 
@@ -3015,7 +3048,9 @@ static uint8_t model_op(struct model *M, struct mres *r, const struct corral_par
         p->n--;
         return OK;
     case CORRAL_OP_GRANT:
-        if (p->primary != 0 || k < 0 || p->rst[k] != IN_SYNC || status != ACTIVE)
+    case CORRAL_OP_GRANT_DRAINING:
+        if (p->primary != 0 || k < 0 || p->rst[k] != IN_SYNC ||
+            status != (op->op == CORRAL_OP_GRANT ? ACTIVE : DRAINING))
             return CONFLICT;
         p->primary = op->member;
         p->epoch = ++M->last_epoch;
@@ -3025,12 +3060,14 @@ static uint8_t model_op(struct model *M, struct mres *r, const struct corral_par
             return CONFLICT;
         p->releasing = true;
         return OK;
-    default:
+    case CORRAL_OP_CLEAR:
         if (p->primary != op->member)
             return CONFLICT;
         p->primary = 0;
         p->releasing = false;
         return OK;
+    default:
+        abort(); /* gen_op makes only known ops */
     }
 }
 
@@ -3064,7 +3101,9 @@ static void smart_op(uint64_t *rng, const struct model *M, const struct mpart *p
         op->op = p->releasing || pick == 0 ? CORRAL_OP_CLEAR : CORRAL_OP_RELEASE;
         op->member = p->primary;
     } else if (p->primary == 0 && synced != 0 && pick < 3) {
-        op->op = CORRAL_OP_GRANT;
+        int mi = mm_by_id(M, synced);
+        bool draining = mi >= 0 && M->m[mi].status == DRAINING;
+        op->op = draining != (rnd(rng, 8) == 0) ? CORRAL_OP_GRANT_DRAINING : CORRAL_OP_GRANT;
         op->member = synced;
     } else if (copying != 0 && pick < 4) {
         op->op = CORRAL_OP_MARK_IN_SYNC;
@@ -3321,6 +3360,7 @@ int main(void)
         cmocka_unit_test(test_ops_mark_in_sync),
         cmocka_unit_test(test_ops_drop),
         cmocka_unit_test(test_ops_grant),
+        cmocka_unit_test(test_ops_grant_draining),
         cmocka_unit_test(test_ops_release_clear),
         cmocka_unit_test(test_ops_atomic),
         cmocka_unit_test(test_epochs),
