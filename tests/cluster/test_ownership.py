@@ -155,7 +155,16 @@ def test_failover_pause_drain_rejoin(world):
                 handoff.append(b[0] - a[1])
     assert handoff, "no hand-off seen"
     print(f"drain: {len(handoff)} hand-offs, gap max {max(handoff):.3f} s")
-    assert max(handoff) < 1.0, f"a drain hand-off took {max(handoff):.3f} s: a lease wait?"
+    # A hand-off, not a lease wait: w2 kept its lease (it heartbeats all
+    # along) and released each partition because it was asked to. (The gap
+    # itself is a speed, measured in docs/benchmarks.md, not asserted here:
+    # on a loaded machine it can pass a lease's length legitimately.)
+    reasons = {(r["p"], r["reason"]) for r in w.records()
+               if r["w"] == "w2" and r["ev"] == "release" and r["t"] >= t_drain
+               and r["p"] in prim_w2}
+    assert {p for p, _ in reasons} == prim_w2, reasons
+    assert all(reason == "handoff" for _, reason in reasons), reasons
+    assert not any(f[1] == "w2" for f in w.faults)
 
 
 def test_leader_killed_during_rebalance(world):
