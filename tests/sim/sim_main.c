@@ -55,7 +55,14 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
     p->loss_permille = DRAW(0, 3) == 0 ? 0 : DRAW(0, 150);
     p->dup_permille = DRAW(0, 50);
     p->delay_min_us = DRAW(100, 2000);
-    p->delay_max_us = p->delay_min_us + DRAW(0, 1) * DRAW(0, 30000);
+    /* This was DRAW(0, 1) * DRAW(0, 30000): two unsequenced writes of x,
+     * undefined behaviour. gcc 12 advanced x twice and then took both
+     * values from the second state; the seeds in the docs were drawn that
+     * way, so it is kept, now written out for every compiler. */
+    (void)DRAW(0, 0);
+    uint32_t spread = DRAW(0, 30000);
+    uint32_t wide = (uint32_t)((x >> 33) % 2);
+    p->delay_max_us = p->delay_min_us + wide * spread;
     p->disk_min_us = DRAW(50, 1000);
     p->disk_max_us = p->disk_min_us + DRAW(0, 20000);
     p->drift_permille_max = DRAW(0, 200);
