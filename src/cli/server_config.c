@@ -80,6 +80,11 @@ const struct opt_def server_opt_defs[] = {
     OPT(tls_ca, "tls-ca",
         "PEM CA certificate(s): HTTP clients must present a certificate it signed (needs "
         "--tls-cert)"),
+    OPT(cacert, "cacert",
+        "PEM CA certificate(s) the other coordinators' HTTPS certificates are verified against, "
+        "for this node's own requests to them (--join, --leave-on-stop; default $CORRAL_CACERT, "
+        "else the system's store); with --tls-cert this node presents that certificate when "
+        "they ask for one"),
     OPT(token_file, "token-file",
         "file with the cluster token (at least 16 bytes; a second line: the next token, during a "
         "rotation); peers prove it, HTTP writes send it as a bearer token (default: none, an "

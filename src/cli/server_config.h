@@ -30,7 +30,7 @@ struct server_opts {
     char member_heartbeat_ms[32], lease_ms[32], max_drift_percent[32];
     char leader_max_fsync_ms[32], leader_max_loop_lag_ms[32], leader_max_apply_backlog[32];
     char leader_degraded_ms[32];
-    char tls_cert[TEXT_MAX], tls_key[TEXT_MAX], tls_ca[TEXT_MAX];
+    char tls_cert[TEXT_MAX], tls_key[TEXT_MAX], tls_ca[TEXT_MAX], cacert[TEXT_MAX];
     char token_file[TEXT_MAX], auth_reads[16];
     char name[80], cluster_name[80], join[TEXT_MAX], voters[16], leave_on_stop[16],
         force_new_cluster[16];
@@ -46,7 +46,7 @@ struct opt_def {
 };
 
 /* Every option, flag and config key alike. */
-#define SERVER_N_OPTS 29
+#define SERVER_N_OPTS 30
 extern const struct opt_def server_opt_defs[SERVER_N_OPTS];
 
 /* The option named name (without "--"), or NULL. */

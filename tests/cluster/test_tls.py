@@ -192,3 +192,56 @@ def test_tls_bad_flags(tmp_path, pki):
         rc, out, err = run_corral([*base, *extra], timeout=20)
         assert rc == 2 and what in err, (extra, rc, err)
         assert not os.path.exists(data), extra
+
+
+def test_tls_join_and_leave(tmp_path, pki, monkeypatch):
+    """A coordinator joins a TLS cluster whose nodes ask for client
+    certificates: its --join entries default to https, --cacert verifies
+    the others, and its own --tls-cert is its client certificate; its
+    --leave-on-stop goes over https too. Without the CA the join fails at
+    once, naming --cacert, and writes nothing."""
+    from test_membership import Group, leader_of, roles, wait_roles
+    use_tls(monkeypatch, pki, client_cert=True)
+    tls = ["--tls-cert", pki["server.pem"], "--tls-key", pki["server.key"],
+           "--tls-ca", pki["ca.pem"]]
+    g = Group(tmp_path)
+    try:
+        a = g.add("a", extra=tls)
+        a.url = f"https://{a.http_addr}"
+        a.start()
+        wait_roles(g, {"a": "voter"})
+        # Three voters: a follower leaves after its stop, which needs a
+        # quorum without it.
+        for name in ("b", "d"):
+            x = g.add(name, join=[a], extra=[*tls, "--cacert", pki["ca.pem"], "--leave-on-stop"])
+            x.url = f"https://{x.http_addr}"
+            x.env = no_cacert_env()
+            x.start()
+            wait_roles(g, {n: "voter" for n in g.coords})
+            assert "joined cluster" in x.output(), x.output()
+
+        # No CA for the others' certificates: refused at once, nothing written.
+        c = g.add("c", join=[a], extra=tls)
+        c.env = no_cacert_env()
+        c.start()
+        assert c.wait_exit(timeout=20) == 1, c.output()
+        assert "did not verify" in c.output() and "--cacert" in c.output(), c.output()
+        assert not os.path.exists(c.data_dir) or os.listdir(c.data_dir) == []
+        del g.coords["c"]
+
+        # A bad --cacert is a usage error before anything else.
+        rc, out, err = run_corral(["server", "run", "--data-dir", str(tmp_path / "bad-cacert"),
+                                   "--cacert", pki["server.ext"]], timeout=20)
+        assert rc == 2 and "--cacert" in err and "not a PEM file" in err, err
+        assert not os.path.exists(tmp_path / "bad-cacert")
+
+        # A follower that joined leaves over https on SIGTERM.
+        lead = leader_of(g)
+        follower = next(g.coords[n] for n in ("b", "d") if g.coords[n] is not lead)
+        assert follower.terminate() == 0
+        assert "left the cluster" in follower.output(), follower.output()
+        del g.coords[follower.name]
+        wait_roles(g, {n: "voter" for n in g.coords})
+        assert follower.name not in roles(a)
+    finally:
+        g.stop_all()
