@@ -260,6 +260,12 @@ void corral_http_respond(struct corral_http_request *req, unsigned status, const
         json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, &e);
         FUZZ_REQUIRE(json_is_object(j) || json_is_array(j));
         json_decref(j);
+    } else if (strcmp(ctype, "application/octet-stream") == 0) {
+        /* GET /v1/kv/KEY?raw=1: the value's bytes, its version in a header. */
+        FUZZ_REQUIRE(
+            status == 200 && strcmp(req->method, "GET") == 0 &&
+            strncmp(req->path, "/v1/kv/", 7) == 0 &&
+            (header_is(h1, v1, "X-Corral-Version") || header_is(h2, v2, "X-Corral-Version")));
     } else {
         FUZZ_REQUIRE(strncmp(ctype, "text/plain", 10) == 0);
     }
