@@ -199,11 +199,22 @@ static bool code_fits(unsigned status, const char *code)
         unsigned status;
         const char *code;
     } pairs[] = {
-        {307, "not_leader"}, {400, "bad_request"},        {401, "unauthorized"},
-        {404, "not_found"},  {405, "method_not_allowed"}, {409, "cas_failed"},
-        {409, "conflict"},   {413, "too_large"},          {500, "internal"},
-        {503, "not_ready"},  {503, "no_leader"},          {503, "timeout"},
-        {503, "busy"},       {503, "shutting_down"},      {507, "store_full"},
+        {307, "not_leader"},
+        {400, "bad_request"},
+        {401, "unauthorized"},
+        {404, "not_found"},
+        {405, "method_not_allowed"},
+        {409, "cas_failed"},
+        {409, "conflict"},
+        {409, "transfer_refused"},
+        {413, "too_large"},
+        {500, "internal"},
+        {503, "not_ready"},
+        {503, "no_leader"},
+        {503, "timeout"},
+        {503, "busy"},
+        {503, "shutting_down"},
+        {507, "store_full"},
         {507, "full"},
     };
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
