@@ -450,7 +450,8 @@ static char *read_pem(struct server_opts *o, const char *flag, const char *file)
         free(buf);
         return NULL;
     }
-    return buf;
+    char *fit = realloc(buf, n + 1); /* a PEM is a few KiB, not the 1 MiB bound */
+    return fit != NULL ? fit : buf;
 }
 
 /* --tls-cert, --tls-key, --tls-ca: read and checked (the key matches the
@@ -869,6 +870,47 @@ static void leave_cluster(const struct server_opts *o, const struct corral_node_
     corral_client_close(&cl);
 }
 
+/* Runs the node built from o into c: the join first, then until the stop,
+ * then the leave. An exit code. */
+static int serve(struct server_opts *o, struct corral_node_config *c, int level)
+{
+    c->cluster_wildcard = wildcard_host(c->cluster_host);
+    /* This node's own HTTP requests (--join, --leave-on-stop). */
+    static struct corral_client_tls ctls;
+    ctls = (struct corral_client_tls){.cacert = o->cacert[0] ? o->cacert : NULL,
+                                      .cert = o->tls_cert[0] ? o->tls_cert : NULL,
+                                      .key = o->tls_key[0] ? o->tls_key : NULL};
+    corral_client_set_tls(&ctls);
+    if (o->join[0] != '\0' && !c->no_bootstrap) {
+        int jc = join_cluster(o, c);
+        if (jc != CORRAL_EXIT_OK)
+            return jc;
+    } else if (o->join[0] != '\0') {
+        fprintf(stderr,
+                "corral server run: data dir %s already belongs to %s (id %" PRIu64
+                ") of cluster '%s': --join is ignored, it restarts as that coordinator\n",
+                c->data_dir, c->name, c->id, c->cluster_name);
+    }
+    corral_log_setup(level, c->id);
+    if (o->token_loose)
+        corral_log(CORRAL_LOG_WARN,
+                   "token file %s is readable by group or other users: chmod 600 it (anyone who "
+                   "reads it can join the cluster and write to it)",
+                   o->token_file);
+    struct corral_node_hooks hooks;
+    if (corral_api_hooks(&hooks) != 0) {
+        fprintf(stderr, "corral server run: out of memory\n");
+        return CORRAL_EXIT_FAILURE;
+    }
+    static struct corral_node_exit ex;
+    c->exit = &ex;
+    int code = corral_node_run(c, &hooks);
+    corral_api_hooks_free(&hooks);
+    if (code == 0 && ex.leave_needed)
+        leave_cluster(o, c, &ex);
+    return code == 0 ? CORRAL_EXIT_OK : CORRAL_EXIT_FAILURE;
+}
+
 static int server_run(int argc, char **argv)
 {
     bool coordinator, worker;
@@ -900,47 +942,21 @@ static int server_run(int argc, char **argv)
         return CORRAL_EXIT_OK;
     }
     struct corral_node_config c;
+    memset(&c, 0, sizeof(c));
     int level = CORRAL_LOG_INFO;
+    int code;
     if (rv != 0 || !build_config(&o, &c, &level)) {
         fprintf(stderr, "corral server run: %s\n", o.err);
         fprintf(stderr, "Run 'corral server run --help' for the options.\n");
-        return CORRAL_EXIT_USAGE;
+        code = CORRAL_EXIT_USAGE;
+    } else {
+        code = serve(&o, &c, level);
     }
-    c.cluster_wildcard = wildcard_host(c.cluster_host);
-    /* This node's own HTTP requests (--join, --leave-on-stop). */
-    static struct corral_client_tls ctls;
-    ctls = (struct corral_client_tls){.cacert = o.cacert[0] ? o.cacert : NULL,
-                                      .cert = o.tls_cert[0] ? o.tls_cert : NULL,
-                                      .key = o.tls_key[0] ? o.tls_key : NULL};
-    corral_client_set_tls(&ctls);
-    if (o.join[0] != '\0' && !c.no_bootstrap) {
-        int jc = join_cluster(&o, &c);
-        if (jc != CORRAL_EXIT_OK)
-            return jc;
-    } else if (o.join[0] != '\0') {
-        fprintf(stderr,
-                "corral server run: data dir %s already belongs to %s (id %" PRIu64
-                ") of cluster '%s': --join is ignored, it restarts as that coordinator\n",
-                c.data_dir, c.name, c.id, c.cluster_name);
-    }
-    corral_log_setup(level, c.id);
-    if (o.token_loose)
-        corral_log(CORRAL_LOG_WARN,
-                   "token file %s is readable by group or other users: chmod 600 it (anyone who "
-                   "reads it can join the cluster and write to it)",
-                   o.token_file);
-    struct corral_node_hooks hooks;
-    if (corral_api_hooks(&hooks) != 0) {
-        fprintf(stderr, "corral server run: out of memory\n");
-        return CORRAL_EXIT_FAILURE;
-    }
-    static struct corral_node_exit ex;
-    c.exit = &ex;
-    int code = corral_node_run(&c, &hooks);
-    corral_api_hooks_free(&hooks);
-    if (code == 0 && ex.leave_needed)
-        leave_cluster(&o, &c, &ex);
-    return code == 0 ? CORRAL_EXIT_OK : CORRAL_EXIT_FAILURE;
+    /* The PEM texts load_tls read (the HTTP daemon has stopped). */
+    free((char *)(uintptr_t)c.tls.cert_pem);
+    free((char *)(uintptr_t)c.tls.key_pem);
+    free((char *)(uintptr_t)c.tls.ca_pem);
+    return code;
 }
 
 int corral_cmd_server(int argc, char **argv)
