@@ -92,7 +92,7 @@ static int add_endpoint(struct corral_client *c, const char *s, size_t len)
     int has_scheme = 0;
     for (size_t i = 0; i + 3 <= len && !has_scheme; i++)
         has_scheme = memcmp(s + i, "://", 3) == 0;
-    const char *scheme = has_scheme ? "" : "http://";
+    const char *scheme = has_scheme ? "" : c->tls.https_default ? "https://" : "http://";
     size_t n = strlen(scheme) + len + 1;
     char *e = malloc(n);
     if (e == NULL) {

@@ -15,6 +15,7 @@
 #define CORRAL_CLI_CLIENT_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -47,11 +48,14 @@ struct corral_curl;
 
 /* TLS for https:// endpoints: the CA file the server's certificate is
  * verified against (NULL: the system's store), and a client certificate
- * and key (PEM files) for a server that asks for one (NULL: none). */
+ * and key (PEM files) for a server that asks for one (NULL: none).
+ * https_default: an endpoint given without a scheme is https://, not
+ * http:// (a coordinator of a TLS cluster calling the others). */
 struct corral_client_tls {
     const char *cacert;
     const char *cert;
     const char *key;
+    bool https_default;
 };
 
 struct corral_client {

@@ -749,24 +749,6 @@ static bool join_peers(const json_t *list, struct corral_node_config *c, char *w
     return true;
 }
 
-/* The HTTP addresses of coordinators as the client's endpoint list: every
- * entry without a scheme gets https:// when this node serves TLS (every
- * node of a cluster does or none does), else it stays (http://). */
-static void coord_urls(const char *list, bool tls, char *out, size_t size)
-{
-    size_t len = 0;
-    out[0] = '\0';
-    for (const char *p = list; *p != '\0' && len < size;) {
-        size_t n = strcspn(p, ",");
-        bool scheme = false;
-        for (size_t i = 0; i + 3 <= n && !scheme; i++)
-            scheme = memcmp(p + i, "://", 3) == 0;
-        len += (size_t)snprintf(out + len, size - len, "%s%s%.*s", len ? "," : "",
-                                tls && !scheme ? "https://" : "", (int)n, p);
-        p += n + (p[n] == ',');
-    }
-}
-
 /* --join: asks the cluster (any coordinator; the client follows the 307
  * to the leader) to take this node in. On success c has the id the
  * cluster gave it, the cluster's id and where its coordinators are. */
@@ -778,9 +760,7 @@ static int join_cluster(const struct server_opts *o, struct corral_node_config *
         return CORRAL_EXIT_USAGE;
     }
     struct corral_client cl;
-    static char urls[sizeof(o->join) + 8 * CORRAL_CLIENT_ENDPOINTS_MAX];
-    coord_urls(o->join, o->tls_cert[0] != '\0', urls, sizeof(urls));
-    if (corral_client_init(&cl, urls, 30000) != 0) {
+    if (corral_client_init(&cl, o->join, 30000) != 0) {
         fprintf(stderr, "corral server run: --join: %s\n", cl.err);
         return CORRAL_EXIT_USAGE;
     }
@@ -838,14 +818,12 @@ static void leave_cluster(const struct server_opts *o, const struct corral_node_
                           const struct corral_node_exit *ex)
 {
     char list[CORRAL_RAFT_NODES_MAX * 260] = "";
-    static char urls[sizeof(list) + 8 * CORRAL_RAFT_NODES_MAX];
     size_t len = 0;
     for (uint32_t i = 0; i < ex->n_peers && len < sizeof(list); i++)
         len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", len ? "," : "",
                                 ex->peers_http[i]);
-    coord_urls(list, o->tls_cert[0] != '\0', urls, sizeof(urls));
     struct corral_client cl;
-    if (ex->n_peers == 0 || corral_client_init(&cl, urls, 15000) != 0) {
+    if (ex->n_peers == 0 || corral_client_init(&cl, list, 15000) != 0) {
         corral_log(CORRAL_LOG_WARN,
                    "--leave-on-stop: no other coordinator known to ask; run "
                    "corral coordinator remove %s",
@@ -875,11 +853,14 @@ static void leave_cluster(const struct server_opts *o, const struct corral_node_
 static int serve(struct server_opts *o, struct corral_node_config *c, int level)
 {
     c->cluster_wildcard = wildcard_host(c->cluster_host);
-    /* This node's own HTTP requests (--join, --leave-on-stop). */
+    /* This node's own HTTP requests (--join, --leave-on-stop): to nodes
+     * that serve TLS when this one does (every node of a cluster does or
+     * none does). */
     static struct corral_client_tls ctls;
     ctls = (struct corral_client_tls){.cacert = o->cacert[0] ? o->cacert : NULL,
                                       .cert = o->tls_cert[0] ? o->tls_cert : NULL,
-                                      .key = o->tls_key[0] ? o->tls_key : NULL};
+                                      .key = o->tls_key[0] ? o->tls_key : NULL,
+                                      .https_default = o->tls_cert[0] != '\0'};
     corral_client_set_tls(&ctls);
     if (o->join[0] != '\0' && !c->no_bootstrap) {
         int jc = join_cluster(o, c);

@@ -183,22 +183,24 @@ struct direct_ctx {
     bool settled;
 };
 
-/* As the view's grantable, read from the state and liveness directly: a
- * report may come between evaluations. */
-static bool direct_grantable(const void *ctx, uint32_t id)
+/* As the view's grantable and draining, read from the state and liveness
+ * directly: a report may come between evaluations. */
+static bool direct_in_lease(const void *ctx, uint32_t id, uint8_t status)
 {
     const struct direct_ctx *d = ctx;
     const struct corral_state_member *m = corral_state_member_by_id(d->st, id);
-    return m != NULL && m->status == CORRAL_MEMBER_ACTIVE &&
+    return m != NULL && m->status == status &&
            !(d->settled && corral_liveness_lease_over(d->lv, id, d->now_ms));
+}
+
+static bool direct_grantable(const void *ctx, uint32_t id)
+{
+    return direct_in_lease(ctx, id, CORRAL_MEMBER_ACTIVE);
 }
 
 static bool direct_draining(const void *ctx, uint32_t id)
 {
-    const struct direct_ctx *d = ctx;
-    const struct corral_state_member *m = corral_state_member_by_id(d->st, id);
-    return m != NULL && m->status == CORRAL_MEMBER_DRAINING && m->role == CORRAL_MEMBER_WORKER &&
-           !(d->settled && corral_liveness_lease_over(d->lv, id, d->now_ms));
+    return direct_in_lease(ctx, id, CORRAL_MEMBER_DRAINING);
 }
 
 int corral_controller_report(struct corral_controller *c, const struct corral_state *st,

@@ -56,7 +56,7 @@
  * C2  Remove before assign: a GRANT goes to a partition with no primary, or
  *     follows the CLEAR of its primary in the same command; its member
  *     holds an in-sync replica, is active and its lease is not over. Only
- *     when no such member exists does a draining worker whose lease is not
+ *     when no such member exists does a draining member whose lease is not
  *     over get it, as GRANT_DRAINING (a drain moves partitions away when
  *     they have somewhere to go; it never leaves one without a primary
  *     that a live replica could be). A hand-off (RELEASE) still waits for

@@ -158,12 +158,11 @@ static bool view_live(const void *ctx, uint32_t id)
     return m != NULL && m->live;
 }
 
-/* A draining worker whose lease is not over: a primary of last resort. */
+/* A draining member whose lease is not over: a primary of last resort. */
 static bool view_draining(const void *ctx, uint32_t id)
 {
     const struct ctl_member *m = ctl_member_find(ctx, id);
-    return m != NULL && m->live && m->status == CORRAL_MEMBER_DRAINING &&
-           m->role == CORRAL_MEMBER_WORKER;
+    return m != NULL && m->live && m->status == CORRAL_MEMBER_DRAINING;
 }
 
 /* Who gets the primary: the target primary, else the first target member,
