@@ -168,6 +168,10 @@ enum corral_roster_refusal corral_roster_may_remove(const struct corral_state *s
 {
     if (rs->pending_conf_index > rs->commit || rs->transfer_target != 0)
         return CORRAL_ROSTER_REMOVE_SETTLING;
+    /* The leader itself is leaving: its hand-off (RO2) is the change under
+     * way, even while no voter can take it yet and the step is NONE. */
+    if (rs->id <= UINT32_MAX && corral_state_coord_by_id(st, (uint32_t)rs->id) == NULL)
+        return CORRAL_ROSTER_REMOVE_SETTLING;
     struct corral_roster_step s;
     corral_roster_next(st, rs, 0, now_ms, 0, &s);
     if (s.op != CORRAL_ROSTER_NONE)

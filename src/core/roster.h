@@ -88,10 +88,10 @@ uint32_t corral_roster_join_id(const struct corral_state *st, const struct corra
 /* Why a leader refuses to take a coordinator out of the roster. */
 enum corral_roster_refusal {
     CORRAL_ROSTER_REMOVE_OK = 0,
-    /* A change is under way: one uncommitted, a transfer running, or the
-     * roster and the configuration not agreeing yet (corral_roster_next
-     * would step). One at a time keeps every step's quorum reasoning
-     * simple. */
+    /* A change is under way: one uncommitted, a transfer running, the
+     * leader out of the roster (its hand-off is due), or the roster and
+     * the configuration not agreeing yet (corral_roster_next would step).
+     * One at a time keeps every step's quorum reasoning simple. */
     CORRAL_ROSTER_REMOVE_SETTLING = 1,
     CORRAL_ROSTER_REMOVE_ONLY_VOTER = 2, /* a cluster needs one */
     /* The voters left (*left of them) would reach no quorum of the new

@@ -326,6 +326,19 @@ static void test_may_remove(void **state)
     assert_int_equal(corral_roster_may_remove(w.st, &w.rs, 4, NOW, CONTACT, NULL, NULL),
                      CORRAL_ROSTER_REMOVE_SETTLING);
     corral_state_free(w.st);
+    /* The leader is leaving (out of the roster) and its hand-off is not
+     * under way yet (no voter caught up and in contact to take it): still
+     * settling, so the other voter cannot go too and leave the leader the
+     * last voter of an empty roster (simulator seed 496816349175). */
+    w_init(&w);
+    put(&w, 1);
+    put(&w, 2);
+    del(&w, 1);
+    conf(&w, V12, NULL);
+    set_match(&w, 2, 100, NOW - 1);
+    assert_int_equal(corral_roster_may_remove(w.st, &w.rs, 2, NOW, CONTACT, NULL, NULL),
+                     CORRAL_ROSTER_REMOVE_SETTLING);
+    corral_state_free(w.st);
     /* The only voter. */
     w_init(&w);
     put(&w, 1);
