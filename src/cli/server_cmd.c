@@ -2,6 +2,8 @@
  * validated completely before anything touches the disk. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include "corral.h"
 #include "cli/cli.h"
 #include "cli/client.h"
+#include "cli/curl_load.h"
 #include "cli/server_config.h"
 #include "runtime/log.h"
 #include "core/state.h"
@@ -812,10 +815,10 @@ static int join_cluster(const struct server_opts *o, struct corral_node_config *
     return code;
 }
 
-/* --leave-on-stop on a follower, after its stop: the leader (through any
- * peer) takes it out of the roster. Best effort, bounded. */
-static void leave_cluster(const struct server_opts *o, const struct corral_node_config *c,
-                          const struct corral_node_exit *ex)
+/* --leave-on-stop on a follower: the leader (through any peer) takes it
+ * out of the roster. Best effort, bounded by timeout_ms; true once out. */
+static bool leave_cluster(const struct server_opts *o, const struct corral_node_config *c,
+                          const struct corral_node_exit *ex, uint32_t timeout_ms)
 {
     char list[CORRAL_RAFT_NODES_MAX * 260] = "";
     size_t len = 0;
@@ -823,12 +826,12 @@ static void leave_cluster(const struct server_opts *o, const struct corral_node_
         len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", len ? "," : "",
                                 ex->peers_http[i]);
     struct corral_client cl;
-    if (ex->n_peers == 0 || corral_client_init(&cl, list, 15000) != 0) {
+    if (ex->n_peers == 0 || corral_client_init(&cl, list, timeout_ms) != 0) {
         corral_log(CORRAL_LOG_WARN,
                    "--leave-on-stop: no other coordinator known to ask; run "
                    "corral coordinator remove %s",
                    c->name);
-        return;
+        return false;
     }
     if (o->token_file[0] != '\0')
         corral_client_set_token_file(&cl, o->token_file);
@@ -836,7 +839,8 @@ static void leave_cluster(const struct server_opts *o, const struct corral_node_
     snprintf(path, sizeof(path), "/v1/coordinators/%s", c->name);
     struct corral_client_response r;
     int rv = corral_client_request(&cl, "DELETE", path, NULL, NULL, 0, &r);
-    if (rv == 0 && r.status == 200)
+    bool left = rv == 0 && r.status == 200;
+    if (left)
         corral_log(CORRAL_LOG_INFO, "--leave-on-stop: left the cluster");
     else
         corral_log(CORRAL_LOG_WARN,
@@ -846,6 +850,52 @@ static void leave_cluster(const struct server_opts *o, const struct corral_node_
     if (rv == 0)
         corral_client_response_free(&r);
     corral_client_close(&cl);
+    return left;
+}
+
+/* A follower's --leave-on-stop while its node runs on (node.h,
+ * ask_leave): one thread asks the leader, then tells the node, which
+ * stops at its next tick. */
+struct leave_asker {
+    const struct server_opts *o;
+    const struct corral_node_config *c;
+    struct corral_node_exit peers;
+    pthread_t thread;
+    bool started;
+    atomic_bool answered;
+};
+
+static void *leave_thread(void *arg)
+{
+    struct leave_asker *a = arg;
+    /* Answered before the node's own wait runs out. */
+    leave_cluster(a->o, a->c, &a->peers, CORRAL_NODE_LEAVE_WAIT_MS - 1000);
+    atomic_store(&a->answered, true);
+    return NULL;
+}
+
+static void ask_leave(void *ud, const struct corral_node_exit *peers)
+{
+    struct leave_asker *a = ud;
+    if (a->started)
+        return;
+    a->peers = *peers;
+    /* libcurl's global init is not thread-safe: done here, before the
+     * thread, on the one thread that runs. */
+    char err[256];
+    const struct corral_curl *cu = corral_curl_load(err, sizeof(err));
+    if (cu != NULL)
+        cu->global_init(CURL_GLOBAL_DEFAULT);
+    int rv = pthread_create(&a->thread, NULL, leave_thread, a);
+    if (rv != 0) {
+        corral_log(CORRAL_LOG_WARN,
+                   "--leave-on-stop: cannot start the thread that asks the leader (%s); run "
+                   "corral coordinator remove %s",
+                   strerror(rv), a->c->name);
+        atomic_store(&a->answered, true);
+        return;
+    }
+    a->started = true;
 }
 
 /* Runs the node built from o into c: the join first, then until the stop,
@@ -884,11 +934,19 @@ static int serve(struct server_opts *o, struct corral_node_config *c, int level)
         return CORRAL_EXIT_FAILURE;
     }
     static struct corral_node_exit ex;
+    static struct leave_asker asker;
+    asker = (struct leave_asker){.o = o, .c = c};
+    atomic_init(&asker.answered, false);
     c->exit = &ex;
+    c->ask_leave = ask_leave;
+    c->ask_leave_ud = &asker;
+    c->leave_answered = &asker.answered;
     int code = corral_node_run(c, &hooks);
     corral_api_hooks_free(&hooks);
-    if (code == 0 && ex.leave_needed)
-        leave_cluster(o, c, &ex);
+    if (asker.started)
+        pthread_join(asker.thread, NULL);
+    else if (code == 0 && ex.leave_needed)
+        leave_cluster(o, c, &ex, 15000);
     return code == 0 ? CORRAL_EXIT_OK : CORRAL_EXIT_FAILURE;
 }
 

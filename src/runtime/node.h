@@ -17,6 +17,7 @@
 #ifndef CORRAL_RUNTIME_NODE_H
 #define CORRAL_RUNTIME_NODE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -41,6 +42,8 @@ struct corral_node_peer_config {
     char host[CORRAL_HOST_MAX]; /* numeric IPv4 or IPv6 */
     uint16_t port;
 };
+
+struct corral_node_exit;
 
 struct corral_node_config {
     uint64_t id;
@@ -83,12 +86,20 @@ struct corral_node_config {
     struct corral_tokens tokens;
     bool auth_reads;
     /* --leave-on-stop: SIGTERM takes this coordinator out of the roster
-     * first. A leader does it itself (its successor removes it from the
-     * configuration; it waits up to CORRAL_NODE_LEAVE_WAIT_MS); a
-     * follower cannot propose, so it stops at once and asks for
-     * exit->leave_needed, which the caller does over HTTP to the peers in
-     * exit->peers_http. */
+     * before it stops, waiting up to CORRAL_NODE_LEAVE_WAIT_MS. A leader
+     * proposes its own removal (its successor removes it from the
+     * configuration) and stops once out. A follower cannot propose: it
+     * calls ask_leave, on the loop thread, with the other coordinators'
+     * HTTP addresses; the caller asks the leader over HTTP off the loop
+     * thread while the node runs on, so that it still counts for the
+     * quorum that commits its removal (with two voters there is none
+     * without it), and sets *leave_answered once answered, which stops
+     * the node at its next tick. Without ask_leave a follower stops at
+     * once and exit->leave_needed tells the caller to ask after the run. */
     bool leave_on_stop;
+    void (*ask_leave)(void *ud, const struct corral_node_exit *peers);
+    void *ask_leave_ud;
+    atomic_bool *leave_answered; /* set by the caller's thread; may be NULL */
     /* --force-new-cluster (docs/operations.md): the quorum is lost for
      * good; this node, with its data, becomes a cluster of one. */
     bool force_new_cluster;

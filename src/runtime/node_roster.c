@@ -235,9 +235,20 @@ bool node_roster_leave(struct corral_node *n, uint64_t now_ms)
     if (!in_roster(n))
         return true;
     if (n->leader != n->cfg.id) {
-        corral_log(CORRAL_LOG_INFO, "--leave-on-stop: a follower; the leader is asked after the "
-                                    "stop");
-        return true;
+        if (n->cfg.ask_leave == NULL) {
+            corral_log(CORRAL_LOG_INFO, "--leave-on-stop: a follower; the leader is asked after "
+                                        "the stop");
+            return true;
+        }
+        struct corral_node_exit peers;
+        node_roster_exit(n, &peers);
+        n->leave_deadline_ms = now_ms + CORRAL_NODE_LEAVE_WAIT_MS;
+        corral_log(CORRAL_LOG_INFO,
+                   "--leave-on-stop: a follower; asking the leader to take this node out while "
+                   "it still runs (waiting up to %u ms)",
+                   CORRAL_NODE_LEAVE_WAIT_MS);
+        n->cfg.ask_leave(n->cfg.ask_leave_ud, &peers);
+        return false;
     }
     struct corral_state_cmd c = {.type = CORRAL_STATE_COORD_DELETE, .id = (uint32_t)n->cfg.id};
     if (corral_node_propose(n, &c, leave_done, n) != 0)
@@ -264,9 +275,12 @@ void node_roster_exit(const struct corral_node *n, struct corral_node_exit *out)
 void node_roster_tick(struct corral_node *n, uint64_t now_ms)
 {
     if (n->leave_deadline_ms != 0 && !n->stopping &&
-        ((!in_roster(n) && n->leader != n->cfg.id) || now_ms >= n->leave_deadline_ms)) {
+        ((!in_roster(n) && n->leader != n->cfg.id) || now_ms >= n->leave_deadline_ms ||
+         (n->cfg.leave_answered != NULL && atomic_load(n->cfg.leave_answered)))) {
         corral_log(CORRAL_LOG_INFO, "--leave-on-stop: %s; stopping",
-                   in_roster(n) ? "still in the roster at the deadline" : "out of the roster");
+                   !in_roster(n)                    ? "out of the roster"
+                   : now_ms >= n->leave_deadline_ms ? "still in the roster at the deadline"
+                                                    : "the leader answered");
         node_stop(n, 0);
         return;
     }

@@ -286,8 +286,8 @@ def test_replace_and_refusals(tmp_path):
 
 
 def test_leave_on_stop(tmp_path):
-    """SIGTERM with --leave-on-stop: a follower stops, then has the leader
-    take it out; a leader takes itself out, hands over, and stops once
+    """SIGTERM with --leave-on-stop: a follower has the leader take it out,
+    then stops; a leader takes itself out, hands over, and stops once
     its successor removed it. Both exit 0; writes go on; a coordinator
     without the flag stays in the roster when stopped."""
     g = Group(tmp_path)
@@ -321,6 +321,31 @@ def test_leave_on_stop(tmp_path):
         time.sleep(0.5)
         other = next(c for c in g.live())
         assert "d" in roles(other), roles(other)
+    finally:
+        g.stop_all()
+
+
+def test_leave_on_stop_of_one_of_two_voters(tmp_path):
+    """A follower of a two-voter cluster leaves with --leave-on-stop: its
+    removal needs its own vote, so it asks the leader while it still runs
+    and stops once answered; the leader goes on alone and takes writes."""
+    g = Group(tmp_path)
+    try:
+        a = g.add("a").start()
+        wait_roles(g, {"a": "voter"})
+        b = g.add("b", join=[a], extra=["--leave-on-stop"]).start()
+        wait_roles(g, {"a": "voter", "b": "voter"})
+        if leader_of(g) is b:
+            r = http(b.url + "/v1/leader/transfer?to=a", "POST", None, 5.0)
+            assert r is not None and r.status == 200, r
+            wait_until("a leads", lambda: leader_of(g) is a, 10.0)
+        assert b.terminate() == 0
+        out = b.output()
+        assert "while it still runs" in out and "left the cluster" in out, out
+        del g.coords["b"]
+        wait_roles(g, {"a": "voter"})
+        r = a.put("after/two", "ok", timeout=3.0)
+        assert r is not None and r.status == 200, r
     finally:
         g.stop_all()
 
