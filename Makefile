@@ -65,7 +65,7 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C $(ASAN_BUILD) --suite unit --suite cluster --print-errorlogs
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		scripts/sim-test.sh $(ASAN_BUILD) $(ASAN_SEEDS)
+		scripts/sim-test.sh $(ASAN_BUILD) $(ASAN_SEEDS) no-broken
 
 # The fuzz targets of tests/fuzz under libFuzzer with ASan/UBSan, in
 # build-fuzz/, each for FUZZ_SECONDS over its committed seed corpus.
