@@ -133,7 +133,9 @@ def test_tls_cluster(make_cluster, pki, monkeypatch, tmp_path):
     c.started_pids.append(agent.pid)
     try:
         def active():
-            r = leader.request("GET", "/v1/members/w1")
+            # The leader's view (heartbeat_age_ms is the leader's own); on
+            # a loaded machine leadership may have moved since the start.
+            r = c.wait_leader().request("GET", "/v1/members/w1")
             return r is not None and r.status == 200 and r.json.get("status") == "active" and \
                 r.json.get("heartbeat_age_ms") is not None and r.json
         wait_until("agent w1 active over https", active, 20)
