@@ -97,7 +97,8 @@ def test_token_cluster_writes_redirects_cli_agent(make_cluster, tmp_path):
     c.started_pids.append(agent.pid)
     try:
         def beating():
-            r = leader.request("GET", "/v1/members/w1")
+            # The current leader's view: heartbeat ages are the leader's.
+            r = c.wait_leader().request("GET", "/v1/members/w1")
             return r is not None and r.status == 200 and \
                 r.json.get("heartbeat_age_ms") is not None and \
                 r.json["heartbeat_age_ms"] < 2000 and r.json
