@@ -89,6 +89,7 @@ struct sim_result {
     uint64_t slow_disks;       /* slow-disk stretches started */
     uint64_t health_degraded;  /* degraded periods a leader's health step began */
     uint64_t health_transfers; /* transfers the health step started */
+    uint64_t health_handed;    /* ... whose target led the very next term */
     uint64_t health_no_target; /* due, but no voter qualified (once a period) */
     uint64_t crashes;
     uint64_t worker_crashes;

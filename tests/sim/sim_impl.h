@@ -179,6 +179,8 @@ struct sim_node {
     /* The leader's health step (src/core/leader_health.c), as
      * node_health.c runs it; lost on a crash. */
     struct corral_leader_health health;
+    uint64_t health_target; /* its last transfer went to this node ... */
+    uint64_t health_term;   /* ... from this term (sim_node.c counts it done) */
     /* Ownership (sim_coord.c): the production coordinator duty
      * (src/core/coord.c); lost on a crash. */
     struct corral_coord *coord;

@@ -432,6 +432,14 @@ static void health_tick(struct sim *s, struct sim_node *n)
     corral_raft_status(n->raft, &st);
     struct corral_leader_health_decision d;
     corral_leader_health_tick(&n->health, sim_node_ms(s, n), &st, false, 0, &d);
+    for (uint32_t i = 1; st.role == CORRAL_RAFT_LEADER && i <= SIM_NODES_MAX; i++) {
+        struct sim_node *from = &s->nodes[i];
+        if (from->health_target != n->id || st.term <= from->health_term)
+            continue;
+        if (st.term == from->health_term + 1)
+            s->res->health_handed++; /* the target led the very next term */
+        from->health_target = 0;
+    }
     const char *why = corral_leader_health_reason_name(d.reason);
     if (d.started) {
         s->res->health_degraded++;
@@ -454,6 +462,8 @@ static void health_tick(struct sim *s, struct sim_node *n)
     if (rv != 0)
         return;
     s->res->health_transfers++;
+    n->health_target = d.target;
+    n->health_term = st.term;
     sim_node_flush(s, n);
 }
 

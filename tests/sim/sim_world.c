@@ -435,16 +435,17 @@ static void world_init(struct sim *s, const struct sim_params *p, struct sim_res
                     (int64_t)p->drift_permille_max;
         n->rate_permille = (uint32_t)(1000 + d);
     }
-    sim_trace(
-        s,
-        "seed %llu: %u voters, %u keys, %u clients, loss %u/1000, dup %u/1000, delay "
-        "%u-%u us, disk %u-%u us, drift %u/1000, crash/%u ms, partition/%u ms, conf/%u "
-        "ms, batch %u, snapshot/%u, chunk %u, faults %u ms, leader bias %u/1000, slow disk/%u ms",
-        (unsigned long long)p->seed, p->n_voters, p->n_keys, p->n_clients, p->loss_permille,
-        p->dup_permille, p->delay_min_us, p->delay_max_us, p->disk_min_us, p->disk_max_us,
-        p->drift_permille_max, p->crash_every_ms, p->partition_every_ms, p->conf_every_ms,
-        p->max_msg_entries, p->snapshot_every, p->snapshot_chunk_bytes, p->fault_ms,
-        p->leader_bias_permille, p->slow_disk_every_ms);
+    sim_trace(s,
+              "seed %llu: %u voters, %u keys, %u clients, loss %u/1000, dup %u/1000, delay "
+              "%u-%u us, disk %u-%u us, drift %u/1000, crash/%u ms, partition/%u ms, conf/%u "
+              "ms, batch %u, snapshot/%u, chunk %u, faults %u ms, leader bias %u/1000",
+              (unsigned long long)p->seed, p->n_voters, p->n_keys, p->n_clients, p->loss_permille,
+              p->dup_permille, p->delay_min_us, p->delay_max_us, p->disk_min_us, p->disk_max_us,
+              p->drift_permille_max, p->crash_every_ms, p->partition_every_ms, p->conf_every_ms,
+              p->max_msg_entries, p->snapshot_every, p->snapshot_chunk_bytes, p->fault_ms,
+              p->leader_bias_permille);
+    if (p->slow_disk_every_ms != 0)
+        sim_trace(s, "slow disks every %u ms on average", p->slow_disk_every_ms);
     for (uint32_t i = 1; i <= p->n_voters; i++)
         sim_node_start_fresh(s, &s->nodes[i]);
     sim_clients_init(s);
