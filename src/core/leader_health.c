@@ -169,6 +169,29 @@ void corral_leader_health_step(struct corral_leader_health *h, uint64_t now_ms,
     maybe_transfer(h, now_ms, st, out);
 }
 
+void corral_leader_health_fsync(struct corral_leader_health *h, uint64_t ms)
+{
+    h->fsync_seen = true;
+    if (ms > h->fsync_max_ms)
+        h->fsync_max_ms = ms;
+}
+
+void corral_leader_health_tick(struct corral_leader_health *h, uint64_t now_ms,
+                               const struct corral_raft_status *st, bool stopping,
+                               uint64_t loop_lag_ms, struct corral_leader_health_decision *out)
+{
+    struct corral_leader_health_sample s = {
+        .leading = st->role == CORRAL_RAFT_LEADER && !stopping,
+        .loop_lag_ms = loop_lag_ms,
+        .fsync_seen = h->fsync_seen,
+        .fsync_ms = h->fsync_max_ms,
+        .apply_backlog = st->commit - st->applied,
+    };
+    h->fsync_seen = false;
+    h->fsync_max_ms = 0;
+    corral_leader_health_step(h, now_ms, &s, st, out);
+}
+
 static bool heard(const struct corral_raft_status *st, uint32_t i, uint64_t now_ms,
                   uint64_t contact_ms)
 {

@@ -38,6 +38,15 @@
 
 #include "core/raft.h"
 
+/* The node's choices for what its flags do not set (node.c, and the
+ * simulator, which runs the same step): a degraded leader counts as
+ * healthy again after RECOVER_MS without a bad sample (a disk slow on
+ * every few batches keeps it degraded; one spike is over in a second),
+ * and makes at most one automatic transfer per COOLDOWN_MS, so that two
+ * slow nodes cannot hand leadership back and forth. */
+#define CORRAL_LEADER_HEALTH_RECOVER_MS 1000
+#define CORRAL_LEADER_HEALTH_COOLDOWN_MS 60000
+
 enum corral_leader_health_reason {
     CORRAL_LH_NONE = 0,
     CORRAL_LH_OPERATOR = 1, /* not decided here: POST /v1/leader/transfer */
@@ -95,6 +104,9 @@ struct corral_leader_health {
     uint64_t last_value[CORRAL_LH_REASON_MAX + 1];
     bool transferred;     /* an automatic transfer was decided ... */
     uint64_t transfer_ms; /* ... at this instant */
+    /* The fsyncs the host reported since the last tick. */
+    bool fsync_seen;
+    uint64_t fsync_max_ms;
 };
 
 void corral_leader_health_init(struct corral_leader_health *h,
@@ -106,6 +118,20 @@ void corral_leader_health_step(struct corral_leader_health *h, uint64_t now_ms,
                                const struct corral_leader_health_sample *s,
                                const struct corral_raft_status *st,
                                struct corral_leader_health_decision *out);
+
+/* The host finished a WAL fsync that took ms (on its clock); the next
+ * tick's sample carries the slowest since the previous one. */
+void corral_leader_health_fsync(struct corral_leader_health *h, uint64_t ms);
+
+/* What the node (node_health.c) and the simulator do on every tick, after
+ * the tick's batch: one sample, leading when st (this tick's Raft status)
+ * says leader and the host is not stopping, with the loop lag the host
+ * measured, the fsyncs reported since the previous tick and st's apply
+ * backlog (commit - applied), then one step. The host acts on *out: on
+ * out->transfer it calls corral_raft_transfer(raft, out->target). */
+void corral_leader_health_tick(struct corral_leader_health *h, uint64_t now_ms,
+                               const struct corral_raft_status *st, bool stopping,
+                               uint64_t loop_lag_ms, struct corral_leader_health_decision *out);
 
 /* Why target cannot take over now, checked against a leader's status st:
  * the refusals of POST /v1/leader/transfer. */

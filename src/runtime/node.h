@@ -107,7 +107,7 @@ struct corral_node_config {
     /* The leader's own health (core/leader_health.h): the limits and
      * degraded_ms come from the flags; the node sets contact_ms to the
      * election timeout and recover_ms and cooldown_ms to
-     * NODE_HEALTH_RECOVER_MS and NODE_HEALTH_COOLDOWN_MS. */
+     * CORRAL_LEADER_HEALTH_RECOVER_MS and CORRAL_LEADER_HEALTH_COOLDOWN_MS. */
     struct corral_leader_health_config leader_health;
 };
 

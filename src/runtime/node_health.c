@@ -13,16 +13,14 @@ void node_health_init(struct corral_node *n)
 {
     struct corral_leader_health_config c = n->cfg.leader_health;
     c.contact_ms = n->cfg.election_timeout_ms;
-    c.recover_ms = NODE_HEALTH_RECOVER_MS;
-    c.cooldown_ms = NODE_HEALTH_COOLDOWN_MS;
+    c.recover_ms = CORRAL_LEADER_HEALTH_RECOVER_MS;
+    c.cooldown_ms = CORRAL_LEADER_HEALTH_COOLDOWN_MS;
     corral_leader_health_init(&n->health, &c);
 }
 
 void node_health_fsync(struct corral_node *n, uint64_t ms)
 {
-    n->fsync_seen = true;
-    if (ms > n->fsync_max_ms)
-        n->fsync_max_ms = ms;
+    corral_leader_health_fsync(&n->health, ms);
 }
 
 /* "a WAL fsync took 312 ms, over the 100 ms limit" and the like. */
@@ -109,17 +107,8 @@ void node_health_tick(struct corral_node *n, uint64_t now_ms)
     corral_hist_observe(&n->loop_lag_hist, (double)lag / 1e3);
     struct corral_raft_status st;
     corral_raft_status(n->raft, &st);
-    struct corral_leader_health_sample s = {
-        .leading = st.role == CORRAL_RAFT_LEADER && !n->stopping,
-        .loop_lag_ms = lag,
-        .fsync_seen = n->fsync_seen,
-        .fsync_ms = n->fsync_max_ms,
-        .apply_backlog = st.commit - st.applied,
-    };
-    n->fsync_seen = false;
-    n->fsync_max_ms = 0;
     struct corral_leader_health_decision d;
-    corral_leader_health_step(&n->health, now_ms, &s, &st, &d);
+    corral_leader_health_tick(&n->health, now_ms, &st, n->stopping, lag, &d);
     report(n, &d, &st);
 }
 

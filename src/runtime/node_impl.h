@@ -24,13 +24,6 @@
  * it in, or one that accepts a token of ours keeps it running. */
 #define REFUSED_EXIT_MS 10000
 #define REFUSED_EXIT_COUNT 3
-/* Leader health (core/leader_health.h): a degraded leader counts as
- * healthy again after this long without a bad sample (a disk slow on
- * every few batches keeps it degraded; one spike is over in a second),
- * and makes at most one automatic transfer per cool-down, so that two
- * slow nodes cannot hand leadership back and forth. */
-#define NODE_HEALTH_RECOVER_MS 1000
-#define NODE_HEALTH_COOLDOWN_MS 60000
 
 /* The leader's roster step runs this often (core/roster.h). */
 #define ROSTER_TICK_MS 100
@@ -76,8 +69,6 @@ struct corral_node {
     /* The leader's health (node_health.c). */
     struct corral_leader_health health;
     uint64_t last_tick_ms;
-    bool fsync_seen;       /* since the last tick ... */
-    uint64_t fsync_max_ms; /* ... and the slowest one */
     uint64_t transfers[CORRAL_LH_REASON_MAX + 1];
     struct corral_hist loop_lag_hist;
 

@@ -55,6 +55,8 @@ struct sim_params {
     uint32_t worker_fault_max_ms;   /* a crash, pause or cut lasts up to this */
     uint32_t owner_op_every_ms;     /* mean time between operator steps */
     uint32_t slow_permille;         /* worker-link messages stalled 50-400 ms */
+    uint32_t slow_disk_every_ms;    /* mean time between slow disks, 0 = none:
+                                       one node's fsyncs take 150-400 ms for 1-4 s */
     bool verbose;
 };
 
@@ -84,6 +86,11 @@ struct sim_result {
     uint64_t roster_refused;   /* removals the API's rules refused */
     uint64_t roster_transfers; /* a leader out of the roster handed over */
     uint64_t roster_settle_us; /* after the heal, until roster and conf agreed */
+    uint64_t slow_disks;       /* slow-disk stretches started */
+    uint64_t health_degraded;  /* degraded periods a leader's health step began */
+    uint64_t health_transfers; /* transfers the health step started */
+    uint64_t health_handed;    /* ... whose target led the very next term */
+    uint64_t health_no_target; /* due, but no voter qualified (once a period) */
     uint64_t crashes;
     uint64_t worker_crashes;
     uint64_t worker_pauses;

@@ -9,6 +9,7 @@
 #include "core/controller.h"
 #include "core/coord.h"
 #include "core/kv.h"
+#include "core/leader_health.h"
 #include "core/liveness.h"
 #include "core/raft_drive.h"
 #include "core/state.h"
@@ -24,6 +25,20 @@
  * (sim_roster.c). */
 #define SIM_ROSTER_SETTLE_MS SIM_LIVENESS_MS
 #define SIM_TICK_MS 5
+/* The leader health step's limits here (the server's defaults are 250 ms
+ * and 3000 ms: docs/operations.md). The sim's healthy fsyncs take at most
+ * about 25 ms on a node's clock; a slow disk's take 150-400 ms. The loop
+ * lag and the apply backlog keep the server's limits: a simulated node's
+ * tick is never late, and it applies in the batch that commits. */
+#define SIM_HEALTH_MAX_FSYNC_MS 100
+#define SIM_HEALTH_MAX_LOOP_LAG_MS 250
+#define SIM_HEALTH_MAX_APPLY_BACKLOG 10000
+#define SIM_HEALTH_DEGRADED_MS 1000
+/* A slow disk (sim_world.c): how long it lasts and what each fsync takes. */
+#define SIM_SLOW_DISK_MIN_MS 1000
+#define SIM_SLOW_DISK_MAX_MS 4000
+#define SIM_SLOW_FSYNC_MIN_US 150000
+#define SIM_SLOW_FSYNC_MAX_US 400000
 #define SIM_PENDING_MAX 512
 /* Ownership: simulated resource ids and partitions tracked by the checks,
  * what one worker may act as, one view, the reports one heartbeat carries,
@@ -70,6 +85,7 @@ enum sim_event_type {
     EV_OWNER_OP,   /* the next ownership operator step */
     EV_WATCH_WAIT, /* a parked watch's wait may be over */
     EV_W_AUDIT,    /* a worker's lease (as I3 counts it) ends: it must not act */
+    EV_SLOW_DISK,  /* the next slow disk */
 };
 
 struct sim_event {
@@ -157,7 +173,14 @@ struct sim_node {
      * src/core/kv.c); both are lost on a crash. */
     struct corral_drive drive;
     struct corral_state *st;
-    bool persisting; /* the driver's batch waits on an EV_PERSIST */
+    bool persisting;             /* the driver's batch waits on an EV_PERSIST */
+    uint64_t persist_ms;         /* when that fsync began, on the node's clock */
+    uint64_t slow_disk_until_us; /* fsyncs are slow until then (sim_world.c) */
+    /* The leader's health step (src/core/leader_health.c), as
+     * node_health.c runs it; lost on a crash. */
+    struct corral_leader_health health;
+    uint64_t health_target; /* its last transfer went to this node ... */
+    uint64_t health_term;   /* ... from this term (sim_node.c counts it done) */
     /* Ownership (sim_coord.c): the production coordinator duty
      * (src/core/coord.c); lost on a crash. */
     struct corral_coord *coord;

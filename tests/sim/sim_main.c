@@ -118,6 +118,11 @@ void sim_params_from_seed(struct sim_params *p, uint64_t seed)
         p->slow_permille = DRAW(30, 100);
         p->worker_fault_every_ms = DRAW(100, 400);
     }
+    /* Drawn last, so that the draws above (and the seeds in the docs)
+     * stay as they were. */
+    p->slow_disk_every_ms = DRAW(0, 2) == 0 ? DRAW(500, 2500) : 0;
+    if (calm)
+        p->slow_disk_every_ms = 0;
 #undef DRAW
 }
 
@@ -238,6 +243,7 @@ int main(int argc, char **argv)
     uint64_t failed = 0, events = 0, ops = 0, unknown = 0, elections = 0, snaps = 0, confs = 0,
              crashes = 0;
     uint64_t first_failed = 0, joins = 0, removes = 0, refused = 0, transfers = 0, settle_max = 0;
+    uint64_t slow_disks = 0, degraded = 0, health_transfers = 0, handed = 0, no_target = 0;
     for (uint64_t k = 0; k < count; k++) {
         struct sim_params p;
         struct sim_result r;
@@ -258,6 +264,11 @@ int main(int argc, char **argv)
         transfers += r.roster_transfers;
         settle_max = r.roster_settle_us > settle_max ? r.roster_settle_us : settle_max;
         crashes += r.crashes;
+        slow_disks += r.slow_disks;
+        degraded += r.health_degraded;
+        health_transfers += r.health_transfers;
+        handed += r.health_handed;
+        no_target += r.health_no_target;
         if (r.violation && !r.safety && liveness_warn) {
             /* Reported with its seed, for a campaign; not a failure. */
             printf("corral-sim: liveness failure (not counted) at seed %" PRIu64 ": %s\n",
@@ -281,6 +292,10 @@ int main(int argc, char **argv)
            " removals refused, %" PRIu64 " hand-offs by a leaving leader; roster and "
            "configuration agreed at most %.1f ms after the heal\n",
            joins, removes, refused, transfers, (double)settle_max / 1000.0);
+    printf("corral-sim: leader health: %" PRIu64 " slow disks, %" PRIu64
+           " degraded periods, %" PRIu64 " transfers started (%" PRIu64
+           " won the next term), %" PRIu64 " times no voter to hand to\n",
+           slow_disks, degraded, health_transfers, handed, no_target);
     if (gaps) {
         static const char *const what[SIM_STOP_KINDS] = {
             "a worker crash", "a worker pause", "a lease lost (cut off)", "a planned hand-off"};

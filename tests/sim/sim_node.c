@@ -132,6 +132,18 @@ static void boot(struct sim *s, struct sim_node *n)
     n->roster_tick_ms = 0;
     n->roster_index = 0;
     n->heard = 0;
+    /* As node_health_init: the limits of SIM_HEALTH_*, the rest as the
+     * node sets it. */
+    struct corral_leader_health_config hc = {
+        .max_fsync_ms = SIM_HEALTH_MAX_FSYNC_MS,
+        .max_loop_lag_ms = SIM_HEALTH_MAX_LOOP_LAG_MS,
+        .max_apply_backlog = SIM_HEALTH_MAX_APPLY_BACKLOG,
+        .degraded_ms = SIM_HEALTH_DEGRADED_MS,
+        .recover_ms = CORRAL_LEADER_HEALTH_RECOVER_MS,
+        .cooldown_ms = CORRAL_LEADER_HEALTH_COOLDOWN_MS,
+        .contact_ms = cfg.election_timeout_ms,
+    };
+    corral_leader_health_init(&n->health, &hc);
     corral_raft_tick(n->raft, sim_node_ms(s, n));
     schedule_tick(s, n);
 }
@@ -262,7 +274,12 @@ static int io_persist(void *ud, const struct corral_raft_ready *rd, bool must_sy
         return 0;
     }
     n->persisting = true;
-    uint64_t delay = sim_between(s, s->p.disk_min_us, s->p.disk_max_us);
+    n->persist_ms = sim_node_ms(s, n);
+    /* A slow disk (sim_world.c) draws from its own range: one draw
+     * either way, so seeds without one run as before. */
+    uint64_t delay = s->now_us < n->slow_disk_until_us
+                         ? sim_between(s, SIM_SLOW_FSYNC_MIN_US, SIM_SLOW_FSYNC_MAX_US)
+                         : sim_between(s, s->p.disk_min_us, s->p.disk_max_us);
     struct sim_event ev = {.type = EV_PERSIST, .node = n->id, .a = n->incarnation};
     sim_at(s, s->now_us + delay, ev);
     if (rd->role == CORRAL_RAFT_LEADER && rd->n_entries > 0)
@@ -399,8 +416,55 @@ void sim_node_persisted(struct sim *s, struct sim_node *n, uint32_t incarnation)
     if (!n->up || n->incarnation != incarnation || !n->persisting)
         return;
     n->persisting = false;
+    /* The fsync's duration on the node's clock, as node.c measures it. */
+    corral_leader_health_fsync(&n->health, sim_node_ms(s, n) - n->persist_ms);
     disk_write_batch(s, n, &n->drive.rd);
     drive_result(s, n, corral_drive_persisted(&n->drive));
+}
+
+/* As node_health_tick: the leader's health step on the node's clock, with
+ * the fsyncs that completed since the last tick and no loop lag (a
+ * simulated tick is never late); a transfer it decides starts here, as
+ * node_health.c's auto_transfer does. */
+static void health_tick(struct sim *s, struct sim_node *n)
+{
+    struct corral_raft_status st;
+    corral_raft_status(n->raft, &st);
+    struct corral_leader_health_decision d;
+    corral_leader_health_tick(&n->health, sim_node_ms(s, n), &st, false, 0, &d);
+    for (uint32_t i = 1; st.role == CORRAL_RAFT_LEADER && i <= SIM_NODES_MAX; i++) {
+        struct sim_node *from = &s->nodes[i];
+        if (from->health_target != n->id || st.term <= from->health_term)
+            continue;
+        if (st.term == from->health_term + 1)
+            s->res->health_handed++; /* the target led the very next term */
+        from->health_target = 0;
+    }
+    const char *why = corral_leader_health_reason_name(d.reason);
+    if (d.started) {
+        s->res->health_degraded++;
+        sim_trace(s, "node %u: leader health: degraded (%s %llu, limit %llu)", n->id, why,
+                  (unsigned long long)d.value, (unsigned long long)d.limit);
+    }
+    if (d.recovered)
+        sim_trace(s, "node %u: leader health: recovered after %llu ms", n->id,
+                  (unsigned long long)d.degraded_for_ms);
+    if (d.no_target) {
+        s->res->health_no_target++;
+        sim_trace(s, "node %u: leader health: degraded for %llu ms, no voter to hand to", n->id,
+                  (unsigned long long)d.degraded_for_ms);
+    }
+    if (!d.transfer)
+        return;
+    int rv = corral_raft_transfer(n->raft, d.target);
+    sim_trace(s, "node %u: leader health: degraded for %llu ms (%s): transfer to node %llu -> %d",
+              n->id, (unsigned long long)d.degraded_for_ms, why, (unsigned long long)d.target, rv);
+    if (rv != 0)
+        return;
+    s->res->health_transfers++;
+    n->health_target = d.target;
+    n->health_term = st.term;
+    sim_node_flush(s, n);
 }
 
 void sim_node_tick(struct sim *s, struct sim_node *n, uint32_t incarnation)
@@ -412,7 +476,9 @@ void sim_node_tick(struct sim *s, struct sim_node *n, uint32_t incarnation)
     sim_node_flush(s, n);
     if (n->up)
         sim_coord_tick(s, n);
-    if (n->up) /* as the node: the roster step after the controller's */
+    if (n->up) /* as the node: the health step after the controller's */
+        health_tick(s, n);
+    if (n->up) /* and the roster step after that */
         sim_roster_tick(s, n);
 }
 

@@ -1,7 +1,7 @@
 /* The simulated world: an event queue in simulated microseconds, the
  * network (loss, duplication, delay and so reordering, symmetric and
  * one-way partitions), per-node clocks with rate drift, crashes and
- * restarts, membership changes by an operator (through the roster:
+ * restarts, slow disks, membership changes by an operator (through the roster:
  * sim_roster.c), and the clients. Nodes
  * themselves live in sim_node.c; the checks in sim_check.c. */
 #include <stdarg.h>
@@ -259,6 +259,24 @@ void sim_nemesis_fsync(struct sim *s, struct sim_node *n, uint64_t fsync_us)
     sim_at(s, s->now_us + sim_between(s, 0, fsync_us), ev);
 }
 
+/* A slow disk: one member's fsyncs take 150-400 ms each for 1-4 s,
+ * mostly the leader's (its health step should notice, H1-H3 of
+ * core/leader_health.h, and hand leadership to a healthy voter); a slow
+ * follower only slows its own acks. */
+#define SLOW_DISK_LEADER_PERMILLE 750
+static void slow_disk(struct sim *s)
+{
+    uint32_t id = sim_chance(s, SLOW_DISK_LEADER_PERMILLE) ? sim_leader(s) : 0;
+    if (id == 0)
+        id = random_member(s, true);
+    if (id == 0)
+        return;
+    uint64_t ms = sim_between(s, SIM_SLOW_DISK_MIN_MS, SIM_SLOW_DISK_MAX_MS);
+    s->nodes[id].slow_disk_until_us = s->now_us + ms * 1000;
+    s->res->slow_disks++;
+    sim_trace(s, "nemesis: node %u's disk is slow for %llu ms", id, (unsigned long long)ms);
+}
+
 /* The end of the fault phase: everything heals, crashed members restart,
  * and from now on the cluster must make progress. */
 static void heal(struct sim *s)
@@ -269,8 +287,10 @@ static void heal(struct sim *s)
     s->p.loss_permille = 0;
     s->p.dup_permille = 0;
     s->p.slow_permille = 0;
+    s->p.slow_disk_every_ms = 0;
     for (uint32_t i = 1; i <= SIM_NODES_MAX; i++) {
         struct sim_node *n = &s->nodes[i];
+        n->slow_disk_until_us = 0; /* an fsync under way finishes as drawn */
         if (n->started && !n->removed && !n->up)
             sim_node_restart(s, n);
     }
@@ -322,6 +342,12 @@ static void dispatch(struct sim *s, const struct sim_event *ev)
     case EV_PARTITION_END:
         if (!s->healed && ev->a == s->partition_gen)
             heal_partitions(s);
+        break;
+    case EV_SLOW_DISK:
+        if (!s->healed) {
+            slow_disk(s);
+            schedule(s, EV_SLOW_DISK, s->p.slow_disk_every_ms);
+        }
         break;
     case EV_CONF:
         if (!s->healed) {
@@ -418,6 +444,8 @@ static void world_init(struct sim *s, const struct sim_params *p, struct sim_res
               p->drift_permille_max, p->crash_every_ms, p->partition_every_ms, p->conf_every_ms,
               p->max_msg_entries, p->snapshot_every, p->snapshot_chunk_bytes, p->fault_ms,
               p->leader_bias_permille);
+    if (p->slow_disk_every_ms != 0)
+        sim_trace(s, "slow disks every %u ms on average", p->slow_disk_every_ms);
     for (uint32_t i = 1; i <= p->n_voters; i++)
         sim_node_start_fresh(s, &s->nodes[i]);
     sim_clients_init(s);
@@ -427,6 +455,8 @@ static void world_init(struct sim *s, const struct sim_params *p, struct sim_res
     schedule(s, EV_CONF, p->conf_every_ms);
     struct sim_event heal_ev = {.type = EV_HEAL};
     sim_at(s, (uint64_t)p->fault_ms * 1000, heal_ev);
+    /* Last, and only when on: seeds without slow disks draw as before. */
+    schedule(s, EV_SLOW_DISK, p->slow_disk_every_ms);
 }
 
 static void world_free(struct sim *s)

@@ -2,7 +2,7 @@
  * (H1), the fsync signal kept between fsyncs, hysteresis (H2), the exact
  * instant a transfer is due and the cool-down (H3), the choice of target
  * and its refusals (H4), leadership lost (H5), the reason's order (H6),
- * and the operator's checks. */
+ * the tick the node and the simulator share, and the operator's checks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -297,6 +297,53 @@ static void test_pick(void **state)
     assert_int_equal(d.target, 2);
 }
 
+/* corral_leader_health_tick: the slowest fsync reported since the last
+ * tick, once; leading from the status unless stopping; the backlog from
+ * commit - applied. */
+static void test_tick_sample(void **state)
+{
+    (void)state;
+    struct corral_leader_health h;
+    corral_leader_health_init(&h, &cfg);
+    struct corral_leader_health_decision d;
+    struct corral_raft_status st = status3(T0, 90, 100);
+    corral_leader_health_fsync(&h, 20);
+    corral_leader_health_fsync(&h, 150);
+    corral_leader_health_fsync(&h, 30);
+    corral_leader_health_tick(&h, T0, &st, false, 0, &d);
+    assert_true(d.started);
+    assert_int_equal(d.reason, CORRAL_LH_FSYNC);
+    assert_int_equal(d.value, 150);
+    assert_false(h.fsync_seen);
+    /* No fsync since: the signal stays as the last one left it (H1). */
+    corral_leader_health_tick(&h, T0 + 10, &st, false, 0, &d);
+    assert_true(d.degraded);
+    assert_int_equal(d.value, 150);
+    corral_leader_health_fsync(&h, 10);
+    corral_leader_health_tick(&h, T0 + 20, &st, false, 0, &d);
+    assert_true(d.degraded); /* within recover_ms of the bad one (H2) */
+    /* Stopping: not leading (H5). */
+    corral_leader_health_tick(&h, T0 + 30, &st, true, 0, &d);
+    assert_false(d.degraded);
+    /* The backlog and the loop lag. */
+    st.commit = 5000;
+    st.applied = 3999;
+    corral_leader_health_tick(&h, T0 + 40, &st, false, 0, &d);
+    assert_true(d.started);
+    assert_int_equal(d.reason, CORRAL_LH_APPLY_BACKLOG);
+    assert_int_equal(d.value, 1001);
+    st.applied = 5000;
+    corral_leader_health_tick(&h, T0 + 50, &st, false, 201, &d);
+    assert_int_equal(d.reason, CORRAL_LH_APPLY_BACKLOG); /* still within recover_ms (H6) */
+    corral_leader_health_tick(&h, T0 + 1041, &st, false, 201, &d);
+    assert_int_equal(d.reason, CORRAL_LH_LOOP_LAG);
+    assert_int_equal(d.value, 201);
+    /* A follower is not leading. */
+    st.role = CORRAL_RAFT_FOLLOWER;
+    corral_leader_health_tick(&h, T0 + 1050, &st, false, 500, &d);
+    assert_false(d.degraded);
+}
+
 static void test_operator_checks(void **state)
 {
     (void)state;
@@ -329,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_not_leading_resets),
         cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_pick),
+        cmocka_unit_test(test_tick_sample),
         cmocka_unit_test(test_operator_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
