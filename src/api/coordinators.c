@@ -52,14 +52,24 @@ static json_t *coords_list(struct corral_node *n)
     struct corral_raft_status rs;
     corral_node_raft_status(n, &rs);
     uint64_t now = corral_node_clock_ms(n);
+    struct corral_node_peer_info peers[CORRAL_RAFT_NODES_MAX];
+    uint32_t np = corral_node_peers(n, peers, CORRAL_RAFT_NODES_MAX);
+    struct corral_node_info info;
+    corral_node_info(n, &info);
     json_t *list = json_array();
     for (uint32_t i = 0; i < corral_state_coord_count(st); i++) {
         const struct corral_state_coord *k = corral_state_coord_at(st, i);
-        json_array_append_new(
-            list, coord_json(&rs, now, k->id, k->name, k->cluster_addr, k->http_addr, true));
+        /* Until the leader has written a coordinator's HTTP address into
+         * the roster, the one its handshake announced (this node's own). */
+        const char *http = k->http_addr;
+        for (uint32_t j = 0; http[0] == '\0' && j < np; j++)
+            if (peers[j].id == k->id && peers[j].http != NULL)
+                http = peers[j].http;
+        if (http[0] == '\0' && k->id == info.id)
+            http = info.http_addr;
+        json_array_append_new(list,
+                              coord_json(&rs, now, k->id, k->name, k->cluster_addr, http, true));
     }
-    struct corral_node_peer_info peers[CORRAL_RAFT_NODES_MAX];
-    uint32_t np = corral_node_peers(n, peers, CORRAL_RAFT_NODES_MAX);
     for (uint32_t i = 0; i < rs.conf.n_voters + rs.conf.n_learners; i++) {
         uint64_t id =
             i < rs.conf.n_voters ? rs.conf.voters[i] : rs.conf.learners[i - rs.conf.n_voters];

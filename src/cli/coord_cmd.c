@@ -126,9 +126,54 @@ static int print_coordinators(struct corral_cli_ctx *x, const json_t *answer)
     return corral_cli_table_print(&t, x->o);
 }
 
+/* The leader's HTTP address from an answer that came from a follower
+ * (every match_index null: only the leader knows them), or NULL. */
+static const char *leader_elsewhere(const json_t *answer)
+{
+    const json_t *list = json_object_get(answer, "coordinators"), *c, *lead = NULL;
+    size_t i;
+    json_array_foreach(list, i, c)
+    {
+        if (json_is_integer(json_object_get(c, "match_index")))
+            return NULL;
+        if (is_leader(answer, c))
+            lead = c;
+    }
+    return lead != NULL ? corral_cli_str(lead, "http_addr", NULL) : NULL;
+}
+
+/* Match indexes and contact ages are the leader's: a follower's answer
+ * has them null, so the list is asked of the leader once more (the first
+ * answer is printed when that fails). */
 static int run_list(struct corral_cli_ctx *x)
 {
-    return corral_cli_show(x, "GET", "/v1/coordinators", NULL, NULL, print_coordinators);
+    struct corral_client_response r;
+    int rv = corral_cli_call_json(x, "GET", "/v1/coordinators", NULL, NULL, &r);
+    if (rv != 0)
+        return rv;
+    const char *addr = leader_elsewhere(r.json);
+    struct corral_client *cl = &x->client;
+    if (addr != NULL && cl->n_endpoints > 0) {
+        const char *ep = cl->endpoints[cl->current < cl->n_endpoints ? cl->current : 0];
+        const char *sep = strstr(ep, "://");
+        int scheme = sep != NULL ? (int)(sep - ep) : 4;
+        snprintf(cl->leader, sizeof(cl->leader), "%.*s://%s", scheme, sep != NULL ? ep : "http",
+                 addr);
+        struct corral_client_response lr;
+        if (corral_client_request_json(cl, "GET", "/v1/coordinators", NULL, NULL, &lr) == 0 &&
+            lr.status == 200 && json_is_object(lr.json) && leader_elsewhere(lr.json) == NULL) {
+            corral_client_response_free(&r);
+            r = lr;
+        } else {
+            corral_client_response_free(&lr);
+        }
+    }
+    if (x->o->seen[CORRAL_CLI_O_JSON])
+        corral_cli_print_json(&r);
+    else
+        rv = print_coordinators(x, r.json);
+    corral_client_response_free(&r);
+    return rv;
 }
 
 /* 1 when a coordinator called name is in the answer (its role copied to

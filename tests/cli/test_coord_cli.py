@@ -3,7 +3,8 @@
 `corral leader transfer` against an in-process stand-in of the
 coordinator endpoints (docs/api.md): a "leader" that knows replication
 progress, a "follower" that answers its own GETs (no progress: nulls) and
-writes with 307 to the leader, and a node that knows no leader. A DELETE
+writes with 307 to the leader, an "orphan" follower whose leader's
+address answers nothing, and a node that knows no leader. A DELETE
 of "b" leaves it listed as "leaving" for three more GETs; "stuck" stays
 listed; "busy" gets 409 conflict, "ghost" 404. Every request is recorded
 with the time it arrived, so the checks see what was sent, how often the
@@ -63,6 +64,10 @@ def answer(role):
             c["role"] = "leaving"
         if role != "leader":
             c["match_index"] = c["last_contact_ms"] = None
+        if c["name"] == "a" and role == "follower":
+            c["http_addr"] = urllib.parse.urlsplit(STATE["leader_url"]).netloc
+        if c["name"] == "a" and role == "orphan":
+            c["http_addr"] = "127.0.0.1:9"  # nothing answers there
         if role == "noleader":
             c["leader"] = False
         out.append(c)
@@ -162,7 +167,7 @@ def rows(out):
     return [ln.split() for ln in out.splitlines() if ln.strip()]
 
 
-def test_list(leader, follower, noleader):
+def test_list(leader, follower, noleader, orphan):
     rc, out, err, sent, _ = run(leader, ["coordinators"])
     t = rows(out)
     check("list rc", rc == 0 and err == "", (rc, err))
@@ -182,10 +187,20 @@ def test_list(leader, follower, noleader):
     check("list aligned", all(len(ln) > col and ln[col - 1] == " " and ln[col] != " "
                               for ln in lines[1:]), lines)
 
+    # A follower's answer has no progress: the list is asked of the
+    # leader it names, and the leader's is printed.
     rc, out, err, sent, _ = run(follower, ["coordinators"])
     t = rows(out)
-    check("list follower", rc == 0 and [r[5:] for r in t[2:]] == [["-", "-"]] * 5 and
-          t[2][2] == "voter*" and [r[0] for r in sent] == ["follower"], (rc, out, sent))
+    check("list follower asks the leader", rc == 0 and t[2] ==
+          ["a", "1", "voter*", "127.0.0.1:8139", "127.0.0.1:8140", "123", "0ms"] and
+          [(r[0], r[2]) for r in sent] == [("follower", "/v1/coordinators"),
+                                            ("leader", "/v1/coordinators")], (rc, out, sent))
+    # Its leader does not answer: the follower's list, as it was.
+    rc, out, err, sent, took = run(orphan, ["coordinators"])
+    t = rows(out)
+    check("list follower, leader gone", rc == 0 and [r[5:] for r in t[2:]] == [["-", "-"]] * 5
+          and t[2][2] == "voter*" and [r[0] for r in sent] == ["orphan", "orphan"] and took < 5,
+          (rc, out, sent, took))
     rc, out, err, sent, _ = run(noleader, ["coordinators"])
     t = rows(out)
     check("list no leader", rc == 0 and "  leader -  " in out.splitlines()[0] and
@@ -304,11 +319,11 @@ def test_usage(leader):
 
 
 def main():
-    servers = [serve(r) for r in ("leader", "follower", "noleader")]
-    (_, leader), (_, follower), (_, noleader) = servers
+    servers = [serve(r) for r in ("leader", "follower", "noleader", "orphan")]
+    (_, leader), (_, follower), (_, noleader), (_, orphan) = servers
     STATE["leader_url"] = leader
     pristine = copy.deepcopy(COORDS)
-    test_list(leader, follower, noleader)
+    test_list(leader, follower, noleader, orphan)
     test_remove(leader, follower)
     test_transfer(leader, follower)
     test_usage(leader)

@@ -152,3 +152,17 @@ def test_cli_kv_put_rides_out_an_election(cluster):
     assert (rc, out) == (0, "survived\n"), (rc, out, err)
     new_leader = cluster.wait_leader(exclude=(leader,))
     assert new_leader.get("elect/k").json["value"] == "survived"
+
+
+def test_cli_coordinators_through_a_follower_shows_the_leaders_progress(cluster):
+    """Match indexes and contact ages are the leader's: `corral
+    coordinators` asked of a follower prints them, from the leader."""
+    leader = cluster.wait_leader()
+    follower = cluster.followers(leader)[0]
+    rc, out, err = run_corral(["coordinators", "--endpoints", follower.url])
+    assert rc == 0, (rc, out, err)
+    rows = [ln.split() for ln in out.splitlines()[2:] if ln.strip()]
+    assert len(rows) == 3, out
+    for r in rows:
+        assert r[5].isdigit() and r[6].endswith("ms") and r[6][:-2].isdigit(), out
+    assert sum(r[2] == "voter*" for r in rows) == 1, out
