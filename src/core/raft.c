@@ -699,7 +699,12 @@ void corral_raft_advance(struct corral_raft *r, const struct corral_raft_ready *
     if (rd->has_hard_state)
         r->hs_saved = rd->hard_state;
     if (rd->has_snapshot) {
-        r->snap_pending = false;
+        /* Only if no newer snapshot was installed while this batch was
+         * persisting (an asynchronous persist steps messages meanwhile):
+         * that one must still go out in the next batch, or applied stays
+         * below a log that starts after it and no batch ever moves it. */
+        if (r->snap.index == rd->snapshot.index && r->snap.term == rd->snapshot.term)
+            r->snap_pending = false;
         if (r->applied < rd->snapshot.index)
             r->applied = rd->snapshot.index;
         if (r->log.stable < rd->snapshot.index)

@@ -599,6 +599,63 @@ static void test_hostile_messages_dropped(void **state)
     fx_free(&f);
 }
 
+/* One whole-snapshot chunk from leader 1 (term 2) to node 2. */
+static void snap_msg(struct corral_raft_msg *m, uint64_t index, struct corral_rbuf *data)
+{
+    *m = (struct corral_raft_msg){.type = CORRAL_RAFT_MSG_SNAPSHOT,
+                                  .from = 1,
+                                  .to = 2,
+                                  .term = 2,
+                                  .size = data->len,
+                                  .offset = 0,
+                                  .flags = CORRAL_RAFT_FLAG_DONE,
+                                  .chunk = data};
+    m->snapshot.index = index;
+    m->snapshot.term = 2;
+    m->snapshot.conf.n_voters = 3;
+    for (uint32_t i = 0; i < 3; i++)
+        m->snapshot.conf.voters[i] = i + 1;
+}
+
+/* A second snapshot installed while the batch with the first one is
+ * persisting (an asynchronous persist: the simulator's, seed
+ * 772833473390, where it spun for ever): the first batch's advance must
+ * not drop the second, which comes in the next batch and moves applied
+ * to its index. */
+static void test_snapshot_installed_while_one_persists(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_init(&f, 3, NULL);
+    struct corral_raft *r = f.r[2];
+    struct corral_rbuf *a = corral_rbuf_new("state-a", 7), *b = corral_rbuf_new("state-bb", 8);
+    struct corral_raft_msg m;
+    snap_msg(&m, 52, a);
+    assert_int_equal(corral_raft_step(r, &m), 0);
+    struct corral_raft_ready rd1, rd2;
+    corral_raft_ready(r, &rd1);
+    assert_true(rd1.has_snapshot);
+    assert_int_equal(rd1.snapshot.index, 52);
+    snap_msg(&m, 105, b); /* arrives before rd1 is durable */
+    assert_int_equal(corral_raft_step(r, &m), 0);
+    corral_raft_advance(r, &rd1);
+    corral_raft_ready_free(&rd1);
+    assert_true(corral_raft_has_ready(r));
+    corral_raft_ready(r, &rd2);
+    assert_true(rd2.has_snapshot);
+    assert_int_equal(rd2.snapshot.index, 105);
+    corral_raft_advance(r, &rd2);
+    corral_raft_ready_free(&rd2);
+    struct corral_raft_status st;
+    corral_raft_status(r, &st);
+    assert_int_equal(st.applied, 105);
+    assert_int_equal(st.commit, 105);
+    assert_false(corral_raft_has_ready(r));
+    corral_rbuf_unref(a);
+    corral_rbuf_unref(b);
+    fx_free(&f);
+}
+
 /* Node 1 leads with a small proposal bound; 2 and 3 only vote. */
 static void small_bound(struct corral_raft_config *cfg)
 {
@@ -631,6 +688,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_node),
+        cmocka_unit_test(test_snapshot_installed_while_one_persists),
         cmocka_unit_test(test_election_and_replication),
         cmocka_unit_test(test_figure8_no_commit_by_counting),
         cmocka_unit_test(test_isolated_leader_steps_down),
