@@ -37,6 +37,8 @@
 /* A slow disk (sim_world.c): how long it lasts and what each fsync takes. */
 #define SIM_SLOW_DISK_MIN_MS 1000
 #define SIM_SLOW_DISK_MAX_MS 4000
+/* More batches than this at one simulated instant is a livelock (sim_node.c). */
+#define SIM_BATCHES_PER_INSTANT_MAX 10000
 #define SIM_SLOW_FSYNC_MIN_US 150000
 #define SIM_SLOW_FSYNC_MAX_US 400000
 #define SIM_PENDING_MAX 512
@@ -171,6 +173,10 @@ struct sim_node {
     struct sim_disk disk;
     /* The production driver and state machine (src/core/raft_drive.c,
      * src/core/kv.c); both are lost on a crash. */
+    /* Batches the driver took at one simulated instant: a core that
+     * offers batches for ever (a livelock) would spin there unseen. */
+    uint64_t batch_instant_us;
+    uint32_t batches_at_instant;
     struct corral_drive drive;
     struct corral_state *st;
     bool persisting;             /* the driver's batch waits on an EV_PERSIST */

@@ -265,6 +265,16 @@ static int io_persist(void *ud, const struct corral_raft_ready *rd, bool must_sy
 {
     struct sim_node *n = ud;
     struct sim *s = n->sim;
+    if (n->batch_instant_us != s->now_us) {
+        n->batch_instant_us = s->now_us;
+        n->batches_at_instant = 0;
+    }
+    if (++n->batches_at_instant > SIM_BATCHES_PER_INSTANT_MAX) {
+        /* An error ends the driver's loop (it fails), and the run. */
+        sim_fail(s, "node %u: livelock: the core offered %u batches at one instant", n->id,
+                 n->batches_at_instant);
+        return CORRAL_EIO;
+    }
     if (!must_sync) {
         if (rd->has_hard_state) {
             n->disk.hs_cache = rd->hard_state;
